@@ -1,0 +1,274 @@
+//! The in-memory backend: `memory://` (private) and `memory://NAME` (shared within the process).
+//!
+//! Records go through the same codec as every other backend, so corrupt and unreadable records
+//! behave the same here. One mutex guards the whole store: every operation is one critical
+//! section, which is what makes batches atomic and pops unique.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use crate::codec::{Decoded, RecordCodec, TailCollector};
+use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::item::Item;
+use crate::stats::RequestStats;
+use crate::store::{
+    Backend, BoxFuture, ListOptions, RawRecords, SessionInfo, SessionPage, Store, StoreOptions,
+};
+use crate::time::{advance_updated, expiry_after, is_expired, Timestamp};
+use crate::url::{percent_decode, StoreUrl};
+
+#[derive(Debug, Default)]
+struct MemorySession {
+    created_at: Timestamp,
+    updated_at: Option<Timestamp>,
+    expires_at: Option<Timestamp>,
+    next_seq: u64,
+    /// Records by sequence, oldest first.
+    records: BTreeMap<u64, Arc<[u8]>>,
+}
+
+type Sessions = BTreeMap<String, MemorySession>;
+
+/// The in-memory backend. Open it with [`Store::open`]`("memory://")`.
+#[derive(Debug)]
+pub struct MemoryBackend {
+    sessions: Arc<Mutex<Sessions>>,
+    options: StoreOptions,
+    codec: RecordCodec,
+    stats: RequestStats,
+}
+
+fn named_stores() -> &'static Mutex<HashMap<String, Arc<Mutex<Sessions>>>> {
+    static NAMED: OnceLock<Mutex<HashMap<String, Arc<Mutex<Sessions>>>>> = OnceLock::new();
+    NAMED.get_or_init(Default::default)
+}
+
+pub(crate) fn open(url: StoreUrl, options: StoreOptions) -> Result<Store> {
+    url.reject_unknown_options()?;
+    let name = percent_decode(&url.authority)? + &url.path;
+    let sessions = if name.is_empty() {
+        Arc::default()
+    } else {
+        let mut named = named_stores()
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        named.entry(name).or_default().clone()
+    };
+    let backend = MemoryBackend {
+        sessions,
+        options: options.clone(),
+        codec: RecordCodec::default(),
+        stats: RequestStats::default(),
+    };
+    Ok(Store::from_backend(Arc::new(backend), options))
+}
+
+impl MemoryBackend {
+    fn lock(&self, op: Operation) -> MutexGuard<'_, Sessions> {
+        self.stats.record_requests(op, 1);
+        // A panic while holding the lock cannot leave a half-applied batch: batches are applied
+        // by building the new records first and inserting them with infallible map inserts.
+        self.sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The live session, dropping it first if it has expired.
+    fn live<'s>(
+        sessions: &'s mut Sessions,
+        session_id: &str,
+        now: Timestamp,
+    ) -> Option<&'s mut MemorySession> {
+        let expired = sessions
+            .get(session_id)
+            .is_some_and(|s| is_expired(s.expires_at, now));
+        if expired {
+            sessions.remove(session_id);
+        }
+        sessions.get_mut(session_id)
+    }
+
+    fn append(&self, session_id: &str, records: Vec<Arc<[u8]>>, op: Operation) {
+        let now = Timestamp::now();
+        let mut sessions = self.lock(op);
+        if Self::live(&mut sessions, session_id, now).is_none() {
+            sessions.insert(
+                session_id.to_owned(),
+                MemorySession {
+                    created_at: now,
+                    next_seq: 1,
+                    ..MemorySession::default()
+                },
+            );
+        }
+        if let Some(session) = sessions.get_mut(session_id) {
+            for record in records {
+                session.records.insert(session.next_seq, record);
+                session.next_seq += 1;
+            }
+            session.updated_at = Some(advance_updated(session.updated_at, now));
+            session.expires_at = expiry_after(now, self.options.ttl);
+        }
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn get_items<'a>(
+        &'a self,
+        session_id: &'a str,
+        limit: Option<usize>,
+    ) -> BoxFuture<'a, Result<Vec<Item>>> {
+        Box::pin(async move {
+            let now = Timestamp::now();
+            let mut collector = TailCollector::new(limit);
+            let mut sessions = self.lock(Operation::GetItems);
+            let Some(session) = Self::live(&mut sessions, session_id, now) else {
+                return Ok(Vec::new());
+            };
+            if self.options.refreshes_on_read() {
+                session.expires_at = expiry_after(now, self.options.ttl);
+            }
+            for record in session.records.values().rev() {
+                if collector.push(self.codec.decode(record)) {
+                    break;
+                }
+            }
+            Ok(collector.finish())
+        })
+    }
+
+    fn add_items<'a>(&'a self, session_id: &'a str, items: Vec<Item>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let records = items
+                .iter()
+                .map(|item| Arc::from(self.codec.encode(item)))
+                .collect();
+            self.append(session_id, records, Operation::AddItems);
+            Ok(())
+        })
+    }
+
+    fn pop_item<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<Option<Item>>> {
+        Box::pin(async move {
+            let now = Timestamp::now();
+            let mut sessions = self.lock(Operation::PopItem);
+            let Some(session) = Self::live(&mut sessions, session_id, now) else {
+                return Ok(None);
+            };
+            // Find the newest valid record; corrupt ones above it are dropped with it, and an
+            // unreadable one stops the pop before anything is removed.
+            let mut to_remove = Vec::new();
+            let mut popped = None;
+            for (&seq, record) in session.records.iter().rev() {
+                match self.codec.decode(record) {
+                    Decoded::Valid(item) => {
+                        to_remove.push(seq);
+                        popped = Some(item);
+                        break;
+                    }
+                    Decoded::Corrupt(_) => to_remove.push(seq),
+                    Decoded::Unreadable(reason) => {
+                        return Err(Error::new(
+                            ErrorKind::Unreadable,
+                            Operation::PopItem,
+                            format!("newest record (sequence {seq}) is unreadable: {reason}; nothing was removed"),
+                        ));
+                    }
+                }
+            }
+            if !to_remove.is_empty() {
+                for seq in to_remove {
+                    session.records.remove(&seq);
+                }
+                session.updated_at = Some(advance_updated(session.updated_at, now));
+                session.expires_at = expiry_after(now, self.options.ttl);
+            }
+            Ok(popped)
+        })
+    }
+
+    fn clear_session<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.lock(Operation::ClearSession).remove(session_id);
+            Ok(())
+        })
+    }
+
+    fn session_info<'a>(
+        &'a self,
+        session_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SessionInfo>>> {
+        Box::pin(async move {
+            let now = Timestamp::now();
+            let mut sessions = self.lock(Operation::SessionInfo);
+            Ok(Self::live(&mut sessions, session_id, now).map(|s| {
+                SessionInfo::new(
+                    session_id,
+                    s.records.len() as u64,
+                    s.created_at,
+                    s.updated_at.unwrap_or(s.created_at),
+                    s.expires_at,
+                )
+            }))
+        })
+    }
+
+    fn list_sessions<'a>(&'a self, options: &'a ListOptions) -> BoxFuture<'a, Result<SessionPage>> {
+        Box::pin(async move {
+            let now = Timestamp::now();
+            let prefix = options.prefix.as_deref().unwrap_or("");
+            let page_size = options.effective_page_size();
+            let sessions = self.lock(Operation::ListSessions);
+            let start = match &options.cursor {
+                Some(cursor) => std::ops::Bound::Excluded(cursor.clone()),
+                None => std::ops::Bound::Included(prefix.to_owned()),
+            };
+            let mut ids: Vec<String> = sessions
+                .range((start, std::ops::Bound::Unbounded))
+                .skip_while(|(id, _)| id.as_str() < prefix)
+                .take_while(|(id, _)| id.starts_with(prefix))
+                .filter(|(_, s)| !is_expired(s.expires_at, now))
+                .map(|(id, _)| id.clone())
+                .take(page_size + 1)
+                .collect();
+            let next_cursor = if ids.len() > page_size {
+                ids.truncate(page_size);
+                ids.last().cloned()
+            } else {
+                None
+            };
+            Ok(SessionPage::new(ids, next_cursor))
+        })
+    }
+
+    fn prune(&self) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(async move {
+            let now = Timestamp::now();
+            let mut sessions = self.lock(Operation::Prune);
+            let before = sessions.len();
+            sessions.retain(|_, s| !is_expired(s.expires_at, now));
+            Ok((before - sessions.len()) as u64)
+        })
+    }
+
+    fn stats(&self) -> &RequestStats {
+        &self.stats
+    }
+
+    fn raw_records(&self) -> Option<&dyn RawRecords> {
+        Some(self)
+    }
+}
+
+impl RawRecords for MemoryBackend {
+    fn append_raw<'a>(&'a self, session_id: &'a str, record: Vec<u8>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.append(session_id, vec![Arc::from(record)], Operation::RawWrite);
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,5 @@
+//! The backends this crate ships, one module each, each behind its cargo feature.
+
+pub mod memory;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;

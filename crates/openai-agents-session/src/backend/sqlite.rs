@@ -1,0 +1,651 @@
+//! The embedded SQLite backend (feature `sqlite`, on by default): `sqlite://PATH`.
+//!
+//! WAL journal, a busy timeout plus a bounded retry of whole transactions, one transaction per
+//! operation (`BEGIN IMMEDIATE` for every write, so concurrent writers in other processes queue
+//! instead of deadlocking), and all blocking work on tokio's blocking pool. The schema is in
+//! `docs/storage/sqlite.md`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::types::ValueRef;
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+
+use crate::codec::{Decoded, RecordCodec, TailCollector};
+use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::item::Item;
+use crate::stats::RequestStats;
+use crate::store::{
+    Backend, BoxFuture, ListOptions, RawRecords, SessionInfo, SessionPage, Store, StoreOptions,
+};
+use crate::time::{advance_updated, expiry_after, is_expired, Timestamp};
+use crate::url::{parse_positive, percent_decode, StoreUrl};
+
+/// The layout version this build writes (kept in `oas_meta`).
+pub const LAYOUT_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS oas_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+INSERT OR IGNORE INTO oas_meta (key, value) VALUES ('layout_version', '1');
+CREATE TABLE IF NOT EXISTS oas_sessions (
+    id         INTEGER PRIMARY KEY,
+    session_id TEXT    NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    item_count INTEGER NOT NULL,
+    next_seq   INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS oas_sessions_expires_at
+    ON oas_sessions (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS oas_items (
+    session INTEGER NOT NULL,
+    seq     INTEGER NOT NULL,
+    record  BLOB    NOT NULL,
+    PRIMARY KEY (session, seq)
+);
+";
+
+/// How often (at most) a write also deletes expired sessions' rows.
+const OPPORTUNISTIC_PRUNE_EVERY_MS: i64 = 60_000;
+/// Whole-transaction attempts when SQLite stays busy beyond the busy timeout.
+const BUSY_ATTEMPTS: u32 = 5;
+
+/// The `synchronous` pragma: what a commit waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Synchronous {
+    /// Commits survive a crash of the process; the last ones may be lost on power loss (WAL).
+    Normal,
+    /// Commits also survive power loss (an fsync per commit).
+    Full,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Config {
+    path: PathBuf,
+    synchronous: Synchronous,
+    busy_timeout: Duration,
+    options: StoreOptions,
+}
+
+/// The SQLite backend. Open it with [`Store::open`]`("sqlite://sessions.db")`.
+#[derive(Debug)]
+pub struct SqliteBackend {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: Config,
+    /// Idle connections; an operation takes one (or opens one) and puts it back.
+    idle: Mutex<Vec<Connection>>,
+    codec: RecordCodec,
+    stats: RequestStats,
+    last_prune_ms: AtomicI64,
+}
+
+pub(crate) async fn open(mut url: StoreUrl, options: StoreOptions) -> Result<Store> {
+    let synchronous = match url.take_option("synchronous") {
+        None => Synchronous::Normal,
+        Some(v) => match v.to_ascii_lowercase().as_str() {
+            "normal" => Synchronous::Normal,
+            "full" => Synchronous::Full,
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    Operation::Open,
+                    format!("synchronous must be normal or full, got {v:?}"),
+                ))
+            }
+        },
+    };
+    let busy_timeout_ms = match url.take_option("busy_timeout_ms") {
+        Some(v) => parse_positive("busy_timeout_ms", &v)?,
+        None => 5000,
+    };
+    url.reject_unknown_options()?;
+    let path = percent_decode(&url.authority)? + &url.path;
+    if path.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Config,
+            Operation::Open,
+            format!(
+                "{:?} names no file (use sqlite://relative/path.db or sqlite:///absolute/path.db)",
+                url.redacted
+            ),
+        ));
+    }
+    let backend = SqliteBackend::open(Config {
+        path: PathBuf::from(path),
+        synchronous,
+        busy_timeout: Duration::from_millis(busy_timeout_ms),
+        options: options.clone(),
+    })
+    .await?;
+    Ok(Store::from_backend(Arc::new(backend), options))
+}
+
+/// Maps an SQLite error: busy/locked beyond the retries is a retryable timeout (the transaction
+/// was rolled back, so nothing was applied); anything else is a backend error.
+fn map_sqlite(op: Operation, err: rusqlite::Error) -> Error {
+    if is_busy(&err) {
+        Error::new(
+            ErrorKind::Timeout,
+            op,
+            "the database stayed locked by other writers; nothing was applied",
+        )
+        .with_source(err)
+    } else {
+        Error::new(ErrorKind::Backend, op, "SQLite failed").with_source(err)
+    }
+}
+
+fn is_busy(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// A transaction's outcome: the outer error is SQLite's (retried when busy), the inner result
+/// is the operation's own (returned as is; the transaction is rolled back unless committed).
+type TxResult<T> = rusqlite::Result<Result<T>>;
+
+fn record_bytes<'r>(value: ValueRef<'r>) -> &'r [u8] {
+    match value {
+        ValueRef::Blob(b) | ValueRef::Text(b) => b,
+        _ => &[],
+    }
+}
+
+struct SessionRow {
+    key: i64,
+    expires_at: Option<Timestamp>,
+    updated_at: Timestamp,
+    next_seq: i64,
+}
+
+fn find_session(conn: &Connection, session_id: &str) -> rusqlite::Result<Option<SessionRow>> {
+    conn.prepare_cached(
+        "SELECT id, expires_at, updated_at, next_seq FROM oas_sessions WHERE session_id = ?1",
+    )?
+    .query_row([session_id], |row| {
+        Ok(SessionRow {
+            key: row.get(0)?,
+            expires_at: row.get::<_, Option<i64>>(1)?.map(Timestamp::from_millis),
+            updated_at: Timestamp::from_millis(row.get(2)?),
+            next_seq: row.get(3)?,
+        })
+    })
+    .optional()
+}
+
+fn prune_expired(conn: &Connection, now: Timestamp) -> rusqlite::Result<u64> {
+    conn.prepare_cached(
+        "DELETE FROM oas_items WHERE session IN
+           (SELECT id FROM oas_sessions WHERE expires_at IS NOT NULL AND expires_at <= ?1)",
+    )?
+    .execute([now.as_millis()])?;
+    let removed = conn
+        .prepare_cached("DELETE FROM oas_sessions WHERE expires_at IS NOT NULL AND expires_at <= ?1")?
+        .execute([now.as_millis()])?;
+    Ok(removed as u64)
+}
+
+impl SqliteBackend {
+    async fn open(config: Config) -> Result<SqliteBackend> {
+        let inner = Arc::new(Inner {
+            config,
+            idle: Mutex::new(Vec::new()),
+            codec: RecordCodec::default(),
+            stats: RequestStats::default(),
+            last_prune_ms: AtomicI64::new(0),
+        });
+        let backend = SqliteBackend { inner };
+        backend
+            .run(Operation::Open, |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                tx.execute_batch(SCHEMA)?;
+                let version: String = tx.query_row(
+                    "SELECT value FROM oas_meta WHERE key = 'layout_version'",
+                    [],
+                    |row| row.get(0),
+                )?;
+                if version.parse::<i64>().map_or(true, |v| v > LAYOUT_VERSION) {
+                    return Ok(Err(Error::new(
+                        ErrorKind::UnsupportedFormat,
+                        Operation::Open,
+                        format!(
+                            "the database's layout version is {version}; this build reads up to {LAYOUT_VERSION} (upgrade openai-agents-session)"
+                        ),
+                    )));
+                }
+                tx.commit()?;
+                Ok(Ok(()))
+            })
+            .await?;
+        Ok(backend)
+    }
+
+    /// Runs `work` on a pooled connection on the blocking pool, retrying the whole transaction
+    /// while SQLite reports busy (a busy transaction was rolled back, so a retry is idempotent).
+    async fn run<T, F>(&self, op: Operation, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut Connection) -> TxResult<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || inner.run_blocking(op, work))
+            .await
+            .map_err(|e| {
+                Error::new(ErrorKind::Backend, op, "the SQLite worker task failed").with_source(e)
+            })?
+    }
+}
+
+impl Inner {
+    fn connect(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.config.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(self.config.busy_timeout)?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(%mode, path = %self.config.path.display(), "SQLite did not switch to WAL");
+        }
+        conn.pragma_update(None, "synchronous", self.config.synchronous.pragma())?;
+        conn.set_prepared_statement_cache_capacity(32);
+        Ok(conn)
+    }
+
+    fn run_blocking<T, F>(&self, op: Operation, mut work: F) -> Result<T>
+    where
+        F: FnMut(&mut Connection) -> TxResult<T>,
+    {
+        let pooled = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop();
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => self.connect_retrying(op)?,
+        };
+        let mut attempt = 0;
+        let outcome = loop {
+            attempt += 1;
+            self.stats.record_requests(op, 1);
+            match work(&mut conn) {
+                Err(e) if is_busy(&e) && attempt < BUSY_ATTEMPTS => {
+                    tracing::debug!(%op, attempt, "SQLite busy, retrying the transaction");
+                    std::thread::sleep(Duration::from_millis(10 << attempt));
+                }
+                Err(e) => break Err(map_sqlite(op, e)),
+                Ok(result) => break result,
+            }
+        };
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(conn);
+        outcome
+    }
+
+    fn connect_retrying(&self, op: Operation) -> Result<Connection> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.connect() {
+                Ok(conn) => return Ok(conn),
+                Err(e) if is_busy(&e) && attempt < BUSY_ATTEMPTS => {
+                    std::thread::sleep(Duration::from_millis(10 << attempt));
+                }
+                Err(e) => {
+                    return Err(Error::new(
+                        ErrorKind::Connection,
+                        op,
+                        format!("cannot open SQLite database {}", self.config.path.display()),
+                    )
+                    .with_source(e))
+                }
+            }
+        }
+    }
+
+    fn append(&self, conn: &mut Connection, session_id: &str, records: &[Vec<u8>]) -> TxResult<()> {
+        let now = Timestamp::now();
+        let ttl = self.config.options.ttl;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (key, next_seq, previous_update) = match find_session(&tx, session_id)? {
+            Some(row) if !is_expired(row.expires_at, now) => {
+                (row.key, row.next_seq, Some(row.updated_at))
+            }
+            Some(row) => {
+                // Expired: the write starts a new, empty session; the old items never reappear.
+                tx.prepare_cached("DELETE FROM oas_items WHERE session = ?1")?
+                    .execute([row.key])?;
+                tx.prepare_cached(
+                    "UPDATE oas_sessions SET created_at = ?2, item_count = 0, next_seq = 1 WHERE id = ?1",
+                )?
+                .execute(params![row.key, now.as_millis()])?;
+                (row.key, 1, None)
+            }
+            None => {
+                tx.prepare_cached(
+                    "INSERT INTO oas_sessions (session_id, created_at, updated_at, expires_at, item_count, next_seq)
+                     VALUES (?1, ?2, ?2, NULL, 0, 1)",
+                )?
+                .execute(params![session_id, now.as_millis()])?;
+                (tx.last_insert_rowid(), 1, None)
+            }
+        };
+        {
+            let mut insert =
+                tx.prepare_cached("INSERT INTO oas_items (session, seq, record) VALUES (?1, ?2, ?3)")?;
+            for (offset, record) in records.iter().enumerate() {
+                insert.execute(params![key, next_seq + offset as i64, record])?;
+            }
+        }
+        let count = records.len() as i64;
+        tx.prepare_cached(
+            "UPDATE oas_sessions SET updated_at = ?2, expires_at = ?3,
+                    item_count = item_count + ?4, next_seq = ?5 WHERE id = ?1",
+        )?
+        .execute(params![
+            key,
+            advance_updated(previous_update, now).as_millis(),
+            expiry_after(now, ttl).map(Timestamp::as_millis),
+            count,
+            next_seq + count
+        ])?;
+        let last_prune = self.last_prune_ms.load(Ordering::Relaxed);
+        if now.as_millis() - last_prune > OPPORTUNISTIC_PRUNE_EVERY_MS {
+            prune_expired(&tx, now)?;
+        }
+        tx.commit()?;
+        if now.as_millis() - last_prune > OPPORTUNISTIC_PRUNE_EVERY_MS {
+            self.last_prune_ms.store(now.as_millis(), Ordering::Relaxed);
+        }
+        Ok(Ok(()))
+    }
+
+    fn read_tail(
+        &self,
+        conn: &mut Connection,
+        session_id: &str,
+        limit: Option<usize>,
+    ) -> TxResult<Vec<Item>> {
+        let now = Timestamp::now();
+        let refresh = self.config.options.refreshes_on_read();
+        let tx = if refresh {
+            conn.transaction_with_behavior(TransactionBehavior::Immediate)?
+        } else {
+            conn.transaction()?
+        };
+        let Some(row) = find_session(&tx, session_id)? else {
+            return Ok(Ok(Vec::new()));
+        };
+        if is_expired(row.expires_at, now) {
+            return Ok(Ok(Vec::new()));
+        }
+        let mut collector = TailCollector::new(limit);
+        let mut before = i64::MAX;
+        {
+            let mut page_query = tx.prepare_cached(
+                "SELECT seq, record FROM oas_items WHERE session = ?1 AND seq < ?2
+                 ORDER BY seq DESC LIMIT ?3",
+            )?;
+            'pages: loop {
+                // LIMIT -1 is no limit: the whole history in one pass.
+                let page = collector.wanted().map_or(-1, |w| w as i64);
+                let mut rows = page_query.query(params![row.key, before, page])?;
+                let mut fetched = 0i64;
+                while let Some(r) = rows.next()? {
+                    fetched += 1;
+                    before = r.get(0)?;
+                    if collector.push(self.codec.decode(record_bytes(r.get_ref(1)?))) {
+                        break 'pages;
+                    }
+                }
+                if page < 0 || fetched < page {
+                    break;
+                }
+            }
+        }
+        if refresh {
+            tx.prepare_cached("UPDATE oas_sessions SET expires_at = ?2 WHERE id = ?1")?
+                .execute(params![
+                    row.key,
+                    expiry_after(now, self.config.options.ttl).map(Timestamp::as_millis)
+                ])?;
+        }
+        tx.commit()?;
+        Ok(Ok(collector.finish()))
+    }
+
+    fn pop(&self, conn: &mut Connection, session_id: &str) -> TxResult<Option<Item>> {
+        let now = Timestamp::now();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(row) = find_session(&tx, session_id)? else {
+            return Ok(Ok(None));
+        };
+        if is_expired(row.expires_at, now) {
+            return Ok(Ok(None));
+        }
+        let mut popped = None;
+        let mut lowest_removed = None;
+        let mut removed = 0i64;
+        {
+            let mut newest_first = tx.prepare_cached(
+                "SELECT seq, record FROM oas_items WHERE session = ?1 ORDER BY seq DESC",
+            )?;
+            let mut rows = newest_first.query([row.key])?;
+            while let Some(r) = rows.next()? {
+                let seq: i64 = r.get(0)?;
+                match self.codec.decode(record_bytes(r.get_ref(1)?)) {
+                    Decoded::Valid(item) => {
+                        popped = Some(item);
+                        lowest_removed = Some(seq);
+                        removed += 1;
+                        break;
+                    }
+                    Decoded::Corrupt(reason) => {
+                        tracing::debug!(seq, %reason, "pop_item drops a corrupt record");
+                        lowest_removed = Some(seq);
+                        removed += 1;
+                    }
+                    Decoded::Unreadable(reason) => {
+                        // Dropping `tx` rolls back: nothing is removed.
+                        return Ok(Err(Error::new(
+                            ErrorKind::Unreadable,
+                            Operation::PopItem,
+                            format!("newest record (sequence {seq}) is unreadable: {reason}; nothing was removed"),
+                        )));
+                    }
+                }
+            }
+        }
+        if let Some(lowest) = lowest_removed {
+            tx.prepare_cached("DELETE FROM oas_items WHERE session = ?1 AND seq >= ?2")?
+                .execute(params![row.key, lowest])?;
+            tx.prepare_cached(
+                "UPDATE oas_sessions SET item_count = item_count - ?2, updated_at = ?3, expires_at = ?4
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                row.key,
+                removed,
+                advance_updated(Some(row.updated_at), now).as_millis(),
+                expiry_after(now, self.config.options.ttl).map(Timestamp::as_millis)
+            ])?;
+            tx.commit()?;
+        }
+        Ok(Ok(popped))
+    }
+
+    fn clear(&self, conn: &mut Connection, session_id: &str) -> TxResult<()> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.prepare_cached(
+            "DELETE FROM oas_items WHERE session = (SELECT id FROM oas_sessions WHERE session_id = ?1)",
+        )?
+        .execute([session_id])?;
+        tx.prepare_cached("DELETE FROM oas_sessions WHERE session_id = ?1")?
+            .execute([session_id])?;
+        tx.commit()?;
+        Ok(Ok(()))
+    }
+
+    fn info(&self, conn: &mut Connection, session_id: &str) -> TxResult<Option<SessionInfo>> {
+        let now = Timestamp::now();
+        let info = conn
+            .prepare_cached(
+                "SELECT item_count, created_at, updated_at, expires_at FROM oas_sessions
+                 WHERE session_id = ?1",
+            )?
+            .query_row([session_id], |r| {
+                Ok(SessionInfo::new(
+                    session_id,
+                    r.get::<_, i64>(0)?.max(0) as u64,
+                    Timestamp::from_millis(r.get(1)?),
+                    Timestamp::from_millis(r.get(2)?),
+                    r.get::<_, Option<i64>>(3)?.map(Timestamp::from_millis),
+                ))
+            })
+            .optional()?;
+        Ok(Ok(info.filter(|i| !is_expired(i.expires_at, now))))
+    }
+
+    fn list(&self, conn: &mut Connection, options: &ListOptions) -> TxResult<SessionPage> {
+        let now = Timestamp::now();
+        let prefix = options.prefix.clone().unwrap_or_default();
+        let page_size = options.effective_page_size();
+        let mut stmt = conn.prepare_cached(
+            "SELECT session_id FROM oas_sessions
+             WHERE session_id >= ?1 AND substr(CAST(session_id AS BLOB), 1, ?2) = CAST(?1 AS BLOB)
+               AND session_id > ?3
+               AND (expires_at IS NULL OR expires_at > ?4)
+             ORDER BY session_id LIMIT ?5",
+        )?;
+        let mut ids = stmt
+            .query_map(
+                params![
+                    prefix,
+                    prefix.len() as i64,
+                    options.cursor.as_deref().unwrap_or(""),
+                    now.as_millis(),
+                    page_size as i64 + 1
+                ],
+                |r| r.get::<_, String>(0),
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let next_cursor = if ids.len() > page_size {
+            ids.truncate(page_size);
+            ids.last().cloned()
+        } else {
+            None
+        };
+        Ok(Ok(SessionPage::new(ids, next_cursor)))
+    }
+}
+
+impl Backend for SqliteBackend {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn get_items<'a>(
+        &'a self,
+        session_id: &'a str,
+        limit: Option<usize>,
+    ) -> BoxFuture<'a, Result<Vec<Item>>> {
+        let inner = Arc::clone(&self.inner);
+        let id = session_id.to_owned();
+        Box::pin(self.run(Operation::GetItems, move |conn| inner.read_tail(conn, &id, limit)))
+    }
+
+    fn add_items<'a>(&'a self, session_id: &'a str, items: Vec<Item>) -> BoxFuture<'a, Result<()>> {
+        let inner = Arc::clone(&self.inner);
+        let id = session_id.to_owned();
+        Box::pin(async move {
+            let records: Vec<Vec<u8>> = items.iter().map(|i| self.inner.codec.encode(i)).collect();
+            drop(items);
+            self.run(Operation::AddItems, move |conn| inner.append(conn, &id, &records))
+                .await
+        })
+    }
+
+    fn pop_item<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<Option<Item>>> {
+        let inner = Arc::clone(&self.inner);
+        let id = session_id.to_owned();
+        Box::pin(self.run(Operation::PopItem, move |conn| inner.pop(conn, &id)))
+    }
+
+    fn clear_session<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<()>> {
+        let inner = Arc::clone(&self.inner);
+        let id = session_id.to_owned();
+        Box::pin(self.run(Operation::ClearSession, move |conn| inner.clear(conn, &id)))
+    }
+
+    fn session_info<'a>(
+        &'a self,
+        session_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SessionInfo>>> {
+        let inner = Arc::clone(&self.inner);
+        let id = session_id.to_owned();
+        Box::pin(self.run(Operation::SessionInfo, move |conn| inner.info(conn, &id)))
+    }
+
+    fn list_sessions<'a>(&'a self, options: &'a ListOptions) -> BoxFuture<'a, Result<SessionPage>> {
+        let inner = Arc::clone(&self.inner);
+        let options = options.clone();
+        Box::pin(self.run(Operation::ListSessions, move |conn| inner.list(conn, &options)))
+    }
+
+    fn prune(&self) -> BoxFuture<'_, Result<u64>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(self.run(Operation::Prune, move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let removed = prune_expired(&tx, Timestamp::now())?;
+            tx.commit()?;
+            inner
+                .last_prune_ms
+                .store(Timestamp::now().as_millis(), Ordering::Relaxed);
+            Ok(Ok(removed))
+        }))
+    }
+
+    fn stats(&self) -> &RequestStats {
+        &self.inner.stats
+    }
+
+    fn raw_records(&self) -> Option<&dyn RawRecords> {
+        Some(self)
+    }
+}
+
+impl RawRecords for SqliteBackend {
+    fn append_raw<'a>(&'a self, session_id: &'a str, record: Vec<u8>) -> BoxFuture<'a, Result<()>> {
+        let inner = Arc::clone(&self.inner);
+        let id = session_id.to_owned();
+        let records = vec![record];
+        Box::pin(self.run(Operation::RawWrite, move |conn| inner.append(conn, &id, &records)))
+    }
+}

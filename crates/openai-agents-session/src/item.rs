@@ -1,0 +1,231 @@
+//! [`Item`]: one conversation item, a JSON object kept exactly as given.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, ErrorKind, Operation, Result};
+
+/// One conversation item (a user message, a reasoning item, a function call, its output...): a
+/// JSON object, validated once and held as compact JSON text.
+///
+/// Round trips are exact: key order, unicode, nested values and numbers as written (integers of
+/// any size, `1.0` stays `1.0`, `1e400` stays `1e400`). Whitespace outside strings is removed and
+/// string escapes are normalised (`"\u0041"` becomes `"A"`); the value is the same.
+///
+/// ```
+/// use openai_agents_session::Item;
+/// let item: Item = r#"{"role": "user", "content": "hi", "n": 123456789012345678901234567890}"#
+///     .parse()
+///     .unwrap();
+/// assert_eq!(
+///     item.as_str(),
+///     r#"{"role":"user","content":"hi","n":123456789012345678901234567890}"#
+/// );
+/// assert!("[1, 2]".parse::<Item>().is_err()); // not an object
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Item {
+    json: Box<str>,
+}
+
+impl Item {
+    /// Parses JSON text; it must be exactly one JSON object.
+    pub fn from_json_str(text: &str) -> Result<Item> {
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            Error::new(ErrorKind::InvalidInput, Operation::ParseItem, "invalid JSON").with_source(e)
+        })?;
+        Item::from_value(value)
+    }
+
+    /// Parses JSON bytes; they must be UTF-8 and exactly one JSON object.
+    pub fn from_json_slice(bytes: &[u8]) -> Result<Item> {
+        let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+            Error::new(ErrorKind::InvalidInput, Operation::ParseItem, "invalid JSON").with_source(e)
+        })?;
+        Item::from_value(value)
+    }
+
+    /// Takes a JSON value; it must be an object.
+    ///
+    /// ```
+    /// use openai_agents_session::Item;
+    /// let item = Item::from_value(serde_json::json!({"type": "message", "role": "user"})).unwrap();
+    /// assert_eq!(item.as_str(), r#"{"type":"message","role":"user"}"#);
+    /// assert!(Item::from_value(serde_json::json!("text")).is_err());
+    /// ```
+    pub fn from_value(value: Value) -> Result<Item> {
+        match value {
+            Value::Object(map) => Ok(Item::from_map(map)),
+            other => Err(Error::new(
+                ErrorKind::InvalidInput,
+                Operation::ParseItem,
+                format!("an item must be a JSON object, got {}", json_type_name(&other)),
+            )),
+        }
+    }
+
+    /// Takes a JSON object.
+    pub fn from_map(map: Map<String, Value>) -> Item {
+        // Serialising a `Value` cannot fail: its keys are strings.
+        let json = Value::Object(map).to_string();
+        Item {
+            json: json.into_boxed_str(),
+        }
+    }
+
+    /// The compact JSON text of the item.
+    pub fn as_str(&self) -> &str {
+        &self.json
+    }
+
+    /// The compact JSON text as bytes (what the codec stores).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.json.as_bytes()
+    }
+
+    /// The size of the compact JSON text in bytes (what `max_item_bytes` limits).
+    pub fn len_bytes(&self) -> usize {
+        self.json.len()
+    }
+
+    /// The item as a JSON value (numbers stay exact: the crate builds `serde_json` with
+    /// `arbitrary_precision`).
+    pub fn to_value(&self) -> Value {
+        Value::Object(self.to_map())
+    }
+
+    /// The item as a JSON object map.
+    pub fn to_map(&self) -> Map<String, Value> {
+        // The text was produced from a `Map` by `serde_json`, so it always parses back into one.
+        serde_json::from_str(&self.json).unwrap_or_default()
+    }
+
+    /// The `type` field, if the item has a string one (`"message"`, `"function_call"`...).
+    pub fn item_type(&self) -> Option<String> {
+        match self.to_map().get("type") {
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// The compact JSON text, owned.
+    pub fn into_string(self) -> String {
+        self.json.into_string()
+    }
+}
+
+fn json_type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl FromStr for Item {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Item> {
+        Item::from_json_str(s)
+    }
+}
+
+impl TryFrom<Value> for Item {
+    type Error = Error;
+
+    fn try_from(value: Value) -> Result<Item> {
+        Item::from_value(value)
+    }
+}
+
+impl From<Map<String, Value>> for Item {
+    fn from(map: Map<String, Value>) -> Item {
+        Item::from_map(map)
+    }
+}
+
+impl fmt::Display for Item {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.json)
+    }
+}
+
+impl fmt::Debug for Item {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 200;
+        if self.json.len() <= SHOWN {
+            write!(f, "Item({})", self.json)
+        } else {
+            let mut end = SHOWN;
+            while !self.json.is_char_boundary(end) {
+                end -= 1;
+            }
+            write!(f, "Item({}... {} bytes)", &self.json[..end], self.json.len())
+        }
+    }
+}
+
+impl serde::Serialize for Item {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        self.to_value().serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Item {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Item, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        Item::from_value(value).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_kept_as_written() {
+        let text = r#"{"big":123456789012345678901234567890,"neg":-98765432109876543210987,"f":1.0,"e":1e400,"g":0.1000000000000000055511151231257827,"z":-0.0}"#;
+        let item = Item::from_json_str(text).unwrap();
+        assert_eq!(item.as_str(), text);
+        assert_eq!(item.to_value().to_string(), text);
+    }
+
+    #[test]
+    fn key_order_unicode_and_whitespace() {
+        let item = Item::from_json_str("{ \"z\" : 1 , \"a\" : \"h\u{e9}llo \u{1F600}\", \"m\": {\"y\":[1, {\"b\":2,\"a\":3}]} }").unwrap();
+        assert_eq!(
+            item.as_str(),
+            "{\"z\":1,\"a\":\"h\u{e9}llo \u{1F600}\",\"m\":{\"y\":[1,{\"b\":2,\"a\":3}]}}"
+        );
+    }
+
+    #[test]
+    fn non_objects_are_invalid_input() {
+        for bad in ["[1]", "1", "\"s\"", "null", "true", "", "{", "{} {}", "{\"a\":1}x"] {
+            let err = Item::from_json_str(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn serde_round_trip() {
+        let item = Item::from_json_str(r#"{"a":[1,2,{"b":null}],"n":18446744073709551616}"#).unwrap();
+        let text = serde_json::to_string(&item).unwrap();
+        let back: Item = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, item);
+        assert!(serde_json::from_str::<Item>("[1]").is_err());
+    }
+
+    #[test]
+    fn debug_truncates_long_items() {
+        let item = Item::from_value(serde_json::json!({"s": "\u{e9}".repeat(500)})).unwrap();
+        let shown = format!("{item:?}");
+        assert!(shown.len() < 300, "{shown}");
+        assert!(shown.contains("bytes"));
+    }
+}

@@ -1,0 +1,543 @@
+//! The contract: the [`Session`] trait callers use, the [`Backend`] trait storage implements, and
+//! the [`Store`] that joins them and keeps the shared rules (validation, limits, sizes, error
+//! context, call counting) in one place.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::item::Item;
+use crate::stats::RequestStats;
+use crate::time::Timestamp;
+
+/// A boxed, `Send` future: what the dyn-compatible async traits of this crate return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The longest session id accepted, in UTF-8 bytes.
+pub const MAX_SESSION_ID_BYTES: usize = 1024;
+
+/// The default `max_item_bytes`: 32 MiB of serialised JSON per item.
+pub const DEFAULT_MAX_ITEM_BYTES: usize = 32 * 1024 * 1024;
+
+/// Conversation memory for one session: the four operations of the Python Agents SDK's
+/// `SessionABC`. Dyn-compatible, `Send + Sync`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> openai_agents_session::Result<()> {
+/// use openai_agents_session::{Item, Session, Store};
+/// let store = Store::open("memory://").await?;
+/// let session: Box<dyn Session> = Box::new(store.session("chat-1")?);
+/// session.add_items(vec![r#"{"role":"user","content":"hi"}"#.parse()?]).await?;
+/// session.add_items(vec![r#"{"role":"assistant","content":"hello"}"#.parse()?]).await?;
+/// let newest = session.get_items(Some(1)).await?;
+/// assert_eq!(newest[0].as_str(), r#"{"role":"assistant","content":"hello"}"#);
+/// assert_eq!(session.pop_item().await?.unwrap(), newest[0]);
+/// session.clear_session().await?;
+/// assert!(session.get_items(None).await?.is_empty());
+/// # Ok(()) }
+/// ```
+pub trait Session: Send + Sync + fmt::Debug {
+    /// The session id.
+    fn session_id(&self) -> &str;
+
+    /// The history, oldest first: all of it with `None`, the newest `n` with `Some(n)`
+    /// (`Some(0)` is empty). Undecodable records are skipped and not counted.
+    fn get_items(&self, limit: Option<usize>) -> BoxFuture<'_, Result<Vec<Item>>>;
+
+    /// Appends one batch atomically and contiguously; an empty batch is a no-op.
+    fn add_items(&self, items: Vec<Item>) -> BoxFuture<'_, Result<()>>;
+
+    /// Removes and returns the newest item; `None` when the session is empty.
+    fn pop_item(&self) -> BoxFuture<'_, Result<Option<Item>>>;
+
+    /// Deletes the session; clearing a missing session succeeds.
+    fn clear_session(&self) -> BoxFuture<'_, Result<()>>;
+}
+
+/// What a session store knows about one session, without loading its items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// The session id.
+    pub session_id: String,
+    /// Stored records (corrupt ones included, until a pop drops them).
+    pub item_count: u64,
+    /// When the session was first written (set once; a write after expiry starts anew).
+    pub created_at: Timestamp,
+    /// When the session was last written; advances on every write.
+    pub updated_at: Timestamp,
+    /// When the session expires, without further access; `None` without a TTL.
+    pub expires_at: Option<Timestamp>,
+}
+
+impl SessionInfo {
+    /// A new info record (for backend implementors).
+    pub fn new(
+        session_id: impl Into<String>,
+        item_count: u64,
+        created_at: Timestamp,
+        updated_at: Timestamp,
+        expires_at: Option<Timestamp>,
+    ) -> Self {
+        SessionInfo {
+            session_id: session_id.into(),
+            item_count,
+            created_at,
+            updated_at,
+            expires_at,
+        }
+    }
+}
+
+/// Options of [`Store::list_sessions`].
+///
+/// ```
+/// use openai_agents_session::ListOptions;
+/// let opts = ListOptions::default().prefix("user-42:").page_size(100);
+/// assert_eq!(opts.prefix.as_deref(), Some("user-42:"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListOptions {
+    /// Only ids starting with this literal text (no wildcards).
+    pub prefix: Option<String>,
+    /// At most this many ids per page (the backend's default when `None`).
+    pub page_size: Option<usize>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+impl ListOptions {
+    /// The default page size.
+    pub const DEFAULT_PAGE_SIZE: usize = 1000;
+
+    /// Sets the literal id prefix.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// Sets the page size.
+    pub fn page_size(mut self, n: usize) -> Self {
+        self.page_size = Some(n);
+        self
+    }
+
+    /// Continues after a previous page.
+    pub fn cursor(mut self, cursor: impl Into<String>) -> Self {
+        self.cursor = Some(cursor.into());
+        self
+    }
+
+    /// The page size to use (at least 1).
+    pub fn effective_page_size(&self) -> usize {
+        self.page_size.unwrap_or(Self::DEFAULT_PAGE_SIZE).max(1)
+    }
+}
+
+/// One page of session ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionPage {
+    /// Live (unexpired) session ids; sorted by their UTF-8 bytes where the backend can.
+    pub session_ids: Vec<String>,
+    /// Pass to [`ListOptions::cursor`] for the next page; `None` at the end.
+    pub next_cursor: Option<String>,
+}
+
+impl SessionPage {
+    /// A page (for backend implementors).
+    pub fn new(session_ids: Vec<String>, next_cursor: Option<String>) -> Self {
+        SessionPage {
+            session_ids,
+            next_cursor,
+        }
+    }
+}
+
+/// The options every backend shares; parsed from a URL's query or built in code.
+///
+/// ```
+/// use openai_agents_session::StoreOptions;
+/// let opts = StoreOptions::default().with_ttl(Some(3600)).unwrap();
+/// assert!(opts.refresh_on_read);
+/// assert!(StoreOptions::default().with_ttl(Some(0)).is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreOptions {
+    /// Seconds after the last write (or access, with `refresh_on_read`) when a session expires;
+    /// `None`: never.
+    pub ttl: Option<u64>,
+    /// Whether reads refresh the TTL (the default when a TTL is set).
+    pub refresh_on_read: bool,
+    /// The largest item accepted, in bytes of compact JSON.
+    pub max_item_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            ttl: None,
+            refresh_on_read: true,
+            max_item_bytes: DEFAULT_MAX_ITEM_BYTES,
+        }
+    }
+}
+
+impl StoreOptions {
+    /// Sets the TTL in seconds; zero is invalid input.
+    pub fn with_ttl(mut self, ttl: Option<u64>) -> Result<Self> {
+        if ttl == Some(0) {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                Operation::Open,
+                "ttl must be a positive whole number of seconds",
+            ));
+        }
+        self.ttl = ttl;
+        Ok(self)
+    }
+
+    /// Sets whether reads refresh the TTL.
+    pub fn with_refresh_on_read(mut self, refresh: bool) -> Self {
+        self.refresh_on_read = refresh;
+        self
+    }
+
+    /// Sets the largest item accepted; zero is invalid input.
+    pub fn with_max_item_bytes(mut self, bytes: usize) -> Result<Self> {
+        if bytes == 0 {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                Operation::Open,
+                "max_item_bytes must be positive",
+            ));
+        }
+        self.max_item_bytes = bytes;
+        Ok(self)
+    }
+
+    /// Whether reads refresh the TTL under these options.
+    pub fn refreshes_on_read(&self) -> bool {
+        self.ttl.is_some() && self.refresh_on_read
+    }
+}
+
+/// Test hook: writes raw record bytes, bypassing the codec, so that the conformance kit can plant
+/// corrupt and unreadable records. Backends that can offer it return it from
+/// [`Backend::raw_records`].
+pub trait RawRecords: Send + Sync {
+    /// Appends `record` as the session's newest record, exactly as given.
+    fn append_raw<'a>(&'a self, session_id: &'a str, record: Vec<u8>) -> BoxFuture<'a, Result<()>>;
+}
+
+/// What a storage backend implements. Callers use [`Store`] and [`Session`] instead: the store
+/// validates ids, sizes and limits, and adds the operation and session id to errors, so a backend
+/// receives only valid input (`limit` is never `Some(0)`, batches are never empty).
+///
+/// Implement it to add a backend of your own, wrap it with [`Store::from_backend`], and run the
+/// conformance kit (feature `conformance`) against it.
+pub trait Backend: Send + Sync + fmt::Debug + 'static {
+    /// A short name (`"sqlite"`, `"memory"`...).
+    fn name(&self) -> &'static str;
+
+    /// See [`Session::get_items`]; `limit` is never `Some(0)`.
+    fn get_items<'a>(
+        &'a self,
+        session_id: &'a str,
+        limit: Option<usize>,
+    ) -> BoxFuture<'a, Result<Vec<Item>>>;
+
+    /// See [`Session::add_items`]; `items` is never empty and every item is within size.
+    fn add_items<'a>(&'a self, session_id: &'a str, items: Vec<Item>) -> BoxFuture<'a, Result<()>>;
+
+    /// See [`Session::pop_item`].
+    fn pop_item<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<Option<Item>>>;
+
+    /// See [`Session::clear_session`].
+    fn clear_session<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<()>>;
+
+    /// See [`Store::session_info`].
+    fn session_info<'a>(&'a self, session_id: &'a str)
+        -> BoxFuture<'a, Result<Option<SessionInfo>>>;
+
+    /// See [`Store::list_sessions`].
+    fn list_sessions<'a>(&'a self, options: &'a ListOptions) -> BoxFuture<'a, Result<SessionPage>>;
+
+    /// See [`Store::prune`].
+    fn prune(&self) -> BoxFuture<'_, Result<u64>>;
+
+    /// The store's request counters.
+    fn stats(&self) -> &RequestStats;
+
+    /// The raw-write test hook, where the backend has one.
+    fn raw_records(&self) -> Option<&dyn RawRecords> {
+        None
+    }
+}
+
+/// An open session store: cheap to clone, shared by every session it hands out.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> openai_agents_session::Result<()> {
+/// use openai_agents_session::{ListOptions, Session, Store};
+/// let store = Store::open("memory://?ttl=3600").await?;
+/// let session = store.session("user-1:chat-1")?; // no I/O
+/// session.add_items(vec![r#"{"role":"user","content":"hi"}"#.parse()?]).await?;
+/// let info = store.session_info("user-1:chat-1").await?.expect("exists");
+/// assert_eq!(info.item_count, 1);
+/// assert!(info.expires_at.is_some());
+/// let page = store.list_sessions(&ListOptions::default().prefix("user-1:")).await?;
+/// assert_eq!(page.session_ids, vec!["user-1:chat-1".to_string()]);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    options: Arc<StoreOptions>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+/// Checks a session id: non-empty UTF-8, at most [`MAX_SESSION_ID_BYTES`] bytes.
+///
+/// ```
+/// use openai_agents_session::validate_session_id;
+/// assert!(validate_session_id("a:b{c}*").is_ok());
+/// assert!(validate_session_id("").is_err());
+/// assert!(validate_session_id(&"x".repeat(1025)).is_err());
+/// ```
+pub fn validate_session_id(session_id: &str) -> Result<()> {
+    if session_id.is_empty() || session_id.len() > MAX_SESSION_ID_BYTES {
+        let shown: String = session_id.chars().take(64).collect();
+        return Err(Error::new(
+            ErrorKind::InvalidSessionId,
+            Operation::Open,
+            format!(
+                "a session id must be 1 to {MAX_SESSION_ID_BYTES} bytes of UTF-8, got {} bytes",
+                session_id.len()
+            ),
+        )
+        .with_session(shown));
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Opens a store from a URL: `memory://`, `memory://NAME`, `sqlite://PATH`,
+    /// `sqlite:///ABS/PATH`, with query options (`ttl`, `refresh_on_read`, `max_item_bytes`, and
+    /// each backend's own). See [`crate::url`].
+    pub async fn open(url: &str) -> Result<Store> {
+        crate::url::open(url).await
+    }
+
+    /// Wraps a backend (yours or ours) with the shared rules.
+    pub fn from_backend(backend: Arc<dyn Backend>, options: StoreOptions) -> Store {
+        Store {
+            backend,
+            options: Arc::new(options),
+        }
+    }
+
+    /// A handle on one session: validates the id, does no I/O, shares this store's connections.
+    pub fn session(&self, session_id: &str) -> Result<StoreSession> {
+        validate_session_id(session_id)?;
+        Ok(StoreSession {
+            store: self.clone(),
+            session_id: Arc::from(session_id),
+        })
+    }
+
+    /// Metadata of one session, without loading items; `None` if missing or expired.
+    /// Reading it does not refresh the TTL.
+    pub async fn session_info(&self, session_id: &str) -> Result<Option<SessionInfo>> {
+        let op = Operation::SessionInfo;
+        validate_session_id(session_id).map_err(|e| e.with_operation(op))?;
+        self.stats().record_call(op);
+        self.backend
+            .session_info(session_id)
+            .await
+            .map_err(|e| context(e, op, session_id))
+    }
+
+    /// One page of live session ids whose id starts with the literal `prefix`.
+    pub async fn list_sessions(&self, options: &ListOptions) -> Result<SessionPage> {
+        self.stats().record_call(Operation::ListSessions);
+        self.backend
+            .list_sessions(options)
+            .await
+            .map_err(|e| e.with_operation(Operation::ListSessions))
+    }
+
+    /// Every live session id starting with `prefix`, following pages to the end.
+    pub async fn list_all_sessions(&self, prefix: Option<&str>) -> Result<Vec<String>> {
+        let mut options = ListOptions {
+            prefix: prefix.map(str::to_owned),
+            ..ListOptions::default()
+        };
+        let mut all = Vec::new();
+        loop {
+            let page = self.list_sessions(&options).await?;
+            all.extend(page.session_ids);
+            match page.next_cursor {
+                Some(cursor) => options.cursor = Some(cursor),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    /// Deletes expired sessions' data now (backends also do it opportunistically); returns the
+    /// number of sessions removed.
+    pub async fn prune(&self) -> Result<u64> {
+        self.stats().record_call(Operation::Prune);
+        self.backend
+            .prune()
+            .await
+            .map_err(|e| e.with_operation(Operation::Prune))
+    }
+
+    /// The store's per-operation call and request counters.
+    pub fn stats(&self) -> &RequestStats {
+        self.backend.stats()
+    }
+
+    /// The options in force.
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    /// The backend's short name.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// The raw-write test hook, where the backend has one.
+    pub fn raw_records(&self) -> Option<&dyn RawRecords> {
+        self.backend.raw_records()
+    }
+}
+
+fn context(err: Error, op: Operation, session_id: &str) -> Error {
+    let err = err.with_operation(op);
+    if err.session_id().is_none() {
+        err.with_session(session_id)
+    } else {
+        err
+    }
+}
+
+/// A [`Session`] handed out by [`Store::session`].
+#[derive(Clone)]
+pub struct StoreSession {
+    store: Store,
+    session_id: Arc<str>,
+}
+
+impl fmt::Debug for StoreSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreSession")
+            .field("session_id", &self.session_id)
+            .field("backend", &self.store.backend_name())
+            .finish()
+    }
+}
+
+impl StoreSession {
+    /// The store this session belongs to.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn check_sizes(&self, items: &[Item]) -> Result<()> {
+        let max = self.store.options.max_item_bytes;
+        if let Some((index, item)) = items
+            .iter()
+            .enumerate()
+            .find(|(_, item)| item.len_bytes() > max)
+        {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                Operation::AddItems,
+                format!(
+                    "item {index} is {} bytes, over max_item_bytes {max}; nothing was written",
+                    item.len_bytes()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Session for StoreSession {
+    fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    fn get_items(&self, limit: Option<usize>) -> BoxFuture<'_, Result<Vec<Item>>> {
+        Box::pin(async move {
+            let op = Operation::GetItems;
+            self.store.stats().record_call(op);
+            if limit == Some(0) {
+                return Ok(Vec::new());
+            }
+            self.store
+                .backend
+                .get_items(&self.session_id, limit)
+                .await
+                .map_err(|e| context(e, op, &self.session_id))
+        })
+    }
+
+    fn add_items(&self, items: Vec<Item>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let op = Operation::AddItems;
+            self.store.stats().record_call(op);
+            self.check_sizes(&items)
+                .map_err(|e| context(e, op, &self.session_id))?;
+            if items.is_empty() {
+                return Ok(());
+            }
+            self.store
+                .backend
+                .add_items(&self.session_id, items)
+                .await
+                .map_err(|e| context(e, op, &self.session_id))
+        })
+    }
+
+    fn pop_item(&self) -> BoxFuture<'_, Result<Option<Item>>> {
+        Box::pin(async move {
+            let op = Operation::PopItem;
+            self.store.stats().record_call(op);
+            self.store
+                .backend
+                .pop_item(&self.session_id)
+                .await
+                .map_err(|e| context(e, op, &self.session_id))
+        })
+    }
+
+    fn clear_session(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let op = Operation::ClearSession;
+            self.store.stats().record_call(op);
+            self.store
+                .backend
+                .clear_session(&self.session_id)
+                .await
+                .map_err(|e| context(e, op, &self.session_id))
+        })
+    }
+}
