@@ -11,8 +11,9 @@ use crate::error::{Error, ErrorKind, Operation, Result};
 /// JSON object, validated once and held as compact JSON text.
 ///
 /// Round trips are exact: key order, unicode, nested values and numbers as written (integers of
-/// any size, `1.0` stays `1.0`, `1e400` stays `1e400`). Whitespace outside strings is removed and
-/// string escapes are normalised (`"\u0041"` becomes `"A"`); the value is the same.
+/// any size, `1.0` stays `1.0`, `1e400` stays `1e400`). Items parsed from text keep the text as
+/// written less the whitespace outside strings; items built from a [`Value`] are serialised by
+/// `serde_json` (compact, its own escapes).
 ///
 /// ```
 /// use openai_agents_session::Item;
@@ -31,20 +32,28 @@ pub struct Item {
 }
 
 impl Item {
-    /// Parses JSON text; it must be exactly one JSON object.
+    /// Parses JSON text; it must be exactly one JSON object. The text is kept as written, less
+    /// the whitespace outside strings, so numbers (`1e400`, `1.0`, huge integers) and escapes
+    /// survive byte for byte.
     pub fn from_json_str(text: &str) -> Result<Item> {
         let value: Value = serde_json::from_str(text).map_err(|e| {
             Error::new(ErrorKind::InvalidInput, Operation::ParseItem, "invalid JSON").with_source(e)
         })?;
-        Item::from_value(value)
+        if !value.is_object() {
+            return Err(not_an_object(&value));
+        }
+        Ok(Item {
+            json: minify(text).into_boxed_str(),
+        })
     }
 
     /// Parses JSON bytes; they must be UTF-8 and exactly one JSON object.
     pub fn from_json_slice(bytes: &[u8]) -> Result<Item> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| {
-            Error::new(ErrorKind::InvalidInput, Operation::ParseItem, "invalid JSON").with_source(e)
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            Error::new(ErrorKind::InvalidInput, Operation::ParseItem, "JSON is not UTF-8")
+                .with_source(e)
         })?;
-        Item::from_value(value)
+        Item::from_json_str(text)
     }
 
     /// Takes a JSON value; it must be an object.
@@ -58,11 +67,7 @@ impl Item {
     pub fn from_value(value: Value) -> Result<Item> {
         match value {
             Value::Object(map) => Ok(Item::from_map(map)),
-            other => Err(Error::new(
-                ErrorKind::InvalidInput,
-                Operation::ParseItem,
-                format!("an item must be a JSON object, got {}", json_type_name(&other)),
-            )),
+            other => Err(not_an_object(&other)),
         }
     }
 
@@ -114,6 +119,39 @@ impl Item {
     pub fn into_string(self) -> String {
         self.json.into_string()
     }
+}
+
+fn not_an_object(value: &Value) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        Operation::ParseItem,
+        format!("an item must be a JSON object, got {}", json_type_name(value)),
+    )
+}
+
+/// Removes the whitespace outside strings from valid JSON text; everything else stays as written.
+fn minify(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for ch in text.chars() {
+        if in_string {
+            out.push(ch);
+            if escaped {
+                escaped = false;
+            } else if ch == '\\' {
+                escaped = true;
+            } else if ch == '"' {
+                in_string = false;
+            }
+        } else if !matches!(ch, ' ' | '\t' | '\n' | '\r') {
+            if ch == '"' {
+                in_string = true;
+            }
+            out.push(ch);
+        }
+    }
+    out
 }
 
 fn json_type_name(value: &Value) -> &'static str {
@@ -189,18 +227,21 @@ mod tests {
 
     #[test]
     fn numbers_are_kept_as_written() {
-        let text = r#"{"big":123456789012345678901234567890,"neg":-98765432109876543210987,"f":1.0,"e":1e400,"g":0.1000000000000000055511151231257827,"z":-0.0}"#;
+        let text = r#"{"big":123456789012345678901234567890,"neg":-98765432109876543210987,"f":1.0,"e":1e400,"E":2.5E+10,"g":0.1000000000000000055511151231257827,"z":-0.0}"#;
         let item = Item::from_json_str(text).unwrap();
         assert_eq!(item.as_str(), text);
-        assert_eq!(item.to_value().to_string(), text);
+        // Through a `Value` the number keeps its value (serde_json may respell an exponent).
+        let via_value = item.to_value();
+        assert_eq!(via_value["big"].to_string(), "123456789012345678901234567890");
+        assert_eq!(via_value["f"].to_string(), "1.0");
     }
 
     #[test]
     fn key_order_unicode_and_whitespace() {
-        let item = Item::from_json_str("{ \"z\" : 1 , \"a\" : \"h\u{e9}llo \u{1F600}\", \"m\": {\"y\":[1, {\"b\":2,\"a\":3}]} }").unwrap();
+        let item = Item::from_json_str("{ \"z\" : 1 ,\n\t\"a\" : \"h\u{e9}llo \u{1F600} \\\" { x } \\\\\", \"m\": {\"y\":[1, {\"b\":2,\"a\":3}]} }").unwrap();
         assert_eq!(
             item.as_str(),
-            "{\"z\":1,\"a\":\"h\u{e9}llo \u{1F600}\",\"m\":{\"y\":[1,{\"b\":2,\"a\":3}]}}"
+            "{\"z\":1,\"a\":\"h\u{e9}llo \u{1F600} \\\" { x } \\\\\",\"m\":{\"y\":[1,{\"b\":2,\"a\":3}]}}"
         );
     }
 

@@ -17,7 +17,8 @@
 //! use openai_agents_session::url::StoreUrl;
 //! let url = StoreUrl::parse("sqlite://data/sessions.db?ttl=3600&refresh_on_read=false").unwrap();
 //! assert_eq!(url.scheme, "sqlite");
-//! assert_eq!(url.path, "data/sessions.db");
+//! assert_eq!(url.location().unwrap(), "data/sessions.db");
+//! assert_eq!(url.options["ttl"], "3600");
 //! assert!(StoreUrl::parse("ftp://x").is_ok()); // parsing is generic; opening checks the scheme
 //! ```
 
@@ -147,6 +148,12 @@ impl StoreUrl {
             options,
             redacted,
         })
+    }
+
+    /// The authority and path joined and percent-decoded: the file of `sqlite://data/s.db`
+    /// (`data/s.db`) or `sqlite:///abs/s.db` (`/abs/s.db`), the name of `memory://NAME`.
+    pub fn location(&self) -> Result<String> {
+        Ok(percent_decode(&self.authority)? + &self.path)
     }
 
     /// Removes and returns an option.

@@ -15,7 +15,7 @@ use crate::store::{
     Backend, BoxFuture, ListOptions, RawRecords, SessionInfo, SessionPage, Store, StoreOptions,
 };
 use crate::time::{advance_updated, expiry_after, is_expired, Timestamp};
-use crate::url::{percent_decode, StoreUrl};
+use crate::url::StoreUrl;
 
 #[derive(Debug, Default)]
 struct MemorySession {
@@ -45,7 +45,7 @@ fn named_stores() -> &'static Mutex<HashMap<String, Arc<Mutex<Sessions>>>> {
 
 pub(crate) fn open(url: StoreUrl, options: StoreOptions) -> Result<Store> {
     url.reject_unknown_options()?;
-    let name = percent_decode(&url.authority)? + &url.path;
+    let name = url.location()?;
     let sessions = if name.is_empty() {
         Arc::default()
     } else {

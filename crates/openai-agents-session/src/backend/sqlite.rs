@@ -21,7 +21,7 @@ use crate::store::{
     Backend, BoxFuture, ListOptions, RawRecords, SessionInfo, SessionPage, Store, StoreOptions,
 };
 use crate::time::{advance_updated, expiry_after, is_expired, Timestamp};
-use crate::url::{parse_positive, percent_decode, StoreUrl};
+use crate::url::{parse_positive, StoreUrl};
 
 /// The layout version this build writes (kept in `oas_meta`).
 pub const LAYOUT_VERSION: i64 = 1;
@@ -119,7 +119,7 @@ pub(crate) async fn open(mut url: StoreUrl, options: StoreOptions) -> Result<Sto
         None => 5000,
     };
     url.reject_unknown_options()?;
-    let path = percent_decode(&url.authority)? + &url.path;
+    let path = url.location()?;
     if path.is_empty() {
         return Err(Error::new(
             ErrorKind::Config,
