@@ -1,1 +1,241 @@
-fn main(){}
+//! `agent-session`: read and write openai-agents-session stores from the shell.
+//!
+//! Exit codes: 0 ok; 2 invalid input or usage (nothing written); 1 backend or runtime failure;
+//! 3 not found. Passwords in URLs never appear in any output.
+
+use std::io::{self, BufRead, BufWriter, Write};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use openai_agents_session::{Error, ErrorKind, Item, ListOptions, Session, SessionInfo, Store};
+
+/// The store used when neither --url nor AGENT_SESSION_URL is given.
+const DEFAULT_URL: &str = "sqlite://agent-sessions.db";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "agent-session",
+    version,
+    about = "Durable conversation memory for AI agents: read and write session stores.",
+    after_help = "Store URLs: memory://, sqlite://PATH, sqlite:///ABS/PATH, with options such as ?ttl=3600.\n\
+                  Exit codes: 0 ok, 1 backend failure, 2 invalid input or usage, 3 not found."
+)]
+struct Cli {
+    /// Store URL [default: $AGENT_SESSION_URL, else sqlite://agent-sessions.db]
+    #[arg(long, global = true, env = "AGENT_SESSION_URL", hide_env_values = true)]
+    url: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Append items as one atomic batch: JSON objects as arguments, or JSON Lines on stdin.
+    Add {
+        /// The session id.
+        session: String,
+        /// Items as JSON objects; when none are given, one item per line is read from stdin.
+        items: Vec<String>,
+    },
+    /// Print the history as JSON Lines, oldest first.
+    Get {
+        /// The session id.
+        session: String,
+        /// Only the newest N items (still oldest first).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Remove the newest item and print it; print nothing when the session is empty.
+    Pop {
+        /// The session id.
+        session: String,
+    },
+    /// Delete a session (succeeds when it does not exist).
+    Clear {
+        /// The session id.
+        session: String,
+    },
+    /// List live session ids, one per line.
+    List {
+        /// Only ids starting with this literal text (no wildcards).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Print each id as a JSON string (safe for ids holding newlines).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a session's metadata as one JSON object; exit 3 if it is missing or expired.
+    Info {
+        /// The session id.
+        session: String,
+    },
+    /// Delete expired sessions' data now; prints how many sessions were removed.
+    Prune,
+}
+
+/// A failure with its exit code.
+struct Failure {
+    code: u8,
+    message: String,
+}
+
+impl From<Error> for Failure {
+    fn from(err: Error) -> Self {
+        let code = match err.kind() {
+            ErrorKind::InvalidInput
+            | ErrorKind::InvalidSessionId
+            | ErrorKind::TooLarge
+            | ErrorKind::Config => 2,
+            ErrorKind::NotFound => 3,
+            _ => 1,
+        };
+        Failure {
+            code,
+            message: format!("error: {err}"),
+        }
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(err: io::Error) -> Self {
+        if err.kind() == io::ErrorKind::BrokenPipe {
+            // `agent-session get ... | head` is not a failure.
+            return Failure {
+                code: 0,
+                message: String::new(),
+            };
+        }
+        Failure {
+            code: 1,
+            message: format!("error: I/O error: {err}"),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            if !failure.message.is_empty() {
+                eprintln!("{}", failure.message);
+            }
+            if failure.code == 0 {
+                return ExitCode::SUCCESS;
+            }
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+/// Reads the items of `add`: arguments, or JSON Lines on stdin (blank lines are skipped).
+fn read_items(args: &[String]) -> Result<Vec<Item>, Failure> {
+    let invalid = |what: String, err: Error| Failure {
+        code: 2,
+        message: format!("error: {what} is not a JSON object item: {err}; nothing was written"),
+    };
+    if !args.is_empty() {
+        return args
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                Item::from_json_str(text).map_err(|e| invalid(format!("argument {}", i + 1), e))
+            })
+            .collect();
+    }
+    let mut items = Vec::new();
+    for (index, line) in io::stdin().lock().lines().enumerate() {
+        let line = line.map_err(|e| Failure {
+            code: 2,
+            message: format!("error: cannot read line {} of stdin: {e}; nothing was written", index + 1),
+        })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        items.push(Item::from_json_str(&line).map_err(|e| invalid(format!("line {}", index + 1), e))?);
+    }
+    Ok(items)
+}
+
+fn info_json(info: &SessionInfo) -> serde_json::Value {
+    serde_json::json!({
+        "session_id": info.session_id,
+        "item_count": info.item_count,
+        "created_at": info.created_at.to_rfc3339(),
+        "updated_at": info.updated_at.to_rfc3339(),
+        "expires_at": info.expires_at.map(|t| t.to_rfc3339()),
+    })
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    // Parse input before touching the store: bad input writes nothing and needs no server.
+    let items = match &cli.command {
+        Command::Add { items, .. } => Some(read_items(items)?),
+        _ => None,
+    };
+    let url = cli.url.as_deref().unwrap_or(DEFAULT_URL);
+    let store = Store::open(url).await?;
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    match cli.command {
+        Command::Add { session, .. } => {
+            let session = store.session(&session)?;
+            session.add_items(items.unwrap_or_default()).await?;
+        }
+        Command::Get { session, limit } => {
+            for item in store.session(&session)?.get_items(limit).await? {
+                writeln!(out, "{item}")?;
+            }
+        }
+        Command::Pop { session } => {
+            if let Some(item) = store.session(&session)?.pop_item().await? {
+                writeln!(out, "{item}")?;
+            }
+        }
+        Command::Clear { session } => store.session(&session)?.clear_session().await?,
+        Command::List { prefix, json } => {
+            let mut options = ListOptions::default();
+            options.prefix = prefix;
+            loop {
+                let page = store.list_sessions(&options).await?;
+                for id in &page.session_ids {
+                    if json {
+                        writeln!(out, "{}", serde_json::Value::String(id.clone()))?;
+                    } else {
+                        writeln!(out, "{id}")?;
+                    }
+                }
+                match page.next_cursor {
+                    Some(cursor) => options.cursor = Some(cursor),
+                    None => break,
+                }
+            }
+        }
+        Command::Info { session } => match store.session_info(&session).await? {
+            Some(info) => writeln!(out, "{}", info_json(&info))?,
+            None => {
+                return Err(Failure {
+                    code: 3,
+                    message: format!("not found: {session}"),
+                })
+            }
+        },
+        Command::Prune => {
+            let removed = store.prune().await?;
+            writeln!(out, "{removed}")?;
+        }
+    }
+    Ok(out.flush()?)
+}

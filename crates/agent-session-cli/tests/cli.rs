@@ -1,0 +1,215 @@
+//! The `agent-session` contract that scripts rely on: outputs, exit codes, atomic stdin batches.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+struct Env {
+    dir: PathBuf,
+}
+
+impl Env {
+    fn new(name: &str) -> Env {
+        let dir = std::env::temp_dir().join(format!("oas-cli-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Env { dir }
+    }
+
+    fn url(&self) -> String {
+        format!("sqlite://{}/s.db", self.dir.display())
+    }
+
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_agent-session"));
+        cmd.current_dir(&self.dir).env_remove("AGENT_SESSION_URL");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd().arg("--url").arg(self.url()).args(args).output().unwrap()
+    }
+
+    fn run_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = self
+            .cmd()
+            .arg("--url")
+            .arg(self.url())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap()
+}
+
+#[test]
+fn add_get_pop_clear_round_trip() {
+    let env = Env::new("basic");
+    let o = env.run(&["add", "s1", r#"{"role":"user","content":"hi"}"#, r#"{"n": 1e400, "big": 123456789012345678901234567890}"#]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "");
+    let o = env.run(&["get", "s1"]);
+    assert_eq!(
+        stdout(&o),
+        "{\"role\":\"user\",\"content\":\"hi\"}\n{\"n\":1e400,\"big\":123456789012345678901234567890}\n"
+    );
+    let o = env.run(&["get", "s1", "--limit", "1"]);
+    assert_eq!(stdout(&o), "{\"n\":1e400,\"big\":123456789012345678901234567890}\n");
+    let o = env.run(&["get", "s1", "--limit", "0"]);
+    assert_eq!((code(&o), stdout(&o)), (0, String::new()));
+    let o = env.run(&["pop", "s1"]);
+    assert_eq!(stdout(&o), "{\"n\":1e400,\"big\":123456789012345678901234567890}\n");
+    env.run(&["pop", "s1"]);
+    let o = env.run(&["pop", "s1"]);
+    assert_eq!((code(&o), stdout(&o)), (0, String::new()), "pop on empty");
+    env.run(&["add", "s1", r#"{"a":1}"#]);
+    let o = env.run(&["clear", "s1"]);
+    assert_eq!(code(&o), 0);
+    assert_eq!(stdout(&env.run(&["get", "s1"])), "");
+    let o = env.run(&["clear", "never-existed"]);
+    assert_eq!(code(&o), 0, "clear of a missing session succeeds");
+}
+
+#[test]
+fn stdin_batch_is_atomic_and_bad_line_is_named() {
+    let env = Env::new("stdin");
+    let o = env.run_stdin(&["add", "s"], "{\"a\":1}\n\n{\"b\":2}\n");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&env.run(&["get", "s"])), "{\"a\":1}\n{\"b\":2}\n");
+
+    let o = env.run_stdin(&["add", "s"], "{\"c\":3}\n{\"d\":4}\n[5]\n{\"e\":6}\n");
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("line 3"), "{}", stderr(&o));
+    let o = env.run_stdin(&["add", "s"], "{\"c\":3}\n{\"d\":\n");
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("line 2"), "{}", stderr(&o));
+    assert_eq!(stdout(&env.run(&["get", "s"])), "{\"a\":1}\n{\"b\":2}\n", "nothing written");
+
+    let o = env.run(&["add", "s", "{\"ok\":1}", "\"not an object\""]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("argument 2"), "{}", stderr(&o));
+    assert_eq!(stdout(&env.run(&["get", "s"])), "{\"a\":1}\n{\"b\":2}\n", "nothing written");
+}
+
+#[test]
+fn list_prefix_is_literal_and_json_quotes_ids() {
+    let env = Env::new("list");
+    for id in ["user-1:a", "user-1:b", "user-10:a", "user_1", "line\nbreak"] {
+        assert_eq!(code(&env.run(&["add", id, "{\"x\":1}"])), 0);
+    }
+    let o = env.run(&["list", "--prefix", "user-1:"]);
+    assert_eq!(stdout(&o), "user-1:a\nuser-1:b\n");
+    let o = env.run(&["list", "--prefix", "user_"]);
+    assert_eq!(stdout(&o), "user_1\n", "underscore is literal");
+    let o = env.run(&["list", "--prefix", "line", "--json"]);
+    assert_eq!(stdout(&o), "\"line\\nbreak\"\n");
+    let o = env.run(&["list"]);
+    assert_eq!(stdout(&o).lines().count(), 6);
+}
+
+#[test]
+fn info_prints_json_and_missing_exits_3() {
+    let env = Env::new("info");
+    env.run(&["add", "s", "{\"x\":1}", "{\"y\":2}"]);
+    let o = env.run(&["info", "s"]);
+    assert_eq!(code(&o), 0);
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["session_id", "item_count", "created_at", "updated_at", "expires_at"]);
+    assert_eq!(v["session_id"], "s");
+    assert_eq!(v["item_count"].as_u64(), Some(2));
+    assert!(v["expires_at"].is_null());
+    let created = v["created_at"].as_str().unwrap();
+    assert_eq!(created.len(), "2026-11-26T12:00:00.000Z".len(), "{created}");
+    assert!(created.ends_with('Z') && created.as_bytes()[19] == b'.', "{created}");
+
+    let o = env.run(&["info", "nope"]);
+    assert_eq!(code(&o), 3);
+    assert_eq!(stderr(&o).trim(), "not found: nope");
+    assert_eq!(stdout(&o), "");
+
+    let o = env.cmd().arg("--url").arg(format!("{}?ttl=60", env.url())).args(["info", "s"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert!(v["expires_at"].is_null(), "info neither writes nor refreshes");
+}
+
+#[test]
+fn exit_codes_for_bad_usage_and_urls() {
+    let env = Env::new("codes");
+    let o = env.cmd().args(["--url", "ftp://x", "get", "s"]).output().unwrap();
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("\"ftp\""), "{}", stderr(&o));
+    let o = env.cmd().args(["--url", "memory://?nonsense=1", "get", "s"]).output().unwrap();
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("nonsense"), "{}", stderr(&o));
+    let o = env.cmd().args(["--url", "memory://?ttl=0", "get", "s"]).output().unwrap();
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("ttl"));
+    let o = env.run(&["frobnicate"]);
+    assert_eq!(code(&o), 2, "unknown subcommand is a usage error");
+    let o = env.run(&["get", ""]);
+    assert_eq!(code(&o), 2, "empty session id");
+    assert!(stderr(&o).contains("invalid session id"), "{}", stderr(&o));
+    let o = env
+        .cmd()
+        .args(["--url", &format!("{}?max_item_bytes=10", env.url()), "add", "s", "{\"content\":\"far too long\"}"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("too large"), "{}", stderr(&o));
+    // A directory where the database file should be: a backend failure, exit 1.
+    std::fs::create_dir_all(env.dir.join("dir.db")).unwrap();
+    let o = env.cmd().args(["--url", "sqlite://dir.db", "get", "s"]).output().unwrap();
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+}
+
+#[test]
+fn passwords_never_appear_in_output() {
+    let env = Env::new("secrets");
+    for url in [
+        "redis://user:hunter2@127.0.0.1:1/0?bogus=1",
+        "rediss://:hunter2@127.0.0.1:1",
+        "unknown://admin:hunter2@host/",
+    ] {
+        let o = env.cmd().args(["--url", url, "info", "s"]).output().unwrap();
+        assert_ne!(code(&o), 0);
+        let all = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(!all.contains("hunter2"), "{all}");
+    }
+    let o = env.cmd().env("AGENT_SESSION_URL", "redis://u:hunter2@h/").arg("--help").output().unwrap();
+    assert!(!stdout(&o).contains("hunter2"));
+}
+
+#[test]
+fn default_url_and_env_var() {
+    let env = Env::new("default");
+    let o = env.cmd().args(["add", "s", "{\"a\":1}"]).output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(Path::new(&env.dir.join("agent-sessions.db")).exists());
+    let o = env.cmd().env("AGENT_SESSION_URL", env.url()).args(["add", "t", "{\"b\":2}"]).output().unwrap();
+    assert_eq!(code(&o), 0);
+    let o = env.run(&["list"]);
+    assert_eq!(stdout(&o), "t\n", "the env var chose the store");
+}
