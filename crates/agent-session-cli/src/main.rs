@@ -159,12 +159,17 @@ fn read_items(args: &[String]) -> Result<Vec<Item>, Failure> {
     for (index, line) in io::stdin().lock().lines().enumerate() {
         let line = line.map_err(|e| Failure {
             code: 2,
-            message: format!("error: cannot read line {} of stdin: {e}; nothing was written", index + 1),
+            message: format!(
+                "error: cannot read line {} of stdin: {e}; nothing was written",
+                index + 1
+            ),
         })?;
         if line.trim().is_empty() {
             continue;
         }
-        items.push(Item::from_json_str(&line).map_err(|e| invalid(format!("line {}", index + 1), e))?);
+        items.push(
+            Item::from_json_str(&line).map_err(|e| invalid(format!("line {}", index + 1), e))?,
+        );
     }
     Ok(items)
 }

@@ -27,7 +27,12 @@ impl Env {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        self.cmd().arg("--url").arg(self.url()).args(args).output().unwrap()
+        self.cmd()
+            .arg("--url")
+            .arg(self.url())
+            .args(args)
+            .output()
+            .unwrap()
     }
 
     fn run_stdin(&self, args: &[&str], stdin: &str) -> Output {
@@ -41,7 +46,12 @@ impl Env {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     }
 }
@@ -67,7 +77,12 @@ fn code(o: &Output) -> i32 {
 #[test]
 fn add_get_pop_clear_round_trip() {
     let env = Env::new("basic");
-    let o = env.run(&["add", "s1", r#"{"role":"user","content":"hi"}"#, r#"{"n": 1e400, "big": 123456789012345678901234567890}"#]);
+    let o = env.run(&[
+        "add",
+        "s1",
+        r#"{"role":"user","content":"hi"}"#,
+        r#"{"n": 1e400, "big": 123456789012345678901234567890}"#,
+    ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(stdout(&o), "");
     let o = env.run(&["get", "s1"]);
@@ -76,11 +91,17 @@ fn add_get_pop_clear_round_trip() {
         "{\"role\":\"user\",\"content\":\"hi\"}\n{\"n\":1e400,\"big\":123456789012345678901234567890}\n"
     );
     let o = env.run(&["get", "s1", "--limit", "1"]);
-    assert_eq!(stdout(&o), "{\"n\":1e400,\"big\":123456789012345678901234567890}\n");
+    assert_eq!(
+        stdout(&o),
+        "{\"n\":1e400,\"big\":123456789012345678901234567890}\n"
+    );
     let o = env.run(&["get", "s1", "--limit", "0"]);
     assert_eq!((code(&o), stdout(&o)), (0, String::new()));
     let o = env.run(&["pop", "s1"]);
-    assert_eq!(stdout(&o), "{\"n\":1e400,\"big\":123456789012345678901234567890}\n");
+    assert_eq!(
+        stdout(&o),
+        "{\"n\":1e400,\"big\":123456789012345678901234567890}\n"
+    );
     env.run(&["pop", "s1"]);
     let o = env.run(&["pop", "s1"]);
     assert_eq!((code(&o), stdout(&o)), (0, String::new()), "pop on empty");
@@ -105,12 +126,20 @@ fn stdin_batch_is_atomic_and_bad_line_is_named() {
     let o = env.run_stdin(&["add", "s"], "{\"c\":3}\n{\"d\":\n");
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("line 2"), "{}", stderr(&o));
-    assert_eq!(stdout(&env.run(&["get", "s"])), "{\"a\":1}\n{\"b\":2}\n", "nothing written");
+    assert_eq!(
+        stdout(&env.run(&["get", "s"])),
+        "{\"a\":1}\n{\"b\":2}\n",
+        "nothing written"
+    );
 
     let o = env.run(&["add", "s", "{\"ok\":1}", "\"not an object\""]);
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("argument 2"), "{}", stderr(&o));
-    assert_eq!(stdout(&env.run(&["get", "s"])), "{\"a\":1}\n{\"b\":2}\n", "nothing written");
+    assert_eq!(
+        stdout(&env.run(&["get", "s"])),
+        "{\"a\":1}\n{\"b\":2}\n",
+        "nothing written"
+    );
 }
 
 #[test]
@@ -137,34 +166,67 @@ fn info_prints_json_and_missing_exits_3() {
     assert_eq!(code(&o), 0);
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, ["session_id", "item_count", "created_at", "updated_at", "expires_at"]);
+    assert_eq!(
+        keys,
+        [
+            "session_id",
+            "item_count",
+            "created_at",
+            "updated_at",
+            "expires_at"
+        ]
+    );
     assert_eq!(v["session_id"], "s");
     assert_eq!(v["item_count"].as_u64(), Some(2));
     assert!(v["expires_at"].is_null());
     let created = v["created_at"].as_str().unwrap();
     assert_eq!(created.len(), "2026-11-26T12:00:00.000Z".len(), "{created}");
-    assert!(created.ends_with('Z') && created.as_bytes()[19] == b'.', "{created}");
+    assert!(
+        created.ends_with('Z') && created.as_bytes()[19] == b'.',
+        "{created}"
+    );
 
     let o = env.run(&["info", "nope"]);
     assert_eq!(code(&o), 3);
     assert_eq!(stderr(&o).trim(), "not found: nope");
     assert_eq!(stdout(&o), "");
 
-    let o = env.cmd().arg("--url").arg(format!("{}?ttl=60", env.url())).args(["info", "s"]).output().unwrap();
+    let o = env
+        .cmd()
+        .arg("--url")
+        .arg(format!("{}?ttl=60", env.url()))
+        .args(["info", "s"])
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
-    assert!(v["expires_at"].is_null(), "info neither writes nor refreshes");
+    assert!(
+        v["expires_at"].is_null(),
+        "info neither writes nor refreshes"
+    );
 }
 
 #[test]
 fn exit_codes_for_bad_usage_and_urls() {
     let env = Env::new("codes");
-    let o = env.cmd().args(["--url", "ftp://x", "get", "s"]).output().unwrap();
+    let o = env
+        .cmd()
+        .args(["--url", "ftp://x", "get", "s"])
+        .output()
+        .unwrap();
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("\"ftp\""), "{}", stderr(&o));
-    let o = env.cmd().args(["--url", "memory://?nonsense=1", "get", "s"]).output().unwrap();
+    let o = env
+        .cmd()
+        .args(["--url", "memory://?nonsense=1", "get", "s"])
+        .output()
+        .unwrap();
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("nonsense"), "{}", stderr(&o));
-    let o = env.cmd().args(["--url", "memory://?ttl=0", "get", "s"]).output().unwrap();
+    let o = env
+        .cmd()
+        .args(["--url", "memory://?ttl=0", "get", "s"])
+        .output()
+        .unwrap();
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("ttl"));
     let o = env.run(&["frobnicate"]);
@@ -174,14 +236,24 @@ fn exit_codes_for_bad_usage_and_urls() {
     assert!(stderr(&o).contains("invalid session id"), "{}", stderr(&o));
     let o = env
         .cmd()
-        .args(["--url", &format!("{}?max_item_bytes=10", env.url()), "add", "s", "{\"content\":\"far too long\"}"])
+        .args([
+            "--url",
+            &format!("{}?max_item_bytes=10", env.url()),
+            "add",
+            "s",
+            "{\"content\":\"far too long\"}",
+        ])
         .output()
         .unwrap();
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("too large"), "{}", stderr(&o));
     // A directory where the database file should be: a backend failure, exit 1.
     std::fs::create_dir_all(env.dir.join("dir.db")).unwrap();
-    let o = env.cmd().args(["--url", "sqlite://dir.db", "get", "s"]).output().unwrap();
+    let o = env
+        .cmd()
+        .args(["--url", "sqlite://dir.db", "get", "s"])
+        .output()
+        .unwrap();
     assert_eq!(code(&o), 1, "{}", stderr(&o));
 }
 
@@ -193,12 +265,21 @@ fn passwords_never_appear_in_output() {
         "rediss://:hunter2@127.0.0.1:1",
         "unknown://admin:hunter2@host/",
     ] {
-        let o = env.cmd().args(["--url", url, "info", "s"]).output().unwrap();
+        let o = env
+            .cmd()
+            .args(["--url", url, "info", "s"])
+            .output()
+            .unwrap();
         assert_ne!(code(&o), 0);
         let all = format!("{}{}", stdout(&o), stderr(&o));
         assert!(!all.contains("hunter2"), "{all}");
     }
-    let o = env.cmd().env("AGENT_SESSION_URL", "redis://u:hunter2@h/").arg("--help").output().unwrap();
+    let o = env
+        .cmd()
+        .env("AGENT_SESSION_URL", "redis://u:hunter2@h/")
+        .arg("--help")
+        .output()
+        .unwrap();
     assert!(!stdout(&o).contains("hunter2"));
 }
 
@@ -208,7 +289,12 @@ fn default_url_and_env_var() {
     let o = env.cmd().args(["add", "s", "{\"a\":1}"]).output().unwrap();
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(Path::new(&env.dir.join("agent-sessions.db")).exists());
-    let o = env.cmd().env("AGENT_SESSION_URL", env.url()).args(["add", "t", "{\"b\":2}"]).output().unwrap();
+    let o = env
+        .cmd()
+        .env("AGENT_SESSION_URL", env.url())
+        .args(["add", "t", "{\"b\":2}"])
+        .output()
+        .unwrap();
     assert_eq!(code(&o), 0);
     let o = env.run(&["list"]);
     assert_eq!(stdout(&o), "t\n", "the env var chose the store");

@@ -97,7 +97,9 @@ impl RecordCodec {
             return Decoded::Unreadable("record is encrypted and no key is configured".into());
         }
         if flags & FLAG_COMPRESSED != 0 {
-            return Decoded::Unreadable("record is compressed with a codec this build lacks".into());
+            return Decoded::Unreadable(
+                "record is compressed with a codec this build lacks".into(),
+            );
         }
         if flags != 0 {
             return Decoded::Unreadable(format!("record has unknown flags {flags:#04b}"));
@@ -137,7 +139,8 @@ impl TailCollector {
 
     /// How many more valid items are wanted (`None`: all of them).
     pub(crate) fn wanted(&self) -> Option<usize> {
-        self.limit.map(|n| n.saturating_sub(self.newest_first.len()))
+        self.limit
+            .map(|n| n.saturating_sub(self.newest_first.len()))
     }
 
     pub(crate) fn is_full(&self) -> bool {
@@ -187,15 +190,27 @@ mod tests {
     #[test]
     fn newer_versions_and_flags_are_unreadable_not_corrupt() {
         let codec = RecordCodec::default();
-        assert!(matches!(codec.decode(&[0, 2, 0, b'{', b'}']), Decoded::Unreadable(_)));
-        assert!(matches!(codec.decode(&[0, 1, 1, 1, 2]), Decoded::Unreadable(_)));
-        assert!(matches!(codec.decode(&[0, 1, 0x80, b'{', b'}']), Decoded::Unreadable(_)));
+        assert!(matches!(
+            codec.decode(&[0, 2, 0, b'{', b'}']),
+            Decoded::Unreadable(_)
+        ));
+        assert!(matches!(
+            codec.decode(&[0, 1, 1, 1, 2]),
+            Decoded::Unreadable(_)
+        ));
+        assert!(matches!(
+            codec.decode(&[0, 1, 0x80, b'{', b'}']),
+            Decoded::Unreadable(_)
+        ));
         assert!(matches!(codec.decode(&[0]), Decoded::Corrupt(_)));
         assert!(matches!(codec.decode(&[0, 0, 0]), Decoded::Corrupt(_)));
         assert!(matches!(codec.decode(b""), Decoded::Corrupt(_)));
         assert!(matches!(codec.decode(b"[1]"), Decoded::Corrupt(_)));
         assert!(matches!(codec.decode(b"{\"a\":1"), Decoded::Corrupt(_)));
-        assert!(matches!(codec.decode(&[b'{', 0xff, b'}']), Decoded::Corrupt(_)));
+        assert!(matches!(
+            codec.decode(&[b'{', 0xff, b'}']),
+            Decoded::Corrupt(_)
+        ));
     }
 
     #[test]

@@ -131,7 +131,11 @@ impl UrlFactory {
         if query.is_empty() {
             return self.base_url.clone();
         }
-        let sep = if self.base_url.contains('?') { '&' } else { '?' };
+        let sep = if self.base_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
         format!("{}{sep}{}", self.base_url, query.join("&"))
     }
 }
@@ -499,28 +503,44 @@ async fn limit_none_returns_whole_history(ctx: &Ctx<'_>) -> CaseResult {
 async fn limit_zero_returns_empty(ctx: &Ctx<'_>) -> CaseResult {
     let store = ctx.store().await?;
     let s = seeded(ctx, &store, "s", 5).await?;
-    ensure_eq!(s.get_items(Some(0)).await?, Vec::<Item>::new(), "get_items(Some(0))");
+    ensure_eq!(
+        s.get_items(Some(0)).await?,
+        Vec::<Item>::new(),
+        "get_items(Some(0))"
+    );
     Ok(())
 }
 
 async fn limit_one_returns_newest(ctx: &Ctx<'_>) -> CaseResult {
     let store = ctx.store().await?;
     let s = seeded(ctx, &store, "s", 5).await?;
-    ensure_eq!(s.get_items(Some(1)).await?, numbered(4..5), "get_items(Some(1))");
+    ensure_eq!(
+        s.get_items(Some(1)).await?,
+        numbered(4..5),
+        "get_items(Some(1))"
+    );
     Ok(())
 }
 
 async fn limit_n_minus_one(ctx: &Ctx<'_>) -> CaseResult {
     let store = ctx.store().await?;
     let s = seeded(ctx, &store, "s", 6).await?;
-    ensure_eq!(s.get_items(Some(5)).await?, numbered(1..6), "get_items(Some(n-1))");
+    ensure_eq!(
+        s.get_items(Some(5)).await?,
+        numbered(1..6),
+        "get_items(Some(n-1))"
+    );
     Ok(())
 }
 
 async fn limit_exactly_n(ctx: &Ctx<'_>) -> CaseResult {
     let store = ctx.store().await?;
     let s = seeded(ctx, &store, "s", 6).await?;
-    ensure_eq!(s.get_items(Some(6)).await?, numbered(0..6), "get_items(Some(n))");
+    ensure_eq!(
+        s.get_items(Some(6)).await?,
+        numbered(0..6),
+        "get_items(Some(n))"
+    );
     Ok(())
 }
 
@@ -528,7 +548,11 @@ async fn limit_beyond_n(ctx: &Ctx<'_>) -> CaseResult {
     let store = ctx.store().await?;
     let s = seeded(ctx, &store, "s", 6).await?;
     for limit in [7, 100, usize::MAX] {
-        ensure_eq!(s.get_items(Some(limit)).await?, numbered(0..6), "get_items(Some({limit}))");
+        ensure_eq!(
+            s.get_items(Some(limit)).await?,
+            numbered(0..6),
+            "get_items(Some({limit}))"
+        );
     }
     Ok(())
 }
@@ -538,9 +562,18 @@ async fn limit_beyond_n(ctx: &Ctx<'_>) -> CaseResult {
 async fn missing_session_reads_empty(ctx: &Ctx<'_>) -> CaseResult {
     let store = ctx.store().await?;
     let s = ctx.session(&store, "never-written")?;
-    ensure!(s.get_items(None).await?.is_empty(), "get_items(None) on a missing session");
-    ensure!(s.get_items(Some(3)).await?.is_empty(), "get_items(Some(3)) on a missing session");
-    ensure!(s.pop_item().await?.is_none(), "pop_item on a missing session");
+    ensure!(
+        s.get_items(None).await?.is_empty(),
+        "get_items(None) on a missing session"
+    );
+    ensure!(
+        s.get_items(Some(3)).await?.is_empty(),
+        "get_items(Some(3)) on a missing session"
+    );
+    ensure!(
+        s.pop_item().await?.is_none(),
+        "pop_item on a missing session"
+    );
     ensure!(
         store.session_info(s.session_id()).await?.is_none(),
         "session_info of a missing session"
@@ -557,7 +590,10 @@ async fn empty_batch_is_a_noop(ctx: &Ctx<'_>) -> CaseResult {
         "an empty batch must not create the session"
     );
     let listed = store.list_all_sessions(Some(&ctx.ns)).await?;
-    ensure!(listed.is_empty(), "an empty batch must not list the session: {listed:?}");
+    ensure!(
+        listed.is_empty(),
+        "an empty batch must not list the session: {listed:?}"
+    );
     Ok(())
 }
 
@@ -565,8 +601,17 @@ async fn pop_returns_newest_first(ctx: &Ctx<'_>) -> CaseResult {
     let store = ctx.store().await?;
     let s = seeded(ctx, &store, "s", 5).await?;
     for n in (0..5).rev() {
-        ensure_eq!(s.pop_item().await?, Some(item(json!({ "n": n }))), "pop #{}", 5 - n);
-        ensure_eq!(s.get_items(None).await?, numbered(0..n), "history after popping {n}");
+        ensure_eq!(
+            s.pop_item().await?,
+            Some(item(json!({ "n": n }))),
+            "pop #{}",
+            5 - n
+        );
+        ensure_eq!(
+            s.get_items(None).await?,
+            numbered(0..n),
+            "history after popping {n}"
+        );
     }
     ensure_eq!(s.pop_item().await?, None, "pop on the emptied session");
     Ok(())
@@ -590,7 +635,11 @@ async fn pop_then_add_keeps_order(ctx: &Ctx<'_>) -> CaseResult {
     s.pop_item().await?;
     s.add_items(numbered(10..12)).await?;
     let want: Vec<Item> = numbered(0..2).into_iter().chain(numbered(10..12)).collect();
-    ensure_eq!(s.get_items(None).await?, want, "history after pop, pop, add");
+    ensure_eq!(
+        s.get_items(None).await?,
+        want,
+        "history after pop, pop, add"
+    );
     ensure_eq!(s.get_items(Some(3)).await?, want[1..].to_vec(), "newest 3");
     Ok(())
 }
@@ -600,14 +649,35 @@ async fn clear_then_reuse(ctx: &Ctx<'_>) -> CaseResult {
     let s = seeded(ctx, &store, "s", 5).await?;
     let other = seeded(ctx, &store, "other", 2).await?;
     s.clear_session().await?;
-    ensure!(s.get_items(None).await?.is_empty(), "cleared session reads empty");
-    ensure!(s.pop_item().await?.is_none(), "cleared session pops nothing");
-    ensure!(store.session_info(s.session_id()).await?.is_none(), "cleared session has no info");
-    ensure_eq!(other.get_items(None).await?, numbered(0..2), "clearing one session touches no other");
+    ensure!(
+        s.get_items(None).await?.is_empty(),
+        "cleared session reads empty"
+    );
+    ensure!(
+        s.pop_item().await?.is_none(),
+        "cleared session pops nothing"
+    );
+    ensure!(
+        store.session_info(s.session_id()).await?.is_none(),
+        "cleared session has no info"
+    );
+    ensure_eq!(
+        other.get_items(None).await?,
+        numbered(0..2),
+        "clearing one session touches no other"
+    );
     s.add_items(numbered(20..22)).await?;
-    ensure_eq!(s.get_items(None).await?, numbered(20..22), "a cleared session is reusable");
+    ensure_eq!(
+        s.get_items(None).await?,
+        numbered(20..22),
+        "a cleared session is reusable"
+    );
     let info = store.session_info(s.session_id()).await?;
-    ensure_eq!(info.map(|i| i.item_count), Some(2), "item_count after reuse");
+    ensure_eq!(
+        info.map(|i| i.item_count),
+        Some(2),
+        "item_count after reuse"
+    );
     Ok(())
 }
 
@@ -616,7 +686,10 @@ async fn clear_missing_session_succeeds(ctx: &Ctx<'_>) -> CaseResult {
     let s = ctx.session(&store, "never")?;
     s.clear_session().await?;
     s.clear_session().await?;
-    ensure!(store.session_info(s.session_id()).await?.is_none(), "clear creates nothing");
+    ensure!(
+        store.session_info(s.session_id()).await?.is_none(),
+        "clear creates nothing"
+    );
     Ok(())
 }
 
@@ -625,8 +698,35 @@ async fn clear_missing_session_succeeds(ctx: &Ctx<'_>) -> CaseResult {
 /// Ids that collide in naive key schemes: separators, hash tags, glob and LIKE wildcards,
 /// escapes, whitespace, emoji.
 pub const ADVERSARIAL_IDS: &[&str] = &[
-    "a", "a:b", "a:b:c", "a:", ":a", "{x}", "x}", "{", "}", "{a}:b", "*", "?", "[a]", "%", "_", "\\",
-    "\n", "\t", " ", " a ", "a b", "\u{1F600}", "\u{e9}", "e\u{301}", "\"", "'", "a/b", "..", "\0",
+    "a",
+    "a:b",
+    "a:b:c",
+    "a:",
+    ":a",
+    "{x}",
+    "x}",
+    "{",
+    "}",
+    "{a}:b",
+    "*",
+    "?",
+    "[a]",
+    "%",
+    "_",
+    "\\",
+    "\n",
+    "\t",
+    " ",
+    " a ",
+    "a b",
+    "\u{1F600}",
+    "\u{e9}",
+    "e\u{301}",
+    "\"",
+    "'",
+    "a/b",
+    "..",
+    "\0",
 ];
 
 async fn adversarial_ids_are_isolated(ctx: &Ctx<'_>) -> CaseResult {
@@ -658,7 +758,11 @@ async fn adversarial_ids_are_isolated(ctx: &Ctx<'_>) -> CaseResult {
         "clearing \"a\" leaves \"a:b\""
     );
     ensure!(
-        store.session(&ctx.id("a"))?.get_items(None).await?.is_empty(),
+        store
+            .session(&ctx.id("a"))?
+            .get_items(None)
+            .await?
+            .is_empty(),
         "\"a\" is cleared"
     );
     ensure_eq!(
@@ -676,7 +780,9 @@ async fn adversarial_ids_are_isolated(ctx: &Ctx<'_>) -> CaseResult {
 
 async fn list_prefix_is_literal(ctx: &Ctx<'_>) -> CaseResult {
     let store = ctx.store().await?;
-    let names = ["a", "a:b", "a:b:c", "ab", "%", "%x", "_x", "yx", "*", "*y", "zz", "[a]", "b"];
+    let names = [
+        "a", "a:b", "a:b:c", "ab", "%", "%x", "_x", "yx", "*", "*y", "zz", "[a]", "b",
+    ];
     for name in names {
         ctx.session(&store, name)?.add_items(numbered(0..1)).await?;
     }
@@ -693,14 +799,46 @@ async fn list_prefix_is_literal(ctx: &Ctx<'_>) -> CaseResult {
         v.sort();
         v
     };
-    ensure_eq!(list(ctx.id("a:")).await?, ids(&["a:b", "a:b:c"]), "prefix \"a:\"");
-    ensure_eq!(list(ctx.id("a")).await?, ids(&["a", "a:b", "a:b:c", "ab"]), "prefix \"a\"");
-    ensure_eq!(list(ctx.id("%")).await?, ids(&["%", "%x"]), "prefix \"%\" is literal");
-    ensure_eq!(list(ctx.id("_")).await?, ids(&["_x"]), "prefix \"_\" is literal");
-    ensure_eq!(list(ctx.id("*")).await?, ids(&["*", "*y"]), "prefix \"*\" is literal");
-    ensure_eq!(list(ctx.id("[")).await?, ids(&["[a]"]), "prefix \"[\" is literal");
-    ensure_eq!(list(ctx.id("q")).await?, ids(&[]), "a prefix matching nothing");
-    ensure_eq!(list(ctx.ns.clone()).await?, ids(&names), "the namespace lists all");
+    ensure_eq!(
+        list(ctx.id("a:")).await?,
+        ids(&["a:b", "a:b:c"]),
+        "prefix \"a:\""
+    );
+    ensure_eq!(
+        list(ctx.id("a")).await?,
+        ids(&["a", "a:b", "a:b:c", "ab"]),
+        "prefix \"a\""
+    );
+    ensure_eq!(
+        list(ctx.id("%")).await?,
+        ids(&["%", "%x"]),
+        "prefix \"%\" is literal"
+    );
+    ensure_eq!(
+        list(ctx.id("_")).await?,
+        ids(&["_x"]),
+        "prefix \"_\" is literal"
+    );
+    ensure_eq!(
+        list(ctx.id("*")).await?,
+        ids(&["*", "*y"]),
+        "prefix \"*\" is literal"
+    );
+    ensure_eq!(
+        list(ctx.id("[")).await?,
+        ids(&["[a]"]),
+        "prefix \"[\" is literal"
+    );
+    ensure_eq!(
+        list(ctx.id("q")).await?,
+        ids(&[]),
+        "a prefix matching nothing"
+    );
+    ensure_eq!(
+        list(ctx.ns.clone()).await?,
+        ids(&names),
+        "the namespace lists all"
+    );
     Ok(())
 }
 
@@ -719,7 +857,10 @@ async fn list_paginates_without_duplicates(ctx: &Ctx<'_>) -> CaseResult {
         let page = store.list_sessions(&options).await?;
         pages += 1;
         ensure!(pages <= 30, "pagination does not end");
-        ensure!(page.session_ids.len() <= 7, "a page holds at most page_size ids");
+        ensure!(
+            page.session_ids.len() <= 7,
+            "a page holds at most page_size ids"
+        );
         got.extend(page.session_ids);
         match page.next_cursor {
             Some(cursor) => options.cursor = Some(cursor),
@@ -768,7 +909,11 @@ async fn max_length_session_id_works(ctx: &Ctx<'_>) -> CaseResult {
     ensure_eq!(id.len(), MAX_SESSION_ID_BYTES, "test id length");
     let s = store.session(&id)?;
     s.add_items(numbered(0..2)).await?;
-    ensure_eq!(s.get_items(None).await?, numbered(0..2), "a 1024-byte id round-trips");
+    ensure_eq!(
+        s.get_items(None).await?,
+        numbered(0..2),
+        "a 1024-byte id round-trips"
+    );
     let listed = store.list_all_sessions(Some(&ctx.ns)).await?;
     ensure_eq!(listed, vec![id.clone()], "a 1024-byte id is listed");
     Ok(())
@@ -777,15 +922,28 @@ async fn max_length_session_id_works(ctx: &Ctx<'_>) -> CaseResult {
 // ---- input validation ----
 
 async fn non_object_items_rejected(ctx: &Ctx<'_>) -> CaseResult {
-    for bad in ["[1,2]", "\"text\"", "42", "null", "true", "{\"a\":", "", "{} {}"] {
+    for bad in [
+        "[1,2]", "\"text\"", "42", "null", "true", "{\"a\":", "", "{} {}",
+    ] {
         let err = Item::from_json_str(bad).err();
-        ensure_eq!(err.map(|e| e.kind()), Some(ErrorKind::InvalidInput), "item {bad:?}");
+        ensure_eq!(
+            err.map(|e| e.kind()),
+            Some(ErrorKind::InvalidInput),
+            "item {bad:?}"
+        );
     }
     let err = Item::from_value(json!([{"role": "user"}])).err();
-    ensure_eq!(err.map(|e| e.kind()), Some(ErrorKind::InvalidInput), "an array value");
+    ensure_eq!(
+        err.map(|e| e.kind()),
+        Some(ErrorKind::InvalidInput),
+        "an array value"
+    );
     // The store never sees a non-object: nothing reached it.
     let store = ctx.store().await?;
-    ensure!(store.list_all_sessions(Some(&ctx.ns)).await?.is_empty(), "nothing written");
+    ensure!(
+        store.list_all_sessions(Some(&ctx.ns)).await?.is_empty(),
+        "nothing written"
+    );
     Ok(())
 }
 
@@ -800,12 +958,24 @@ async fn too_large_item_rejects_whole_batch(ctx: &Ctx<'_>) -> CaseResult {
     let big = item(json!({ "content": "x".repeat(1000) }));
     let batch = vec![item(json!({ "n": 100 })), big, item(json!({ "n": 101 }))];
     let err = s.add_items(batch).await.err();
-    ensure_eq!(err.as_ref().map(|e| e.kind()), Some(ErrorKind::TooLarge), "an oversized item");
-    ensure_eq!(s.get_items(None).await?, numbered(0..2), "nothing of the batch was written");
+    ensure_eq!(
+        err.as_ref().map(|e| e.kind()),
+        Some(ErrorKind::TooLarge),
+        "an oversized item"
+    );
+    ensure_eq!(
+        s.get_items(None).await?,
+        numbered(0..2),
+        "nothing of the batch was written"
+    );
     let exactly = item(json!({ "c": "y".repeat(1000 - 8) }));
     ensure_eq!(exactly.len_bytes(), 1000, "test item size");
     s.add_items(vec![exactly.clone()]).await?;
-    ensure_eq!(s.get_items(Some(1)).await?, vec![exactly], "an item of exactly max_item_bytes");
+    ensure_eq!(
+        s.get_items(Some(1)).await?,
+        vec![exactly],
+        "an item of exactly max_item_bytes"
+    );
     Ok(())
 }
 
@@ -932,8 +1102,16 @@ async fn agents_sdk_item_shapes(ctx: &Ctx<'_>) -> CaseResult {
     s.add_items(items[..1].to_vec()).await?;
     s.add_items(items[1..].to_vec()).await?;
     ensure_eq!(s.get_items(None).await?, items, "the SDK's items");
-    ensure_eq!(s.get_items(Some(2)).await?, items[3..].to_vec(), "the newest two");
-    ensure_eq!(s.pop_item().await?, Some(items[4].clone()), "pop the assistant message");
+    ensure_eq!(
+        s.get_items(Some(2)).await?,
+        items[3..].to_vec(),
+        "the newest two"
+    );
+    ensure_eq!(
+        s.pop_item().await?,
+        Some(items[4].clone()),
+        "pop the assistant message"
+    );
     Ok(())
 }
 
@@ -963,14 +1141,26 @@ async fn large_item_10_mb(ctx: &Ctx<'_>) -> CaseResult {
         "call_id": "call_big",
         "output": random_text(10 * 1024 * 1024, 0x5eed),
     }));
-    ensure!(big.len_bytes() > 10 * 1024 * 1024, "test item is over 10 MiB");
+    ensure!(
+        big.len_bytes() > 10 * 1024 * 1024,
+        "test item is over 10 MiB"
+    );
     let small = item(json!({"role": "user", "content": "after"}));
     s.add_items(vec![big.clone()]).await?;
     s.add_items(vec![small.clone()]).await?;
-    ensure!(s.get_items(Some(2)).await? == vec![big.clone(), small.clone()], "10 MB item round-trips (get)");
-    ensure!(s.get_items(Some(1)).await? == vec![small.clone()], "newest after the large item");
+    ensure!(
+        s.get_items(Some(2)).await? == vec![big.clone(), small.clone()],
+        "10 MB item round-trips (get)"
+    );
+    ensure!(
+        s.get_items(Some(1)).await? == vec![small.clone()],
+        "newest after the large item"
+    );
     s.pop_item().await?;
-    ensure!(s.pop_item().await? == Some(big), "10 MB item round-trips (pop)");
+    ensure!(
+        s.pop_item().await? == Some(big),
+        "10 MB item round-trips (pop)"
+    );
     Ok(())
 }
 
@@ -978,13 +1168,18 @@ async fn batch_of_10000_items(ctx: &Ctx<'_>) -> CaseResult {
     let store = ctx.store().await?;
     let s = ctx.session(&store, "batch")?;
     let items: Vec<Item> = (0..10_000u64)
-        .map(|n| item(json!({"type": "message", "role": "user", "n": n, "content": format!("turn {n}")})))
+        .map(|n| {
+            item(json!({"type": "message", "role": "user", "n": n, "content": format!("turn {n}")}))
+        })
         .collect();
     s.add_items(items.clone()).await?;
     let all = s.get_items(None).await?;
     ensure_eq!(all.len(), 10_000, "all items stored");
     ensure!(all == items, "10,000 items in order");
-    ensure!(s.get_items(Some(3)).await? == items[9_997..].to_vec(), "newest 3 of 10,000");
+    ensure!(
+        s.get_items(Some(3)).await? == items[9_997..].to_vec(),
+        "newest 3 of 10,000"
+    );
     let info = store.session_info(s.session_id()).await?;
     ensure_eq!(info.map(|i| i.item_count), Some(10_000), "item_count");
     Ok(())
@@ -1003,7 +1198,10 @@ async fn session_info_tracks_writes(ctx: &Ctx<'_>) -> CaseResult {
     ensure_eq!(first.session_id.as_str(), s.session_id(), "session_id");
     ensure_eq!(first.item_count, 2, "item_count");
     ensure_eq!(first.expires_at, None, "no TTL, no expiry");
-    ensure!(first.updated_at >= first.created_at, "updated_at >= created_at");
+    ensure!(
+        first.updated_at >= first.created_at,
+        "updated_at >= created_at"
+    );
     let mut previous = first.updated_at;
     for step in 0..3 {
         if step == 2 {
@@ -1015,12 +1213,23 @@ async fn session_info_tracks_writes(ctx: &Ctx<'_>) -> CaseResult {
         let Some(info) = info else {
             return Err(Fail("session_info went missing".into()));
         };
-        ensure_eq!(info.created_at, first.created_at, "created_at is set once (write {step})");
-        ensure!(info.updated_at > previous, "updated_at advances on write {step}");
+        ensure_eq!(
+            info.created_at,
+            first.created_at,
+            "created_at is set once (write {step})"
+        );
+        ensure!(
+            info.updated_at > previous,
+            "updated_at advances on write {step}"
+        );
         previous = info.updated_at;
     }
     let info = store.session_info(s.session_id()).await?;
-    ensure_eq!(info.map(|i| i.item_count), Some(3), "item_count after adds and a pop");
+    ensure_eq!(
+        info.map(|i| i.item_count),
+        Some(3),
+        "item_count after adds and a pop"
+    );
     Ok(())
 }
 
@@ -1030,9 +1239,16 @@ async fn session_handles_do_no_io(ctx: &Ctx<'_>) -> CaseResult {
     let handles: Vec<StoreSession> = (0..10_000)
         .map(|n| ctx.session(&store, &format!("h{n}")))
         .collect::<crate::Result<_>>()?;
-    ensure_eq!(store.stats().total_requests(), before, "making 10,000 session handles");
+    ensure_eq!(
+        store.stats().total_requests(),
+        before,
+        "making 10,000 session handles"
+    );
     handles[9_999].add_items(numbered(0..1)).await?;
-    ensure!(store.stats().total_requests() > before, "a write is counted as a request");
+    ensure!(
+        store.stats().total_requests() > before,
+        "a write is counted as a request"
+    );
     Ok(())
 }
 
@@ -1052,9 +1268,16 @@ async fn errors_name_operation_and_session(ctx: &Ctx<'_>) -> CaseResult {
         return Err(Fail("an oversized item was accepted".into()));
     };
     ensure_eq!(err.kind(), ErrorKind::TooLarge, "kind");
-    ensure_eq!(err.session_id(), Some(s.session_id()), "session id in the error");
+    ensure_eq!(
+        err.session_id(),
+        Some(s.session_id()),
+        "session id in the error"
+    );
     let text = err.to_string();
-    ensure!(text.contains("add_items") && text.contains(s.session_id()), "message names operation and session: {text}");
+    ensure!(
+        text.contains("add_items") && text.contains(s.session_id()),
+        "message names operation and session: {text}"
+    );
     ensure!(!err.is_retryable(), "TooLarge is not retryable");
     Ok(())
 }
@@ -1103,17 +1326,29 @@ async fn concurrent_writers_lose_nothing(ctx: &Ctx<'_>) -> CaseResult {
     while pos < all.len() {
         let (w, b, i, len) = fields(&all[pos]);
         ensure_eq!(i, 0, "a batch starts at its first item (position {pos})");
-        ensure_eq!(next_batch.get(&w).copied().unwrap_or(0), b, "writer {w}'s batches in order");
+        ensure_eq!(
+            next_batch.get(&w).copied().unwrap_or(0),
+            b,
+            "writer {w}'s batches in order"
+        );
         next_batch.insert(w, b + 1);
         for k in 0..len {
             let at = pos + k as usize;
             ensure!(at < all.len(), "batch ({w},{b}) cut off at the end");
-            ensure_eq!(fields(&all[at]), (w, b, k, len), "batch ({w},{b}) contiguous");
+            ensure_eq!(
+                fields(&all[at]),
+                (w, b, k, len),
+                "batch ({w},{b}) contiguous"
+            );
             ensure!(seen.insert((w, b, k)), "item ({w},{b},{k}) duplicated");
         }
         pos += len as usize;
     }
-    ensure_eq!(next_batch.len() as u64, WRITERS, "every writer's batches present");
+    ensure_eq!(
+        next_batch.len() as u64,
+        WRITERS,
+        "every writer's batches present"
+    );
     Ok(())
 }
 
@@ -1151,9 +1386,16 @@ async fn concurrent_pops_return_each_item_once(ctx: &Ctx<'_>) -> CaseResult {
         ITEMS as usize,
         "the history shrank by exactly the number popped"
     );
-    ensure_eq!(remaining, numbered(0..remaining.len() as u64), "the oldest items remain");
+    ensure_eq!(
+        remaining,
+        numbered(0..remaining.len() as u64),
+        "the oldest items remain"
+    );
     for p in &popped {
-        ensure!(!remaining.contains(p), "a popped item is still stored: {p:?}");
+        ensure!(
+            !remaining.contains(p),
+            "a popped item is still stored: {p:?}"
+        );
     }
     Ok(())
 }
@@ -1166,14 +1408,29 @@ async fn persistence_across_reopen(ctx: &Ctx<'_>) -> CaseResult {
         let store = ctx.store().await?;
         let s = ctx.session(&store, "persist")?;
         s.add_items(items.clone()).await?;
-        store.session_info(s.session_id()).await?.map(|i| i.created_at)
+        store
+            .session_info(s.session_id())
+            .await?
+            .map(|i| i.created_at)
     };
     let store = ctx.store().await?;
     let s = ctx.session(&store, "persist")?;
-    ensure_eq!(s.get_items(None).await?, items, "history after re-opening the store");
+    ensure_eq!(
+        s.get_items(None).await?,
+        items,
+        "history after re-opening the store"
+    );
     let info = store.session_info(s.session_id()).await?;
-    ensure_eq!(info.as_ref().map(|i| i.created_at), created_at, "created_at after re-open");
-    ensure_eq!(info.map(|i| i.item_count), Some(5), "item_count after re-open");
+    ensure_eq!(
+        info.as_ref().map(|i| i.created_at),
+        created_at,
+        "created_at after re-open"
+    );
+    ensure_eq!(
+        info.map(|i| i.item_count),
+        Some(5),
+        "item_count after re-open"
+    );
     ensure_eq!(
         store.list_all_sessions(Some(&ctx.ns)).await?,
         vec![s.session_id().to_owned()],
@@ -1209,7 +1466,9 @@ pub fn unreadable_record() -> Vec<u8> {
 async fn raw(store: &Store, id: &str, record: Vec<u8>) -> CaseResult {
     match store.raw_records() {
         Some(hook) => Ok(hook.append_raw(id, record).await?),
-        None => Err(Fail("the factory declared raw_records but the store has no hook".into())),
+        None => Err(Fail(
+            "the factory declared raw_records but the store has no hook".into(),
+        )),
     }
 }
 
@@ -1225,9 +1484,21 @@ async fn corrupt_records_skipped_and_not_counted(ctx: &Ctx<'_>) -> CaseResult {
     s.add_items(numbered(2..3)).await?;
     raw(&store, &id, corrupt[0].clone()).await?;
     raw(&store, &id, corrupt[4].clone()).await?;
-    ensure_eq!(s.get_items(None).await?, numbered(0..3), "get_items(None) skips corrupt");
-    ensure_eq!(s.get_items(Some(1)).await?, numbered(2..3), "limit 1 widens past corrupt");
-    ensure_eq!(s.get_items(Some(2)).await?, numbered(1..3), "limit 2 widens past corrupt");
+    ensure_eq!(
+        s.get_items(None).await?,
+        numbered(0..3),
+        "get_items(None) skips corrupt"
+    );
+    ensure_eq!(
+        s.get_items(Some(1)).await?,
+        numbered(2..3),
+        "limit 1 widens past corrupt"
+    );
+    ensure_eq!(
+        s.get_items(Some(2)).await?,
+        numbered(1..3),
+        "limit 2 widens past corrupt"
+    );
     ensure_eq!(s.get_items(Some(3)).await?, numbered(0..3), "limit 3");
     ensure_eq!(s.get_items(Some(50)).await?, numbered(0..3), "limit beyond");
     Ok(())
@@ -1242,18 +1513,37 @@ async fn corrupt_records_dropped_by_pop(ctx: &Ctx<'_>) -> CaseResult {
     s.add_items(numbered(2..3)).await?;
     raw(&store, &id, corrupt_records()[0].clone()).await?;
     raw(&store, &id, corrupt_records()[5].clone()).await?;
-    ensure_eq!(s.pop_item().await?, Some(item(json!({"n": 2}))), "pop past two corrupt records");
-    ensure_eq!(s.pop_item().await?, Some(item(json!({"n": 1}))), "pop past one corrupt record");
-    ensure_eq!(s.get_items(None).await?, numbered(0..1), "history after pops");
+    ensure_eq!(
+        s.pop_item().await?,
+        Some(item(json!({"n": 2}))),
+        "pop past two corrupt records"
+    );
+    ensure_eq!(
+        s.pop_item().await?,
+        Some(item(json!({"n": 1}))),
+        "pop past one corrupt record"
+    );
+    ensure_eq!(
+        s.get_items(None).await?,
+        numbered(0..1),
+        "history after pops"
+    );
     let info = store.session_info(&id).await?;
-    ensure_eq!(info.map(|i| i.item_count), Some(1), "corrupt records were dropped");
+    ensure_eq!(
+        info.map(|i| i.item_count),
+        Some(1),
+        "corrupt records were dropped"
+    );
     ensure_eq!(s.pop_item().await?, Some(item(json!({"n": 0}))), "last pop");
     ensure_eq!(s.pop_item().await?, None, "empty");
     // A session holding only corrupt records pops nothing and ends up empty.
     let only = ctx.session(&store, "only-corrupt")?;
     raw(&store, only.session_id(), corrupt_records()[0].clone()).await?;
     ensure_eq!(only.pop_item().await?, None, "pop on corrupt-only session");
-    ensure!(only.get_items(None).await?.is_empty(), "corrupt-only reads empty");
+    ensure!(
+        only.get_items(None).await?.is_empty(),
+        "corrupt-only reads empty"
+    );
     Ok(())
 }
 
@@ -1264,9 +1554,21 @@ async fn unreadable_records_skipped_and_never_deleted(ctx: &Ctx<'_>) -> CaseResu
     s.add_items(numbered(0..1)).await?;
     raw(&store, &id, unreadable_record()).await?;
     s.add_items(numbered(1..2)).await?;
-    ensure_eq!(s.get_items(None).await?, numbered(0..2), "reads skip unreadable records");
-    ensure_eq!(s.get_items(Some(2)).await?, numbered(0..2), "unreadable not counted toward limit");
-    ensure_eq!(s.pop_item().await?, Some(item(json!({"n": 1}))), "pop above the unreadable");
+    ensure_eq!(
+        s.get_items(None).await?,
+        numbered(0..2),
+        "reads skip unreadable records"
+    );
+    ensure_eq!(
+        s.get_items(Some(2)).await?,
+        numbered(0..2),
+        "unreadable not counted toward limit"
+    );
+    ensure_eq!(
+        s.pop_item().await?,
+        Some(item(json!({"n": 1}))),
+        "pop above the unreadable"
+    );
     for attempt in 0..2 {
         let err = s.pop_item().await.err();
         ensure_eq!(
@@ -1275,9 +1577,17 @@ async fn unreadable_records_skipped_and_never_deleted(ctx: &Ctx<'_>) -> CaseResu
             "pop on an unreadable record (attempt {attempt})"
         );
     }
-    ensure_eq!(s.get_items(None).await?, numbered(0..1), "nothing was removed");
+    ensure_eq!(
+        s.get_items(None).await?,
+        numbered(0..1),
+        "nothing was removed"
+    );
     let info = store.session_info(&id).await?;
-    ensure_eq!(info.map(|i| i.item_count), Some(2), "the unreadable record is kept");
+    ensure_eq!(
+        info.map(|i| i.item_count),
+        Some(2),
+        "the unreadable record is kept"
+    );
     Ok(())
 }
 
@@ -1298,15 +1608,26 @@ async fn ttl_expired_session_is_invisible(ctx: &Ctx<'_>) -> CaseResult {
     let Some(info) = info else {
         return Err(Fail("no info before expiry".into()));
     };
-    let expires = info.expires_at.map(|t| t.as_millis() - info.updated_at.as_millis());
+    let expires = info
+        .expires_at
+        .map(|t| t.as_millis() - info.updated_at.as_millis());
     ensure!(
         expires.is_some_and(|ms| (1_000..=3_000).contains(&ms)),
         "expires_at is about ttl after the write: {expires:?} ms"
     );
     tokio::time::sleep(Duration::from_millis(3_000)).await;
-    ensure!(s.get_items(None).await?.is_empty(), "expired session reads empty");
-    ensure!(s.get_items(Some(1)).await?.is_empty(), "expired session reads empty with a limit");
-    ensure!(store.session_info(s.session_id()).await?.is_none(), "expired session has no info");
+    ensure!(
+        s.get_items(None).await?.is_empty(),
+        "expired session reads empty"
+    );
+    ensure!(
+        s.get_items(Some(1)).await?.is_empty(),
+        "expired session reads empty with a limit"
+    );
+    ensure!(
+        store.session_info(s.session_id()).await?.is_none(),
+        "expired session has no info"
+    );
     ensure!(
         store.list_all_sessions(Some(&ctx.ns)).await?.is_empty(),
         "expired session is not listed"
@@ -1319,10 +1640,18 @@ async fn ttl_read_refreshes_expiry(ctx: &Ctx<'_>) -> CaseResult {
     let store = ctx.store_with(ttl_options(3, true)).await?;
     let s = seeded(ctx, &store, "sliding", 2).await?;
     tokio::time::sleep(Duration::from_millis(2_000)).await;
-    ensure_eq!(s.get_items(None).await?, numbered(0..2), "visible before expiry");
+    ensure_eq!(
+        s.get_items(None).await?,
+        numbered(0..2),
+        "visible before expiry"
+    );
     tokio::time::sleep(Duration::from_millis(2_000)).await;
     // 4 s after the write (1 s past its TTL), 2 s after the read (1 s before the refreshed TTL).
-    ensure_eq!(s.get_items(None).await?, numbered(0..2), "the read refreshed the TTL");
+    ensure_eq!(
+        s.get_items(None).await?,
+        numbered(0..2),
+        "the read refreshed the TTL"
+    );
     Ok(())
 }
 
@@ -1330,26 +1659,48 @@ async fn ttl_no_refresh_on_read(ctx: &Ctx<'_>) -> CaseResult {
     let store = ctx.store_with(ttl_options(3, false)).await?;
     let s = seeded(ctx, &store, "fixed", 2).await?;
     tokio::time::sleep(Duration::from_millis(2_000)).await;
-    ensure_eq!(s.get_items(None).await?, numbered(0..2), "visible before expiry");
+    ensure_eq!(
+        s.get_items(None).await?,
+        numbered(0..2),
+        "visible before expiry"
+    );
     tokio::time::sleep(Duration::from_millis(2_000)).await;
-    ensure!(s.get_items(None).await?.is_empty(), "reads did not refresh the TTL");
+    ensure!(
+        s.get_items(None).await?.is_empty(),
+        "reads did not refresh the TTL"
+    );
     Ok(())
 }
 
 async fn ttl_write_after_expiry_starts_fresh(ctx: &Ctx<'_>) -> CaseResult {
     let store = ctx.store_with(ttl_options(2, true)).await?;
     let s = seeded(ctx, &store, "reborn", 3).await?;
-    let before = store.session_info(s.session_id()).await?.map(|i| i.created_at);
+    let before = store
+        .session_info(s.session_id())
+        .await?
+        .map(|i| i.created_at);
     tokio::time::sleep(Duration::from_millis(3_000)).await;
     s.add_items(numbered(100..101)).await?;
-    ensure_eq!(s.get_items(None).await?, numbered(100..101), "expired items never reappear");
+    ensure_eq!(
+        s.get_items(None).await?,
+        numbered(100..101),
+        "expired items never reappear"
+    );
     let info = store.session_info(s.session_id()).await?;
-    ensure_eq!(info.as_ref().map(|i| i.item_count), Some(1), "item_count of the new session");
+    ensure_eq!(
+        info.as_ref().map(|i| i.item_count),
+        Some(1),
+        "item_count of the new session"
+    );
     ensure!(
         info.map(|i| i.created_at) > before,
         "the new session has a new created_at"
     );
-    ensure_eq!(s.pop_item().await?, Some(item(json!({"n": 100}))), "pop the new item");
+    ensure_eq!(
+        s.pop_item().await?,
+        Some(item(json!({"n": 100}))),
+        "pop the new item"
+    );
     ensure_eq!(s.pop_item().await?, None, "no expired item under it");
     Ok(())
 }

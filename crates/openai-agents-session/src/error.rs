@@ -273,9 +273,13 @@ mod tests {
     #[test]
     fn message_names_operation_session_kind_and_source() {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
-        let err = Error::new(ErrorKind::Connection, Operation::AddItems, "cannot reach server")
-            .with_session("a:b")
-            .with_source(io);
+        let err = Error::new(
+            ErrorKind::Connection,
+            Operation::AddItems,
+            "cannot reach server",
+        )
+        .with_session("a:b")
+        .with_source(io);
         let text = err.to_string();
         assert_eq!(
             text,

@@ -37,7 +37,12 @@ impl Item {
     /// survive byte for byte.
     pub fn from_json_str(text: &str) -> Result<Item> {
         let value: Value = serde_json::from_str(text).map_err(|e| {
-            Error::new(ErrorKind::InvalidInput, Operation::ParseItem, "invalid JSON").with_source(e)
+            Error::new(
+                ErrorKind::InvalidInput,
+                Operation::ParseItem,
+                "invalid JSON",
+            )
+            .with_source(e)
         })?;
         if !value.is_object() {
             return Err(not_an_object(&value));
@@ -50,8 +55,12 @@ impl Item {
     /// Parses JSON bytes; they must be UTF-8 and exactly one JSON object.
     pub fn from_json_slice(bytes: &[u8]) -> Result<Item> {
         let text = std::str::from_utf8(bytes).map_err(|e| {
-            Error::new(ErrorKind::InvalidInput, Operation::ParseItem, "JSON is not UTF-8")
-                .with_source(e)
+            Error::new(
+                ErrorKind::InvalidInput,
+                Operation::ParseItem,
+                "JSON is not UTF-8",
+            )
+            .with_source(e)
         })?;
         Item::from_json_str(text)
     }
@@ -125,7 +134,10 @@ fn not_an_object(value: &Value) -> Error {
     Error::new(
         ErrorKind::InvalidInput,
         Operation::ParseItem,
-        format!("an item must be a JSON object, got {}", json_type_name(value)),
+        format!(
+            "an item must be a JSON object, got {}",
+            json_type_name(value)
+        ),
     )
 }
 
@@ -203,19 +215,29 @@ impl fmt::Debug for Item {
             while !self.json.is_char_boundary(end) {
                 end -= 1;
             }
-            write!(f, "Item({}... {} bytes)", &self.json[..end], self.json.len())
+            write!(
+                f,
+                "Item({}... {} bytes)",
+                &self.json[..end],
+                self.json.len()
+            )
         }
     }
 }
 
 impl serde::Serialize for Item {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
         self.to_value().serialize(serializer)
     }
 }
 
 impl<'de> serde::Deserialize<'de> for Item {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Item, D::Error> {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Item, D::Error> {
         let value = Value::deserialize(deserializer)?;
         Item::from_value(value).map_err(serde::de::Error::custom)
     }
@@ -232,7 +254,10 @@ mod tests {
         assert_eq!(item.as_str(), text);
         // Through a `Value` the number keeps its value (serde_json may respell an exponent).
         let via_value = item.to_value();
-        assert_eq!(via_value["big"].to_string(), "123456789012345678901234567890");
+        assert_eq!(
+            via_value["big"].to_string(),
+            "123456789012345678901234567890"
+        );
         assert_eq!(via_value["f"].to_string(), "1.0");
     }
 
@@ -247,7 +272,17 @@ mod tests {
 
     #[test]
     fn non_objects_are_invalid_input() {
-        for bad in ["[1]", "1", "\"s\"", "null", "true", "", "{", "{} {}", "{\"a\":1}x"] {
+        for bad in [
+            "[1]",
+            "1",
+            "\"s\"",
+            "null",
+            "true",
+            "",
+            "{",
+            "{} {}",
+            "{\"a\":1}x",
+        ] {
             let err = Item::from_json_str(bad).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad:?}");
         }
@@ -255,7 +290,8 @@ mod tests {
 
     #[test]
     fn serde_round_trip() {
-        let item = Item::from_json_str(r#"{"a":[1,2,{"b":null}],"n":18446744073709551616}"#).unwrap();
+        let item =
+            Item::from_json_str(r#"{"a":[1,2,{"b":null}],"n":18446744073709551616}"#).unwrap();
         let text = serde_json::to_string(&item).unwrap();
         let back: Item = serde_json::from_str(&text).unwrap();
         assert_eq!(back, item);

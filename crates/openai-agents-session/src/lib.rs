@@ -66,3 +66,8 @@ pub use store::{
     SessionPage, Store, StoreOptions, StoreSession, DEFAULT_MAX_ITEM_BYTES, MAX_SESSION_ID_BYTES,
 };
 pub use time::Timestamp;
+
+/// The README's code blocks, compiled as doc tests so that they stay true.
+#[cfg(all(doctest, feature = "conformance", feature = "sqlite"))]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -262,8 +262,10 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     fn clear_session<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<()>>;
 
     /// See [`Store::session_info`].
-    fn session_info<'a>(&'a self, session_id: &'a str)
-        -> BoxFuture<'a, Result<Option<SessionInfo>>>;
+    fn session_info<'a>(
+        &'a self,
+        session_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SessionInfo>>>;
 
     /// See [`Store::list_sessions`].
     fn list_sessions<'a>(&'a self, options: &'a ListOptions) -> BoxFuture<'a, Result<SessionPage>>;

@@ -110,8 +110,14 @@ mod tests {
 
     #[test]
     fn rfc3339_known_dates() {
-        assert_eq!(Timestamp(951_782_400_000).to_rfc3339(), "2000-02-29T00:00:00.000Z");
-        assert_eq!(Timestamp(1_798_761_599_999).to_rfc3339(), "2026-12-31T23:59:59.999Z");
+        assert_eq!(
+            Timestamp(951_782_400_000).to_rfc3339(),
+            "2000-02-29T00:00:00.000Z"
+        );
+        assert_eq!(
+            Timestamp(1_798_761_599_999).to_rfc3339(),
+            "2026-12-31T23:59:59.999Z"
+        );
         assert_eq!(Timestamp(-1).to_rfc3339(), "1969-12-31T23:59:59.999Z");
     }
 
@@ -123,7 +129,10 @@ mod tests {
         assert!(is_expired(Some(Timestamp(10_000)), now));
         assert!(!is_expired(Some(Timestamp(10_001)), now));
         assert!(!is_expired(None, now));
-        assert_eq!(advance_updated(Some(Timestamp(10_000)), now), Timestamp(10_001));
+        assert_eq!(
+            advance_updated(Some(Timestamp(10_000)), now),
+            Timestamp(10_001)
+        );
         assert_eq!(advance_updated(Some(Timestamp(9_000)), now), now);
         assert_eq!(advance_updated(None, now), now);
     }

@@ -120,7 +120,9 @@ impl StoreUrl {
             ))
         })?;
         if scheme.is_empty() {
-            return Err(config_error(format!("store URL {redacted:?} has an empty scheme")));
+            return Err(config_error(format!(
+                "store URL {redacted:?} has an empty scheme"
+            )));
         }
         let (before_query, query) = match rest.split_once('?') {
             Some((b, q)) => (b, Some(q)),
@@ -166,7 +168,9 @@ impl StoreUrl {
         let mut opts = StoreOptions::default();
         if let Some(ttl) = self.take_option("ttl") {
             let secs = parse_positive("ttl", &ttl)?;
-            opts = opts.with_ttl(Some(secs)).map_err(|e| e.with_operation(Operation::Open))?;
+            opts = opts
+                .with_ttl(Some(secs))
+                .map_err(|e| e.with_operation(Operation::Open))?;
         }
         if let Some(refresh) = self.take_option("refresh_on_read") {
             opts = opts.with_refresh_on_read(parse_bool("refresh_on_read", &refresh)?);
@@ -293,9 +297,16 @@ mod tests {
     fn redaction_hides_passwords_everywhere() {
         let u = StoreUrl::parse("redis://user:hunter2@localhost:6379/0?nope=1").unwrap();
         assert!(!format!("{u:?}").contains("hunter2"));
-        assert!(!u.reject_unknown_options().unwrap_err().to_string().contains("hunter2"));
+        assert!(!u
+            .reject_unknown_options()
+            .unwrap_err()
+            .to_string()
+            .contains("hunter2"));
         assert_eq!(redact("redis://user:p%40ss@h/0"), "redis://user:***@h/0");
-        assert_eq!(redact("rediss+cluster://u:pw@h1:1,h2:2/"), "rediss+cluster://u:***@h1:1,h2:2/");
+        assert_eq!(
+            redact("rediss+cluster://u:pw@h1:1,h2:2/"),
+            "rediss+cluster://u:***@h1:1,h2:2/"
+        );
     }
 
     #[tokio::test]

@@ -34,3 +34,111 @@ async fn sqlite_file() {
     report.assert_passed();
     assert_eq!(report.unsupported().count(), 0);
 }
+
+/// A third-party-style backend with the classic bug (`get_items(Some(n))` returns the *oldest*
+/// n): the kit must catch it, so it cannot be a kit that passes anything.
+mod broken {
+    use openai_agents_session::{
+        Backend, BoxFuture, Item, ListOptions, RequestStats, Result, Session, SessionInfo,
+        SessionPage, Store, StoreOptions,
+    };
+
+    #[derive(Debug)]
+    pub struct OldestFirst {
+        pub inner: Store,
+        pub stats: RequestStats,
+    }
+
+    impl Backend for OldestFirst {
+        fn name(&self) -> &'static str {
+            "oldest-first"
+        }
+        fn get_items<'a>(
+            &'a self,
+            id: &'a str,
+            limit: Option<usize>,
+        ) -> BoxFuture<'a, Result<Vec<Item>>> {
+            Box::pin(async move {
+                let mut all = self.inner.session(id)?.get_items(None).await?;
+                all.truncate(limit.unwrap_or(usize::MAX));
+                Ok(all)
+            })
+        }
+        fn add_items<'a>(&'a self, id: &'a str, items: Vec<Item>) -> BoxFuture<'a, Result<()>> {
+            Box::pin(async move { self.inner.session(id)?.add_items(items).await })
+        }
+        fn pop_item<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Item>>> {
+            Box::pin(async move { self.inner.session(id)?.pop_item().await })
+        }
+        fn clear_session<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
+            Box::pin(async move { self.inner.session(id)?.clear_session().await })
+        }
+        fn session_info<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<SessionInfo>>> {
+            Box::pin(self.inner.session_info(id))
+        }
+        fn list_sessions<'a>(
+            &'a self,
+            options: &'a ListOptions,
+        ) -> BoxFuture<'a, Result<SessionPage>> {
+            Box::pin(self.inner.list_sessions(options))
+        }
+        fn prune(&self) -> BoxFuture<'_, Result<u64>> {
+            Box::pin(self.inner.prune())
+        }
+        fn stats(&self) -> &RequestStats {
+            &self.stats
+        }
+    }
+
+    pub fn store(inner: Store) -> Store {
+        Store::from_backend(
+            std::sync::Arc::new(OldestFirst {
+                inner,
+                stats: RequestStats::default(),
+            }),
+            StoreOptions::default(),
+        )
+    }
+}
+
+struct BrokenFactory;
+
+impl openai_agents_session::conformance::StoreFactory for BrokenFactory {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::none()
+    }
+    fn open(
+        &self,
+        _options: openai_agents_session::conformance::FactoryOptions,
+    ) -> openai_agents_session::BoxFuture<
+        '_,
+        openai_agents_session::Result<openai_agents_session::Store>,
+    > {
+        Box::pin(async {
+            Ok(broken::store(
+                openai_agents_session::Store::open("memory://").await?,
+            ))
+        })
+    }
+}
+
+#[tokio::test]
+async fn kit_catches_a_backend_returning_the_oldest_items() {
+    let report = openai_agents_session::conformance::run_matching(&BrokenFactory, |name| {
+        name.starts_with("limit_") || name.starts_with("ttl_") || name == "pop_returns_newest_first"
+    })
+    .await;
+    let failed: Vec<&str> = report.failed().map(|c| c.name).collect();
+    assert_eq!(
+        failed,
+        ["limit_one_returns_newest", "limit_n_minus_one"],
+        "{report}"
+    );
+    assert!(report
+        .passed()
+        .any(|c| c.name == "pop_returns_newest_first"));
+    // Without the ttl capability the TTL cases are reported unsupported, by name.
+    let unsupported: Vec<&str> = report.unsupported().map(|c| c.name).collect();
+    assert_eq!(unsupported.len(), 4, "{unsupported:?}");
+    assert!(unsupported.iter().all(|n| n.starts_with("ttl_")));
+}

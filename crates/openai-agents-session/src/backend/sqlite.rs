@@ -202,7 +202,9 @@ fn prune_expired(conn: &Connection, now: Timestamp) -> rusqlite::Result<u64> {
     )?
     .execute([now.as_millis()])?;
     let removed = conn
-        .prepare_cached("DELETE FROM oas_sessions WHERE expires_at IS NOT NULL AND expires_at <= ?1")?
+        .prepare_cached(
+            "DELETE FROM oas_sessions WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+        )?
         .execute([now.as_millis()])?;
     Ok(removed as u64)
 }
@@ -358,8 +360,9 @@ impl Inner {
             }
         };
         {
-            let mut insert =
-                tx.prepare_cached("INSERT INTO oas_items (session, seq, record) VALUES (?1, ?2, ?3)")?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO oas_items (session, seq, record) VALUES (?1, ?2, ?3)",
+            )?;
             for (offset, record) in records.iter().enumerate() {
                 insert.execute(params![key, next_seq + offset as i64, record])?;
             }
@@ -578,7 +581,9 @@ impl Backend for SqliteBackend {
     ) -> BoxFuture<'a, Result<Vec<Item>>> {
         let inner = Arc::clone(&self.inner);
         let id = session_id.to_owned();
-        Box::pin(self.run(Operation::GetItems, move |conn| inner.read_tail(conn, &id, limit)))
+        Box::pin(self.run(Operation::GetItems, move |conn| {
+            inner.read_tail(conn, &id, limit)
+        }))
     }
 
     fn add_items<'a>(&'a self, session_id: &'a str, items: Vec<Item>) -> BoxFuture<'a, Result<()>> {
@@ -587,8 +592,10 @@ impl Backend for SqliteBackend {
         Box::pin(async move {
             let records: Vec<Vec<u8>> = items.iter().map(|i| self.inner.codec.encode(i)).collect();
             drop(items);
-            self.run(Operation::AddItems, move |conn| inner.append(conn, &id, &records))
-                .await
+            self.run(Operation::AddItems, move |conn| {
+                inner.append(conn, &id, &records)
+            })
+            .await
         })
     }
 
@@ -616,7 +623,9 @@ impl Backend for SqliteBackend {
     fn list_sessions<'a>(&'a self, options: &'a ListOptions) -> BoxFuture<'a, Result<SessionPage>> {
         let inner = Arc::clone(&self.inner);
         let options = options.clone();
-        Box::pin(self.run(Operation::ListSessions, move |conn| inner.list(conn, &options)))
+        Box::pin(self.run(Operation::ListSessions, move |conn| {
+            inner.list(conn, &options)
+        }))
     }
 
     fn prune(&self) -> BoxFuture<'_, Result<u64>> {
@@ -646,6 +655,8 @@ impl RawRecords for SqliteBackend {
         let inner = Arc::clone(&self.inner);
         let id = session_id.to_owned();
         let records = vec![record];
-        Box::pin(self.run(Operation::RawWrite, move |conn| inner.append(conn, &id, &records)))
+        Box::pin(self.run(Operation::RawWrite, move |conn| {
+            inner.append(conn, &id, &records)
+        }))
     }
 }

@@ -1,0 +1,139 @@
+//! SQLite-specific behaviour: the layout version, pruning, options, transactions per operation.
+//! (Several OS processes writing one session: `tests/sqlite_processes.rs`.)
+#![cfg(feature = "sqlite")]
+
+use std::path::PathBuf;
+
+use openai_agents_session::{ErrorKind, Item, Operation, Session, Store};
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("oas-sqlite-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn newer_layout_version_is_a_clear_error() {
+    let dir = temp_dir("layout");
+    let path = dir.join("s.db");
+    let url = format!("sqlite://{}", path.display());
+    Store::open(&url).await.unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "UPDATE oas_meta SET value = '99' WHERE key = 'layout_version'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let err = Store::open(&url).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnsupportedFormat);
+    assert_eq!(err.operation(), Operation::Open);
+    assert!(err.to_string().contains("99"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn prune_deletes_expired_rows_only() {
+    let dir = temp_dir("prune");
+    let path = dir.join("s.db");
+    let base = format!("sqlite://{}", path.display());
+    let short = Store::open(&format!("{base}?ttl=1")).await.unwrap();
+    let forever = Store::open(&base).await.unwrap();
+    short
+        .session("old")
+        .unwrap()
+        .add_items(vec![r#"{"a":1}"#.parse().unwrap()])
+        .await
+        .unwrap();
+    forever
+        .session("keep")
+        .unwrap()
+        .add_items(vec![r#"{"b":2}"#.parse().unwrap()])
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(forever.prune().await.unwrap(), 1);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM oas_items", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        rows, 1,
+        "the expired session's rows are gone, the other's stay"
+    );
+    assert_eq!(forever.prune().await.unwrap(), 0);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn options_are_checked() {
+    let dir = temp_dir("options");
+    let base = format!("sqlite://{}/s.db", dir.display());
+    for ok in [
+        "synchronous=full",
+        "synchronous=NORMAL",
+        "busy_timeout_ms=100",
+    ] {
+        Store::open(&format!("{base}?{ok}")).await.unwrap();
+    }
+    for (bad, kind) in [
+        ("synchronous=off", ErrorKind::InvalidInput),
+        ("busy_timeout_ms=0", ErrorKind::InvalidInput),
+        ("journal=delete", ErrorKind::Config),
+    ] {
+        let err = Store::open(&format!("{base}?{bad}")).await.unwrap_err();
+        assert_eq!(err.kind(), kind, "{bad}: {err}");
+        assert!(
+            err.to_string().contains(bad.split('=').next().unwrap()),
+            "{err}"
+        );
+    }
+    let err = Store::open("sqlite://").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn relative_and_percent_encoded_paths() {
+    let dir = temp_dir("paths");
+    let nested = dir.join("my dir");
+    std::fs::create_dir_all(&nested).unwrap();
+    let url = format!("sqlite://{}/my%20dir/s.db", dir.display());
+    let store = Store::open(&url).await.unwrap();
+    store
+        .session("x")
+        .unwrap()
+        .add_items(vec![r#"{"a":1}"#.parse().unwrap()])
+        .await
+        .unwrap();
+    assert!(nested.join("s.db").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn each_operation_is_one_transaction() {
+    let dir = temp_dir("requests");
+    let store = Store::open(&format!("sqlite://{}/s.db", dir.display()))
+        .await
+        .unwrap();
+    let s = store.session("s").unwrap();
+    let items: Vec<Item> = (0..100)
+        .map(|n| format!(r#"{{"n":{n}}}"#).parse().unwrap())
+        .collect();
+    s.add_items(items).await.unwrap();
+    s.get_items(Some(10)).await.unwrap();
+    s.get_items(None).await.unwrap();
+    s.pop_item().await.unwrap();
+    s.clear_session().await.unwrap();
+    let stats = store.stats();
+    for op in [
+        Operation::AddItems,
+        Operation::PopItem,
+        Operation::ClearSession,
+    ] {
+        assert_eq!(stats.requests(op), stats.calls(op), "{op}");
+    }
+    assert_eq!(stats.requests(Operation::GetItems), 2);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -1,0 +1,98 @@
+//! Four OS processes each make 500 single-item `add_items` calls on one SQLite session:
+//! none fails, none is lost, each writer's items stay in its order.
+//!
+//! A test binary without the libtest harness: run with no environment it is the parent, which
+//! re-executes itself as the child writers (`OAS_TEST_CHILD_WRITER=url|writer`).
+
+use std::collections::HashMap;
+use std::process::{Command, ExitCode};
+
+use openai_agents_session::{Item, Session, Store};
+
+const CHILD_ENV: &str = "OAS_TEST_CHILD_WRITER";
+const PROCESSES: usize = 4;
+const ADDS_PER_PROCESS: u64 = 500;
+
+fn main() -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match std::env::var(CHILD_ENV) {
+        Ok(spec) => runtime.block_on(child(&spec)),
+        Err(_) => {
+            // `cargo test -- <filter>` passes arguments; run only when unfiltered or named.
+            let args: Vec<String> = std::env::args()
+                .skip(1)
+                .filter(|a| !a.starts_with('-'))
+                .collect();
+            if !args.is_empty()
+                && !args
+                    .iter()
+                    .any(|a| "four_processes_lose_nothing".contains(a.as_str()))
+            {
+                println!("0 passed, 0 failed");
+                return ExitCode::SUCCESS;
+            }
+            runtime.block_on(parent());
+            println!("test four_processes_lose_nothing ... ok\n1 passed, 0 failed");
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+async fn child(spec: &str) {
+    let (url, writer) = spec.split_once('|').expect("url|writer");
+    let store = Store::open(url).await.expect("open");
+    let session = store.session("shared").expect("session");
+    for n in 0..ADDS_PER_PROCESS {
+        let item: Item = format!(r#"{{"writer":{writer},"n":{n}}}"#)
+            .parse()
+            .expect("item");
+        session.add_items(vec![item]).await.expect("add_items");
+    }
+}
+
+async fn parent() {
+    let dir = std::env::temp_dir().join(format!("oas-processes-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}/shared.db", dir.display());
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..PROCESSES)
+        .map(|w| {
+            Command::new(&exe)
+                .env(CHILD_ENV, format!("{url}|{w}"))
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let failures = children
+        .into_iter()
+        .map(|mut c| c.wait().unwrap())
+        .filter(|status| !status.success())
+        .count();
+    assert_eq!(failures, 0, "child writer processes failed");
+    let store = Store::open(&url).await.unwrap();
+    let items = store
+        .session("shared")
+        .unwrap()
+        .get_items(None)
+        .await
+        .unwrap();
+    assert_eq!(
+        items.len(),
+        PROCESSES * ADDS_PER_PROCESS as usize,
+        "items lost"
+    );
+    let mut next: HashMap<u64, u64> = HashMap::new();
+    for item in &items {
+        let v = item.to_value();
+        let (w, n) = (v["writer"].as_u64().unwrap(), v["n"].as_u64().unwrap());
+        let expected = next.entry(w).or_insert(0);
+        assert_eq!(n, *expected, "writer {w}'s items in order, none duplicated");
+        *expected += 1;
+    }
+    assert_eq!(next.len(), PROCESSES);
+    std::fs::remove_dir_all(&dir).ok();
+}
