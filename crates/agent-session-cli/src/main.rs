@@ -7,6 +7,8 @@ use std::io::{self, BufRead, BufWriter, Write};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+mod bench;
 use openai_agents_session::{Error, ErrorKind, Item, ListOptions, Session, SessionInfo, Store};
 
 /// The store used when neither --url nor AGENT_SESSION_URL is given.
@@ -72,6 +74,8 @@ enum Command {
     },
     /// Delete expired sessions' data now; prints how many sessions were removed.
     Prune,
+    /// Measure latency, throughput and round trips per operation against the store.
+    Bench(bench::BenchArgs),
 }
 
 /// A failure with its exit code.
@@ -241,6 +245,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let removed = store.prune().await?;
             writeln!(out, "{removed}")?;
         }
+        Command::Bench(args) => bench::run(&store, &args, &mut out).await?,
     }
     Ok(out.flush()?)
 }

@@ -55,6 +55,9 @@ CREATE TABLE IF NOT EXISTS oas_items (
 const OPPORTUNISTIC_PRUNE_EVERY_MS: i64 = 60_000;
 /// Whole-transaction attempts when SQLite stays busy beyond the busy timeout.
 const BUSY_ATTEMPTS: u32 = 5;
+/// At most this many connections (and blocking threads) per store, however many sessions and
+/// concurrent calls there are; more calls wait for a free one.
+const MAX_CONNECTIONS: usize = 8;
 
 /// The `synchronous` pragma: what a commit waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +97,8 @@ struct Inner {
     config: Config,
     /// Idle connections; an operation takes one (or opens one) and puts it back.
     idle: Mutex<Vec<Connection>>,
+    /// Bounds the open connections to `MAX_CONNECTIONS`.
+    permits: Arc<tokio::sync::Semaphore>,
     codec: RecordCodec,
     stats: RequestStats,
     last_prune_ms: AtomicI64,
@@ -214,6 +219,7 @@ impl SqliteBackend {
         let inner = Arc::new(Inner {
             config,
             idle: Mutex::new(Vec::new()),
+            permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
             codec: RecordCodec::default(),
             stats: RequestStats::default(),
             last_prune_ms: AtomicI64::new(0),
@@ -252,7 +258,19 @@ impl SqliteBackend {
         F: FnMut(&mut Connection) -> TxResult<T> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || inner.run_blocking(op, work))
+        // The permit moves into the blocking task: it is held while the connection is in use,
+        // even if the caller's future is dropped meanwhile.
+        let permit = Arc::clone(&self.inner.permits)
+            .acquire_owned()
+            .await
+            .map_err(|e| {
+                Error::new(ErrorKind::Backend, op, "the SQLite store is closed").with_source(e)
+            })?;
+        tokio::task::spawn_blocking(move || {
+            let result = inner.run_blocking(op, work);
+            drop(permit);
+            result
+        })
             .await
             .map_err(|e| {
                 Error::new(ErrorKind::Backend, op, "the SQLite worker task failed").with_source(e)
