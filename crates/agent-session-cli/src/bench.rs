@@ -57,7 +57,13 @@ fn item(n: usize, bytes: usize) -> Item {
         .unwrap_or_else(|_| Item::from_map(Default::default()))
 }
 
-async fn measure<F, Fut>(store: &Store, name: &str, op: Operation, ops: usize, mut call: F) -> Result<Scenario, Error>
+async fn measure<F, Fut>(
+    store: &Store,
+    name: &str,
+    op: Operation,
+    ops: usize,
+    mut call: F,
+) -> Result<Scenario, Error>
 where
     F: FnMut(usize) -> Fut,
     Fut: std::future::Future<Output = Result<(), Error>>,
@@ -91,7 +97,11 @@ fn peak_rss_kib() -> Option<u64> {
 }
 
 /// Runs every scenario and prints the results.
-pub async fn run(store: &Store, args: &BenchArgs, out: &mut impl std::io::Write) -> Result<(), Error> {
+pub async fn run(
+    store: &Store,
+    args: &BenchArgs,
+    out: &mut impl std::io::Write,
+) -> Result<(), Error> {
     let prefix = format!("bench:{}:", std::process::id());
     let ops = args.ops.max(1);
     let size = args.item_bytes;
@@ -106,22 +116,33 @@ pub async fn run(store: &Store, args: &BenchArgs, out: &mut impl std::io::Write)
     );
     let batch = store.session(&format!("{prefix}batch"))?;
     scenarios.push(
-        measure(store, "add_items (100 items)", Operation::AddItems, (ops / 10).max(1), |i| {
-            batch.add_items((0..100).map(|k| item(i * 100 + k, size)).collect())
-        })
+        measure(
+            store,
+            "add_items (100 items)",
+            Operation::AddItems,
+            (ops / 10).max(1),
+            |i| batch.add_items((0..100).map(|k| item(i * 100 + k, size)).collect()),
+        )
         .await?,
     );
 
     let short = store.session(&format!("{prefix}short"))?;
-    short.add_items((0..100).map(|n| item(n, size)).collect()).await?;
+    short
+        .add_items((0..100).map(|n| item(n, size)).collect())
+        .await?;
     let long = store.session(&format!("{prefix}long"))?;
     for chunk in (0..args.history).collect::<Vec<_>>().chunks(5_000) {
-        long.add_items(chunk.iter().map(|&n| item(n, size)).collect()).await?;
+        long.add_items(chunk.iter().map(|&n| item(n, size)).collect())
+            .await?;
     }
     scenarios.push(
-        measure(store, "get_items(10), 100 items", Operation::GetItems, ops, |_| async {
-            short.get_items(Some(10)).await.map(drop)
-        })
+        measure(
+            store,
+            "get_items(10), 100 items",
+            Operation::GetItems,
+            ops,
+            |_| async { short.get_items(Some(10)).await.map(drop) },
+        )
         .await?,
     );
     let long_name = format!("get_items(10), {} items", args.history);
@@ -132,24 +153,42 @@ pub async fn run(store: &Store, args: &BenchArgs, out: &mut impl std::io::Write)
         .await?,
     );
     scenarios.push(
-        measure(store, "get_items(None), 100 items", Operation::GetItems, ops, |_| async {
-            short.get_items(None).await.map(drop)
-        })
+        measure(
+            store,
+            "get_items(None), 100 items",
+            Operation::GetItems,
+            ops,
+            |_| async { short.get_items(None).await.map(drop) },
+        )
         .await?,
     );
     scenarios.push(
-        measure(store, "pop_item", Operation::PopItem, ops.min(args.history), |_| async {
-            long.pop_item().await.map(drop)
-        })
+        measure(
+            store,
+            "pop_item",
+            Operation::PopItem,
+            ops.min(args.history),
+            |_| async { long.pop_item().await.map(drop) },
+        )
         .await?,
     );
 
     for name in ["single", "batch", "short", "long"] {
-        store.session(&format!("{prefix}{name}"))?.clear_session().await?;
+        store
+            .session(&format!("{prefix}{name}"))?
+            .clear_session()
+            .await?;
     }
 
     let rss = peak_rss_kib();
-    let w = |e: std::io::Error| Error::new(openai_agents_session::ErrorKind::Backend, Operation::Open, "cannot write output").with_source(e);
+    let w = |e: std::io::Error| {
+        Error::new(
+            openai_agents_session::ErrorKind::Backend,
+            Operation::Open,
+            "cannot write output",
+        )
+        .with_source(e)
+    };
     if args.json {
         for s in &scenarios {
             let line = serde_json::json!({

@@ -20,8 +20,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
-    /// The caller passed something the contract rejects (not a JSON object, an inexact number,
-    /// a bad option value, a write to a read-only layout...). Nothing was written.
+    /// The caller passed something the contract rejects (not a JSON object, a bad option value
+    /// such as `ttl=0`, a write to a read-only layout...). Nothing was written.
     InvalidInput,
     /// The session id is empty or longer than [`MAX_SESSION_ID_BYTES`](crate::MAX_SESSION_ID_BYTES).
     InvalidSessionId,
@@ -31,7 +31,8 @@ pub enum ErrorKind {
     NotFound,
     /// The backend could not be reached; the request was not sent, so a retry is safe.
     Connection,
-    /// A read-only request timed out; a retry is safe.
+    /// A request timed out without being applied (a read, or a write the storage rolled back,
+    /// such as an SQLite transaction that stayed locked); a retry is safe.
     Timeout,
     /// A write was sent but its outcome is unknown (timeout or connection lost after sending).
     /// The write may or may not have been applied; it is never retried automatically.
@@ -44,7 +45,8 @@ pub enum ErrorKind {
     /// Data in an older program's layout was found where this layout was expected; the message
     /// names the migration to run.
     LegacyData,
-    /// The store URL or an option is invalid (unknown scheme, unknown option, bad value).
+    /// The store URL is unusable: unknown scheme, unknown option, missing path, a feature this
+    /// build lacks, failed authentication.
     Config,
     /// The backend failed in a way not covered above (a server error, a wrong key type, I/O).
     Backend,

@@ -112,7 +112,7 @@ impl Item {
 
     /// The item as a JSON object map.
     pub fn to_map(&self) -> Map<String, Value> {
-        // The text was produced from a `Map` by `serde_json`, so it always parses back into one.
+        // The text was validated as a JSON object when the item was made, so it parses back.
         serde_json::from_str(&self.json).unwrap_or_default()
     }
 

@@ -64,6 +64,7 @@ pub use stats::{OperationStats, RequestStats};
 pub use store::{
     validate_session_id, Backend, BoxFuture, ListOptions, RawRecords, Session, SessionInfo,
     SessionPage, Store, StoreOptions, StoreSession, DEFAULT_MAX_ITEM_BYTES, MAX_SESSION_ID_BYTES,
+    MAX_TTL_SECS,
 };
 pub use time::Timestamp;
 

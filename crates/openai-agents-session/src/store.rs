@@ -18,6 +18,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// The longest session id accepted, in UTF-8 bytes.
 pub const MAX_SESSION_ID_BYTES: usize = 1024;
 
+/// The longest TTL accepted: 100 years, in seconds.
+pub const MAX_TTL_SECS: u64 = 100 * 365 * 24 * 3600;
+
 /// The default `max_item_bytes`: 32 MiB of serialised JSON per item.
 pub const DEFAULT_MAX_ITEM_BYTES: usize = 32 * 1024 * 1024;
 
@@ -189,13 +192,13 @@ impl Default for StoreOptions {
 }
 
 impl StoreOptions {
-    /// Sets the TTL in seconds; zero is invalid input.
+    /// Sets the TTL in seconds; zero or more than [`MAX_TTL_SECS`] is invalid input.
     pub fn with_ttl(mut self, ttl: Option<u64>) -> Result<Self> {
-        if ttl == Some(0) {
+        if ttl.is_some_and(|t| t == 0 || t > MAX_TTL_SECS) {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
                 Operation::Open,
-                "ttl must be a positive whole number of seconds",
+                format!("ttl must be a positive whole number of seconds, at most {MAX_TTL_SECS}"),
             ));
         }
         self.ttl = ttl;

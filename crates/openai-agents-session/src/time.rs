@@ -38,7 +38,10 @@ impl Timestamp {
 
     /// This time plus a number of whole seconds.
     pub fn plus_secs(self, secs: u64) -> Timestamp {
-        Timestamp(self.0.saturating_add((secs as i64).saturating_mul(1000)))
+        Timestamp(
+            self.0
+                .saturating_add(i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1000)),
+        )
     }
 
     /// The time as a [`SystemTime`].

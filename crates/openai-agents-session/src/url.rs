@@ -281,7 +281,15 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Config);
         let e = StoreUrl::parse("sqlite://a.db?ttl=1&ttl=2").unwrap_err();
         assert!(e.to_string().contains("ttl"), "{e}");
-        for bad in ["0", "-1", "1.5", "abc", ""] {
+        for bad in [
+            "0",
+            "-1",
+            "1.5",
+            "abc",
+            "",
+            "99999999999999",
+            "18446744073709551616",
+        ] {
             let mut u = StoreUrl::parse(&format!("memory://?ttl={bad}")).unwrap();
             let e = u.take_store_options().unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidInput, "{bad}");

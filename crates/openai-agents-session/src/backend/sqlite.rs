@@ -53,6 +53,8 @@ CREATE TABLE IF NOT EXISTS oas_items (
 
 /// How often (at most) a write also deletes expired sessions' rows.
 const OPPORTUNISTIC_PRUNE_EVERY_MS: i64 = 60_000;
+/// How many expired sessions one opportunistic prune deletes at most.
+const OPPORTUNISTIC_PRUNE_LIMIT: i64 = 100;
 /// Whole-transaction attempts when SQLite stays busy beyond the busy timeout.
 const BUSY_ATTEMPTS: u32 = 5;
 /// At most this many connections (and blocking threads) per store, however many sessions and
@@ -200,17 +202,18 @@ fn find_session(conn: &Connection, session_id: &str) -> rusqlite::Result<Option<
     .optional()
 }
 
-fn prune_expired(conn: &Connection, now: Timestamp) -> rusqlite::Result<u64> {
-    conn.prepare_cached(
-        "DELETE FROM oas_items WHERE session IN
-           (SELECT id FROM oas_sessions WHERE expires_at IS NOT NULL AND expires_at <= ?1)",
-    )?
-    .execute([now.as_millis()])?;
+/// Deletes the rows of at most `limit` expired sessions (-1: all), oldest expiry first.
+fn prune_expired(conn: &Connection, now: Timestamp, limit: i64) -> rusqlite::Result<u64> {
+    const EXPIRED: &str =
+        "SELECT id FROM oas_sessions WHERE expires_at IS NOT NULL AND expires_at <= ?1
+                           ORDER BY expires_at, id LIMIT ?2";
+    conn.prepare_cached(&format!(
+        "DELETE FROM oas_items WHERE session IN ({EXPIRED})"
+    ))?
+    .execute(params![now.as_millis(), limit])?;
     let removed = conn
-        .prepare_cached(
-            "DELETE FROM oas_sessions WHERE expires_at IS NOT NULL AND expires_at <= ?1",
-        )?
-        .execute([now.as_millis()])?;
+        .prepare_cached(&format!("DELETE FROM oas_sessions WHERE id IN ({EXPIRED})"))?
+        .execute(params![now.as_millis(), limit])?;
     Ok(removed as u64)
 }
 
@@ -271,10 +274,10 @@ impl SqliteBackend {
             drop(permit);
             result
         })
-            .await
-            .map_err(|e| {
-                Error::new(ErrorKind::Backend, op, "the SQLite worker task failed").with_source(e)
-            })?
+        .await
+        .map_err(|e| {
+            Error::new(ErrorKind::Backend, op, "the SQLite worker task failed").with_source(e)
+        })?
     }
 }
 
@@ -399,7 +402,8 @@ impl Inner {
         ])?;
         let last_prune = self.last_prune_ms.load(Ordering::Relaxed);
         if now.as_millis() - last_prune > OPPORTUNISTIC_PRUNE_EVERY_MS {
-            prune_expired(&tx, now)?;
+            // Bounded, so that a large backlog never holds the write lock for long.
+            prune_expired(&tx, now, OPPORTUNISTIC_PRUNE_LIMIT)?;
         }
         tx.commit()?;
         if now.as_millis() - last_prune > OPPORTUNISTIC_PRUNE_EVERY_MS {
@@ -558,21 +562,35 @@ impl Inner {
         let now = Timestamp::now();
         let prefix = options.prefix.clone().unwrap_or_default();
         let page_size = options.effective_page_size();
-        let mut stmt = conn.prepare_cached(
+        // One range on the primary-key index: from the cursor (or the prefix) up to the first
+        // id past every id with this prefix; the byte-wise prefix test stays as the filter.
+        let (lower_op, lower) = match &options.cursor {
+            Some(cursor) if cursor.as_str() >= prefix.as_str() => (">", cursor.clone()),
+            _ => (">=", prefix.clone()),
+        };
+        let upper = prefix_successor(&prefix);
+        let sql = format!(
             "SELECT session_id FROM oas_sessions
-             WHERE session_id >= ?1 AND substr(CAST(session_id AS BLOB), 1, ?2) = CAST(?1 AS BLOB)
-               AND session_id > ?3
+             WHERE session_id {lower_op} ?1 {}
+               AND substr(CAST(session_id AS BLOB), 1, ?3) = CAST(?2 AS BLOB)
                AND (expires_at IS NULL OR expires_at > ?4)
              ORDER BY session_id LIMIT ?5",
-        )?;
+            if upper.is_some() {
+                "AND session_id < ?6"
+            } else {
+                ""
+            }
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
         let mut ids = stmt
             .query_map(
                 params![
+                    lower,
                     prefix,
                     prefix.len() as i64,
-                    options.cursor.as_deref().unwrap_or(""),
                     now.as_millis(),
-                    page_size as i64 + 1
+                    page_size as i64 + 1,
+                    upper.unwrap_or_default()
                 ],
                 |r| r.get::<_, String>(0),
             )?
@@ -585,6 +603,24 @@ impl Inner {
         };
         Ok(Ok(SessionPage::new(ids, next_cursor)))
     }
+}
+
+/// The smallest string greater than every string starting with `prefix` (UTF-8 byte order is
+/// code point order, so it is the prefix with its last character replaced by the next one);
+/// `None` for the empty prefix or one ending in U+10FFFF.
+fn prefix_successor(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last as u32 {
+            0xD7FF => Some('\u{E000}'),
+            n => char::from_u32(n + 1),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
 }
 
 impl Backend for SqliteBackend {
@@ -650,7 +686,7 @@ impl Backend for SqliteBackend {
         let inner = Arc::clone(&self.inner);
         Box::pin(self.run(Operation::Prune, move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let removed = prune_expired(&tx, Timestamp::now())?;
+            let removed = prune_expired(&tx, Timestamp::now(), -1)?;
             tx.commit()?;
             inner
                 .last_prune_ms
@@ -676,5 +712,26 @@ impl RawRecords for SqliteBackend {
         Box::pin(self.run(Operation::RawWrite, move |conn| {
             inner.append(conn, &id, &records)
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_successor;
+
+    #[test]
+    fn prefix_successor_bounds_every_extension() {
+        assert_eq!(prefix_successor(""), None);
+        assert_eq!(prefix_successor("a:").as_deref(), Some("a;"));
+        assert_eq!(prefix_successor("x\u{D7FF}").as_deref(), Some("x\u{E000}"));
+        assert_eq!(prefix_successor("b\u{10FFFF}").as_deref(), Some("c"));
+        assert_eq!(prefix_successor("\u{10FFFF}"), None);
+        for p in ["a", "user-1:", "\u{e9}", "z\u{1F600}"] {
+            let upper = prefix_successor(p).unwrap();
+            for ext in ["", "\u{10FFFF}\u{10FFFF}", "zzz", "\u{0}"] {
+                let s = format!("{p}{ext}");
+                assert!(s.as_str() < upper.as_str(), "{s:?} < {upper:?}");
+            }
+        }
     }
 }
