@@ -229,6 +229,9 @@ pub(crate) async fn open(url: &str) -> Result<Store> {
     match parsed.scheme.as_str() {
         "memory" => crate::backend::memory::open(parsed, options),
         "sqlite" => open_sqlite(parsed, options).await,
+        "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => {
+            open_redis(parsed, options).await
+        }
         other => Err(config_error(format!(
             "unknown store URL scheme {other:?} in {:?} (this build knows: {})",
             parsed.redacted,
@@ -243,6 +246,9 @@ pub fn known_schemes() -> Vec<&'static str> {
     if cfg!(feature = "sqlite") {
         schemes.push("sqlite");
     }
+    if cfg!(feature = "redis") {
+        schemes.extend(["redis", "rediss", "redis+cluster", "rediss+cluster"]);
+    }
     schemes
 }
 
@@ -255,6 +261,19 @@ async fn open_sqlite(url: StoreUrl, options: StoreOptions) -> Result<Store> {
 async fn open_sqlite(url: StoreUrl, _options: StoreOptions) -> Result<Store> {
     Err(config_error(format!(
         "{:?} needs the `sqlite` feature, which this build lacks",
+        url.redacted
+    )))
+}
+
+#[cfg(feature = "redis")]
+async fn open_redis(url: StoreUrl, options: StoreOptions) -> Result<Store> {
+    crate::backend::redis::open(url, options).await
+}
+
+#[cfg(not(feature = "redis"))]
+async fn open_redis(url: StoreUrl, _options: StoreOptions) -> Result<Store> {
+    Err(config_error(format!(
+        "{:?} needs the `redis` feature, which this build lacks",
         url.redacted
     )))
 }
@@ -322,7 +341,9 @@ mod tests {
         let e = Store::open("ftp://x").await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Config);
         assert!(e.to_string().contains("\"ftp\""), "{e}");
-        let e = Store::open("redis://u:topsecret@h:1").await.unwrap_err();
+        let e = Store::open("redis://u:topsecret@h:1?nope=1")
+            .await
+            .unwrap_err();
         assert!(!e.to_string().contains("topsecret"), "{e}");
     }
 }

@@ -1,5 +1,7 @@
 //! The backends this crate ships, one module each, each behind its cargo feature.
 
 pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;

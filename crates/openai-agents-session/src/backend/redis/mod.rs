@@ -1,0 +1,1149 @@
+//! The Redis backend (feature `redis`): standalone, TLS, ACL users and Redis Cluster.
+//!
+//! Every operation is one atomic round trip: a Lua script (EVALSHA, reloaded with EVAL after a
+//! NOSCRIPT) that checks key types, applies expiry and writes in one step. All keys of a
+//! session share one hash tag, so a session lives in one cluster slot. The layout and scripts
+//! are in `docs/storage/redis.md`.
+//!
+//! URLs: `redis://[user:password@]host[:port][/db]`, `rediss://...` (TLS), and
+//! `redis+cluster://host1:port1,host2:port2/` / `rediss+cluster://...` (Cluster), with the
+//! shared options and `prefix`, `connect_timeout`, `response_timeout`, `tls_ca_file`,
+//! `tls_insecure`, `layout` (`seed` and `openai-agents` open older programs' data read-only).
+
+mod legacy;
+mod scripts;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{RedisError, Value};
+
+use crate::codec::{Decoded, RecordCodec, TailCollector};
+use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::item::Item;
+use crate::stats::RequestStats;
+use crate::store::{
+    Backend, BoxFuture, ListOptions, RawRecords, SessionInfo, SessionPage, Store, StoreOptions,
+};
+use crate::time::Timestamp;
+use crate::url::{parse_bool, StoreUrl};
+
+use scripts::{LuaScript, Scripts};
+
+/// The default key prefix: the seed's (`openai-agents-session` 0.1.0 for Python).
+pub const DEFAULT_PREFIX: &str = "openai_agents_session";
+/// The layout version written into every session's metadata (`v`).
+pub const LAYOUT_VERSION: u32 = 1;
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many times one `pop_item` may start over (a concurrent writer changed the tail, or a
+/// record the script found plausible decoded as corrupt).
+const POP_ATTEMPTS: usize = 64;
+
+/// Which layout a store reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Layout {
+    /// This library's layout (read and write).
+    Native,
+    /// The seed's: one list per session at `{prefix}:{session_id}` (read-only).
+    Seed,
+    /// The official Agents SDK `RedisSession`'s: a hash at `{prefix}:{id}` and a list at
+    /// `{prefix}:{id}:messages` (read-only).
+    OpenAiAgents,
+}
+
+/// A connection to Redis: one server (with automatic reconnection) or a cluster.
+#[derive(Clone)]
+pub enum RedisConnection {
+    /// One server, through a multiplexed connection manager that reconnects by itself.
+    Single(ConnectionManager),
+    /// A cluster, through redis-rs's cluster connection (follows MOVED and ASK).
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RedisConnection::Single(_) => f.write_str("RedisConnection::Single"),
+            RedisConnection::Cluster(_) => f.write_str("RedisConnection::Cluster"),
+        }
+    }
+}
+
+impl RedisConnection {
+    async fn query(&self, cmd: &redis::Cmd) -> redis::RedisResult<Value> {
+        match self.clone() {
+            RedisConnection::Single(mut c) => cmd.query_async(&mut c).await,
+            RedisConnection::Cluster(mut c) => cmd.query_async(&mut c).await,
+        }
+    }
+
+    /// Runs `cmd` on one node (`None`: the single server).
+    async fn query_on(
+        &self,
+        node: Option<&(String, u16)>,
+        cmd: &redis::Cmd,
+    ) -> redis::RedisResult<Value> {
+        match (self.clone(), node) {
+            (RedisConnection::Cluster(mut c), Some((host, port))) => {
+                c.route_command(
+                    cmd.clone(),
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                        host: host.clone(),
+                        port: *port,
+                    }),
+                )
+                .await
+            }
+            _ => self.query(cmd).await,
+        }
+    }
+
+    fn is_cluster(&self) -> bool {
+        matches!(self, RedisConnection::Cluster(_))
+    }
+
+    /// The masters to scan: `[None]` for one server, every master's address in a cluster.
+    async fn masters(&self) -> redis::RedisResult<Vec<Option<(String, u16)>>> {
+        if !self.is_cluster() {
+            return Ok(vec![None]);
+        }
+        let slots = self.query(&redis::cmd("CLUSTER").arg("SLOTS")).await?;
+        let mut masters = Vec::new();
+        if let Value::Array(ranges) = slots {
+            for range in ranges {
+                if let Value::Array(parts) = range {
+                    if let Some(Value::Array(node)) = parts.get(2) {
+                        let host = node.first().and_then(value_string);
+                        let port = node.get(1).and_then(value_int);
+                        if let (Some(host), Some(port)) = (host, port) {
+                            let addr = (host, port as u16);
+                            if !masters.contains(&Some(addr.clone())) {
+                                masters.push(Some(addr));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        masters.sort();
+        Ok(masters)
+    }
+}
+
+fn value_string(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn value_int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(n) => Some(*n),
+        other => value_string(other).and_then(|s| s.parse().ok()),
+    }
+}
+
+fn value_bytes(v: Value) -> Option<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.into_bytes()),
+        _ => None,
+    }
+}
+
+/// Where one session's keys are. All of them share the hash tag `{<escaped id>}`.
+///
+/// The id is escaped (`%` → `%25`, `{` → `%7B`, `}` → `%7D`) so that it can never end the hash
+/// tag early: two different ids never share or collide on a key, whatever they contain.
+///
+/// ```
+/// use openai_agents_session::backend::redis::SessionKeys;
+/// let keys = SessionKeys::new("openai_agents_session", "user:{42}");
+/// assert_eq!(keys.meta, b"openai_agents_session:{user:%7B42%7D}:meta".to_vec());
+/// assert_eq!(keys.items, b"openai_agents_session:{user:%7B42%7D}:items".to_vec());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionKeys {
+    /// The metadata hash.
+    pub meta: Vec<u8>,
+    /// The item list.
+    pub items: Vec<u8>,
+    /// Where the seed layout kept this session (`{prefix}:{session_id}`).
+    pub seed: Vec<u8>,
+}
+
+impl SessionKeys {
+    /// The keys of `session_id` under `prefix`.
+    pub fn new(prefix: &str, session_id: &str) -> Self {
+        let tag = escape_id(session_id);
+        SessionKeys {
+            meta: format!("{prefix}:{{{tag}}}:meta").into_bytes(),
+            items: format!("{prefix}:{{{tag}}}:items").into_bytes(),
+            seed: format!("{prefix}:{session_id}").into_bytes(),
+        }
+    }
+}
+
+/// Escapes a session id for the hash tag.
+pub fn escape_id(session_id: &str) -> String {
+    let mut out = String::with_capacity(session_id.len());
+    for ch in session_id.chars() {
+        match ch {
+            '%' => out.push_str("%25"),
+            '{' => out.push_str("%7B"),
+            '}' => out.push_str("%7D"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Reverses [`escape_id`]; `None` for text it cannot have produced.
+pub fn unescape_id(tag: &str) -> Option<String> {
+    let mut out = String::with_capacity(tag.len());
+    let mut rest = tag;
+    while let Some(pos) = rest.find(['%', '{', '}']) {
+        out.push_str(&rest[..pos]);
+        let tail = &rest[pos..];
+        let (ch, len) = match tail.get(..3) {
+            Some("%25") => ('%', 3),
+            Some("%7B") => ('{', 3),
+            Some("%7D") => ('}', 3),
+            _ => return None,
+        };
+        out.push(ch);
+        rest = &tail[len..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// Escapes Redis glob metacharacters so that a pattern matches `text` literally.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        if matches!(ch, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// Options of a Redis store, beyond the shared ones.
+#[derive(Debug, Clone)]
+struct RedisOptions {
+    prefix: String,
+    layout: Layout,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    tls_ca_file: Option<String>,
+    tls_insecure: bool,
+}
+
+fn parse_seconds(name: &str, value: &str) -> Result<Duration> {
+    match value.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 => {
+            Ok(Duration::from_secs_f64(secs))
+        }
+        _ => Err(Error::new(
+            ErrorKind::InvalidInput,
+            Operation::Open,
+            format!(
+                "{name} must be a positive number of seconds (decimals allowed), got {value:?}"
+            ),
+        )),
+    }
+}
+
+fn config_error(message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Config, Operation::Open, message)
+}
+
+/// Maps a redis-rs error. A write whose answer was lost may have been applied: that is
+/// `OutcomeUnknown`, never retried blindly. A refused connection means nothing was sent.
+fn map_redis(op: Operation, err: RedisError) -> Error {
+    use redis::{ErrorKind as K, ServerErrorKind as S};
+    let (kind, message) = if err.is_connection_refusal() {
+        (
+            ErrorKind::Connection,
+            "cannot connect to Redis (connection refused); nothing was sent".to_owned(),
+        )
+    } else if err.is_timeout() {
+        if op.is_write() {
+            (
+                ErrorKind::OutcomeUnknown,
+                "Redis did not answer in time; the write may or may not have been applied"
+                    .to_owned(),
+            )
+        } else {
+            (
+                ErrorKind::Timeout,
+                "Redis did not answer within response_timeout".to_owned(),
+            )
+        }
+    } else if err.is_connection_dropped() || err.is_io_error() {
+        if op.is_write() {
+            (ErrorKind::OutcomeUnknown, "the connection to Redis failed during the write; it may or may not have been applied".to_owned())
+        } else {
+            (
+                ErrorKind::Connection,
+                "the connection to Redis failed".to_owned(),
+            )
+        }
+    } else {
+        match (err.kind(), err.code()) {
+            (K::AuthenticationFailed, _) | (_, Some("WRONGPASS")) => (
+                ErrorKind::Config,
+                "Redis refused the credentials (check the user name and password in the URL)".to_owned(),
+            ),
+            (K::Server(S::NoPerm), _) | (_, Some("NOPERM")) | (_, Some("NOAUTH")) => (
+                ErrorKind::Config,
+                "Redis refused the command for this user (authentication or ACL permissions)".to_owned(),
+            ),
+            (_, Some("WRONGTYPE")) => (
+                ErrorKind::Backend,
+                "a key of this session holds another type of value; nothing was changed".to_owned(),
+            ),
+            (_, Some("OAS_VERSION")) => (
+                ErrorKind::UnsupportedFormat,
+                format!("this build reads layout version {LAYOUT_VERSION}; upgrade openai-agents-session"),
+            ),
+            (K::Server(S::ClusterDown | S::MasterDown | S::TryAgain | S::BusyLoading), _) => (
+                ErrorKind::Connection,
+                "the Redis node for this key is not available; nothing was applied".to_owned(),
+            ),
+            (K::InvalidClientConfig, _) => (ErrorKind::Config, "invalid Redis client configuration".to_owned()),
+            _ => (ErrorKind::Backend, "Redis failed".to_owned()),
+        }
+    };
+    Error::new(kind, op, message).with_source(err)
+}
+
+/// The Redis backend. Open it from a URL with [`Store::open`], or from a connection you own
+/// with [`RedisBackend::store_from_connection`].
+#[derive(Debug)]
+pub struct RedisBackend {
+    conn: RedisConnection,
+    prefix: String,
+    /// The seed's key is checked for history to migrate (only with the seed's default prefix).
+    check_seed: bool,
+    options: StoreOptions,
+    scripts: Scripts,
+    codec: RecordCodec,
+    stats: RequestStats,
+}
+
+/// Builds a store on a connection the caller owns (and keeps: we never close it), with the
+/// default prefix unless `prefix` is given.
+///
+/// ```no_run
+/// # async fn demo() -> openai_agents_session::Result<()> {
+/// use openai_agents_session::backend::redis::{RedisBackend, RedisConnection};
+/// use openai_agents_session::StoreOptions;
+/// let client = redis::Client::open("redis://127.0.0.1/").unwrap();
+/// let manager = client.get_connection_manager().await.unwrap();
+/// let store = RedisBackend::store_from_connection(
+///     RedisConnection::Single(manager.clone()),
+///     Some("my_app"),
+///     StoreOptions::default(),
+/// );
+/// let session = store.session("chat-1")?;
+/// # Ok(()) }
+/// ```
+impl RedisBackend {
+    /// A store on a connection the caller already owns.
+    pub fn store_from_connection(
+        conn: RedisConnection,
+        prefix: Option<&str>,
+        options: StoreOptions,
+    ) -> Store {
+        let prefix = prefix.unwrap_or(DEFAULT_PREFIX).to_owned();
+        let backend = RedisBackend::new(conn, prefix, options.clone());
+        Store::from_backend(Arc::new(backend), options)
+    }
+
+    fn new(conn: RedisConnection, prefix: String, options: StoreOptions) -> Self {
+        RedisBackend {
+            conn,
+            check_seed: prefix == DEFAULT_PREFIX,
+            prefix,
+            options,
+            scripts: Scripts::new(),
+            codec: RecordCodec::default(),
+            stats: RequestStats::default(),
+        }
+    }
+
+    fn ttl_ms(&self) -> i64 {
+        self.options
+            .ttl
+            .map_or(0, |t| (t as i64).saturating_mul(1000))
+    }
+
+    /// The keys passed to scripts: with the seed key where it can be migrated in place.
+    fn script_keys(&self, keys: &SessionKeys) -> Vec<Vec<u8>> {
+        let mut out = vec![keys.meta.clone(), keys.items.clone()];
+        if self.check_seed && !self.conn.is_cluster() {
+            out.push(keys.seed.clone());
+        }
+        out
+    }
+
+    /// One round trip: EVALSHA, or EVAL when the server lost its script cache.
+    async fn eval(
+        &self,
+        op: Operation,
+        script: &LuaScript,
+        keys: &[Vec<u8>],
+        args: &[&[u8]],
+    ) -> Result<Vec<Value>> {
+        let build = |verb: &str, body: &str| {
+            let mut cmd = redis::cmd(verb);
+            cmd.arg(body).arg(keys.len());
+            for k in keys {
+                cmd.arg(k.as_slice());
+            }
+            for a in args {
+                cmd.arg(*a);
+            }
+            cmd
+        };
+        self.stats.record_requests(op, 1);
+        let reply = match self.conn.query(&build("EVALSHA", &script.sha)).await {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                tracing::debug!(
+                    script = script.name,
+                    "NOSCRIPT: sending the script with EVAL"
+                );
+                self.stats.record_requests(op, 1);
+                self.conn.query(&build("EVAL", &script.source)).await
+            }
+            other => other,
+        }
+        .map_err(|e| map_redis(op, e))?;
+        match reply {
+            Value::Array(values) => Ok(values),
+            other => Err(Error::new(
+                ErrorKind::Backend,
+                op,
+                format!(
+                    "unexpected reply from the {} script: {other:?}",
+                    script.name
+                ),
+            )),
+        }
+    }
+
+    /// In a cluster the seed's key is in another slot, so a missing session's seed history is
+    /// looked for with one more request, and reported instead of silently shadowed.
+    async fn check_seed_key(
+        &self,
+        op: Operation,
+        keys: &SessionKeys,
+        session_id: &str,
+    ) -> Result<()> {
+        if !(self.check_seed && self.conn.is_cluster()) {
+            return Ok(());
+        }
+        self.stats.record_requests(op, 1);
+        let kind = self
+            .conn
+            .query(redis::cmd("TYPE").arg(keys.seed.as_slice()))
+            .await
+            .map_err(|e| map_redis(Operation::GetItems, e).with_operation(op))?;
+        if value_string(&kind).as_deref() == Some("list") {
+            return Err(Error::new(
+                ErrorKind::LegacyData,
+                op,
+                format!(
+                    "the key {:?} holds this session's history in the seed's layout (openai-agents-session 0.1.0), which a cluster cannot migrate in place; copy it first with: agent-session copy --from 'redis+cluster://HOSTS/?layout=seed' --to 'redis+cluster://HOSTS/' --session {session_id:?}",
+                    String::from_utf8_lossy(&keys.seed)
+                ),
+            )
+            .with_session(session_id));
+        }
+        Ok(())
+    }
+
+    async fn append(&self, op: Operation, session_id: &str, records: Vec<Vec<u8>>) -> Result<()> {
+        let keys = SessionKeys::new(&self.prefix, session_id);
+        let script_keys = self.script_keys(&keys);
+        let ttl = self.ttl_ms().to_string();
+        let mut checked = !(self.check_seed && self.conn.is_cluster());
+        loop {
+            let mut args: Vec<&[u8]> = vec![ttl.as_bytes(), if checked { b"1" } else { b"0" }];
+            args.extend(records.iter().map(Vec::as_slice));
+            let reply = self
+                .eval(op, &self.scripts.add, &script_keys, &args)
+                .await?;
+            match tag(&reply) {
+                Some("OK") => return Ok(()),
+                Some("NEW") if !checked => {
+                    self.check_seed_key(op, &keys, session_id).await?;
+                    checked = true;
+                }
+                _ => return Err(unexpected(op, "add", &reply)),
+            }
+        }
+    }
+
+    async fn get(&self, session_id: &str, limit: Option<usize>) -> Result<Vec<Item>> {
+        let op = Operation::GetItems;
+        let keys = SessionKeys::new(&self.prefix, session_id);
+        let script_keys = self.script_keys(&keys);
+        let refresh = if self.options.refreshes_on_read() {
+            self.ttl_ms()
+        } else {
+            0
+        }
+        .to_string();
+        let mut collector = TailCollector::new(limit);
+        let mut offset = 0usize;
+        loop {
+            let want = collector.wanted().map_or(-1, |w| w as i64).to_string();
+            let offset_arg = offset.to_string();
+            let reply = self
+                .eval(
+                    op,
+                    &self.scripts.get,
+                    &script_keys,
+                    &[want.as_bytes(), offset_arg.as_bytes(), refresh.as_bytes()],
+                )
+                .await?;
+            match tag(&reply) {
+                Some("MISSING") => {
+                    self.check_seed_key(op, &keys, session_id).await?;
+                    return Ok(Vec::new());
+                }
+                Some("OK") => {}
+                _ => return Err(unexpected(op, "get", &reply)),
+            }
+            let len = reply.get(1).and_then(value_int).unwrap_or(0).max(0) as usize;
+            let records: Vec<Value> = reply.into_iter().skip(2).collect();
+            let fetched = records.len();
+            // The script returns oldest first; the collector wants newest first.
+            for record in records.into_iter().rev() {
+                let bytes = value_bytes(record).unwrap_or_default();
+                if collector.push(self.codec.decode(&bytes)) {
+                    break;
+                }
+            }
+            offset += fetched;
+            // Another round trip only when the script's plausibility test let a corrupt record
+            // through and older records remain.
+            if collector.is_full() || limit.is_none() || fetched == 0 || offset >= len {
+                return Ok(collector.finish());
+            }
+        }
+    }
+
+    async fn pop(&self, session_id: &str) -> Result<Option<Item>> {
+        let op = Operation::PopItem;
+        let keys = SessionKeys::new(&self.prefix, session_id);
+        let script_keys = self.script_keys(&keys);
+        let ttl = self.ttl_ms().to_string();
+        for _ in 0..POP_ATTEMPTS {
+            let reply = self
+                .eval(op, &self.scripts.pop, &script_keys, &[ttl.as_bytes()])
+                .await?;
+            match tag(&reply) {
+                Some("MISSING") => {
+                    self.check_seed_key(op, &keys, session_id).await?;
+                    return Ok(None);
+                }
+                Some("EMPTY") => return Ok(None),
+                Some("OK") => {
+                    let bytes = reply
+                        .into_iter()
+                        .nth(1)
+                        .and_then(value_bytes)
+                        .unwrap_or_default();
+                    match self.codec.decode(&bytes) {
+                        Decoded::Valid(item) => return Ok(Some(item)),
+                        // It looked like an object but is not one: dropped, as corrupt records
+                        // are; pop the next.
+                        _ => continue,
+                    }
+                }
+                Some("CHECK") => {
+                    let mut parts = reply.into_iter().skip(1);
+                    let record = parts.next().and_then(value_bytes).unwrap_or_default();
+                    let above = parts.next().and_then(|v| value_int(&v)).unwrap_or(0);
+                    let len = parts.next().and_then(|v| value_int(&v)).unwrap_or(0);
+                    let decoded = self.codec.decode(&record);
+                    if let Decoded::Unreadable(reason) = &decoded {
+                        return Err(Error::new(
+                            ErrorKind::Unreadable,
+                            op,
+                            format!(
+                                "the newest record is unreadable: {reason}; nothing was removed"
+                            ),
+                        ));
+                    }
+                    let (above, len) = (above.to_string(), len.to_string());
+                    let done = self
+                        .eval(
+                            op,
+                            &self.scripts.pop_at,
+                            &script_keys,
+                            &[ttl.as_bytes(), above.as_bytes(), len.as_bytes(), &record],
+                        )
+                        .await?;
+                    match (tag(&done), decoded) {
+                        (Some("OK"), Decoded::Valid(item)) => return Ok(Some(item)),
+                        (Some("OK" | "CHANGED"), _) => continue,
+                        _ => return Err(unexpected(op, "pop_at", &done)),
+                    }
+                }
+                _ => return Err(unexpected(op, "pop", &reply)),
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Backend,
+            op,
+            format!("the session kept changing under pop_item ({POP_ATTEMPTS} attempts)"),
+        ))
+    }
+
+    async fn info(&self, session_id: &str) -> Result<Option<SessionInfo>> {
+        let op = Operation::SessionInfo;
+        let keys = SessionKeys::new(&self.prefix, session_id);
+        let reply = self
+            .eval(op, &self.scripts.info, &self.script_keys(&keys), &[])
+            .await?;
+        match tag(&reply) {
+            Some("MISSING") => {
+                self.check_seed_key(op, &keys, session_id).await?;
+                Ok(None)
+            }
+            Some("OK") => {
+                let int = |i: usize| reply.get(i).and_then(value_int);
+                let created = Timestamp::from_millis(int(1).unwrap_or(0));
+                let updated = Timestamp::from_millis(int(2).unwrap_or(0));
+                let expires = int(3).map(Timestamp::from_millis);
+                let count = int(4).unwrap_or(0).max(0) as u64;
+                Ok(Some(SessionInfo::new(
+                    session_id, count, created, updated, expires,
+                )))
+            }
+            _ => Err(unexpected(op, "info", &reply)),
+        }
+    }
+
+    async fn list(&self, options: &ListOptions) -> Result<SessionPage> {
+        let op = Operation::ListSessions;
+        let prefix = options.prefix.as_deref().unwrap_or("");
+        let pattern = format!(
+            "{}:{{{}*}}:meta",
+            glob_escape(&self.prefix),
+            glob_escape(&escape_id(prefix))
+        );
+        let head = format!("{}:{{", self.prefix);
+        let parse = |key: &[u8]| -> Option<String> {
+            let key = std::str::from_utf8(key).ok()?;
+            let tag = key.strip_prefix(head.as_str())?.strip_suffix("}:meta")?;
+            unescape_id(tag).filter(|id| id.starts_with(prefix))
+        };
+        scan_pages(
+            &self.conn,
+            &self.stats,
+            op,
+            options,
+            &pattern,
+            Some("hash"),
+            parse,
+        )
+        .await
+    }
+}
+
+/// Pages through SCAN on every master. The cursor is `node:scan_cursor:skip`, where `skip`
+/// counts the ids of the batch at `scan_cursor` already returned (SCAN batches cannot be split).
+async fn scan_pages(
+    conn: &RedisConnection,
+    stats: &RequestStats,
+    op: Operation,
+    options: &ListOptions,
+    pattern: &str,
+    key_type: Option<&str>,
+    parse: impl Fn(&[u8]) -> Option<String>,
+) -> Result<SessionPage> {
+    let page_size = options.effective_page_size();
+    stats.record_requests(op, 1);
+    let masters = conn.masters().await.map_err(|e| map_redis(op, e))?;
+    let (mut node, mut cursor, mut skip) = match &options.cursor {
+        Some(c) => parse_cursor(c).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                op,
+                format!("invalid list cursor {c:?}"),
+            )
+        })?,
+        None => (0, 0, 0),
+    };
+    let mut ids = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    while node < masters.len() {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(page_size.clamp(100, 10_000));
+        if let Some(t) = key_type {
+            cmd.arg("TYPE").arg(t);
+        }
+        stats.record_requests(op, 1);
+        let reply = conn
+            .query_on(masters[node].as_ref(), &cmd)
+            .await
+            .map_err(|e| map_redis(op, e))?;
+        let (next, keys) = match reply {
+            Value::Array(mut parts) if parts.len() == 2 => {
+                let keys = parts.pop().unwrap_or(Value::Nil);
+                let next = parts.pop().as_ref().and_then(value_int).unwrap_or(0) as u64;
+                (next, keys)
+            }
+            other => {
+                return Err(Error::new(
+                    ErrorKind::Backend,
+                    op,
+                    format!("unexpected SCAN reply {other:?}"),
+                ))
+            }
+        };
+        let batch: Vec<String> = match keys {
+            Value::Array(keys) => keys
+                .into_iter()
+                .filter_map(value_bytes)
+                .filter_map(|k| parse(&k))
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut taken = 0;
+        for id in batch.iter().skip(skip) {
+            if ids.len() == page_size {
+                // The page is full inside this batch: resume here next time.
+                return Ok(SessionPage::new(
+                    ids,
+                    Some(format!("{node}:{cursor}:{}", skip + taken)),
+                ));
+            }
+            taken += 1;
+            if seen.insert(id.clone()) {
+                ids.push(id.clone());
+            }
+        }
+        skip = 0;
+        if next == 0 {
+            node += 1;
+            cursor = 0;
+        } else {
+            cursor = next;
+        }
+        if ids.len() == page_size {
+            let more = node < masters.len();
+            return Ok(SessionPage::new(
+                ids,
+                more.then(|| format!("{node}:{cursor}:0")),
+            ));
+        }
+    }
+    Ok(SessionPage::new(ids, None))
+}
+
+fn parse_cursor(cursor: &str) -> Option<(usize, u64, usize)> {
+    let mut parts = cursor.split(':');
+    let node = parts.next()?.parse().ok()?;
+    let scan = parts.next()?.parse().ok()?;
+    let skip = parts.next()?.parse().ok()?;
+    parts.next().is_none().then_some((node, scan, skip))
+}
+
+fn tag(reply: &[Value]) -> Option<&str> {
+    match reply.first() {
+        Some(Value::BulkString(b)) => std::str::from_utf8(b).ok(),
+        Some(Value::SimpleString(s)) => Some(s.as_str()),
+        _ => None,
+    }
+}
+
+fn unexpected(op: Operation, script: &str, reply: &[Value]) -> Error {
+    let shown: String = format!("{reply:?}").chars().take(200).collect();
+    Error::new(
+        ErrorKind::Backend,
+        op,
+        format!("unexpected reply from the {script} script: {shown}"),
+    )
+}
+
+impl Backend for RedisBackend {
+    fn name(&self) -> &'static str {
+        if self.conn.is_cluster() {
+            "redis-cluster"
+        } else {
+            "redis"
+        }
+    }
+
+    fn get_items<'a>(
+        &'a self,
+        session_id: &'a str,
+        limit: Option<usize>,
+    ) -> BoxFuture<'a, Result<Vec<Item>>> {
+        Box::pin(self.get(session_id, limit))
+    }
+
+    fn add_items<'a>(&'a self, session_id: &'a str, items: Vec<Item>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let records = items.iter().map(|i| self.codec.encode(i)).collect();
+            drop(items);
+            self.append(Operation::AddItems, session_id, records).await
+        })
+    }
+
+    fn pop_item<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<Option<Item>>> {
+        Box::pin(self.pop(session_id))
+    }
+
+    fn clear_session<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let keys = SessionKeys::new(&self.prefix, session_id);
+            let reply = self
+                .eval(
+                    Operation::ClearSession,
+                    &self.scripts.clear,
+                    &self.script_keys(&keys),
+                    &[],
+                )
+                .await?;
+            match tag(&reply) {
+                Some("OK") => Ok(()),
+                _ => Err(unexpected(Operation::ClearSession, "clear", &reply)),
+            }
+        })
+    }
+
+    fn session_info<'a>(
+        &'a self,
+        session_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SessionInfo>>> {
+        Box::pin(self.info(session_id))
+    }
+
+    fn list_sessions<'a>(&'a self, options: &'a ListOptions) -> BoxFuture<'a, Result<SessionPage>> {
+        Box::pin(self.list(options))
+    }
+
+    fn prune(&self) -> BoxFuture<'_, Result<u64>> {
+        // Redis deletes expired keys itself, and every script treats an expired session as
+        // missing at once; there is nothing left to prune.
+        Box::pin(async { Ok(0) })
+    }
+
+    fn stats(&self) -> &RequestStats {
+        &self.stats
+    }
+
+    fn raw_records(&self) -> Option<&dyn RawRecords> {
+        Some(self)
+    }
+}
+
+impl RawRecords for RedisBackend {
+    fn append_raw<'a>(&'a self, session_id: &'a str, record: Vec<u8>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.append(Operation::RawWrite, session_id, vec![record]))
+    }
+}
+
+/// Parses a Redis URL and connects.
+pub(crate) async fn open(mut url: StoreUrl, options: StoreOptions) -> Result<Store> {
+    let cluster = url.scheme.ends_with("+cluster");
+    let tls = url.scheme.starts_with("rediss");
+    let layout = match url.take_option("layout").as_deref() {
+        None | Some("native") => Layout::Native,
+        Some("seed") => Layout::Seed,
+        Some("openai-agents") => Layout::OpenAiAgents,
+        Some(other) => {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                Operation::Open,
+                format!("layout must be native, seed or openai-agents, got {other:?}"),
+            ))
+        }
+    };
+    let default_prefix = match layout {
+        Layout::OpenAiAgents => legacy::OPENAI_AGENTS_PREFIX,
+        _ => DEFAULT_PREFIX,
+    };
+    let prefix = url
+        .take_option("prefix")
+        .unwrap_or_else(|| default_prefix.to_owned());
+    if prefix.is_empty() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            Operation::Open,
+            "prefix must not be empty",
+        ));
+    }
+    let opts = RedisOptions {
+        prefix,
+        layout,
+        connect_timeout: match url.take_option("connect_timeout") {
+            Some(v) => parse_seconds("connect_timeout", &v)?,
+            None => DEFAULT_CONNECT_TIMEOUT,
+        },
+        response_timeout: match url.take_option("response_timeout") {
+            Some(v) => parse_seconds("response_timeout", &v)?,
+            None => DEFAULT_RESPONSE_TIMEOUT,
+        },
+        tls_ca_file: url.take_option("tls_ca_file"),
+        tls_insecure: match url.take_option("tls_insecure") {
+            Some(v) => parse_bool("tls_insecure", &v)?,
+            None => false,
+        },
+    };
+    url.reject_unknown_options()?;
+    if !tls && (opts.tls_ca_file.is_some() || opts.tls_insecure) {
+        return Err(config_error(format!(
+            "tls_ca_file and tls_insecure need a rediss:// URL, not {:?}",
+            url.redacted
+        )));
+    }
+    if opts.tls_insecure {
+        eprintln!("warning: tls_insecure=true: the Redis server's TLS certificate is NOT verified");
+        tracing::warn!("tls_insecure=true: the Redis server's TLS certificate is not verified");
+    }
+    let conn = connect(&url, cluster, tls, &opts).await?;
+    Ok(match opts.layout {
+        Layout::Native => {
+            let backend = RedisBackend::new(conn, opts.prefix, options.clone());
+            Store::from_backend(Arc::new(backend), options)
+        }
+        legacy_layout => legacy::store(conn, legacy_layout, opts.prefix, options),
+    })
+}
+
+async fn connect(
+    url: &StoreUrl,
+    cluster: bool,
+    tls: bool,
+    opts: &RedisOptions,
+) -> Result<RedisConnection> {
+    install_crypto_provider();
+    let root_cert = match &opts.tls_ca_file {
+        Some(path) => Some(std::fs::read(path).map_err(|e| {
+            config_error(format!("cannot read tls_ca_file {path:?}")).with_source(e)
+        })?),
+        None => None,
+    };
+    let scheme = if tls { "rediss" } else { "redis" };
+    let fragment = if opts.tls_insecure { "#insecure" } else { "" };
+    let (userinfo, hosts) = match url.authority.rfind('@') {
+        Some(at) => (&url.authority[..=at], &url.authority[at + 1..]),
+        None => ("", url.authority.as_str()),
+    };
+    if hosts.is_empty() {
+        return Err(config_error(format!("{:?} names no host", url.redacted)));
+    }
+    let path = url.path.trim_end_matches('/');
+    let certs = |root: &Option<Vec<u8>>| redis::TlsCertificates {
+        client_tls: None,
+        root_cert: root.clone(),
+    };
+    let connect_error = |e: RedisError| {
+        let mapped = map_redis(Operation::Open, e);
+        let kind = mapped.kind();
+        let message = format!("cannot connect to {:?}: {}", url.redacted, mapped.message());
+        let source = std::error::Error::source(&mapped)
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        Error::new(
+            if kind == ErrorKind::OutcomeUnknown {
+                ErrorKind::Connection
+            } else {
+                kind
+            },
+            Operation::Open,
+            message,
+        )
+        .with_source(redact_source(source, url))
+    };
+    if cluster {
+        if !path.is_empty() {
+            return Err(config_error(format!(
+                "a cluster URL takes no database number: {:?}",
+                url.redacted
+            )));
+        }
+        let nodes: Vec<String> = hosts
+            .split(',')
+            .map(|h| format!("{scheme}://{userinfo}{h}/{fragment}"))
+            .collect();
+        let mut builder = redis::cluster::ClusterClientBuilder::new(nodes)
+            .connection_timeout(opts.connect_timeout)
+            .response_timeout(opts.response_timeout)
+            // Fail fast when a master is down instead of retrying for many seconds.
+            .retries(2)
+            .max_retry_wait(500);
+        if tls {
+            builder = builder.tls(redis::cluster::TlsMode::Secure);
+            if root_cert.is_some() {
+                builder = builder.certs(certs(&root_cert));
+            }
+        }
+        let client = builder.build().map_err(connect_error)?;
+        let conn = tokio::time::timeout(
+            opts.connect_timeout + opts.response_timeout,
+            client.get_async_connection(),
+        )
+        .await
+        .map_err(|_| config_timeout(url))?
+        .map_err(connect_error)?;
+        Ok(RedisConnection::Cluster(conn))
+    } else {
+        if hosts.contains(',') {
+            return Err(config_error(format!(
+                "{:?} names several hosts; use redis+cluster:// for a cluster",
+                url.redacted
+            )));
+        }
+        let target = format!("{scheme}://{userinfo}{hosts}{path}{fragment}");
+        let client = match &root_cert {
+            Some(_) => redis::Client::build_with_tls(target, certs(&root_cert)),
+            None => redis::Client::open(target),
+        }
+        .map_err(|e| {
+            config_error(format!(
+                "invalid Redis URL {:?} ({:?})",
+                url.redacted,
+                e.kind()
+            ))
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(opts.connect_timeout))
+            .set_response_timeout(Some(opts.response_timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let manager = tokio::time::timeout(
+            opts.connect_timeout + opts.response_timeout,
+            client.get_connection_manager_with_config(config),
+        )
+        .await
+        .map_err(|_| config_timeout(url))?
+        .map_err(connect_error)?;
+        Ok(RedisConnection::Single(manager))
+    }
+}
+
+fn config_timeout(url: &StoreUrl) -> Error {
+    Error::new(
+        ErrorKind::Timeout,
+        Operation::Open,
+        format!("connecting to {:?} timed out", url.redacted),
+    )
+}
+
+/// A driver message with any password of the URL removed.
+fn redact_source(message: String, url: &StoreUrl) -> String {
+    match url
+        .authority
+        .rfind('@')
+        .and_then(|at| url.authority[..at].split_once(':'))
+    {
+        Some((_, password)) if !password.is_empty() => {
+            let decoded = crate::url::percent_decode(password).unwrap_or_default();
+            let mut out = message.replace(password, "***");
+            if !decoded.is_empty() {
+                out = out.replace(&decoded, "***");
+            }
+            out
+        }
+        _ => message,
+    }
+}
+
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Fails only when the application installed one already, which is then used.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_is_injective_and_reversible() {
+        let ids = [
+            "a",
+            "a:b",
+            "{x}",
+            "x}",
+            "{",
+            "%7B",
+            "%",
+            "%%",
+            "a}:meta",
+            "\u{1F600}",
+            "*?[]\\",
+        ];
+        let escaped: std::collections::HashSet<String> = ids.iter().map(|i| escape_id(i)).collect();
+        assert_eq!(escaped.len(), ids.len());
+        for id in ids {
+            let e = escape_id(id);
+            assert!(!e.contains('{') && !e.contains('}'), "{e}");
+            assert_eq!(unescape_id(&e).as_deref(), Some(id));
+        }
+        assert_eq!(unescape_id("%zz"), None);
+        assert_eq!(unescape_id("a{b"), None);
+    }
+
+    #[test]
+    fn keys_share_one_hash_tag() {
+        let keys = SessionKeys::new("p", "a}b{c");
+        let meta = String::from_utf8(keys.meta).unwrap();
+        let items = String::from_utf8(keys.items).unwrap();
+        let tag = |k: &str| {
+            let open = k.find('{').unwrap();
+            let close = open + k[open..].find('}').unwrap();
+            k[open + 1..close].to_owned()
+        };
+        assert_eq!(tag(&meta), tag(&items));
+        assert_eq!(tag(&meta), "a%7Db%7Bc");
+    }
+
+    #[test]
+    fn cursors_round_trip() {
+        assert_eq!(parse_cursor("2:12345:7"), Some((2, 12345, 7)));
+        assert_eq!(parse_cursor("x"), None);
+        assert_eq!(parse_cursor("1:2:3:4"), None);
+    }
+
+    #[test]
+    fn seconds_accept_decimals() {
+        assert_eq!(
+            parse_seconds("t", "0.5").unwrap(),
+            Duration::from_millis(500)
+        );
+        for bad in ["0", "-1", "abc", "inf", "NaN"] {
+            assert_eq!(
+                parse_seconds("t", bad).unwrap_err().kind(),
+                ErrorKind::InvalidInput
+            );
+        }
+    }
+}

@@ -1,0 +1,233 @@
+//! The Lua scripts of the native Redis layout: one script per operation, so that each operation
+//! is one atomic round trip (EVALSHA, or EVAL after a NOSCRIPT). `docs/storage/redis.md` shows
+//! them with the key layout.
+//!
+//! Every script gets `KEYS[1]` = the session's metadata hash, `KEYS[2]` = its item list, and,
+//! where the legacy seed layout may hold this session's history, `KEYS[3]` = the seed's list
+//! (standalone servers only: in a cluster that key lives in another slot).
+
+/// Helpers shared by every script (prepended to each).
+const PRELUDE: &str = r#"
+local meta, items = KEYS[1], KEYS[2]
+local function kind(key) return redis.call('TYPE', key)['ok'] end
+-- Refuses keys of another type, and metadata of a newer layout, before any side effect.
+local function check()
+  local m, i = kind(meta), kind(items)
+  if m ~= 'none' and m ~= 'hash' then
+    return 'WRONGTYPE key ' .. meta .. ' holds a ' .. m .. ', not the session metadata hash'
+  end
+  if i ~= 'none' and i ~= 'list' then
+    return 'WRONGTYPE key ' .. items .. ' holds a ' .. i .. ', not the session item list'
+  end
+  if #KEYS >= 3 then
+    local l = kind(KEYS[3])
+    if l ~= 'none' and l ~= 'list' then KEYS[3] = nil end
+  end
+  local v = redis.call('HGET', meta, 'v')
+  if v and (tonumber(v) == nil or tonumber(v) > 1) then
+    return 'OAS_VERSION session metadata ' .. meta .. ' has layout version ' .. v
+  end
+  return nil
+end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- True when the session exists and is live; an expired one is deleted first, whatever
+-- Redis's own expiry has done so far.
+local function live(now)
+  local exp = redis.call('HGET', meta, 'expires_at')
+  if exp and tonumber(exp) <= now then
+    redis.call('DEL', meta, items)
+    return false
+  end
+  return redis.call('EXISTS', meta) == 1
+end
+-- Standalone only: moves the seed layout's list into this layout, atomically.
+local function migrate(now)
+  if #KEYS < 3 or KEYS[3] == nil or kind(KEYS[3]) ~= 'list' then return false end
+  local old = redis.call('LRANGE', KEYS[3], 0, -1)
+  for i = 1, #old, 1000 do
+    redis.call('RPUSH', items, unpack(old, i, math.min(i + 999, #old)))
+  end
+  redis.call('DEL', KEYS[3])
+  redis.call('HSET', meta, 'v', '1', 'created_at', now, 'updated_at', now, 'migrated_from', 'seed')
+  return true
+end
+-- A write: advance updated_at, then set (ttl > 0) or remove the expiry of every key.
+local function touch(now, ttl)
+  local prev = tonumber(redis.call('HGET', meta, 'updated_at') or '0')
+  redis.call('HSET', meta, 'updated_at', math.max(now, prev + 1))
+  if ttl > 0 then
+    local at = now + ttl
+    redis.call('HSET', meta, 'expires_at', at)
+    redis.call('PEXPIREAT', meta, at)
+    redis.call('PEXPIREAT', items, at)
+  else
+    redis.call('HDEL', meta, 'expires_at')
+    redis.call('PERSIST', meta)
+    redis.call('PERSIST', items)
+  end
+end
+local function refresh(now, ttl)
+  if ttl > 0 then
+    local at = now + ttl
+    redis.call('HSET', meta, 'expires_at', at)
+    redis.call('PEXPIREAT', meta, at)
+    redis.call('PEXPIREAT', items, at)
+  end
+end
+-- A cheap plausibility test; the client decodes every record exactly.
+local function plausible(r)
+  return string.byte(r, 1) == 123 and string.byte(r, -1) == 125
+end
+"#;
+
+/// ARGV: ttl_ms (0: none), legacy_checked ('1' when no legacy check is needed), records...
+/// Returns {'OK', length} or {'NEW'} (a new session whose legacy key the client must check).
+const ADD: &str = r#"
+local err = check() if err then return redis.error_reply(err) end
+local now, ttl = now_ms(), tonumber(ARGV[1])
+if not live(now) and not migrate(now) then
+  if ARGV[2] ~= '1' then return {'NEW'} end
+  redis.call('DEL', items)
+  redis.call('HSET', meta, 'v', '1', 'created_at', now)
+end
+for i = 3, #ARGV, 1000 do
+  redis.call('RPUSH', items, unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+touch(now, ttl)
+return {'OK', redis.call('LLEN', items)}
+"#;
+
+/// ARGV: limit (-1: all), offset (newest records already read), refresh ttl_ms (0: none).
+/// Returns {'MISSING'} or {'OK', length, records oldest first...}: the newest records below
+/// `offset`, widened past implausible records until `limit` plausible ones or the start.
+const GET: &str = r#"
+local err = check() if err then return redis.error_reply(err) end
+local now = now_ms()
+if not live(now) and not migrate(now) then return {'MISSING'} end
+local limit, offset, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local len = redis.call('LLEN', items)
+local reply = {'OK', len}
+if limit < 0 then
+  local all = redis.call('LRANGE', items, 0, -1 - offset)
+  for i = 1, #all do reply[#reply + 1] = all[i] end
+else
+  local newest_first, found, pos = {}, 0, offset
+  while found < limit and pos < len do
+    local chunk = redis.call('LRANGE', items, -(pos + limit - found), -(pos + 1))
+    if #chunk == 0 then break end
+    for i = #chunk, 1, -1 do
+      newest_first[#newest_first + 1] = chunk[i]
+      if plausible(chunk[i]) then found = found + 1 end
+    end
+    pos = pos + #chunk
+  end
+  for i = #newest_first, 1, -1 do reply[#reply + 1] = newest_first[i] end
+end
+refresh(now, ttl)
+return reply
+"#;
+
+/// ARGV: ttl_ms (0: none). Returns {'MISSING'}, {'EMPTY'}, {'OK', record} (removed, with the
+/// implausible records above it), or {'CHECK', record, above, length}: the newest candidate is
+/// an envelope the client must decode; nothing was removed.
+const POP: &str = r#"
+local err = check() if err then return redis.error_reply(err) end
+local now, ttl = now_ms(), tonumber(ARGV[1])
+if not live(now) and not migrate(now) then return {'MISSING'} end
+local len = redis.call('LLEN', items)
+local k = 0
+while k < len do
+  local r = redis.call('LINDEX', items, -(k + 1))
+  if plausible(r) then
+    redis.call('LTRIM', items, 0, -(k + 2))
+    touch(now, ttl)
+    return {'OK', r}
+  elseif string.byte(r, 1) == 0 then
+    return {'CHECK', r, k, len}
+  end
+  k = k + 1
+end
+if k > 0 then
+  redis.call('DEL', items)
+  touch(now, ttl)
+end
+return {'EMPTY'}
+"#;
+
+/// ARGV: ttl_ms, above, expected length, expected record. Removes the newest `above + 1`
+/// records if the list is unchanged. Returns {'OK'} or {'CHANGED'}.
+const POP_AT: &str = r#"
+local err = check() if err then return redis.error_reply(err) end
+local now, ttl = now_ms(), tonumber(ARGV[1])
+if not live(now) then return {'CHANGED'} end
+local above, len = tonumber(ARGV[2]), tonumber(ARGV[3])
+if redis.call('LLEN', items) ~= len or redis.call('LINDEX', items, -(above + 1)) ~= ARGV[4] then
+  return {'CHANGED'}
+end
+redis.call('LTRIM', items, 0, -(above + 2))
+touch(now, ttl)
+return {'OK'}
+"#;
+
+/// Deletes every key of the session (and the seed key, when given). Returns {'OK'}.
+const CLEAR: &str = r#"
+local err = check() if err then return redis.error_reply(err) end
+if #KEYS >= 3 and KEYS[3] ~= nil then
+  redis.call('DEL', meta, items, KEYS[3])
+else
+  redis.call('DEL', meta, items)
+end
+return {'OK'}
+"#;
+
+/// Returns {'MISSING'} or {'OK', created_at, updated_at, expires_at or '', length}.
+const INFO: &str = r#"
+local err = check() if err then return redis.error_reply(err) end
+local now = now_ms()
+if not live(now) and not migrate(now) then return {'MISSING'} end
+local m = redis.call('HMGET', meta, 'created_at', 'updated_at', 'expires_at')
+return {'OK', m[1] or '0', m[2] or m[1] or '0', m[3] or '', redis.call('LLEN', items)}
+"#;
+
+/// One script: its full source and its SHA-1 (for EVALSHA).
+#[derive(Debug)]
+pub(crate) struct LuaScript {
+    pub(crate) name: &'static str,
+    pub(crate) source: String,
+    pub(crate) sha: String,
+}
+
+impl LuaScript {
+    fn new(name: &'static str, body: &str) -> Self {
+        let source = format!("{PRELUDE}{body}");
+        let sha = redis::Script::new(&source).get_hash().to_owned();
+        LuaScript { name, source, sha }
+    }
+}
+
+/// Every script of the native layout, hashed once per store.
+#[derive(Debug)]
+pub(crate) struct Scripts {
+    pub(crate) add: LuaScript,
+    pub(crate) get: LuaScript,
+    pub(crate) pop: LuaScript,
+    pub(crate) pop_at: LuaScript,
+    pub(crate) clear: LuaScript,
+    pub(crate) info: LuaScript,
+}
+
+impl Scripts {
+    pub(crate) fn new() -> Self {
+        Scripts {
+            add: LuaScript::new("add", ADD),
+            get: LuaScript::new("get", GET),
+            pop: LuaScript::new("pop", POP),
+            pop_at: LuaScript::new("pop_at", POP_AT),
+            clear: LuaScript::new("clear", CLEAR),
+            info: LuaScript::new("info", INFO),
+        }
+    }
+}

@@ -1,0 +1,763 @@
+//! The Redis backend against real servers: the conformance kit on standalone, ACL, TLS and
+//! cluster (shared servers from `scripts/servers.sh`), round trips counted at the socket,
+//! concurrency, legacy layouts, bad input, and faults on servers the tests start themselves.
+#![cfg(all(feature = "redis", feature = "conformance"))]
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use openai_agents_session::conformance::{run, Capabilities, UrlFactory};
+use openai_agents_session::{Error, ErrorKind, Item, Session, Store};
+use serde_json::json;
+use support::{command_calls, shared_url, CountingProxy, OwnCluster, OwnRedis};
+
+fn item(v: serde_json::Value) -> Item {
+    Item::from_value(v).unwrap()
+}
+
+fn unique(name: &str) -> String {
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    )
+}
+
+async fn kit(url: String) {
+    let report = run(&UrlFactory::new(url, Capabilities::all())).await;
+    report.assert_passed();
+    assert_eq!(report.unsupported().count(), 0, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_standalone() {
+    kit(shared_url("OAS_TEST_REDIS_URL")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_acl_user() {
+    kit(format!(
+        "{}?prefix=acl_kit",
+        shared_url("OAS_TEST_REDIS_ACL_URL")
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_tls() {
+    let url = shared_url("OAS_TEST_REDISS_URL");
+    let sep = if url.contains('?') { '&' } else { '?' };
+    kit(format!("{url}{sep}prefix=tls_kit")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_cluster() {
+    kit(format!(
+        "{}?prefix=cluster_kit",
+        shared_url("OAS_TEST_REDIS_CLUSTER_URL")
+    ))
+    .await;
+}
+
+/// Each of get/add/pop/clear/info is one request/response exchange after warm-up, counted as
+/// RESP commands crossing a proxy, and as exactly one top-level EVALSHA in INFO commandstats.
+#[tokio::test]
+async fn one_round_trip_per_operation() {
+    let server = OwnRedis::start("round-trips");
+    let proxy = CountingProxy::start(server.port);
+    let store = Store::open(&format!("{}?ttl=60", proxy.url()))
+        .await
+        .unwrap();
+    let session = store.session("rt").unwrap();
+    // Warm-up: connection handshake, and the scripts loaded once (NOSCRIPT then EVAL).
+    session
+        .add_items(vec![item(json!({"warm": 1}))])
+        .await
+        .unwrap();
+    session.get_items(None).await.unwrap();
+    session.pop_item().await.unwrap();
+    store.session_info("rt").await.unwrap();
+    session.clear_session().await.unwrap();
+
+    let mut figures = Vec::new();
+    let three = || {
+        vec![
+            item(json!({"a": 1})),
+            item(json!({"b": 2})),
+            item(json!({"c": 3})),
+        ]
+    };
+    exchanges(
+        &proxy,
+        &server,
+        &mut figures,
+        "add_items(3)",
+        session.add_items(three()),
+    )
+    .await;
+    exchanges(&proxy, &server, &mut figures, "get_items(None)", async {
+        session.get_items(None).await.map(drop)
+    })
+    .await;
+    exchanges(&proxy, &server, &mut figures, "get_items(Some(2))", async {
+        session.get_items(Some(2)).await.map(drop)
+    })
+    .await;
+    exchanges(&proxy, &server, &mut figures, "pop_item", async {
+        session.pop_item().await.map(drop)
+    })
+    .await;
+    exchanges(&proxy, &server, &mut figures, "session_info", async {
+        store.session_info("rt").await.map(drop)
+    })
+    .await;
+    exchanges(
+        &proxy,
+        &server,
+        &mut figures,
+        "clear_session",
+        session.clear_session(),
+    )
+    .await;
+    exchanges(&proxy, &server, &mut figures, "pop_item (empty)", async {
+        session.pop_item().await.map(drop)
+    })
+    .await;
+    exchanges(
+        &proxy,
+        &server,
+        &mut figures,
+        "get_items (missing)",
+        async { session.get_items(Some(5)).await.map(drop) },
+    )
+    .await;
+    println!("round trips per operation:\n  {}", figures.join("\n  "));
+}
+
+async fn exchanges(
+    proxy: &CountingProxy,
+    server: &OwnRedis,
+    figures: &mut Vec<String>,
+    name: &str,
+    op: impl std::future::Future<Output = Result<(), Error>>,
+) {
+    let before_proxy = proxy.commands();
+    let before = command_calls(server.port);
+    op.await.unwrap();
+    let sent = proxy.commands() - before_proxy;
+    let after = command_calls(server.port);
+    let diff =
+        |cmd: &str| after.get(cmd).copied().unwrap_or(0) - before.get(cmd).copied().unwrap_or(0);
+    let (evalsha, eval) = (diff("evalsha"), diff("eval"));
+    figures.push(format!(
+        "{name}: {sent} command(s) on the socket, {evalsha} EVALSHA"
+    ));
+    assert_eq!(sent, 1, "{name}: commands sent");
+    assert_eq!((evalsha, eval), (1, 0), "{name}: one EVALSHA");
+}
+
+/// 32 writers x 500 items in batches of 1-5 into one session through 4 connections: nothing
+/// lost or duplicated, every batch contiguous; then concurrent pops return each item once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_across_connections() {
+    let url = format!(
+        "{}?prefix={}",
+        shared_url("OAS_TEST_REDIS_URL"),
+        unique("conc")
+    );
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        stores.push(Store::open(&url).await.unwrap());
+    }
+    let id = "shared";
+    let mut tasks = Vec::new();
+    for w in 0..32u64 {
+        let session = stores[(w % 4) as usize].session(id).unwrap();
+        tasks.push(tokio::spawn(async move {
+            let mut written = 0u64;
+            let mut batch_no = 0u64;
+            while written < 500 {
+                let len = (1 + (w + batch_no) % 5).min(500 - written);
+                let batch = (0..len)
+                    .map(|i| item(json!({"w": w, "b": batch_no, "i": i, "len": len})))
+                    .collect();
+                session.add_items(batch).await?;
+                written += len;
+                batch_no += 1;
+            }
+            Ok::<_, Error>(batch_no)
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let all = stores[0]
+        .session(id)
+        .unwrap()
+        .get_items(None)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 32 * 500, "items lost or duplicated");
+    let mut pos = 0;
+    let mut next_batch: HashMap<u64, u64> = HashMap::new();
+    let mut seen = HashSet::new();
+    while pos < all.len() {
+        let v = all[pos].to_value();
+        let (w, b, len) = (
+            v["w"].as_u64().unwrap(),
+            v["b"].as_u64().unwrap(),
+            v["len"].as_u64().unwrap(),
+        );
+        assert_eq!(
+            next_batch.get(&w).copied().unwrap_or(0),
+            b,
+            "writer {w} batches in order"
+        );
+        next_batch.insert(w, b + 1);
+        for k in 0..len {
+            let x = all[pos + k as usize].to_value();
+            assert_eq!(
+                (x["w"].as_u64(), x["b"].as_u64(), x["i"].as_u64()),
+                (Some(w), Some(b), Some(k)),
+                "batch contiguous"
+            );
+            assert!(seen.insert((w, b, k)));
+        }
+        pos += len as usize;
+    }
+    // Concurrent pops, 4 connections: each item at most once.
+    let mut pops = Vec::new();
+    for t in 0..16 {
+        let session = stores[t % 4].session(id).unwrap();
+        pops.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..100 {
+                match session.pop_item().await? {
+                    Some(i) => got.push(i.into_string()),
+                    None => break,
+                }
+            }
+            Ok::<_, Error>(got)
+        }));
+    }
+    let mut popped = Vec::new();
+    for p in pops {
+        popped.extend(p.await.unwrap().unwrap());
+    }
+    let unique_pops: HashSet<&String> = popped.iter().collect();
+    assert_eq!(unique_pops.len(), popped.len(), "an item was popped twice");
+    let remaining = stores[0]
+        .session(id)
+        .unwrap()
+        .get_items(None)
+        .await
+        .unwrap();
+    assert_eq!(remaining.len() + popped.len(), 32 * 500);
+    stores[0]
+        .session(id)
+        .unwrap()
+        .clear_session()
+        .await
+        .unwrap();
+}
+
+/// A key of another type where the session's keys go: a typed error before any side effect.
+#[tokio::test]
+async fn wrong_key_type_is_a_typed_error_and_changes_nothing() {
+    let server = OwnRedis::start("wrongtype");
+    let store = Store::open(&server.url()).await.unwrap();
+    let s = store.session("victim").unwrap();
+    s.add_items(vec![item(json!({"keep": 1}))]).await.unwrap();
+    // Replace the item list with a string.
+    let items_key = "openai_agents_session:{victim}:items";
+    server.cli(&["del", items_key]);
+    server.cli(&["set", items_key, "not a list"]);
+    for result in [
+        s.add_items(vec![item(json!({"x": 1}))]).await.map(drop),
+        s.get_items(None).await.map(drop),
+        s.pop_item().await.map(drop),
+        s.clear_session().await,
+    ] {
+        let err = result.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
+        assert!(err.to_string().contains("another type"), "{err}");
+    }
+    assert_eq!(
+        server.cli(&["get", items_key]).trim(),
+        "not a list",
+        "data untouched"
+    );
+    assert_eq!(
+        server
+            .cli(&["hget", "openai_agents_session:{victim}:meta", "v"])
+            .trim(),
+        "1"
+    );
+}
+
+/// Seed data (Python `json.dumps` text in one list per session) and the official SDK's layout,
+/// written with redis-cli, read exactly through `layout=`; writes there are invalid input.
+#[tokio::test]
+async fn legacy_layouts_read_exactly() {
+    let server = OwnRedis::start("legacy");
+    let seed_items = [
+        r#"{"role": "user", "content": "h\u00e9llo \ud83d\ude0a"}"#,
+        r#"{"type": "function_call", "arguments": "{\"a\": 1}", "call_id": "c1", "name": "f", "n": 12345678901234567890123}"#,
+    ];
+    for text in seed_items {
+        server.cli(&["rpush", "openai_agents_session:user-123", text]);
+    }
+    server.cli(&["expire", "openai_agents_session:user-123", "1000"]);
+    let official = [
+        r#"{"role":"user","content":"h\u00e9llo"}"#,
+        r#"{"role":"assistant","content":"hi"}"#,
+    ];
+    server.cli(&[
+        "hset",
+        "agents:session:sdk-1",
+        "session_id",
+        "sdk-1",
+        "created_at",
+        "1700000000",
+        "updated_at",
+        "1700000100",
+    ]);
+    for text in official {
+        server.cli(&["rpush", "agents:session:sdk-1:messages", text]);
+    }
+
+    let seed = Store::open(&format!("{}?layout=seed", server.url()))
+        .await
+        .unwrap();
+    let got = seed
+        .session("user-123")
+        .unwrap()
+        .get_items(None)
+        .await
+        .unwrap();
+    let want: Vec<Item> = seed_items.iter().map(|t| t.parse().unwrap()).collect();
+    assert_eq!(got, want);
+    assert_eq!(
+        got[0].as_str(),
+        r#"{"role":"user","content":"h\u00e9llo \ud83d\ude0a"}"#,
+        "escapes kept as written"
+    );
+    assert_eq!(
+        seed.session("user-123")
+            .unwrap()
+            .get_items(Some(1))
+            .await
+            .unwrap(),
+        want[1..].to_vec()
+    );
+    assert_eq!(
+        seed.list_all_sessions(None).await.unwrap(),
+        vec!["user-123".to_owned()]
+    );
+    let info = seed.session_info("user-123").await.unwrap().unwrap();
+    assert_eq!(info.item_count, 2);
+    assert!(info.expires_at.is_some());
+    let err = seed
+        .session("user-123")
+        .unwrap()
+        .add_items(vec![item(json!({"a": 1}))])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("read-only"), "{err}");
+
+    let sdk = Store::open(&format!("{}?layout=openai-agents", server.url()))
+        .await
+        .unwrap();
+    let got = sdk.session("sdk-1").unwrap().get_items(None).await.unwrap();
+    assert_eq!(got.iter().map(Item::as_str).collect::<Vec<_>>(), official);
+    assert_eq!(
+        sdk.list_all_sessions(None).await.unwrap(),
+        vec!["sdk-1".to_owned()]
+    );
+    let info = sdk.session_info("sdk-1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            info.item_count,
+            info.created_at.as_millis(),
+            info.updated_at.as_millis()
+        ),
+        (2, 1_700_000_000_000, 1_700_000_100_000)
+    );
+    assert_eq!(
+        sdk.session("sdk-1")
+            .unwrap()
+            .pop_item()
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::InvalidInput
+    );
+
+    // The native layout migrates the seed's list in place, atomically, on first access.
+    let native = Store::open(&server.url()).await.unwrap();
+    let s = native.session("user-123").unwrap();
+    assert_eq!(
+        s.get_items(None).await.unwrap(),
+        want,
+        "seed history is migrated, not lost"
+    );
+    assert_eq!(
+        server
+            .cli(&["exists", "openai_agents_session:user-123"])
+            .trim(),
+        "0",
+        "the seed key is gone"
+    );
+    s.add_items(vec![item(json!({"after": "upgrade"}))])
+        .await
+        .unwrap();
+    assert_eq!(s.get_items(None).await.unwrap().len(), 3);
+}
+
+/// In a cluster the seed key is in another slot: a typed LegacyData error names the migration.
+#[tokio::test]
+async fn cluster_reports_seed_history_instead_of_hiding_it() {
+    let url = shared_url("OAS_TEST_REDIS_CLUSTER_URL");
+    let id = unique("seed-in-cluster");
+    let seed_key = format!("openai_agents_session:{id}");
+    let port = url
+        .trim_start_matches("redis+cluster://")
+        .split(',')
+        .next()
+        .and_then(|h| h.rsplit(':').next())
+        .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
+        .unwrap();
+    let out = std::process::Command::new("redis-cli")
+        .args([
+            "-c",
+            "-p",
+            &port.to_string(),
+            "rpush",
+            &seed_key,
+            r#"{"role": "user", "content": "old"}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let store = Store::open(&url).await.unwrap();
+    let s = store.session(&id).unwrap();
+    for err in [
+        s.get_items(None).await.unwrap_err(),
+        s.add_items(vec![item(json!({"new": 1}))])
+            .await
+            .unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), ErrorKind::LegacyData, "{err}");
+        assert!(err.to_string().contains("agent-session copy"), "{err}");
+    }
+    let seed = Store::open(&format!("{url}?layout=seed")).await.unwrap();
+    assert_eq!(
+        seed.session(&id)
+            .unwrap()
+            .get_items(None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    std::process::Command::new("redis-cli")
+        .args(["-c", "-p", &port.to_string(), "del", &seed_key])
+        .output()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn bad_credentials_certificates_hosts_and_options_are_named() {
+    let acl = shared_url("OAS_TEST_REDIS_ACL_URL");
+    let wrong = acl.replace("oas-secret-pw", "wrong-pw-hunter2");
+    let err = Store::open(&wrong).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.to_string().contains("credentials"), "{err}");
+    assert!(
+        !err.to_string().contains("hunter2") && !format!("{err:?}").contains("hunter2"),
+        "{err:?}"
+    );
+
+    let tls = shared_url("OAS_TEST_REDISS_URL");
+    let dir = support::temp_dir("ca");
+    let other_ca = support::unrelated_ca(&dir);
+    let base = tls.split('?').next().unwrap();
+    let err = Store::open(&format!("{base}?tls_ca_file={}", other_ca.display()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Connection | ErrorKind::Config),
+        "{err}"
+    );
+    let shown = format!("{err}: {:?}", std::error::Error::source(&err));
+    assert!(
+        shown.to_lowercase().contains("certificate")
+            || shown.contains("tls")
+            || shown.contains("TLS"),
+        "{shown}"
+    );
+    let err = Store::open(&format!("{base}?tls_ca_file=/nonexistent/ca.pem"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(err.to_string().contains("tls_ca_file"), "{err}");
+    // System roots do not know the test CA.
+    assert!(Store::open(base).await.is_err());
+
+    let port = support::free_port();
+    let start = Instant::now();
+    let err = Store::open(&format!(
+        "redis://user:hunter2@127.0.0.1:{port}/?connect_timeout=1"
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    assert!(!err.to_string().contains("hunter2"));
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "unreachable host fails fast"
+    );
+
+    for (url, needle) in [
+        ("redis://127.0.0.1:1/?bogus=1", "bogus"),
+        ("redis://127.0.0.1:1/?connect_timeout=0", "connect_timeout"),
+        (
+            "redis://127.0.0.1:1/?response_timeout=abc",
+            "response_timeout",
+        ),
+        ("redis://127.0.0.1:1/?layout=v9", "layout"),
+        ("redis://127.0.0.1:1/?tls_insecure=true", "rediss"),
+        ("redis://:pw-hunter2@h1:1,h2:2/", "cluster"),
+    ] {
+        let err = Store::open(url).await.unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::Config | ErrorKind::InvalidInput),
+            "{url}: {err}"
+        );
+        assert!(err.to_string().contains(needle), "{url}: {err}");
+        assert!(!err.to_string().contains("hunter2"));
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// SIGKILL and restart mid-load: typed errors during the outage, success again within 5 s of
+/// the server answering, no partial batch, every acknowledged item present exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn survives_kill_and_restart() {
+    let mut server = OwnRedis::start("kill");
+    let store = Store::open(&format!(
+        "{}?response_timeout=2&connect_timeout=1",
+        server.url()
+    ))
+    .await
+    .unwrap();
+    let session = store.session("load").unwrap();
+    let writer = {
+        let session = session.clone();
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut errors: HashMap<ErrorKind, u64> = HashMap::new();
+            let start = Instant::now();
+            let mut n = 0u64;
+            while start.elapsed() < Duration::from_secs(8) {
+                let batch = (0..3).map(|i| item(json!({"n": n, "i": i}))).collect();
+                match session.add_items(batch).await {
+                    Ok(()) => acked.push(n),
+                    Err(e) => {
+                        assert!(
+                            matches!(
+                                e.kind(),
+                                ErrorKind::Connection
+                                    | ErrorKind::OutcomeUnknown
+                                    | ErrorKind::Timeout
+                            ),
+                            "{e}"
+                        );
+                        *errors.entry(e.kind()).or_default() += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+                n += 1;
+            }
+            (acked, errors)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.spawn();
+    let answered = Instant::now();
+    let mut recovered = None;
+    while answered.elapsed() < Duration::from_secs(10) {
+        if session.get_items(Some(1)).await.is_ok() {
+            recovered = Some(answered.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let recovered = recovered.expect("no recovery within 10 s");
+    assert!(
+        recovered < Duration::from_secs(5),
+        "recovered after {recovered:?}"
+    );
+    let (acked, errors) = writer.await.unwrap();
+    assert!(!errors.is_empty(), "the outage produced no errors");
+    let all = session.get_items(None).await.unwrap();
+    let mut batches: HashMap<u64, Vec<u64>> = HashMap::new();
+    let mut order = Vec::new();
+    for it in &all {
+        let v = it.to_value();
+        let n = v["n"].as_u64().unwrap();
+        if batches.get(&n).is_none() {
+            order.push(n);
+        }
+        batches.entry(n).or_default().push(v["i"].as_u64().unwrap());
+    }
+    for (n, idx) in &batches {
+        assert_eq!(idx, &vec![0, 1, 2], "batch {n} partial or duplicated");
+    }
+    for n in &acked {
+        assert!(batches.contains_key(n), "acknowledged batch {n} lost");
+    }
+    println!(
+        "kill/restart: {} batches acknowledged, {} stored, errors during the outage {:?}, recovered {:?} after the server answered",
+        acked.len(),
+        batches.len(),
+        errors,
+        recovered
+    );
+}
+
+/// SIGSTOP: a typed timeout within response_timeout + 2 s; recovery after SIGCONT.
+#[tokio::test]
+async fn hung_server_times_out_then_recovers() {
+    let server = OwnRedis::start("stop");
+    let store = Store::open(&format!("{}?response_timeout=1", server.url()))
+        .await
+        .unwrap();
+    let s = store.session("hang").unwrap();
+    s.add_items(vec![item(json!({"a": 1}))]).await.unwrap();
+    server.signal("STOP");
+    let start = Instant::now();
+    let err = s.get_items(None).await.unwrap_err();
+    let read_took = start.elapsed();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(err.is_retryable());
+    let start = Instant::now();
+    let err = s.add_items(vec![item(json!({"b": 2}))]).await.unwrap_err();
+    let write_took = start.elapsed();
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    assert!(!err.is_retryable());
+    assert!(
+        read_took < Duration::from_secs(3) && write_took < Duration::from_secs(3),
+        "{read_took:?} {write_took:?}"
+    );
+    server.signal("CONT");
+    let start = Instant::now();
+    let mut ok = false;
+    while start.elapsed() < Duration::from_secs(5) {
+        if s.get_items(None).await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(ok, "no recovery after SIGCONT");
+    println!("SIGSTOP: read timed out after {read_took:?}, write after {write_took:?} (response_timeout 1 s); recovered {:?} after SIGCONT", start.elapsed());
+}
+
+/// CLIENT PAUSE 1000 WRITE: operations wait and then complete.
+#[tokio::test]
+async fn client_pause_delays_but_completes() {
+    let server = OwnRedis::start("pause");
+    let store = Store::open(&server.url()).await.unwrap();
+    let s = store.session("paused").unwrap();
+    s.add_items(vec![item(json!({"a": 1}))]).await.unwrap();
+    server.cli(&["client", "pause", "1000", "WRITE"]);
+    let start = Instant::now();
+    s.add_items(vec![item(json!({"b": 2}))]).await.unwrap();
+    let took = start.elapsed();
+    assert_eq!(s.get_items(None).await.unwrap().len(), 2);
+    assert!(
+        took >= Duration::from_millis(500),
+        "the write waited for the pause: {took:?}"
+    );
+    println!("CLIENT PAUSE 1000 WRITE: the write completed after {took:?}");
+}
+
+/// One cluster master stopped (`cluster-require-full-coverage no`): sessions in its slots fail
+/// with typed errors, the others keep working, and all recover after it restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_master_down_fails_only_its_slots() {
+    let mut cluster = OwnCluster::start("cluster-fault");
+    let store = Store::open(&format!(
+        "{}?response_timeout=1&connect_timeout=1",
+        cluster.url()
+    ))
+    .await
+    .unwrap();
+    let ids: Vec<String> = (0..30).map(|n| format!("user-{n}")).collect();
+    for id in &ids {
+        store
+            .session(id)
+            .unwrap()
+            .add_items(vec![item(json!({"id": id}))])
+            .await
+            .unwrap();
+    }
+    cluster.nodes[1].kill();
+    let mut ok = 0;
+    let mut failed = HashMap::new();
+    let start = Instant::now();
+    for id in &ids {
+        match store
+            .session(id)
+            .unwrap()
+            .add_items(vec![item(json!({"more": id}))])
+            .await
+        {
+            Ok(()) => ok += 1,
+            Err(e) => {
+                assert!(
+                    matches!(
+                        e.kind(),
+                        ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::OutcomeUnknown
+                    ),
+                    "{e}"
+                );
+                *failed.entry(e.kind()).or_insert(0) += 1;
+            }
+        }
+    }
+    let outage_took = start.elapsed();
+    assert!(ok > 0, "the other masters kept working");
+    assert!(!failed.is_empty(), "the stopped master's slots failed");
+    cluster.nodes[1].spawn();
+    let restarted = Instant::now();
+    let mut all_ok = false;
+    while restarted.elapsed() < Duration::from_secs(20) {
+        let mut good = 0;
+        for id in &ids {
+            if store.session(id).unwrap().get_items(None).await.is_ok() {
+                good += 1;
+            }
+        }
+        if good == ids.len() {
+            all_ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        all_ok,
+        "not every session recovered after the master restarted"
+    );
+    println!(
+        "cluster master down: {ok} of {} sessions kept working, failures {failed:?} (30 writes took {outage_took:?}); all recovered {:?} after restart",
+        ids.len(),
+        restarted.elapsed()
+    );
+}
