@@ -31,6 +31,9 @@ TLS_ANY_CLI=(--tls --insecure -h 127.0.0.1 -p "$TLS_PORT")
 
 log() { echo "servers.sh: $*" >&2; }
 
+# redis-cli with a deadline: a TLS client talking to a plain server (or the reverse) waits forever.
+rcli() { timeout 5 redis-cli "$@"; }
+
 # fail NAME MESSAGE: a server that does not work fails the run loudly, with its log tail.
 fail() {
   log "error: $1: $2"
@@ -69,7 +72,7 @@ cmd_install() {
 # ours NAME CLI-ARGS...: the server answering there is the one started as NAME.
 ours() {
   local name=$1; shift
-  [ "$(redis-cli "$@" config get pidfile 2>/dev/null | sed -n 2p)" = "$DIR/$name.pid" ]
+  [ "$(rcli "$@" config get pidfile 2>/dev/null | sed -n 2p)" = "$DIR/$name.pid" ]
 }
 
 # pid_ours PID: a live redis-server running in one of our working dirs (guards against pid reuse).
@@ -91,10 +94,10 @@ launch() {
 
 # wait_up NAME CLI-ARGS...: poll up to 20 s for PING; give up early if the process died.
 wait_up() {
-  local name=$1 i; shift
-  for i in $(seq 100); do
-    ours "$name" "$@" && [ "$(redis-cli "$@" ping 2>/dev/null)" = PONG ] && return 0
-    if [ "$i" -gt 10 ] && ! pid_ours "$(cat "$DIR/$name.pid" 2>/dev/null)"; then
+  local name=$1 t0=$SECONDS; shift
+  while [ $((SECONDS - t0)) -lt 20 ]; do
+    ours "$name" "$@" && [ "$(rcli "$@" ping 2>/dev/null)" = PONG ] && return 0
+    if [ $((SECONDS - t0)) -ge 2 ] && ! pid_ours "$(cat "$DIR/$name.pid" 2>/dev/null)"; then
       fail "$name" "redis-server exited (port taken by another server?)"
     fi
     sleep 0.2
@@ -108,8 +111,8 @@ halt() {
   pid=$(cat "$DIR/$name.pid" 2>/dev/null || true)
   if ours "$name" "$@"; then
     # The pid file may be gone (target/ wiped) while the server still runs.
-    [ -n "$pid" ] || pid=$(redis-cli "$@" info server | tr -d '\r' | sed -n 's/^process_id://p' || true)
-    redis-cli "$@" shutdown nosave >/dev/null 2>&1 || true
+    [ -n "$pid" ] || pid=$(rcli "$@" info server | tr -d '\r' | sed -n 's/^process_id://p' || true)
+    rcli "$@" shutdown nosave >/dev/null 2>&1 || true
   fi
   for i in $(seq 25); do pid_ours "$pid" || break; sleep 0.2; done
   if pid_ours "$pid"; then kill "$pid" 2>/dev/null || true; sleep 1; fi
@@ -123,10 +126,10 @@ start_redis() {
   launch redis "$DIR/redis" --port "$REDIS_PORT"
   wait_up redis "${REDIS_CLI[@]}"
   # An ACL user for the username+password tests; the default user stays passwordless.
-  [ "$(redis-cli "${REDIS_CLI[@]}" acl setuser "$ACL_USER" on ">$ACL_PASS" '~*' '&*' '+@all')" = OK ] ||
+  [ "$(rcli "${REDIS_CLI[@]}" acl setuser "$ACL_USER" on ">$ACL_PASS" '~*' '&*' '+@all')" = OK ] ||
     fail redis "ACL SETUSER $ACL_USER failed"
   # WHOAMI, not PING: after a failed AUTH redis-cli carries on as the passwordless default user.
-  [ "$(redis-cli "${REDIS_CLI[@]}" --user "$ACL_USER" --pass "$ACL_PASS" --no-auth-warning acl whoami)" = "$ACL_USER" ] ||
+  [ "$(rcli "${REDIS_CLI[@]}" --user "$ACL_USER" --pass "$ACL_PASS" --no-auth-warning acl whoami)" = "$ACL_USER" ] ||
     fail redis "ACL user $ACL_USER cannot log in"
 }
 
@@ -163,7 +166,7 @@ start_redis_tls() {
 # --------------------------------------------------------------------------- redis cluster ---
 
 start_redis_cluster() {
-  local p i n ok addrs=()
+  local p n ok addrs=() t0
   for p in "${CLUSTER_PORTS[@]}"; do
     # A fresh cluster every time: old node ids/slot maps would make "cluster create" refuse.
     rm -rf "$DIR/cluster/$p"
@@ -175,10 +178,11 @@ start_redis_cluster() {
   redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes \
     >"$DIR/cluster-create.log" 2>&1 || fail cluster-create "redis-cli --cluster create failed"
   # Slots are assigned, but each node must also learn the others through gossip.
-  for i in $(seq 150); do
+  t0=$SECONDS
+  while [ $((SECONDS - t0)) -lt 30 ]; do
     n=0
     for p in "${CLUSTER_PORTS[@]}"; do
-      [[ "$(redis-cli -h 127.0.0.1 -p "$p" cluster info 2>/dev/null)" == *cluster_state:ok* ]] && n=$((n + 1))
+      [[ "$(rcli -h 127.0.0.1 -p "$p" cluster info 2>/dev/null)" == *cluster_state:ok* ]] && n=$((n + 1))
     done
     [ "$n" -eq "${#CLUSTER_PORTS[@]}" ] && ok=1 && break
     sleep 0.2
