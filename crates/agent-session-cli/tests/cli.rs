@@ -299,3 +299,81 @@ fn default_url_and_env_var() {
     let o = env.run(&["list"]);
     assert_eq!(stdout(&o), "t\n", "the env var chose the store");
 }
+
+/// The default build speaks every Redis URL form (servers from `scripts/servers.sh`).
+#[test]
+fn works_with_every_redis_url_form() {
+    let env = Env::new("redis");
+    for var in [
+        "OAS_TEST_REDIS_URL",
+        "OAS_TEST_REDIS_ACL_URL",
+        "OAS_TEST_REDISS_URL",
+        "OAS_TEST_REDIS_CLUSTER_URL",
+    ] {
+        let url = std::env::var(var).unwrap_or_else(|_| {
+            panic!("{var} is not set: run scripts/test.sh, or scripts/servers.sh start and source target/test-servers.env")
+        });
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let url = format!("{url}{sep}prefix=cli_{}", std::process::id());
+        let run = |args: &[&str]| {
+            env.cmd()
+                .arg("--url")
+                .arg(&url)
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let o = run(&[
+            "add",
+            "cli:s1",
+            r#"{"role":"user","content":"hi"}"#,
+            r#"{"n":1}"#,
+        ]);
+        assert_eq!(code(&o), 0, "{var}: {}", stderr(&o));
+        assert_eq!(
+            stdout(&run(&["get", "cli:s1", "--limit", "1"])),
+            "{\"n\":1}\n",
+            "{var}"
+        );
+        let info: serde_json::Value =
+            serde_json::from_str(stdout(&run(&["info", "cli:s1"])).trim()).unwrap();
+        assert_eq!(info["item_count"].as_u64(), Some(2), "{var}");
+        assert_eq!(
+            stdout(&run(&["list", "--prefix", "cli:"])),
+            "cli:s1\n",
+            "{var}"
+        );
+        assert_eq!(stdout(&run(&["pop", "cli:s1"])), "{\"n\":1}\n", "{var}");
+        assert_eq!(code(&run(&["clear", "cli:s1"])), 0, "{var}");
+        assert_eq!(code(&run(&["info", "cli:s1"])), 3, "{var}");
+    }
+    let acl = std::env::var("OAS_TEST_REDIS_ACL_URL").unwrap();
+    let o = env
+        .cmd()
+        .args([
+            "--url",
+            &acl.replace("oas-secret-pw", "hunter2-wrong"),
+            "get",
+            "s",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("credentials") && !stderr(&o).contains("hunter2"),
+        "{}",
+        stderr(&o)
+    );
+    let o = env
+        .cmd()
+        .args([
+            "--url",
+            "redis://u:hunter2@127.0.0.1:1/?connect_timeout=1",
+            "get",
+            "s",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(!stderr(&o).contains("hunter2"));
+}

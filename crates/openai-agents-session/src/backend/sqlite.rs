@@ -582,18 +582,20 @@ impl Inner {
             }
         );
         let mut stmt = conn.prepare_cached(&sql)?;
+        let mut bound: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(6);
+        let (len, now_ms, limit) = (prefix.len() as i64, now.as_millis(), page_size as i64 + 1);
+        bound.extend([
+            &lower as &dyn rusqlite::ToSql,
+            &prefix,
+            &len,
+            &now_ms,
+            &limit,
+        ]);
+        if let Some(upper) = &upper {
+            bound.push(upper);
+        }
         let mut ids = stmt
-            .query_map(
-                params![
-                    lower,
-                    prefix,
-                    prefix.len() as i64,
-                    now.as_millis(),
-                    page_size as i64 + 1,
-                    upper.unwrap_or_default()
-                ],
-                |r| r.get::<_, String>(0),
-            )?
+            .query_map(bound.as_slice(), |r| r.get::<_, String>(0))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let next_cursor = if ids.len() > page_size {
             ids.truncate(page_size);
