@@ -606,18 +606,27 @@ async fn survives_kill_and_restart() {
     let (acked, errors) = writer.await.unwrap();
     assert!(!errors.is_empty(), "the outage produced no errors");
     let all = session.get_items(None).await.unwrap();
+    // Batches are atomic and contiguous: the history is whole batches of 3, none twice.
+    assert_eq!(all.len() % 3, 0, "a partial batch is visible");
     let mut batches: HashMap<u64, Vec<u64>> = HashMap::new();
-    let mut order = Vec::new();
-    for it in &all {
-        let v = it.to_value();
-        let n = v["n"].as_u64().unwrap();
-        if batches.get(&n).is_none() {
-            order.push(n);
-        }
-        batches.entry(n).or_default().push(v["i"].as_u64().unwrap());
-    }
-    for (n, idx) in &batches {
-        assert_eq!(idx, &vec![0, 1, 2], "batch {n} partial or duplicated");
+    for chunk in all.chunks(3) {
+        let fields: Vec<(u64, u64)> = chunk
+            .iter()
+            .map(|it| {
+                let v = it.to_value();
+                (v["n"].as_u64().unwrap(), v["i"].as_u64().unwrap())
+            })
+            .collect();
+        let n = fields[0].0;
+        assert_eq!(
+            fields,
+            vec![(n, 0), (n, 1), (n, 2)],
+            "batch {n} partial or interleaved"
+        );
+        assert!(
+            batches.insert(n, vec![0, 1, 2]).is_none(),
+            "batch {n} stored twice"
+        );
     }
     for n in &acked {
         assert!(batches.contains_key(n), "acknowledged batch {n} lost");

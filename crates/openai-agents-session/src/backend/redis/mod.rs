@@ -112,7 +112,7 @@ impl RedisConnection {
         if !self.is_cluster() {
             return Ok(vec![None]);
         }
-        let slots = self.query(&redis::cmd("CLUSTER").arg("SLOTS")).await?;
+        let slots = self.query(redis::cmd("CLUSTER").arg("SLOTS")).await?;
         let mut masters = Vec::new();
         if let Value::Array(ranges) = slots {
             for range in ranges {
@@ -731,8 +731,7 @@ async fn scan_pages(
                 .collect(),
             _ => Vec::new(),
         };
-        let mut taken = 0;
-        for id in batch.iter().skip(skip) {
+        for (taken, id) in batch.iter().skip(skip).enumerate() {
             if ids.len() == page_size {
                 // The page is full inside this batch: resume here next time.
                 return Ok(SessionPage::new(
@@ -740,7 +739,6 @@ async fn scan_pages(
                     Some(format!("{node}:{cursor}:{}", skip + taken)),
                 ));
             }
-            taken += 1;
             if seen.insert(id.clone()) {
                 ids.push(id.clone());
             }

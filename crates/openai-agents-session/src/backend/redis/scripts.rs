@@ -231,3 +231,25 @@ impl Scripts {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn storage_doc_shows_the_exact_scripts() {
+        let doc = include_str!("../../../../../docs/storage/redis.md");
+        for (name, body) in [
+            ("prelude", super::PRELUDE),
+            ("add", super::ADD),
+            ("get", super::GET),
+            ("pop", super::POP),
+            ("pop_at", super::POP_AT),
+            ("clear", super::CLEAR),
+            ("info", super::INFO),
+        ] {
+            assert!(
+                doc.contains(body.trim()),
+                "docs/storage/redis.md does not show the current {name} script"
+            );
+        }
+    }
+}
