@@ -770,3 +770,63 @@ async fn cluster_master_down_fails_only_its_slots() {
         restarted.elapsed()
     );
 }
+
+/// A connection the caller owns: the store uses it and never closes it.
+#[tokio::test]
+async fn caller_owned_connection_is_shared_and_never_closed() {
+    use openai_agents_session::backend::redis::{redis, RedisBackend, RedisConnection};
+    use openai_agents_session::StoreOptions;
+    let server = OwnRedis::start("owned");
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut manager = client.get_connection_manager().await.unwrap();
+    {
+        let store = RedisBackend::store_from_connection(
+            RedisConnection::Single(manager.clone()),
+            Some("owned_app"),
+            StoreOptions::default(),
+        );
+        let handles: Vec<_> = (0..1000)
+            .map(|n| store.session(&format!("s{n}")).unwrap())
+            .collect();
+        handles[7]
+            .add_items(vec![item(json!({"via": "owned"}))])
+            .await
+            .unwrap();
+        assert_eq!(handles[7].get_items(None).await.unwrap().len(), 1);
+    }
+    // The store is gone; the caller's connection still works, and saw our keys.
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg("owned_app:{s7}:items")
+        .query_async(&mut manager)
+        .await
+        .unwrap();
+    assert_eq!(exists, 1);
+    let clients = server.cli(&["client", "list"]);
+    assert_eq!(
+        clients
+            .lines()
+            .filter(|l| !l.contains("cmd=client"))
+            .count(),
+        1,
+        "one connection for 1000 sessions:\n{clients}"
+    );
+}
+
+/// `tls_insecure=true` skips verification (and warns); without a CA the handshake fails.
+#[tokio::test]
+async fn tls_insecure_skips_verification() {
+    let url = shared_url("OAS_TEST_REDISS_URL");
+    let base = url.split('?').next().unwrap();
+    let store = Store::open(&format!(
+        "{base}?tls_insecure=true&prefix=insecure_{}",
+        std::process::id()
+    ))
+    .await
+    .unwrap();
+    let s = store.session("x").unwrap();
+    s.add_items(vec![item(json!({"tls": "insecure"}))])
+        .await
+        .unwrap();
+    assert_eq!(s.get_items(None).await.unwrap().len(), 1);
+    s.clear_session().await.unwrap();
+}

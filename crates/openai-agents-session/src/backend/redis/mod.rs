@@ -13,6 +13,10 @@
 mod legacy;
 mod scripts;
 
+/// The redis-rs crate this backend is built on, for building a [`RedisConnection`] of your own
+/// with the matching version.
+pub use ::redis;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -349,7 +353,7 @@ pub struct RedisBackend {
 ///
 /// ```no_run
 /// # async fn demo() -> openai_agents_session::Result<()> {
-/// use openai_agents_session::backend::redis::{RedisBackend, RedisConnection};
+/// use openai_agents_session::backend::redis::{redis, RedisBackend, RedisConnection};
 /// use openai_agents_session::StoreOptions;
 /// let client = redis::Client::open("redis://127.0.0.1/").unwrap();
 /// let manager = client.get_connection_manager().await.unwrap();
