@@ -225,11 +225,11 @@ fn pump_counting(mut from: TcpStream, mut to: TcpStream, counter: Arc<AtomicU64>
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        let complete = parser.feed(&buf[..n]);
+        // Counted before forwarding: the answer cannot reach the client before the count.
+        counter.fetch_add(parser.feed(&buf[..n]), Ordering::SeqCst);
         if to.write_all(&buf[..n]).is_err() {
             break;
         }
-        counter.fetch_add(complete, Ordering::SeqCst);
     }
     let _ = to.shutdown(std::net::Shutdown::Both);
 }

@@ -54,27 +54,25 @@ local function migrate(now)
   redis.call('HSET', meta, 'v', '1', 'created_at', now, 'updated_at', now, 'migrated_from', 'seed')
   return true
 end
--- A write: advance updated_at, then set (ttl > 0) or remove the expiry of every key.
-local function touch(now, ttl)
-  local prev = tonumber(redis.call('HGET', meta, 'updated_at') or '0')
-  redis.call('HSET', meta, 'updated_at', math.max(now, prev + 1))
-  if ttl > 0 then
-    local at = now + ttl
-    redis.call('HSET', meta, 'expires_at', at)
-    redis.call('PEXPIREAT', meta, at)
-    redis.call('PEXPIREAT', items, at)
-  else
-    redis.call('HDEL', meta, 'expires_at')
-    redis.call('PERSIST', meta)
-    redis.call('PERSIST', items)
-  end
-end
+-- A read with refresh_on_read: push the expiry of every key to now + ttl.
 local function refresh(now, ttl)
   if ttl > 0 then
     local at = now + ttl
     redis.call('HSET', meta, 'expires_at', at)
     redis.call('PEXPIREAT', meta, at)
     redis.call('PEXPIREAT', items, at)
+  end
+end
+-- A write: advance updated_at, then set (ttl > 0) or remove the expiry of every key.
+local function touch(now, ttl)
+  local prev = tonumber(redis.call('HGET', meta, 'updated_at') or '0')
+  redis.call('HSET', meta, 'updated_at', math.max(now, prev + 1))
+  if ttl > 0 then
+    refresh(now, ttl)
+  else
+    redis.call('HDEL', meta, 'expires_at')
+    redis.call('PERSIST', meta)
+    redis.call('PERSIST', items)
   end
 end
 -- A cheap plausibility test; the client decodes every record exactly.
