@@ -6,7 +6,8 @@
 //! * **Plain**: the item's compact JSON text, starting with `{`. This is what this version
 //!   writes: operators can read it with `redis-cli` or `sqlite3`, and it costs no bytes.
 //! * **Envelope**: `0x00`, a format version byte, a flags byte, then the payload. Flags bit 0
-//!   means the payload is compressed, bit 1 that it is encrypted. Version 1 with no flags carries
+//!   means the payload is zstd-compressed (feature `compression`; DynamoDB writes such records
+//!   for large items), bit 1 that it is encrypted. Version 1 with no flags carries
 //!   plain JSON. Envelopes with flags this build cannot undo, or with a newer version, decode as
 //!   [`Decoded::Unreadable`]: they are skipped by reads and never deleted.
 //! * Anything else (damaged bytes, text another program wrote) decodes as [`Decoded::Corrupt`]:
@@ -71,6 +72,22 @@ impl RecordCodec {
         item.as_str().to_owned()
     }
 
+    /// Encodes one item compressed with zstd in an envelope, when that is smaller than the
+    /// plain record (backends with a small item size limit use it for large items).
+    #[cfg(feature = "compression")]
+    pub fn encode_compressed(&self, item: &Item) -> Vec<u8> {
+        let plain = item.as_bytes();
+        match zstd::stream::encode_all(plain, 3) {
+            Ok(packed) if packed.len() + 3 < plain.len() => {
+                let mut record = Vec::with_capacity(packed.len() + 3);
+                record.extend_from_slice(&[ENVELOPE_MAGIC, RECORD_FORMAT_VERSION, FLAG_COMPRESSED]);
+                record.extend_from_slice(&packed);
+                record
+            }
+            _ => plain.to_vec(),
+        }
+    }
+
     /// Decodes one stored record.
     pub fn decode(&self, record: &[u8]) -> Decoded {
         match record.first() {
@@ -97,9 +114,10 @@ impl RecordCodec {
             return Decoded::Unreadable("record is encrypted and no key is configured".into());
         }
         if flags & FLAG_COMPRESSED != 0 {
-            return Decoded::Unreadable(
-                "record is compressed with a codec this build lacks".into(),
-            );
+            if flags & !FLAG_COMPRESSED != 0 {
+                return Decoded::Unreadable(format!("record has unknown flags {flags:#04b}"));
+            }
+            return decompress(&record[3..]);
         }
         if flags != 0 {
             return Decoded::Unreadable(format!("record has unknown flags {flags:#04b}"));
@@ -109,6 +127,22 @@ impl RecordCodec {
             _ => Decoded::Corrupt("envelope payload is not a JSON object".into()),
         }
     }
+}
+
+#[cfg(feature = "compression")]
+fn decompress(payload: &[u8]) -> Decoded {
+    match zstd::stream::decode_all(payload) {
+        Ok(plain) if plain.first() == Some(&b'{') => decode_plain(&plain),
+        Ok(_) => Decoded::Corrupt("decompressed payload is not a JSON object".into()),
+        Err(e) => Decoded::Corrupt(format!("compressed payload is damaged: {e}")),
+    }
+}
+
+#[cfg(not(feature = "compression"))]
+fn decompress(_payload: &[u8]) -> Decoded {
+    Decoded::Unreadable(
+        "record is compressed and this build lacks the `compression` feature".into(),
+    )
 }
 
 fn decode_plain(bytes: &[u8]) -> Decoded {
@@ -211,6 +245,22 @@ mod tests {
             codec.decode(&[b'{', 0xff, b'}']),
             Decoded::Corrupt(_)
         ));
+    }
+
+    #[cfg(feature = "compression")]
+    #[test]
+    fn compressed_records_round_trip() {
+        let codec = RecordCodec::default();
+        let big = Item::from_value(serde_json::json!({"text": "abc ".repeat(10_000)})).unwrap();
+        let record = codec.encode_compressed(&big);
+        assert_eq!(
+            &record[..3],
+            &[ENVELOPE_MAGIC, RECORD_FORMAT_VERSION, FLAG_COMPRESSED]
+        );
+        assert!(record.len() < big.len_bytes() / 10);
+        assert_eq!(codec.decode(&record), Decoded::Valid(big));
+        let small = item(1);
+        assert_eq!(codec.encode_compressed(&small), small.as_bytes());
     }
 
     #[test]

@@ -283,6 +283,12 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     fn raw_records(&self) -> Option<&dyn RawRecords> {
         None
     }
+
+    /// Creates what the storage needs (a table, an index) when it is missing; see
+    /// [`Store::init`]. The default does nothing.
+    fn init(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// An open session store: cheap to clone, shared by every session it hands out.
@@ -411,6 +417,15 @@ impl Store {
             .prune()
             .await
             .map_err(|e| e.with_operation(Operation::Prune))
+    }
+
+    /// Creates the storage's table and indexes when missing (DynamoDB), and checks that an
+    /// existing one has the right schema; a no-op where opening already does it (SQLite).
+    pub async fn init(&self) -> Result<()> {
+        self.backend
+            .init()
+            .await
+            .map_err(|e| e.with_operation(Operation::Open))
     }
 
     /// The store's per-operation call and request counters.

@@ -232,6 +232,7 @@ pub(crate) async fn open(url: &str) -> Result<Store> {
         "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => {
             open_redis(parsed, options).await
         }
+        "dynamodb" => open_dynamodb(parsed, options).await,
         other => Err(config_error(format!(
             "unknown store URL scheme {other:?} in {:?} (this build knows: {})",
             parsed.redacted,
@@ -248,6 +249,9 @@ pub fn known_schemes() -> Vec<&'static str> {
     }
     if cfg!(feature = "redis") {
         schemes.extend(["redis", "rediss", "redis+cluster", "rediss+cluster"]);
+    }
+    if cfg!(feature = "dynamodb") {
+        schemes.push("dynamodb");
     }
     schemes
 }
@@ -274,6 +278,19 @@ async fn open_redis(url: StoreUrl, options: StoreOptions) -> Result<Store> {
 async fn open_redis(url: StoreUrl, _options: StoreOptions) -> Result<Store> {
     Err(config_error(format!(
         "{:?} needs the `redis` feature, which this build lacks",
+        url.redacted
+    )))
+}
+
+#[cfg(feature = "dynamodb")]
+async fn open_dynamodb(url: StoreUrl, options: StoreOptions) -> Result<Store> {
+    crate::backend::dynamodb::open(url, options).await
+}
+
+#[cfg(not(feature = "dynamodb"))]
+async fn open_dynamodb(url: StoreUrl, _options: StoreOptions) -> Result<Store> {
+    Err(config_error(format!(
+        "{:?} needs the `dynamodb` feature, which this build lacks",
         url.redacted
     )))
 }

@@ -1,5 +1,7 @@
 //! The backends this crate ships, one module each, each behind its cargo feature.
 
+#[cfg(feature = "dynamodb")]
+pub mod dynamodb;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;

@@ -1,0 +1,1907 @@
+//! The DynamoDB backend (feature `dynamodb`): `dynamodb://TABLE?region=...&endpoint=...`.
+//!
+//! One DynamoDB item per conversation item, keyed by session and sequence, plus one metadata
+//! item per session; batches are atomic (one TransactWriteItems, or a commit protocol for
+//! larger ones); items larger than DynamoDB's 400 KB limit are compressed and split; expired
+//! sessions are invisible at once. The layout is in `docs/storage/dynamodb.md`.
+
+mod legacy;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, Delete, DeleteRequest, GlobalSecondaryIndex,
+    KeySchemaElement, KeyType, Projection, ProjectionType, Put, PutRequest, ReturnValue,
+    ScalarAttributeType, TableStatus, TimeToLiveSpecification, TransactWriteItem, Update,
+    WriteRequest,
+};
+use aws_sdk_dynamodb::Client;
+
+use crate::codec::{Decoded, RecordCodec, TailCollector};
+use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::item::Item;
+use crate::stats::RequestStats;
+use crate::store::{
+    Backend, BoxFuture, ListOptions, RawRecords, SessionInfo, SessionPage, Store, StoreOptions,
+};
+use crate::time::{advance_updated, Timestamp};
+use crate::url::{parse_bool, parse_positive, StoreUrl};
+
+/// The layout version written into every session's metadata item (`v`).
+pub const LAYOUT_VERSION: i64 = 1;
+/// The name of the sparse global secondary index over metadata items (for listing).
+pub const SESSIONS_INDEX: &str = "sessions";
+/// The largest record stored in one DynamoDB item; larger ones are compressed, then split.
+pub const PART_BYTES: usize = 350_000;
+/// Metadata attributes naming uncommitted batches start with this.
+const PENDING_PREFIX: &str = "p_";
+/// The sort key of a session's metadata item.
+const META_SK: &str = "m";
+/// A transaction carries at most 100 actions and 4 MB.
+const MAX_TX_ACTIONS: usize = 100;
+const MAX_TX_BYTES: usize = 3_500_000;
+/// Uncommitted batches older than this are reclaimed by `prune`.
+const STALE_BATCH_MS: i64 = 3_600_000;
+const WRITE_ATTEMPTS: usize = 200;
+
+/// What the metadata item says, as far as a writer needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MetaState {
+    Missing,
+    Live { gen: i64, next: i64, updated: i64 },
+    Expired { gen: i64 },
+}
+
+#[derive(Debug, Clone, Default)]
+struct Meta {
+    gen: i64,
+    next: i64,
+    count: i64,
+    created_at: i64,
+    updated_at: i64,
+    expires_at: Option<i64>,
+    stamp: Option<i64>,
+    pending: HashSet<String>,
+    /// Pending batches older than the stale threshold (filled in by `prune`).
+    abandoned: HashSet<String>,
+}
+
+impl Meta {
+    fn parse(item: &HashMap<String, AttributeValue>) -> Result<Meta> {
+        let num = |k: &str| {
+            item.get(k)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse::<i64>().ok())
+        };
+        if let Some(v) = num("v") {
+            if v > LAYOUT_VERSION {
+                return Err(Error::new(
+                    ErrorKind::UnsupportedFormat,
+                    Operation::Open,
+                    format!("the session's metadata has layout version {v}; this build reads up to {LAYOUT_VERSION}"),
+                ));
+            }
+        }
+        Ok(Meta {
+            gen: num("gen").unwrap_or(0),
+            next: num("next").unwrap_or(0),
+            count: num("count").unwrap_or(0),
+            created_at: num("created_at").unwrap_or(0),
+            updated_at: num("updated_at").unwrap_or(0),
+            expires_at: num("expires_at"),
+            stamp: num("stamp"),
+            // Pending (uncommitted) batches are top-level attributes `p_<batch id>`.
+            pending: item
+                .keys()
+                .filter_map(|k| k.strip_prefix(PENDING_PREFIX))
+                .map(str::to_owned)
+                .collect(),
+            abandoned: HashSet::new(),
+        })
+    }
+
+    fn expired(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    fn state(&self, now: i64) -> MetaState {
+        if self.expired(now) {
+            MetaState::Expired { gen: self.gen }
+        } else {
+            MetaState::Live {
+                gen: self.gen,
+                next: self.next,
+                updated: self.updated_at,
+            }
+        }
+    }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn item_sk(gen: i64, seq: i64) -> String {
+    format!("i#{gen:020}#{seq:020}")
+}
+
+fn item_prefix(gen: i64) -> String {
+    format!("i#{gen:020}#")
+}
+
+fn part_prefix(gen: i64, seq: i64) -> String {
+    format!("c#{gen:020}#{seq:020}#")
+}
+
+fn part_sk(gen: i64, seq: i64, k: usize) -> String {
+    format!("c#{gen:020}#{seq:020}#{k:05}")
+}
+
+fn seq_of(sk: &str) -> Option<i64> {
+    sk.rsplit('#').next()?.parse().ok()
+}
+
+fn build_error(op: Operation, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::new(ErrorKind::Backend, op, "cannot build a DynamoDB request").with_source(e)
+}
+
+/// Maps an SDK error. A write whose answer was lost may have been applied: `OutcomeUnknown`.
+fn map_sdk<E, R>(op: Operation, table: &str, err: SdkError<E, R>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let (kind, message) = match &err {
+        SdkError::ConstructionFailure(_) => (ErrorKind::Config, "cannot build the DynamoDB request".to_owned()),
+        SdkError::TimeoutError(_) if op.is_write() => (ErrorKind::OutcomeUnknown, "DynamoDB did not answer in time; the write may or may not have been applied".to_owned()),
+        SdkError::TimeoutError(_) => (ErrorKind::Timeout, "DynamoDB did not answer in time".to_owned()),
+        SdkError::DispatchFailure(d) if d.is_timeout() && op.is_write() => (ErrorKind::OutcomeUnknown, "the request to DynamoDB timed out; the write may or may not have been applied".to_owned()),
+        SdkError::DispatchFailure(d) if d.is_timeout() => (ErrorKind::Timeout, "the request to DynamoDB timed out".to_owned()),
+        SdkError::DispatchFailure(_) => (ErrorKind::Connection, "cannot reach DynamoDB (check the endpoint and region)".to_owned()),
+        SdkError::ResponseError(_) if op.is_write() => (ErrorKind::OutcomeUnknown, "the answer from DynamoDB was lost; the write may or may not have been applied".to_owned()),
+        SdkError::ResponseError(_) => (ErrorKind::Connection, "the answer from DynamoDB was lost".to_owned()),
+        SdkError::ServiceError(se) => match se.err().code() {
+            Some("ResourceNotFoundException") => (
+                ErrorKind::Config,
+                format!("DynamoDB table {table:?} does not exist; create it with: agent-session init --url 'dynamodb://{table}?...'"),
+            ),
+            Some("ThrottlingException" | "ProvisionedThroughputExceededException" | "RequestLimitExceeded") => {
+                (ErrorKind::Timeout, "DynamoDB kept throttling the request after retries".to_owned())
+            }
+            Some("UnrecognizedClientException" | "InvalidSignatureException" | "AccessDeniedException" | "MissingAuthenticationTokenException") => {
+                (ErrorKind::Config, "DynamoDB refused the credentials".to_owned())
+            }
+            Some(code) => (ErrorKind::Backend, format!("DynamoDB answered {code}: {}", se.err().message().unwrap_or(""))),
+            None => (ErrorKind::Backend, "DynamoDB failed".to_owned()),
+        },
+        _ => (ErrorKind::Backend, "DynamoDB failed".to_owned()),
+    };
+    Error::new(kind, op, message).with_source(err)
+}
+
+/// Whether a transaction failed on a condition (someone else wrote first) or a conflict.
+fn cancellation<R>(
+    err: &SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>,
+) -> Option<Vec<String>> {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
+    match err {
+        SdkError::ServiceError(se) => match se.err() {
+            E::TransactionCanceledException(c) => Some(
+                c.cancellation_reasons()
+                    .iter()
+                    .map(|r| r.code().unwrap_or("None").to_owned())
+                    .collect(),
+            ),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Options of a DynamoDB store beyond the shared ones.
+#[derive(Debug, Clone)]
+struct DynamoOptions {
+    table: String,
+    /// Seconds items outlive their session's expiry (default: the TTL).
+    grace_secs: Option<u64>,
+}
+
+/// The DynamoDB backend. Open it with [`Store::open`]`("dynamodb://TABLE?region=...")`, or
+/// from a client you own with [`DynamoDbBackend::store_from_client`].
+#[derive(Debug)]
+pub struct DynamoDbBackend {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: Client,
+    table: String,
+    options: StoreOptions,
+    grace_secs: u64,
+    codec: RecordCodec,
+    stats: RequestStats,
+    /// The last metadata state seen per session: lets a write guess its sequence numbers and
+    /// be one request; a wrong guess fails its condition and is corrected.
+    known: Mutex<HashMap<String, MetaState>>,
+    batch_counter: AtomicU64,
+}
+
+fn now_ms() -> i64 {
+    Timestamp::now().as_millis()
+}
+
+/// A prepared record: inline, or split into parts.
+struct Prepared {
+    head: Option<Vec<u8>>,
+    parts: Vec<Vec<u8>>,
+}
+
+impl Prepared {
+    fn bytes(&self) -> usize {
+        self.head.as_ref().map_or(0, Vec::len) + self.parts.iter().map(Vec::len).sum::<usize>()
+    }
+    fn actions(&self) -> usize {
+        1 + self.parts.len()
+    }
+}
+
+impl DynamoDbBackend {
+    /// A store on a client the caller owns, for an existing table with this layout.
+    pub fn store_from_client(
+        client: Client,
+        table: impl Into<String>,
+        options: StoreOptions,
+    ) -> Store {
+        let backend = DynamoDbBackend::new(
+            client,
+            DynamoOptions {
+                table: table.into(),
+                grace_secs: None,
+            },
+            options.clone(),
+        );
+        Store::from_backend(Arc::new(backend), options)
+    }
+
+    fn new(client: Client, opts: DynamoOptions, options: StoreOptions) -> Self {
+        let grace_secs = opts.grace_secs.or(options.ttl).unwrap_or(0);
+        DynamoDbBackend {
+            inner: Arc::new(Inner {
+                client,
+                table: opts.table,
+                options,
+                grace_secs,
+                codec: RecordCodec::default(),
+                stats: RequestStats::default(),
+                known: Mutex::new(HashMap::new()),
+                batch_counter: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Creates the table (on-demand billing, the key schema, the sessions index, TTL on `ttl`)
+    /// when it does not exist, enables TTL when it does, and waits until it is active. A table
+    /// with another schema (the seed's included) is an error naming the migration.
+    pub async fn create_table_if_not_exists(&self) -> Result<()> {
+        self.inner.create_table_if_not_exists().await
+    }
+}
+
+impl Inner {
+    fn remember(&self, session_id: &str, state: MetaState) {
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        if known.len() > 100_000 {
+            known.clear();
+        }
+        known.insert(session_id.to_owned(), state);
+    }
+
+    fn forget(&self, session_id: &str) {
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(session_id);
+    }
+
+    fn guess(&self, session_id: &str) -> MetaState {
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(session_id)
+            .copied()
+            .unwrap_or(MetaState::Missing)
+    }
+
+    fn ttl_ms(&self) -> Option<i64> {
+        self.options.ttl.map(|t| (t as i64).saturating_mul(1000))
+    }
+
+    /// The `ttl` attribute (epoch seconds) for records of a session expiring at `expires_at`.
+    fn item_ttl(&self, expires_at: Option<i64>) -> Option<i64> {
+        expires_at.map(|at| at / 1000 + self.grace_secs as i64)
+    }
+
+    fn prepare(&self, record: Vec<u8>) -> Prepared {
+        if record.len() <= PART_BYTES {
+            return Prepared {
+                head: Some(record),
+                parts: Vec::new(),
+            };
+        }
+        // Compress large plain records (the codec keeps the smaller form), then split.
+        let record = match Item::from_json_slice(&record) {
+            Ok(item) => self.codec.encode_compressed(&item),
+            Err(_) => record,
+        };
+        if record.len() <= PART_BYTES {
+            return Prepared {
+                head: Some(record),
+                parts: Vec::new(),
+            };
+        }
+        Prepared {
+            head: None,
+            parts: record.chunks(PART_BYTES).map(<[u8]>::to_vec).collect(),
+        }
+    }
+
+    async fn get_meta(&self, op: Operation, session_id: &str) -> Result<Option<Meta>> {
+        self.stats.record_requests(op, 1);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(session_id))
+            .key("sk", s(META_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| map_sdk(op, &self.table, e))?;
+        match out.item() {
+            Some(item) => Ok(Some(Meta::parse(item).map_err(|e| e.with_operation(op))?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn read_state(&self, op: Operation, session_id: &str) -> Result<MetaState> {
+        let now = now_ms();
+        let state = match self.get_meta(op, session_id).await? {
+            None => MetaState::Missing,
+            Some(meta) => meta.state(now),
+        };
+        self.remember(session_id, state);
+        Ok(state)
+    }
+
+    fn record_puts(
+        &self,
+        session_id: &str,
+        gen: i64,
+        start: i64,
+        prepared: &[Prepared],
+        ttl: Option<i64>,
+        batch: Option<&str>,
+    ) -> Vec<HashMap<String, AttributeValue>> {
+        let mut out = Vec::new();
+        for (i, p) in prepared.iter().enumerate() {
+            let seq = start + i as i64;
+            let mut head = HashMap::from([
+                ("pk".to_owned(), s(session_id)),
+                ("sk".to_owned(), s(item_sk(gen, seq))),
+            ]);
+            match &p.head {
+                Some(bytes) => {
+                    head.insert("r".to_owned(), AttributeValue::B(bytes.clone().into()));
+                }
+                None => {
+                    head.insert("parts".to_owned(), n(p.parts.len() as i64));
+                }
+            }
+            if let Some(t) = ttl {
+                head.insert("ttl".to_owned(), n(t));
+            }
+            if let Some(b) = batch {
+                head.insert("b".to_owned(), s(b));
+            }
+            out.push(head);
+            for (k, part) in p.parts.iter().enumerate() {
+                let mut item = HashMap::from([
+                    ("pk".to_owned(), s(session_id)),
+                    ("sk".to_owned(), s(part_sk(gen, seq, k))),
+                    ("r".to_owned(), AttributeValue::B(part.clone().into())),
+                ]);
+                if let Some(t) = ttl {
+                    item.insert("ttl".to_owned(), n(t));
+                }
+                out.push(item);
+            }
+        }
+        out
+    }
+
+    /// Appends records as one atomic batch.
+    async fn append(&self, op: Operation, session_id: &str, records: Vec<Vec<u8>>) -> Result<()> {
+        let prepared: Vec<Prepared> = records.into_iter().map(|r| self.prepare(r)).collect();
+        let actions: usize = prepared.iter().map(Prepared::actions).sum::<usize>() + 1;
+        let bytes: usize = prepared.iter().map(Prepared::bytes).sum();
+        if actions <= MAX_TX_ACTIONS && bytes <= MAX_TX_BYTES {
+            self.append_transaction(op, session_id, &prepared).await
+        } else {
+            self.append_committed(op, session_id, &prepared).await
+        }
+    }
+}
+
+/// Expression attribute names and values for a set of expressions: only the `#name`s and
+/// `:value`s that appear (DynamoDB rejects unused ones).
+fn expr_maps(
+    texts: &[&str],
+    values: Vec<(&str, AttributeValue)>,
+    extra_names: &[(&str, &str)],
+) -> (
+    Option<HashMap<String, String>>,
+    Option<HashMap<String, AttributeValue>>,
+) {
+    const NAMES: &[(&str, &str)] = &[
+        ("#pk", "pk"),
+        ("#gen", "gen"),
+        ("#next", "next"),
+        ("#count", "count"),
+        ("#ttl", "ttl"),
+        ("#exp", "expires_at"),
+        ("#upd", "updated_at"),
+        ("#cre", "created_at"),
+        ("#stamp", "stamp"),
+        ("#v", "v"),
+        ("#lk", "lk"),
+        ("#sid", "sid"),
+    ];
+    let joined = texts.join(" ");
+    let tokens: HashSet<&str> = joined
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '#' || c == ':' || c == '_'))
+        .filter(|t| t.starts_with('#') || t.starts_with(':'))
+        .collect();
+    let names: HashMap<String, String> = NAMES
+        .iter()
+        .chain(extra_names.iter())
+        .filter(|(k, _)| tokens.contains(k))
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let values: HashMap<String, AttributeValue> = values
+        .into_iter()
+        .filter(|(k, _)| tokens.contains(k))
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    (
+        (!names.is_empty()).then_some(names),
+        (!values.is_empty()).then_some(values),
+    )
+}
+
+fn backoff(attempt: usize) -> Duration {
+    let base = 5u64 << attempt.min(6);
+    let jitter = (now_ms() as u64 ^ (attempt as u64).wrapping_mul(0x9E37_79B9)) % base.max(1);
+    Duration::from_millis(base + jitter)
+}
+
+fn is_condition_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.as_service_error().and_then(|se| se.code()) == Some("ConditionalCheckFailedException")
+}
+
+fn meta_key(session_id: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".to_owned(), s(session_id)),
+        ("sk".to_owned(), s(META_SK)),
+    ])
+}
+
+impl Inner {
+    /// The metadata item of a new session (or of a new life after expiry).
+    fn new_meta(
+        &self,
+        session_id: &str,
+        gen: i64,
+        next: i64,
+        count: i64,
+        now: i64,
+        pending: Option<&str>,
+    ) -> HashMap<String, AttributeValue> {
+        let mut item = meta_key(session_id);
+        for (k, v) in [
+            ("v", n(LAYOUT_VERSION)),
+            ("gen", n(gen)),
+            ("next", n(next)),
+            ("count", n(count)),
+            ("created_at", n(now)),
+            ("updated_at", n(now)),
+            ("lk", s("s")),
+            ("sid", s(session_id)),
+        ] {
+            item.insert(k.to_owned(), v);
+        }
+        if let Some(at) = self.ttl_ms().map(|t| now + t) {
+            item.insert("expires_at".to_owned(), n(at));
+            if let Some(t) = self.item_ttl(Some(at)) {
+                item.insert("ttl".to_owned(), n(t));
+                item.insert("stamp".to_owned(), n(t));
+            }
+        }
+        if let Some(batch) = pending {
+            item.insert(format!("{PENDING_PREFIX}{batch}"), n(now));
+        }
+        item
+    }
+
+    /// Up to one transaction's worth: one TransactWriteItems (the metadata write and every
+    /// record), idempotent through its ClientRequestToken. The sequence numbers are guessed from
+    /// the last metadata seen, and the guess is the transaction's condition: a stale guess fails,
+    /// is corrected with one GetItem, and the transaction is retried.
+    async fn append_transaction(
+        &self,
+        op: Operation,
+        session_id: &str,
+        prepared: &[Prepared],
+    ) -> Result<()> {
+        let k = prepared.len() as i64;
+        let mut state = self.guess(session_id);
+        for attempt in 0..WRITE_ATTEMPTS {
+            let now = now_ms();
+            let expires_at = self.ttl_ms().map(|t| now + t);
+            let ttl_attr = self.item_ttl(expires_at);
+            let (gen, start, meta_write, new_state) = match state {
+                MetaState::Live { gen, next, updated } => {
+                    let upd = advance_updated(
+                        Some(Timestamp::from_millis(updated)),
+                        Timestamp::from_millis(now),
+                    )
+                    .as_millis();
+                    let cond = "#gen = :gen AND #next = :next AND (attribute_not_exists(#exp) OR #exp > :now)";
+                    let update = match expires_at {
+                        Some(_) => "SET #next = :n2, #count = #count + :k, #upd = :upd, #exp = :exp, #ttl = :ttl, #stamp = if_not_exists(#stamp, :ttl)",
+                        None => "SET #next = :n2, #count = #count + :k, #upd = :upd REMOVE #exp, #ttl, #stamp",
+                    };
+                    let (names, values) = expr_maps(
+                        &[cond, update],
+                        vec![
+                            (":gen", n(gen)),
+                            (":next", n(next)),
+                            (":now", n(now)),
+                            (":n2", n(next + k)),
+                            (":k", n(k)),
+                            (":upd", n(upd)),
+                            (":exp", n(expires_at.unwrap_or(0))),
+                            (":ttl", n(ttl_attr.unwrap_or(0))),
+                        ],
+                        &[],
+                    );
+                    let u = Update::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(meta_key(session_id)))
+                        .condition_expression(cond)
+                        .update_expression(update)
+                        .set_expression_attribute_names(names)
+                        .set_expression_attribute_values(values)
+                        .build()
+                        .map_err(|e| build_error(op, e))?;
+                    (
+                        gen,
+                        next,
+                        TransactWriteItem::builder().update(u).build(),
+                        MetaState::Live {
+                            gen,
+                            next: next + k,
+                            updated: upd,
+                        },
+                    )
+                }
+                MetaState::Missing | MetaState::Expired { .. } => {
+                    // A new session, or a new life after expiry: a new generation, so that
+                    // records of an earlier life never reappear.
+                    let (gen, cond, old) = match state {
+                        MetaState::Expired { gen } => {
+                            (gen.max(now) + 1, "#gen = :old AND #exp <= :now", gen)
+                        }
+                        _ => (now, "attribute_not_exists(#pk)", 0),
+                    };
+                    let (names, values) =
+                        expr_maps(&[cond], vec![(":old", n(old)), (":now", n(now))], &[]);
+                    let p = Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(self.new_meta(session_id, gen, k, k, now, None)))
+                        .condition_expression(cond)
+                        .set_expression_attribute_names(names)
+                        .set_expression_attribute_values(values)
+                        .build()
+                        .map_err(|e| build_error(op, e))?;
+                    (
+                        gen,
+                        0,
+                        TransactWriteItem::builder().put(p).build(),
+                        MetaState::Live {
+                            gen,
+                            next: k,
+                            updated: now,
+                        },
+                    )
+                }
+            };
+            let mut items = vec![meta_write];
+            for record in self.record_puts(session_id, gen, start, prepared, ttl_attr, None) {
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(record))
+                    .build()
+                    .map_err(|e| build_error(op, e))?;
+                items.push(TransactWriteItem::builder().put(put).build());
+            }
+            self.stats.record_requests(op, 1);
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .client_request_token(self.token())
+                .send()
+                .await;
+            match result {
+                Ok(_) => {
+                    self.remember(session_id, new_state);
+                    return Ok(());
+                }
+                Err(e) => match cancellation(&e) {
+                    Some(reasons)
+                        if reasons.first().map(String::as_str)
+                            == Some("ConditionalCheckFailed") =>
+                    {
+                        state = self.read_state(op, session_id).await?;
+                    }
+                    Some(_) => {
+                        tokio::time::sleep(backoff(attempt)).await;
+                        state = self.read_state(op, session_id).await?;
+                    }
+                    None => {
+                        self.forget(session_id);
+                        return Err(map_sdk(op, &self.table, e));
+                    }
+                },
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Timeout,
+            op,
+            format!("gave up after {WRITE_ATTEMPTS} conflicting attempts; nothing was written"),
+        ))
+    }
+
+    fn token(&self) -> String {
+        format!(
+            "oas{:x}{:x}{:x}",
+            std::process::id(),
+            now_ms(),
+            self.batch_counter.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// Batches too large for one transaction (imports, 10,000 items, huge items): reserve the
+    /// sequence range and mark the batch pending in the metadata (one write), write the records
+    /// tagged with the batch id (BatchWriteItem, 25 at a time), then commit by removing the
+    /// pending mark (one write). Readers skip records of pending batches, so nobody sees part of
+    /// a batch; a crash leaves only invisible records, which `prune` reclaims.
+    async fn append_committed(
+        &self,
+        op: Operation,
+        session_id: &str,
+        prepared: &[Prepared],
+    ) -> Result<()> {
+        let k = prepared.len() as i64;
+        let batch = self.token();
+        let pending_attr = format!("{PENDING_PREFIX}{batch}");
+        let extra = [("#b", pending_attr.as_str())];
+        // 1. Reserve.
+        let mut attempt = 0;
+        let (gen, start) = loop {
+            attempt += 1;
+            let now = now_ms();
+            let state = self.read_state(op, session_id).await?;
+            let result = match state {
+                MetaState::Live { gen, next, .. } => {
+                    let cond = "#gen = :gen AND #next = :next AND (attribute_not_exists(#exp) OR #exp > :now)";
+                    let update = "SET #next = :n2, #b = :now";
+                    let (names, values) = expr_maps(
+                        &[cond, update],
+                        vec![
+                            (":gen", n(gen)),
+                            (":next", n(next)),
+                            (":now", n(now)),
+                            (":n2", n(next + k)),
+                        ],
+                        &extra,
+                    );
+                    self.stats.record_requests(op, 1);
+                    self.client
+                        .update_item()
+                        .table_name(&self.table)
+                        .set_key(Some(meta_key(session_id)))
+                        .condition_expression(cond)
+                        .update_expression(update)
+                        .set_expression_attribute_names(names)
+                        .set_expression_attribute_values(values)
+                        .send()
+                        .await
+                        .map(|_| (gen, next))
+                        .map_err(|e| (is_condition_failure(&e), map_sdk(op, &self.table, e)))
+                }
+                MetaState::Missing | MetaState::Expired { .. } => {
+                    let (gen, cond, old) = match state {
+                        MetaState::Expired { gen } => {
+                            (gen.max(now) + 1, "#gen = :old AND #exp <= :now", gen)
+                        }
+                        _ => (now, "attribute_not_exists(#pk)", 0),
+                    };
+                    let (names, values) =
+                        expr_maps(&[cond], vec![(":old", n(old)), (":now", n(now))], &[]);
+                    let mut item = self.new_meta(session_id, gen, k, 0, now, Some(&batch));
+                    // Not visible until committed: no expiry yet, so the reservation itself
+                    // never expires the session early.
+                    item.remove("expires_at");
+                    self.stats.record_requests(op, 1);
+                    self.client
+                        .put_item()
+                        .table_name(&self.table)
+                        .set_item(Some(item))
+                        .condition_expression(cond)
+                        .set_expression_attribute_names(names)
+                        .set_expression_attribute_values(values)
+                        .send()
+                        .await
+                        .map(|_| (gen, 0))
+                        .map_err(|e| (is_condition_failure(&e), map_sdk(op, &self.table, e)))
+                }
+            };
+            match result {
+                Ok(reserved) => break reserved,
+                Err((true, _)) if attempt < WRITE_ATTEMPTS => {
+                    tokio::time::sleep(backoff(attempt)).await
+                }
+                Err((_, e)) => return Err(e),
+            }
+        };
+        self.forget(session_id);
+        // 2. Write the records, invisible while the batch is pending.
+        let ttl_attr = self.item_ttl(self.ttl_ms().map(|t| now_ms() + t));
+        let mut requests = Vec::new();
+        for item in self.record_puts(session_id, gen, start, prepared, ttl_attr, Some(&batch)) {
+            let put = PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .map_err(|e| build_error(op, e))?;
+            requests.push(WriteRequest::builder().put_request(put).build());
+        }
+        self.batch_write(op, requests).await?;
+        // 3. Commit.
+        let now = now_ms();
+        let expires_at = self.ttl_ms().map(|t| now + t);
+        let cond = "#gen = :gen AND attribute_exists(#b)";
+        let update = match expires_at {
+            Some(_) => "SET #count = #count + :k, #upd = :now, #exp = :exp, #ttl = :ttl, #stamp = if_not_exists(#stamp, :ttl) REMOVE #b",
+            None => "SET #count = #count + :k, #upd = :now REMOVE #b, #exp, #ttl, #stamp",
+        };
+        let (names, values) = expr_maps(
+            &[cond, update],
+            vec![
+                (":gen", n(gen)),
+                (":k", n(k)),
+                (":now", n(now)),
+                (":exp", n(expires_at.unwrap_or(0))),
+                (":ttl", n(self.item_ttl(expires_at).unwrap_or(0))),
+            ],
+            &extra,
+        );
+        self.stats.record_requests(op, 1);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(meta_key(session_id)))
+            .condition_expression(cond)
+            .update_expression(update)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Cleared (or pruned) meanwhile: the batch is discarded, as if written just before.
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(map_sdk(op, &self.table, e)),
+        }
+    }
+
+    /// BatchWriteItem in groups of 25, retrying unprocessed items with backoff.
+    async fn batch_write(&self, op: Operation, requests: Vec<WriteRequest>) -> Result<()> {
+        for chunk in requests.chunks(25) {
+            let mut pending = chunk.to_vec();
+            let mut attempt = 0;
+            while !pending.is_empty() {
+                self.stats.record_requests(op, 1);
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending.clone())
+                    .send()
+                    .await
+                    .map_err(|e| map_sdk(op, &self.table, e))?;
+                pending = out
+                    .unprocessed_items()
+                    .and_then(|m| m.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
+                if !pending.is_empty() {
+                    attempt += 1;
+                    if attempt > 20 {
+                        return Err(Error::new(
+                            ErrorKind::Timeout,
+                            op,
+                            "DynamoDB kept leaving items unprocessed",
+                        ));
+                    }
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One strongly consistent Query from the top of the session's key range: the metadata
+    /// item first (its sort key `m` sorts above every record), then the newest records.
+    async fn query_page(
+        &self,
+        op: Operation,
+        session_id: &str,
+        start: Option<HashMap<String, AttributeValue>>,
+        limit: Option<i32>,
+    ) -> Result<(
+        Vec<HashMap<String, AttributeValue>>,
+        Option<HashMap<String, AttributeValue>>,
+    )> {
+        self.stats.record_requests(op, 1);
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk <= :m")
+            .expression_attribute_values(":pk", s(session_id))
+            .expression_attribute_values(":m", s(META_SK))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .set_limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| map_sdk(op, &self.table, e))?;
+        Ok((out.items().to_vec(), out.last_evaluated_key().cloned()))
+    }
+
+    /// Every key under a prefix of the session's range (for parts, clear and prune).
+    async fn keys_with_prefix(
+        &self,
+        op: Operation,
+        session_id: &str,
+        prefix: &str,
+        with_values: bool,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>> {
+        let mut out_items = Vec::new();
+        let mut start = None;
+        loop {
+            self.stats.record_requests(op, 1);
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+                .expression_attribute_values(":pk", s(session_id))
+                .expression_attribute_values(":p", s(prefix))
+                .consistent_read(true)
+                .set_exclusive_start_key(start);
+            if !with_values {
+                q = q.projection_expression("pk, sk");
+            }
+            let out = q.send().await.map_err(|e| map_sdk(op, &self.table, e))?;
+            out_items.extend(out.items().iter().cloned());
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(out_items);
+            }
+        }
+    }
+
+    /// The bytes of a record item: inline, or reassembled from its parts (one more Query).
+    async fn record_bytes(
+        &self,
+        op: Operation,
+        session_id: &str,
+        gen: i64,
+        item: &HashMap<String, AttributeValue>,
+    ) -> Result<Vec<u8>> {
+        if let Some(AttributeValue::B(b)) = item.get("r") {
+            return Ok(b.as_ref().to_vec());
+        }
+        let parts = item
+            .get("parts")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        let Some(seq) = item
+            .get("sk")
+            .and_then(|v| v.as_s().ok())
+            .and_then(|sk| seq_of(sk))
+        else {
+            return Ok(Vec::new());
+        };
+        let found = self
+            .keys_with_prefix(op, session_id, &part_prefix(gen, seq), true)
+            .await?;
+        if found.len() != parts || parts == 0 {
+            return Ok(Vec::new()); // a missing part makes the record corrupt, not an error
+        }
+        let mut bytes = Vec::new();
+        for part in &found {
+            if let Some(AttributeValue::B(b)) = part.get("r") {
+                bytes.extend_from_slice(b.as_ref());
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// Reads the metadata and walks the current generation's records newest first, calling
+    /// `visit` with (sort key, record item, decoded) until it returns true.
+    async fn walk<F>(
+        &self,
+        op: Operation,
+        session_id: &str,
+        page_hint: Option<usize>,
+        mut visit: F,
+    ) -> Result<Option<Meta>>
+    where
+        F: FnMut(&str, &HashMap<String, AttributeValue>, Decoded) -> bool,
+    {
+        let now = now_ms();
+        let mut start = None;
+        let mut meta: Option<Meta> = None;
+        loop {
+            let limit = page_hint.map(|w| {
+                w.saturating_add(1 + meta.as_ref().map_or(0, |m| m.pending.len()))
+                    .min(1000) as i32
+            });
+            let (items, last) = self.query_page(op, session_id, start.take(), limit).await?;
+            let mut rows = items.iter();
+            if meta.is_none() {
+                let Some(first) = rows.next() else {
+                    return Ok(None);
+                };
+                if first
+                    .get("sk")
+                    .and_then(|v| v.as_s().ok())
+                    .map(String::as_str)
+                    != Some(META_SK)
+                {
+                    return Ok(None); // no metadata: the session does not exist
+                }
+                let m = Meta::parse(first).map_err(|e| e.with_operation(op))?;
+                self.remember(session_id, m.state(now));
+                if m.expired(now) {
+                    return Ok(None);
+                }
+                meta = Some(m);
+            }
+            let Some(m) = meta.as_ref() else {
+                return Ok(None);
+            };
+            let prefix = item_prefix(m.gen);
+            for row in rows {
+                let sk = row
+                    .get("sk")
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default();
+                if !sk.starts_with(&prefix) {
+                    return Ok(meta); // an earlier life's records, or parts: the history ends
+                }
+                if let Some(AttributeValue::S(b)) = row.get("b") {
+                    if m.pending.contains(b) {
+                        continue; // part of a batch not committed yet
+                    }
+                }
+                let bytes = self.record_bytes(op, session_id, m.gen, row).await?;
+                if visit(&sk, row, self.codec.decode(&bytes)) {
+                    return Ok(meta);
+                }
+            }
+            match last {
+                Some(key) => start = Some(key),
+                None => return Ok(meta),
+            }
+        }
+    }
+}
+
+impl DynamoDbBackend {
+    async fn get(&self, session_id: &str, limit: Option<usize>) -> Result<Vec<Item>> {
+        let op = Operation::GetItems;
+        let now = now_ms();
+        let mut collector = TailCollector::new(limit);
+        let meta = self
+            .inner
+            .walk(op, session_id, limit, |_, _, decoded| {
+                collector.push(decoded)
+            })
+            .await?;
+        if let Some(m) = &meta {
+            self.maybe_refresh(op, session_id, m, now).await?;
+        }
+        Ok(collector.finish())
+    }
+
+    /// With `refresh_on_read`, pushes the expiry forward: at most one UpdateItem, skipped when
+    /// it was extended less than max(1 s, 1% of the TTL) ago.
+    async fn maybe_refresh(
+        &self,
+        op: Operation,
+        session_id: &str,
+        m: &Meta,
+        now: i64,
+    ) -> Result<()> {
+        let inner = &self.inner;
+        let (Some(ttl), Some(expires)) = (inner.ttl_ms(), m.expires_at) else {
+            return Ok(());
+        };
+        if !inner.options.refresh_on_read || now - (expires - ttl) < (ttl / 100).max(1000) {
+            return Ok(());
+        }
+        let at = now + ttl;
+        let cond = "#gen = :gen AND #exp > :now";
+        let update = "SET #exp = :exp, #ttl = :ttl";
+        let (names, values) = expr_maps(
+            &[cond, update],
+            vec![
+                (":gen", n(m.gen)),
+                (":now", n(now)),
+                (":exp", n(at)),
+                (":ttl", n(inner.item_ttl(Some(at)).unwrap_or(0))),
+            ],
+            &[],
+        );
+        inner.stats.record_requests(op, 1);
+        let result = inner
+            .client
+            .update_item()
+            .table_name(&inner.table)
+            .set_key(Some(meta_key(session_id)))
+            .condition_expression(cond)
+            .update_expression(update)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .send()
+            .await;
+        match result {
+            Ok(_) => {
+                self.maybe_restamp(session_id, m, at);
+                Ok(())
+            }
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(map_sdk(op, &inner.table, e)),
+        }
+    }
+
+    /// Records carry the session's expiry plus a grace period in `ttl`, so that DynamoDB's TTL
+    /// reclaims abandoned sessions but never a live one. When the session's expiry comes within
+    /// half a grace period of the oldest stamp, every record is re-stamped in the background.
+    fn maybe_restamp(&self, session_id: &str, m: &Meta, expires_at: i64) {
+        let Some(stamp) = m.stamp else { return };
+        let half_grace = (self.inner.grace_secs as i64) / 2;
+        if expires_at / 1000 + half_grace < stamp {
+            return;
+        }
+        let inner = Arc::clone(&self.inner);
+        let (id, gen) = (session_id.to_owned(), m.gen);
+        tokio::spawn(async move {
+            if let Err(e) = inner.restamp(&id, gen, expires_at).await {
+                tracing::warn!(error = %e, "re-stamping record expiry failed; the next refresh retries");
+            }
+        });
+    }
+
+    async fn pop(&self, session_id: &str) -> Result<Option<Item>> {
+        let op = Operation::PopItem;
+        let inner = &self.inner;
+        for attempt in 0..WRITE_ATTEMPTS {
+            let mut doomed: Vec<String> = Vec::new();
+            let mut found: Option<(String, Item, usize)> = None;
+            let mut unreadable: Option<String> = None;
+            let meta = inner
+                .walk(op, session_id, Some(1), |sk, row, decoded| {
+                    let parts = row
+                        .get("parts")
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    match decoded {
+                        Decoded::Valid(item) => {
+                            found = Some((sk.to_owned(), item, parts));
+                            true
+                        }
+                        Decoded::Corrupt(_) => {
+                            doomed.push(sk.to_owned());
+                            doomed.len() >= 50
+                        }
+                        Decoded::Unreadable(reason) => {
+                            unreadable = Some(reason);
+                            true
+                        }
+                    }
+                })
+                .await?;
+            let Some(meta) = meta else { return Ok(None) };
+            if let Some(reason) = unreadable {
+                return Err(Error::new(
+                    ErrorKind::Unreadable,
+                    op,
+                    format!("the newest record is unreadable: {reason}; nothing was removed"),
+                ));
+            }
+            if found.is_none() && doomed.is_empty() {
+                return Ok(None);
+            }
+            let now = now_ms();
+            let mut deletes: Vec<String> = doomed.clone();
+            let mut parts_of_found = 0;
+            if let Some((sk, _, parts)) = &found {
+                deletes.push(sk.clone());
+                parts_of_found = *parts;
+            }
+            let removed = deletes.len() as i64;
+            let expires_at = inner.ttl_ms().map(|t| now + t);
+            let cond = "#gen = :gen";
+            let update = match expires_at {
+                Some(_) => "SET #count = #count - :k, #upd = :upd, #exp = :exp, #ttl = :ttl",
+                None => "SET #count = #count - :k, #upd = :upd",
+            };
+            let upd = advance_updated(
+                Some(Timestamp::from_millis(meta.updated_at)),
+                Timestamp::from_millis(now),
+            )
+            .as_millis();
+            let (names, values) = expr_maps(
+                &[cond, update],
+                vec![
+                    (":gen", n(meta.gen)),
+                    (":k", n(removed)),
+                    (":upd", n(upd)),
+                    (":exp", n(expires_at.unwrap_or(0))),
+                    (":ttl", n(inner.item_ttl(expires_at).unwrap_or(0))),
+                ],
+                &[],
+            );
+            let mut actions = vec![TransactWriteItem::builder()
+                .update(
+                    Update::builder()
+                        .table_name(&inner.table)
+                        .set_key(Some(meta_key(session_id)))
+                        .condition_expression(cond)
+                        .update_expression(update)
+                        .set_expression_attribute_names(names)
+                        .set_expression_attribute_values(values)
+                        .build()
+                        .map_err(|e| build_error(op, e))?,
+                )
+                .build()];
+            for sk in &deletes {
+                // The condition makes concurrent pops of the same record fail: each record is
+                // returned at most once.
+                let d = Delete::builder()
+                    .table_name(&inner.table)
+                    .key("pk", s(session_id))
+                    .key("sk", s(sk.clone()))
+                    .condition_expression("attribute_exists(pk)")
+                    .build()
+                    .map_err(|e| build_error(op, e))?;
+                actions.push(TransactWriteItem::builder().delete(d).build());
+            }
+            inner.stats.record_requests(op, 1);
+            let result = inner
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(actions))
+                .client_request_token(inner.token())
+                .send()
+                .await;
+            match result {
+                Ok(_) => {
+                    inner.forget(session_id);
+                    if let Some((sk, item, _)) = found {
+                        if parts_of_found > 0 {
+                            if let Some(seq) = seq_of(&sk) {
+                                inner
+                                    .delete_prefix(op, session_id, &part_prefix(meta.gen, seq))
+                                    .await?;
+                            }
+                        }
+                        return Ok(Some(item));
+                    }
+                    // Only corrupt records were on top: they are gone; look again.
+                }
+                Err(e) => match cancellation(&e) {
+                    Some(_) => tokio::time::sleep(backoff(attempt.min(4))).await,
+                    None => return Err(map_sdk(op, &inner.table, e)),
+                },
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Timeout,
+            op,
+            format!("gave up after {WRITE_ATTEMPTS} conflicting attempts"),
+        ))
+    }
+
+    async fn clear(&self, session_id: &str) -> Result<()> {
+        let op = Operation::ClearSession;
+        let inner = &self.inner;
+        inner.stats.record_requests(op, 1);
+        let out = inner
+            .client
+            .delete_item()
+            .table_name(&inner.table)
+            .set_key(Some(meta_key(session_id)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| map_sdk(op, &inner.table, e))?;
+        inner.remember(session_id, MetaState::Missing);
+        // The records of the cleared life are invisible from now on (no metadata names their
+        // generation); delete them in the background, or leave them to prune and TTL.
+        if let Some(old) = out.attributes().and_then(|a| Meta::parse(a).ok()) {
+            let inner = Arc::clone(&self.inner);
+            let id = session_id.to_owned();
+            tokio::spawn(async move {
+                for prefix in [item_prefix(old.gen), format!("c#{:020}#", old.gen)] {
+                    if let Err(e) = inner.delete_prefix(Operation::Prune, &id, &prefix).await {
+                        tracing::debug!(error = %e, "background delete after clear failed; prune reclaims it");
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+
+    async fn info(&self, session_id: &str) -> Result<Option<SessionInfo>> {
+        let op = Operation::SessionInfo;
+        let now = now_ms();
+        Ok(self
+            .inner
+            .get_meta(op, session_id)
+            .await?
+            .filter(|m| !m.expired(now))
+            .map(|m| {
+                SessionInfo::new(
+                    session_id,
+                    m.count.max(0) as u64,
+                    Timestamp::from_millis(m.created_at),
+                    Timestamp::from_millis(m.updated_at),
+                    m.expires_at.map(Timestamp::from_millis),
+                )
+            }))
+    }
+
+    async fn list(&self, options: &ListOptions) -> Result<SessionPage> {
+        let op = Operation::ListSessions;
+        let inner = &self.inner;
+        let page_size = options.effective_page_size();
+        let prefix = options.prefix.clone().unwrap_or_default();
+        let now = now_ms();
+        let mut ids = Vec::new();
+        let mut start = options.cursor.as_ref().map(|c| {
+            HashMap::from([
+                ("lk".to_owned(), s("s")),
+                ("sid".to_owned(), s(c.clone())),
+                ("pk".to_owned(), s(c.clone())),
+                ("sk".to_owned(), s(META_SK)),
+            ])
+        });
+        loop {
+            let mut q = inner
+                .client
+                .query()
+                .table_name(&inner.table)
+                .index_name(SESSIONS_INDEX)
+                .expression_attribute_values(":lk", s("s"))
+                .limit((page_size - ids.len()).clamp(1, 1000) as i32)
+                .set_exclusive_start_key(start.take());
+            q = if prefix.is_empty() {
+                q.key_condition_expression("lk = :lk")
+            } else {
+                q.key_condition_expression("lk = :lk AND begins_with(sid, :p)")
+                    .expression_attribute_values(":p", s(prefix.clone()))
+            };
+            inner.stats.record_requests(op, 1);
+            let out = q.send().await.map_err(|e| map_sdk(op, &inner.table, e))?;
+            for row in out.items() {
+                let expired = row
+                    .get("expires_at")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|at| at <= now);
+                if let (false, Some(id)) = (expired, row.get("sid").and_then(|v| v.as_s().ok())) {
+                    ids.push(id.clone());
+                }
+            }
+            let last = out.last_evaluated_key().cloned();
+            match last {
+                Some(key) if ids.len() < page_size => start = Some(key),
+                Some(key) => {
+                    let cursor = key.get("sid").and_then(|v| v.as_s().ok()).cloned();
+                    return Ok(SessionPage::new(ids, cursor));
+                }
+                None => return Ok(SessionPage::new(ids, None)),
+            }
+        }
+    }
+}
+
+impl Inner {
+    async fn delete_prefix(&self, op: Operation, session_id: &str, prefix: &str) -> Result<u64> {
+        let keys = self.keys_with_prefix(op, session_id, prefix, false).await?;
+        let n = keys.len() as u64;
+        let mut requests = Vec::with_capacity(keys.len());
+        for key in keys {
+            let d = DeleteRequest::builder()
+                .set_key(Some(key))
+                .build()
+                .map_err(|e| build_error(op, e))?;
+            requests.push(WriteRequest::builder().delete_request(d).build());
+        }
+        self.batch_write(op, requests).await?;
+        Ok(n)
+    }
+
+    async fn restamp(&self, session_id: &str, gen: i64, expires_at: i64) -> Result<()> {
+        let op = Operation::Prune;
+        let stamp = self.item_ttl(Some(expires_at)).unwrap_or(0);
+        let mut keys = self
+            .keys_with_prefix(op, session_id, &item_prefix(gen), false)
+            .await?;
+        keys.extend(
+            self.keys_with_prefix(op, session_id, &format!("c#{gen:020}#"), false)
+                .await?,
+        );
+        for key in keys {
+            self.stats.record_requests(op, 1);
+            let _ = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key))
+                .condition_expression("attribute_exists(pk)")
+                .update_expression("SET #ttl = :ttl")
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":ttl", n(stamp))
+                .send()
+                .await;
+        }
+        let (names, values) = expr_maps(
+            &["#gen = :gen", "SET #stamp = :ttl"],
+            vec![(":gen", n(gen)), (":ttl", n(stamp))],
+            &[],
+        );
+        self.stats.record_requests(op, 1);
+        let _ = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(meta_key(session_id)))
+            .condition_expression("#gen = :gen")
+            .update_expression("SET #stamp = :ttl")
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .send()
+            .await;
+        Ok(())
+    }
+
+    /// Scans the table: deletes expired sessions, records no live generation names (cleared
+    /// or earlier lives) and records of batches left uncommitted for over an hour.
+    async fn prune(&self) -> Result<u64> {
+        let op = Operation::Prune;
+        let now = now_ms();
+        // Pass 1: the metadata items.
+        let mut metas: HashMap<String, Meta> = HashMap::new();
+        let mut removed_sessions = 0u64;
+        let mut start = None;
+        loop {
+            self.stats.record_requests(op, 1);
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :m")
+                .expression_attribute_values(":m", s(META_SK))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| map_sdk(op, &self.table, e))?;
+            for item in out.items() {
+                let Some(pk) = item.get("pk").and_then(|v| v.as_s().ok()) else {
+                    continue;
+                };
+                let Ok(meta) = Meta::parse(item) else {
+                    continue;
+                };
+                if meta.expired(now) {
+                    self.stats.record_requests(op, 1);
+                    let cond = "#gen = :gen AND #exp <= :now";
+                    let (names, values) =
+                        expr_maps(&[cond], vec![(":gen", n(meta.gen)), (":now", n(now))], &[]);
+                    let deleted = self
+                        .client
+                        .delete_item()
+                        .table_name(&self.table)
+                        .set_key(Some(meta_key(pk)))
+                        .condition_expression(cond)
+                        .set_expression_attribute_names(names)
+                        .set_expression_attribute_values(values)
+                        .send()
+                        .await;
+                    if deleted.is_ok() {
+                        removed_sessions += 1;
+                    }
+                    continue;
+                }
+                // Uncommitted batches older than the threshold are abandoned.
+                let mut meta = meta;
+                for (attr, value) in item {
+                    if let Some(batch) = attr.strip_prefix(PENDING_PREFIX) {
+                        let started = value
+                            .as_n()
+                            .ok()
+                            .and_then(|v| v.parse::<i64>().ok())
+                            .unwrap_or(now);
+                        if now - started > STALE_BATCH_MS {
+                            meta.abandoned.insert(batch.to_owned());
+                        }
+                    }
+                }
+                metas.insert(pk.clone(), meta);
+            }
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() {
+                break;
+            }
+        }
+        // Pass 2: records no live metadata accounts for.
+        let mut doomed = Vec::new();
+        let mut start = None;
+        loop {
+            self.stats.record_requests(op, 1);
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .projection_expression("pk, sk, b")
+                .filter_expression("sk <> :m")
+                .expression_attribute_values(":m", s(META_SK))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| map_sdk(op, &self.table, e))?;
+            for item in out.items() {
+                let (Some(pk), Some(sk)) = (
+                    item.get("pk").and_then(|v| v.as_s().ok()),
+                    item.get("sk").and_then(|v| v.as_s().ok()),
+                ) else {
+                    continue;
+                };
+                let gen = sk.split('#').nth(1).and_then(|g| g.parse::<i64>().ok());
+                let keep = match (metas.get(pk), gen) {
+                    (Some(meta), Some(gen)) if gen == meta.gen => !item
+                        .get("b")
+                        .and_then(|v| v.as_s().ok())
+                        .is_some_and(|b| meta.abandoned.contains(b)),
+                    _ => false,
+                };
+                if !keep {
+                    doomed.push(HashMap::from([
+                        ("pk".to_owned(), s(pk.clone())),
+                        ("sk".to_owned(), s(sk.clone())),
+                    ]));
+                }
+            }
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() {
+                break;
+            }
+        }
+        let mut requests = Vec::with_capacity(doomed.len());
+        for key in doomed {
+            let d = DeleteRequest::builder()
+                .set_key(Some(key))
+                .build()
+                .map_err(|e| build_error(op, e))?;
+            requests.push(WriteRequest::builder().delete_request(d).build());
+        }
+        self.batch_write(op, requests).await?;
+        // Pass 3: only now drop the marks of abandoned batches (dropping them first would make
+        // their records look committed).
+        for (pk, meta) in &metas {
+            for batch in &meta.abandoned {
+                self.stats.record_requests(op, 1);
+                let _ = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .set_key(Some(meta_key(pk)))
+                    .update_expression("REMOVE #b")
+                    .expression_attribute_names("#b", format!("{PENDING_PREFIX}{batch}"))
+                    .send()
+                    .await;
+            }
+        }
+        Ok(removed_sessions)
+    }
+}
+
+impl Backend for DynamoDbBackend {
+    fn name(&self) -> &'static str {
+        "dynamodb"
+    }
+
+    fn get_items<'a>(
+        &'a self,
+        session_id: &'a str,
+        limit: Option<usize>,
+    ) -> BoxFuture<'a, Result<Vec<Item>>> {
+        Box::pin(self.get(session_id, limit))
+    }
+
+    fn add_items<'a>(&'a self, session_id: &'a str, items: Vec<Item>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let records = items.iter().map(|i| self.inner.codec.encode(i)).collect();
+            drop(items);
+            self.inner
+                .append(Operation::AddItems, session_id, records)
+                .await
+        })
+    }
+
+    fn pop_item<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<Option<Item>>> {
+        Box::pin(self.pop(session_id))
+    }
+
+    fn clear_session<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.clear(session_id))
+    }
+
+    fn session_info<'a>(
+        &'a self,
+        session_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SessionInfo>>> {
+        Box::pin(self.info(session_id))
+    }
+
+    fn list_sessions<'a>(&'a self, options: &'a ListOptions) -> BoxFuture<'a, Result<SessionPage>> {
+        Box::pin(self.list(options))
+    }
+
+    fn prune(&self) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(self.inner.prune())
+    }
+
+    fn stats(&self) -> &RequestStats {
+        &self.inner.stats
+    }
+
+    fn raw_records(&self) -> Option<&dyn RawRecords> {
+        Some(self)
+    }
+
+    fn init(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.inner.create_table_if_not_exists())
+    }
+}
+
+impl RawRecords for DynamoDbBackend {
+    fn append_raw<'a>(&'a self, session_id: &'a str, record: Vec<u8>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(
+            self.inner
+                .append(Operation::RawWrite, session_id, vec![record]),
+        )
+    }
+}
+
+impl DynamoDbBackend {
+    /// How many DynamoDB items hold the session's newest record (1, or its parts plus the head):
+    /// for tests of large items.
+    pub async fn newest_record_items(&self, session_id: &str) -> Result<usize> {
+        let op = Operation::GetItems;
+        let mut parts = None;
+        let gen = self
+            .inner
+            .walk(op, session_id, Some(1), |_, row, _| {
+                parts = Some(
+                    row.get("parts")
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0),
+                );
+                true
+            })
+            .await?;
+        Ok(match (gen, parts) {
+            (Some(_), Some(p)) => 1 + p,
+            _ => 0,
+        })
+    }
+}
+
+impl Inner {
+    async fn create_table_if_not_exists(&self) -> Result<()> {
+        let op = Operation::Open;
+        self.stats.record_requests(op, 1);
+        match self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let table = out.table();
+                let keys: Vec<(String, String)> = table
+                    .map(|t| {
+                        t.key_schema()
+                            .iter()
+                            .map(|k| {
+                                (
+                                    k.attribute_name().to_owned(),
+                                    k.key_type().as_str().to_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let wanted = vec![
+                    ("pk".to_owned(), "HASH".to_owned()),
+                    ("sk".to_owned(), "RANGE".to_owned()),
+                ];
+                let has_index = table.is_some_and(|t| {
+                    t.global_secondary_indexes()
+                        .iter()
+                        .any(|g| g.index_name() == Some(SESSIONS_INDEX))
+                });
+                if keys != wanted || !has_index {
+                    let seed = keys == vec![("session_id".to_owned(), "HASH".to_owned())];
+                    return Err(Error::new(
+                        ErrorKind::Config,
+                        op,
+                        format!(
+                            "DynamoDB table {:?} has another schema ({}); this library needs keys pk (HASH) + sk (RANGE) and the index {SESSIONS_INDEX:?}. Copy its data into a new table with: agent-session copy --from 'dynamodb://{}?layout=seed' --to 'dynamodb://NEW_TABLE'",
+                            self.table,
+                            if seed { "the seed's: partition key session_id only".to_owned() } else { format!("keys {keys:?}") },
+                            self.table
+                        ),
+                    ));
+                }
+            }
+            Err(e)
+                if e.as_service_error().and_then(|se| se.code())
+                    == Some("ResourceNotFoundException") =>
+            {
+                let attr = |name: &str| {
+                    AttributeDefinition::builder()
+                        .attribute_name(name)
+                        .attribute_type(ScalarAttributeType::S)
+                        .build()
+                };
+                let key = |name: &str, kind: KeyType| {
+                    KeySchemaElement::builder()
+                        .attribute_name(name)
+                        .key_type(kind)
+                        .build()
+                };
+                let index = GlobalSecondaryIndex::builder()
+                    .index_name(SESSIONS_INDEX)
+                    .key_schema(key("lk", KeyType::Hash).map_err(|e| build_error(op, e))?)
+                    .key_schema(key("sid", KeyType::Range).map_err(|e| build_error(op, e))?)
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::Include)
+                            .non_key_attributes("expires_at")
+                            .build(),
+                    )
+                    .build()
+                    .map_err(|e| build_error(op, e))?;
+                self.stats.record_requests(op, 1);
+                let created = self
+                    .client
+                    .create_table()
+                    .table_name(&self.table)
+                    .billing_mode(BillingMode::PayPerRequest)
+                    .attribute_definitions(attr("pk").map_err(|e| build_error(op, e))?)
+                    .attribute_definitions(attr("sk").map_err(|e| build_error(op, e))?)
+                    .attribute_definitions(attr("lk").map_err(|e| build_error(op, e))?)
+                    .attribute_definitions(attr("sid").map_err(|e| build_error(op, e))?)
+                    .key_schema(key("pk", KeyType::Hash).map_err(|e| build_error(op, e))?)
+                    .key_schema(key("sk", KeyType::Range).map_err(|e| build_error(op, e))?)
+                    .global_secondary_indexes(index)
+                    .send()
+                    .await;
+                if let Err(e) = created {
+                    // Another process may have created it at the same moment.
+                    if e.as_service_error().and_then(|se| se.code())
+                        != Some("ResourceInUseException")
+                    {
+                        return Err(map_sdk(op, &self.table, e));
+                    }
+                }
+            }
+            Err(e) => return Err(map_sdk(op, &self.table, e)),
+        }
+        // Wait until active.
+        let start = std::time::Instant::now();
+        loop {
+            self.stats.record_requests(op, 1);
+            let out = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .map_err(|e| map_sdk(op, &self.table, e))?;
+            let active = out.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active)
+                && out.table().is_some_and(|t| {
+                    t.global_secondary_indexes()
+                        .iter()
+                        .all(|g| g.index_status().is_none_or(|s| s.as_str() == "ACTIVE"))
+                });
+            if active {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(300) {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    op,
+                    format!("table {:?} did not become active in 5 minutes", self.table),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        // TTL on `ttl` (the seed's attribute name), also when the table already existed.
+        self.stats.record_requests(op, 1);
+        let ttl = self
+            .client
+            .describe_time_to_live()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(|e| map_sdk(op, &self.table, e))?;
+        let enabled = ttl.time_to_live_description().is_some_and(|d| {
+            d.attribute_name() == Some("ttl")
+                && matches!(
+                    d.time_to_live_status().map(|s| s.as_str()),
+                    Some("ENABLED" | "ENABLING")
+                )
+        });
+        if !enabled {
+            self.stats.record_requests(op, 1);
+            let spec = TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name("ttl")
+                .build()
+                .map_err(|e| build_error(op, e))?;
+            if let Err(e) = self
+                .client
+                .update_time_to_live()
+                .table_name(&self.table)
+                .time_to_live_specification(spec)
+                .send()
+                .await
+            {
+                // Already being enabled by someone else is fine.
+                if e.as_service_error().and_then(|se| se.code()) != Some("ValidationException") {
+                    return Err(map_sdk(op, &self.table, e));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses a DynamoDB URL and builds the client from the standard AWS chain.
+pub(crate) async fn open(mut url: StoreUrl, options: StoreOptions) -> Result<Store> {
+    let table = url.location()?;
+    let table = table.trim_matches('/').to_owned();
+    if table.is_empty()
+        || table.len() > 255
+        || !table
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    {
+        return Err(Error::new(
+            ErrorKind::Config,
+            Operation::Open,
+            format!(
+                "{:?} does not name a valid DynamoDB table (dynamodb://TABLE?region=...)",
+                url.redacted
+            ),
+        ));
+    }
+    let region = url.take_option("region");
+    let endpoint = url.take_option("endpoint");
+    let layout = url.take_option("layout");
+    let create = match url.take_option("create_table") {
+        Some(v) => parse_bool("create_table", &v)?,
+        None => false,
+    };
+    let grace_secs = match url.take_option("grace") {
+        Some(v) => Some(parse_positive("grace", &v)?),
+        None => None,
+    };
+    url.reject_unknown_options()?;
+    if let Some(e) = &endpoint {
+        if !(e.starts_with("http://") || e.starts_with("https://")) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                Operation::Open,
+                format!("endpoint must be an http:// or https:// URL, got {e:?}"),
+            ));
+        }
+    }
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5))
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_attempt_timeout(Duration::from_secs(20))
+                .build(),
+        );
+    if let Some(r) = region {
+        loader = loader.region(aws_config::Region::new(r));
+    }
+    if let Some(e) = endpoint {
+        loader = loader.endpoint_url(e);
+    }
+    let config = loader.load().await;
+    if config.region().is_none() {
+        return Err(Error::new(
+            ErrorKind::Config,
+            Operation::Open,
+            "no AWS region: add ?region=... to the URL or set AWS_REGION",
+        ));
+    }
+    let client = Client::new(&config);
+    match layout.as_deref() {
+        None | Some("native") => {}
+        Some("seed") => return Ok(legacy::store(client, table, options)),
+        Some(other) => {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                Operation::Open,
+                format!("layout must be native or seed, got {other:?}"),
+            ));
+        }
+    }
+    let backend =
+        DynamoDbBackend::new(client, DynamoOptions { table, grace_secs }, options.clone());
+    if create {
+        backend.create_table_if_not_exists().await?;
+    }
+    Ok(Store::from_backend(Arc::new(backend), options))
+}
