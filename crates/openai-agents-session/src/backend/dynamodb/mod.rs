@@ -232,11 +232,31 @@ struct Inner {
     /// The last metadata state seen per session: lets a write guess its sequence numbers and
     /// be one request; a wrong guess fails its condition and is corrected.
     known: Mutex<HashMap<String, MetaState>>,
-    batch_counter: AtomicU64,
+    /// Writers of one session in this process take turns (conditions still guard against
+    /// other processes): contention on the metadata item costs retries, turns cost nothing.
+    turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 fn now_ms() -> i64 {
     Timestamp::now().as_millis()
+}
+
+/// One writer's turn on a session; the entry is dropped when nobody else waits for it.
+struct Turn<'a> {
+    inner: &'a Inner,
+    session_id: String,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut turns = self.inner.turns.lock().unwrap_or_else(|p| p.into_inner());
+        // Ours, the map's and the guard's: nobody else holds or waits for it.
+        if Arc::strong_count(&self.lock) <= 3 {
+            turns.remove(&self.session_id);
+        }
+    }
 }
 
 /// A prepared record: inline, or split into parts.
@@ -283,7 +303,7 @@ impl DynamoDbBackend {
                 codec: RecordCodec::default(),
                 stats: RequestStats::default(),
                 known: Mutex::new(HashMap::new()),
-                batch_counter: AtomicU64::new(0),
+                turns: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -303,6 +323,21 @@ impl Inner {
             known.clear();
         }
         known.insert(session_id.to_owned(), state);
+    }
+
+    /// Waits for this process's turn to write `session_id`.
+    async fn turn(&self, session_id: &str) -> Turn<'_> {
+        let lock = {
+            let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
+            Arc::clone(turns.entry(session_id.to_owned()).or_default())
+        };
+        let guard = Arc::clone(&lock).lock_owned().await;
+        Turn {
+            inner: self,
+            session_id: session_id.to_owned(),
+            lock,
+            _guard: guard,
+        }
     }
 
     fn forget(&self, session_id: &str) {
@@ -430,6 +465,7 @@ impl Inner {
 
     /// Appends records as one atomic batch.
     async fn append(&self, op: Operation, session_id: &str, records: Vec<Vec<u8>>) -> Result<()> {
+        let _turn = self.turn(session_id).await;
         let prepared: Vec<Prepared> = records.into_iter().map(|r| self.prepare(r)).collect();
         let actions: usize = prepared.iter().map(Prepared::actions).sum::<usize>() + 1;
         let bytes: usize = prepared.iter().map(Prepared::bytes).sum();
@@ -681,13 +717,17 @@ impl Inner {
         ))
     }
 
+    /// A ClientRequestToken (and batch id) unique across stores, processes and hosts.
     fn token(&self) -> String {
-        format!(
-            "oas{:x}{:x}{:x}",
-            std::process::id(),
-            now_ms(),
-            self.batch_counter.fetch_add(1, Ordering::Relaxed)
-        )
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let seed = SEED.get_or_init(|| {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            nanos ^ (u64::from(std::process::id()) << 32)
+        });
+        format!("oas{seed:x}{:x}", COUNTER.fetch_add(1, Ordering::Relaxed))
     }
 
     /// Batches too large for one transaction (imports, 10,000 items, huge items): reserve the
@@ -1122,6 +1162,7 @@ impl DynamoDbBackend {
     async fn pop(&self, session_id: &str) -> Result<Option<Item>> {
         let op = Operation::PopItem;
         let inner = &self.inner;
+        let _turn = inner.turn(session_id).await;
         for attempt in 0..WRITE_ATTEMPTS {
             let mut doomed: Vec<String> = Vec::new();
             let mut found: Option<(String, Item, usize)> = None;
