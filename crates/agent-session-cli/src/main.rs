@@ -19,7 +19,8 @@ const DEFAULT_URL: &str = "sqlite://agent-sessions.db";
     name = "agent-session",
     version,
     about = "Durable conversation memory for AI agents: read and write session stores.",
-    after_help = "Store URLs: memory://, sqlite://PATH, sqlite:///ABS/PATH, with options such as ?ttl=3600.\n\
+    after_help = "Store URLs: memory://, sqlite://PATH, sqlite:///ABS/PATH, redis://, rediss://, redis+cluster://,\n\
+                  dynamodb://TABLE?region=..., with options such as ?ttl=3600.\n\
                   Exit codes: 0 ok, 1 backend failure, 2 invalid input or usage, 3 not found."
 )]
 struct Cli {
@@ -74,6 +75,9 @@ enum Command {
     },
     /// Delete expired sessions' data now; prints how many sessions were removed.
     Prune,
+    /// Create the store's table and indexes if missing (DynamoDB: on-demand billing, the
+    /// sessions index, TTL on `ttl`), or check an existing one's schema.
+    Init,
     /// Measure latency, throughput and round trips per operation against the store.
     Bench(bench::BenchArgs),
 }
@@ -246,6 +250,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             writeln!(out, "{removed}")?;
         }
         Command::Bench(args) => bench::run(&store, &args, &mut out).await?,
+        Command::Init => {
+            store.init().await?;
+            writeln!(out, "ready: {} store", store.backend_name())?;
+        }
     }
     Ok(out.flush()?)
 }

@@ -34,3 +34,535 @@ async fn conformance() {
     report.assert_passed();
     assert_eq!(report.unsupported().count(), 0, "{report}");
 }
+
+use openai_agents_session::backend::dynamodb::aws_sdk_dynamodb as ddb;
+use openai_agents_session::backend::dynamodb::DynamoDbBackend;
+use openai_agents_session::StoreOptions;
+
+async fn raw_client() -> ddb::Client {
+    let conf = ddb::config::Builder::new()
+        .behavior_version(ddb::config::BehaviorVersion::latest())
+        .region(ddb::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint())
+        .credentials_provider(ddb::config::Credentials::new(
+            "dummy", "dummy", None, None, "test",
+        ))
+        .build();
+    ddb::Client::from_conf(conf)
+}
+
+/// Every DynamoDB item of a session's key range: (sort key, has a `b` batch mark).
+async fn raw_items(table: &str, session_id: &str) -> Vec<(String, bool)> {
+    let client = raw_client().await;
+    let mut out = Vec::new();
+    let mut start = None;
+    loop {
+        let page = client
+            .query()
+            .table_name(table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(
+                ":pk",
+                ddb::types::AttributeValue::S(session_id.to_owned()),
+            )
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        for i in page.items() {
+            out.push((i["sk"].as_s().unwrap().clone(), i.contains_key("b")));
+        }
+        start = page.last_evaluated_key().cloned();
+        if start.is_none() {
+            return out;
+        }
+    }
+}
+
+fn table_name(name: &str) -> String {
+    format!("{name}_{}", std::process::id())
+}
+
+/// A 10 MB item of random content is compressed (no gain) and split into several parts; it
+/// round-trips exactly, and pop removes every part.
+#[tokio::test]
+async fn ten_megabyte_item_is_split_into_parts() {
+    let store = Store::open(&table_url("large", "")).await.unwrap();
+    let table = table_name("large");
+    let s = store.session("big").unwrap();
+    let big = item(
+        json!({"type": "function_call_output", "call_id": "c", "output": openai_agents_session::conformance::random_text(10 * 1024 * 1024, 42)}),
+    );
+    s.add_items(vec![big.clone()]).await.unwrap();
+    let parts = raw_items(&table, "big")
+        .await
+        .into_iter()
+        .filter(|(sk, _)| sk.starts_with("c#"))
+        .count();
+    // Random base64 compresses to about 6/8 of its size: still about 23 parts of 350 KB.
+    assert!(
+        parts >= 10,
+        "a 10 MB record needs many 350 KB parts, found {parts}"
+    );
+    assert_eq!(s.get_items(None).await.unwrap(), vec![big.clone()]);
+    assert_eq!(s.pop_item().await.unwrap(), Some(big));
+    let left: Vec<_> = raw_items(&table, "big")
+        .await
+        .into_iter()
+        .filter(|(sk, _)| sk != "m")
+        .collect();
+    assert!(left.is_empty(), "pop left {left:?}");
+    // Compressible large items are compressed instead of split.
+    let text = item(json!({"content": "the same sentence again. ".repeat(40_000)}));
+    s.add_items(vec![text.clone()]).await.unwrap();
+    let rows = raw_items(&table, "big").await;
+    assert_eq!(
+        rows.iter().filter(|(sk, _)| sk.starts_with("c#")).count(),
+        0,
+        "compressed into one item"
+    );
+    assert_eq!(s.get_items(Some(1)).await.unwrap(), vec![text]);
+}
+
+/// Requests per operation with a warm session: get (one page) = 1, add of up to 99 items = 1.
+#[tokio::test]
+async fn one_request_per_get_and_add() {
+    for extra in ["", "&ttl=3600&refresh_on_read=false"] {
+        let store = Store::open(&table_url("requests", extra)).await.unwrap();
+        let id = format!("rq{}", extra.len());
+        let s = store.session(&id).unwrap();
+        s.clear_session().await.unwrap();
+        let stats = store.stats();
+        let delta = |op: Operation, before: u64| stats.requests(op) - before;
+        let b = stats.requests(Operation::AddItems);
+        s.add_items((0..99).map(|n| item(json!({"n": n}))).collect())
+            .await
+            .unwrap();
+        assert_eq!(
+            delta(Operation::AddItems, b),
+            1,
+            "first add of 99 items ({extra})"
+        );
+        let b = stats.requests(Operation::GetItems);
+        assert_eq!(s.get_items(Some(10)).await.unwrap().len(), 10);
+        assert_eq!(
+            delta(Operation::GetItems, b),
+            1,
+            "get of one page ({extra})"
+        );
+        let b = stats.requests(Operation::AddItems);
+        s.add_items(vec![item(json!({"n": 99}))]).await.unwrap();
+        assert_eq!(
+            delta(Operation::AddItems, b),
+            1,
+            "add to a known session ({extra})"
+        );
+        // Another process (a cold store) reads first, as the Agents SDK does, then writes.
+        let cold = Store::open(&table_url("requests", extra)).await.unwrap();
+        let c = cold.session(&id).unwrap();
+        let b = cold.stats().requests(Operation::GetItems);
+        assert_eq!(c.get_items(None).await.unwrap().len(), 100);
+        assert_eq!(cold.stats().requests(Operation::GetItems) - b, 1);
+        let b = cold.stats().requests(Operation::AddItems);
+        c.add_items(vec![item(json!({"n": 100}))]).await.unwrap();
+        assert_eq!(
+            cold.stats().requests(Operation::AddItems) - b,
+            1,
+            "add after a read ({extra})"
+        );
+        println!("requests ({extra:?}): add<=99 = 1, get(one page) = 1");
+    }
+}
+
+/// 32 writers x 500 items in batches of 1-5 into one session through 4 stores: nothing lost or
+/// duplicated, batches contiguous; concurrent pops return each item at most once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_and_pops() {
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        stores.push(Store::open(&table_url("conc", "")).await.unwrap());
+    }
+    let id = "shared";
+    stores[0]
+        .session(id)
+        .unwrap()
+        .clear_session()
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..32u64 {
+        let session = stores[(w % 4) as usize].session(id).unwrap();
+        tasks.push(tokio::spawn(async move {
+            let (mut written, mut b) = (0u64, 0u64);
+            while written < 500 {
+                let len = (1 + (w + b) % 5).min(500 - written);
+                session
+                    .add_items(
+                        (0..len)
+                            .map(|i| item(json!({"w": w, "b": b, "i": i, "len": len})))
+                            .collect(),
+                    )
+                    .await?;
+                written += len;
+                b += 1;
+            }
+            Ok::<_, Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let all = stores[0]
+        .session(id)
+        .unwrap()
+        .get_items(None)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 32 * 500);
+    let mut pos = 0;
+    let mut next: HashMap<u64, u64> = HashMap::new();
+    while pos < all.len() {
+        let v = all[pos].to_value();
+        let (w, b, len) = (
+            v["w"].as_u64().unwrap(),
+            v["b"].as_u64().unwrap(),
+            v["len"].as_u64().unwrap(),
+        );
+        assert_eq!(
+            next.get(&w).copied().unwrap_or(0),
+            b,
+            "writer {w}'s batches in order"
+        );
+        next.insert(w, b + 1);
+        for k in 0..len {
+            let x = all[pos + k as usize].to_value();
+            assert_eq!(
+                (x["w"].as_u64(), x["b"].as_u64(), x["i"].as_u64()),
+                (Some(w), Some(b), Some(k))
+            );
+        }
+        pos += len as usize;
+    }
+    let mut pops = Vec::new();
+    for t in 0..8 {
+        let s = stores[t % 4].session(id).unwrap();
+        pops.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..25 {
+                if let Some(i) = s.pop_item().await? {
+                    got.push(i.into_string());
+                }
+            }
+            Ok::<_, Error>(got)
+        }));
+    }
+    let mut popped = Vec::new();
+    for p in pops {
+        popped.extend(p.await.unwrap().unwrap());
+    }
+    let unique: HashSet<&String> = popped.iter().collect();
+    assert_eq!(unique.len(), popped.len(), "an item was popped twice");
+    let left = stores[0]
+        .session(id)
+        .unwrap()
+        .get_items(None)
+        .await
+        .unwrap();
+    assert_eq!(left.len() + popped.len(), 32 * 500);
+}
+
+/// A 10,000-item batch goes through the commit protocol: invisible until committed, then
+/// whole; pagination past DynamoDB's 1 MB pages.
+#[tokio::test]
+async fn large_batches_and_pages_past_one_megabyte() {
+    let store = Store::open(&table_url("batch", "")).await.unwrap();
+    let s = store.session("ten-thousand").unwrap();
+    s.clear_session().await.unwrap();
+    let items: Vec<Item> = (0..10_000u64)
+        .map(|n| item(json!({"n": n, "pad": "x".repeat(200)})))
+        .collect();
+    s.add_items(items.clone()).await.unwrap();
+    assert_eq!(
+        s.get_items(None).await.unwrap(),
+        items,
+        "about 2.3 MB: several 1 MB pages"
+    );
+    assert_eq!(s.get_items(Some(3)).await.unwrap(), items[9_997..].to_vec());
+    assert_eq!(
+        store
+            .session_info("ten-thousand")
+            .await
+            .unwrap()
+            .unwrap()
+            .item_count,
+        10_000
+    );
+    let big = store.session("pages").unwrap();
+    big.clear_session().await.unwrap();
+    let heavy: Vec<Item> = (0..40u64).map(|n| item(json!({"n": n, "blob": openai_agents_session::conformance::random_text(100_000, n + 1)}))).collect();
+    for chunk in heavy.chunks(10) {
+        big.add_items(chunk.to_vec()).await.unwrap();
+    }
+    assert_eq!(big.get_items(None).await.unwrap(), heavy);
+    assert_eq!(big.get_items(Some(35)).await.unwrap(), heavy[5..].to_vec());
+}
+
+/// A process killed while it adds a 10,000-item batch leaves nothing visible; prune reclaims
+/// what it wrote.
+#[tokio::test]
+async fn killed_writer_leaves_nothing_visible_and_prune_reclaims() {
+    use std::io::Write;
+    let url = table_url("crash", "&stale_batch_secs=1");
+    let table = table_name("crash");
+    let store = Store::open(&url).await.unwrap();
+    let s = store.session("victim").unwrap();
+    s.clear_session().await.unwrap();
+    s.add_items(vec![item(json!({"before": true}))])
+        .await
+        .unwrap();
+    // target/debug/deps/<this test> -> target/debug/agent-session (built by the workspace test).
+    let exe = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("agent-session");
+    assert!(
+        exe.exists(),
+        "build the CLI first (cargo build -p agent-session-cli): {}",
+        exe.display()
+    );
+    let mut child = std::process::Command::new(&exe)
+        .args(["--url", &url, "add", "victim"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        for n in 0..10_000 {
+            writeln!(stdin, "{{\"n\":{n},\"pad\":\"{}\"}}", "y".repeat(100)).unwrap();
+        }
+    }
+    // Kill it once some of its records are in the table (written but uncommitted).
+    let start = std::time::Instant::now();
+    loop {
+        let marked = raw_items(&table, "victim")
+            .await
+            .iter()
+            .filter(|(_, b)| *b)
+            .count();
+        if marked > 0 {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "the writer wrote nothing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let written = raw_items(&table, "victim")
+        .await
+        .iter()
+        .filter(|(_, b)| *b)
+        .count();
+    let fresh = Store::open(&url).await.unwrap();
+    let seen = fresh
+        .session("victim")
+        .unwrap()
+        .get_items(None)
+        .await
+        .unwrap();
+    assert_eq!(
+        seen,
+        vec![item(json!({"before": true}))],
+        "nothing of the killed batch is visible"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    fresh.prune().await.unwrap();
+    let left = raw_items(&table, "victim")
+        .await
+        .iter()
+        .filter(|(_, b)| *b)
+        .count();
+    assert_eq!(
+        left, 0,
+        "prune reclaimed the {written} records of the killed batch"
+    );
+    assert_eq!(
+        fresh
+            .session("victim")
+            .unwrap()
+            .get_items(None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    println!("killed writer: {written} uncommitted records written before SIGKILL, none visible, all reclaimed by prune");
+}
+
+/// The seed's table (partition key `session_id`, history in `conversation_data`) is read
+/// exactly through `layout=seed`; our layout refuses it with the migration command.
+#[tokio::test]
+async fn seed_table_is_read_only_and_named() {
+    let table = table_name("seedtable");
+    let client = raw_client().await;
+    let _ = client.delete_table().table_name(&table).send().await;
+    client
+        .create_table()
+        .table_name(&table)
+        .billing_mode(ddb::types::BillingMode::PayPerRequest)
+        .attribute_definitions(
+            ddb::types::AttributeDefinition::builder()
+                .attribute_name("session_id")
+                .attribute_type(ddb::types::ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            ddb::types::KeySchemaElement::builder()
+                .attribute_name("session_id")
+                .key_type(ddb::types::KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // What the seed writes: json.dumps of the list, default separators, ensure_ascii.
+    let data = r#"[{"role": "user", "content": "h\u00e9llo \ud83d\ude0a"}, {"type": "function_call", "arguments": "{\"a\": 1}", "call_id": "c1", "name": "f"}]"#;
+    client
+        .put_item()
+        .table_name(&table)
+        .item(
+            "session_id",
+            ddb::types::AttributeValue::S("user-123".into()),
+        )
+        .item(
+            "conversation_data",
+            ddb::types::AttributeValue::S(data.into()),
+        )
+        .item(
+            "updated_at",
+            ddb::types::AttributeValue::N("1700000000".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let seed = Store::open(&format!(
+        "dynamodb://{table}?region=us-east-1&endpoint={}&layout=seed",
+        endpoint()
+    ))
+    .await
+    .unwrap();
+    let got = seed
+        .session("user-123")
+        .unwrap()
+        .get_items(None)
+        .await
+        .unwrap();
+    assert_eq!(
+        got[0].as_str(),
+        r#"{"role":"user","content":"h\u00e9llo \ud83d\ude0a"}"#
+    );
+    assert_eq!(
+        got[1].as_str(),
+        r#"{"type":"function_call","arguments":"{\"a\": 1}","call_id":"c1","name":"f"}"#
+    );
+    assert_eq!(
+        seed.list_all_sessions(None).await.unwrap(),
+        vec!["user-123".to_owned()]
+    );
+    assert_eq!(
+        seed.session_info("user-123")
+            .await
+            .unwrap()
+            .unwrap()
+            .item_count,
+        2
+    );
+    let err = seed
+        .session("user-123")
+        .unwrap()
+        .add_items(vec![item(json!({"a": 1}))])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    let err = Store::open(&format!(
+        "dynamodb://{table}?region=us-east-1&endpoint={}&create_table=true",
+        endpoint()
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(
+        err.to_string().contains("seed") && err.to_string().contains("agent-session copy"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn bad_tables_endpoints_and_options_are_named() {
+    let missing = format!(
+        "dynamodb://no_such_table_{}?region=us-east-1&endpoint={}",
+        std::process::id(),
+        endpoint()
+    );
+    let store = Store::open(&missing).await.unwrap();
+    let err = store
+        .session("x")
+        .unwrap()
+        .get_items(None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config, "{err}");
+    assert!(err.to_string().contains("agent-session init"), "{err}");
+    let port = support::free_port();
+    let store = Store::open(&format!(
+        "dynamodb://t?region=us-east-1&endpoint=http://127.0.0.1:{port}"
+    ))
+    .await
+    .unwrap();
+    let err = store
+        .session("x")
+        .unwrap()
+        .get_items(None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+    for (url, needle) in [
+        ("dynamodb://t?region=us-east-1&endpoint=ftp://x", "endpoint"),
+        ("dynamodb://t?region=us-east-1&bogus=1", "bogus"),
+        ("dynamodb://bad%20name?region=us-east-1", "table"),
+        ("dynamodb://t?region=us-east-1&layout=v2", "layout"),
+    ] {
+        let err = Store::open(url).await.unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::Config | ErrorKind::InvalidInput),
+            "{url}: {err}"
+        );
+        assert!(err.to_string().contains(needle), "{url}: {err}");
+    }
+}
+
+/// A store on a client the caller owns.
+#[tokio::test]
+async fn store_from_a_callers_client() {
+    Store::open(&table_url("owned", "")).await.unwrap();
+    let store = DynamoDbBackend::store_from_client(
+        raw_client().await,
+        table_name("owned"),
+        StoreOptions::default(),
+    );
+    let s = store.session("mine").unwrap();
+    s.clear_session().await.unwrap();
+    s.add_items(vec![item(json!({"via": "client"}))])
+        .await
+        .unwrap();
+    assert_eq!(s.get_items(None).await.unwrap().len(), 1);
+}

@@ -7,6 +7,10 @@
 
 mod legacy;
 
+/// The AWS SDK crate this backend is built on, for building a client of your own with the
+/// matching version (see [`DynamoDbBackend::store_from_client`]).
+pub use ::aws_sdk_dynamodb;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,8 +48,8 @@ const META_SK: &str = "m";
 /// A transaction carries at most 100 actions and 4 MB.
 const MAX_TX_ACTIONS: usize = 100;
 const MAX_TX_BYTES: usize = 3_500_000;
-/// Uncommitted batches older than this are reclaimed by `prune`.
-const STALE_BATCH_MS: i64 = 3_600_000;
+/// Uncommitted batches older than this are reclaimed by `prune` (URL option `stale_batch_secs`).
+const DEFAULT_STALE_BATCH_SECS: u64 = 3600;
 const WRITE_ATTEMPTS: usize = 200;
 
 /// What the metadata item says, as far as a writer needs it.
@@ -212,6 +216,8 @@ struct DynamoOptions {
     table: String,
     /// Seconds items outlive their session's expiry (default: the TTL).
     grace_secs: Option<u64>,
+    /// Seconds after which `prune` treats an uncommitted batch as abandoned.
+    stale_batch_secs: u64,
 }
 
 /// The DynamoDB backend. Open it with [`Store::open`]`("dynamodb://TABLE?region=...")`, or
@@ -227,6 +233,7 @@ struct Inner {
     table: String,
     options: StoreOptions,
     grace_secs: u64,
+    stale_batch_ms: i64,
     codec: RecordCodec,
     stats: RequestStats,
     /// The last metadata state seen per session: lets a write guess its sequence numbers and
@@ -286,6 +293,7 @@ impl DynamoDbBackend {
             DynamoOptions {
                 table: table.into(),
                 grace_secs: None,
+                stale_batch_secs: DEFAULT_STALE_BATCH_SECS,
             },
             options.clone(),
         );
@@ -300,6 +308,7 @@ impl DynamoDbBackend {
                 table: opts.table,
                 options,
                 grace_secs,
+                stale_batch_ms: (opts.stale_batch_secs as i64).saturating_mul(1000),
                 codec: RecordCodec::default(),
                 stats: RequestStats::default(),
                 known: Mutex::new(HashMap::new()),
@@ -529,6 +538,17 @@ fn backoff(attempt: usize) -> Duration {
     Duration::from_millis(base + jitter)
 }
 
+fn is_throttling<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    matches!(
+        e.as_service_error().and_then(|se| se.code()),
+        Some(
+            "ThrottlingException"
+                | "ProvisionedThroughputExceededException"
+                | "RequestLimitExceeded"
+        )
+    )
+}
+
 fn is_condition_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     e.as_service_error().and_then(|se| se.code()) == Some("ConditionalCheckFailedException")
 }
@@ -679,35 +699,54 @@ impl Inner {
                     .map_err(|e| build_error(op, e))?;
                 items.push(TransactWriteItem::builder().put(put).build());
             }
-            self.stats.record_requests(op, 1);
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items))
-                .client_request_token(self.token())
-                .send()
-                .await;
-            match result {
-                Ok(_) => {
+            // A conflict with a concurrent transaction (or throttling the SDK gave up on)
+            // resends the very same request with the same ClientRequestToken: if an earlier
+            // attempt was applied after all, DynamoDB answers it without applying it twice.
+            let token = self.token();
+            let mut conflicts = 0;
+            let outcome = loop {
+                self.stats.record_requests(op, 1);
+                let result = self
+                    .client
+                    .transact_write_items()
+                    .set_transact_items(Some(items.clone()))
+                    .client_request_token(&token)
+                    .send()
+                    .await;
+                match result {
+                    Ok(_) => break Ok(()),
+                    Err(e) => match cancellation(&e) {
+                        Some(reasons) if reasons.iter().any(|r| r == "ConditionalCheckFailed") => {
+                            break Err(None)
+                        }
+                        Some(_) if conflicts < 30 => {
+                            conflicts += 1;
+                            tokio::time::sleep(backoff(conflicts)).await;
+                        }
+                        _ if is_throttling(&e) && conflicts < 30 => {
+                            conflicts += 1;
+                            tokio::time::sleep(backoff(conflicts)).await;
+                        }
+                        _ => break Err(Some(map_sdk(op, &self.table, e))),
+                    },
+                }
+            };
+            match outcome {
+                Ok(()) => {
                     self.remember(session_id, new_state);
                     return Ok(());
                 }
-                Err(e) => match cancellation(&e) {
-                    Some(reasons)
-                        if reasons.first().map(String::as_str)
-                            == Some("ConditionalCheckFailed") =>
-                    {
-                        state = self.read_state(op, session_id).await?;
+                // Our picture of the metadata was stale: read it, rebuild, new token.
+                Err(None) => {
+                    if attempt > 0 {
+                        tokio::time::sleep(backoff(attempt.min(3))).await;
                     }
-                    Some(_) => {
-                        tokio::time::sleep(backoff(attempt)).await;
-                        state = self.read_state(op, session_id).await?;
-                    }
-                    None => {
-                        self.forget(session_id);
-                        return Err(map_sdk(op, &self.table, e));
-                    }
-                },
+                    state = self.read_state(op, session_id).await?;
+                }
+                Err(Some(e)) => {
+                    self.forget(session_id);
+                    return Err(e);
+                }
             }
         }
         Err(Error::new(
@@ -1514,7 +1553,7 @@ impl Inner {
                             .ok()
                             .and_then(|v| v.parse::<i64>().ok())
                             .unwrap_or(now);
-                        if now - started > STALE_BATCH_MS {
+                        if now - started > self.stale_batch_ms {
                             meta.abandoned.insert(batch.to_owned());
                         }
                     }
@@ -1664,31 +1703,6 @@ impl RawRecords for DynamoDbBackend {
             self.inner
                 .append(Operation::RawWrite, session_id, vec![record]),
         )
-    }
-}
-
-impl DynamoDbBackend {
-    /// How many DynamoDB items hold the session's newest record (1, or its parts plus the head):
-    /// for tests of large items.
-    pub async fn newest_record_items(&self, session_id: &str) -> Result<usize> {
-        let op = Operation::GetItems;
-        let mut parts = None;
-        let gen = self
-            .inner
-            .walk(op, session_id, Some(1), |_, row, _| {
-                parts = Some(
-                    row.get("parts")
-                        .and_then(|v| v.as_n().ok())
-                        .and_then(|v| v.parse::<usize>().ok())
-                        .unwrap_or(0),
-                );
-                true
-            })
-            .await?;
-        Ok(match (gen, parts) {
-            (Some(_), Some(p)) => 1 + p,
-            _ => 0,
-        })
     }
 }
 
@@ -1895,6 +1909,10 @@ pub(crate) async fn open(mut url: StoreUrl, options: StoreOptions) -> Result<Sto
         Some(v) => Some(parse_positive("grace", &v)?),
         None => None,
     };
+    let stale_batch_secs = match url.take_option("stale_batch_secs") {
+        Some(v) => parse_positive("stale_batch_secs", &v)?,
+        None => DEFAULT_STALE_BATCH_SECS,
+    };
     url.reject_unknown_options()?;
     if let Some(e) = &endpoint {
         if !(e.starts_with("http://") || e.starts_with("https://")) {
@@ -1939,8 +1957,15 @@ pub(crate) async fn open(mut url: StoreUrl, options: StoreOptions) -> Result<Sto
             ));
         }
     }
-    let backend =
-        DynamoDbBackend::new(client, DynamoOptions { table, grace_secs }, options.clone());
+    let backend = DynamoDbBackend::new(
+        client,
+        DynamoOptions {
+            table,
+            grace_secs,
+            stale_batch_secs,
+        },
+        options.clone(),
+    );
     if create {
         backend.create_table_if_not_exists().await?;
     }
