@@ -566,3 +566,182 @@ async fn store_from_a_callers_client() {
         .unwrap();
     assert_eq!(s.get_items(None).await.unwrap().len(), 1);
 }
+
+mod faults {
+    use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+    use std::sync::Mutex;
+
+    use aws_smithy_runtime_api::box_error::BoxError;
+    use aws_smithy_runtime_api::client::interceptors::context::{
+        BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextRef,
+    };
+    use aws_smithy_runtime_api::client::interceptors::Intercept;
+    use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::config_bag::ConfigBag;
+
+    /// Replaces DynamoDB's answers to TransactWriteItems with TransactionConflict (after the
+    /// transaction was applied: a lost acknowledgement) and ThrottlingException errors, and
+    /// records every request on the wire with its ClientRequestToken.
+    #[derive(Debug, Default)]
+    pub struct Faults {
+        pub conflicts: AtomicU32,
+        pub throttles: AtomicU32,
+        pub wire: AtomicU64,
+        pub tokens: Mutex<Vec<String>>,
+        last_was_transact: Mutex<bool>,
+    }
+
+    impl Intercept for Faults {
+        fn name(&self) -> &'static str {
+            "fault-injection"
+        }
+
+        fn read_before_transmit(
+            &self,
+            ctx: &BeforeTransmitInterceptorContextRef<'_>,
+            _: &RuntimeComponents,
+            _: &mut ConfigBag,
+        ) -> Result<(), BoxError> {
+            self.wire.fetch_add(1, Ordering::SeqCst);
+            let req = ctx.request();
+            let transact = req
+                .headers()
+                .get("x-amz-target")
+                .is_some_and(|t| t.ends_with("TransactWriteItems"));
+            if transact {
+                let body: serde_json::Value =
+                    serde_json::from_slice(req.body().bytes().unwrap_or(b"{}"))?;
+                if let Some(token) = body["ClientRequestToken"].as_str() {
+                    self.tokens.lock().unwrap().push(token.to_owned());
+                }
+            }
+            *self.last_was_transact.lock().unwrap() = transact;
+            Ok(())
+        }
+
+        fn modify_before_deserialization(
+            &self,
+            ctx: &mut BeforeDeserializationInterceptorContextMut<'_>,
+            _: &RuntimeComponents,
+            _: &mut ConfigBag,
+        ) -> Result<(), BoxError> {
+            if !*self.last_was_transact.lock().unwrap() {
+                return Ok(());
+            }
+            let take = |n: &AtomicU32| {
+                n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
+                    .is_ok()
+            };
+            let body = if take(&self.conflicts) {
+                r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled (injected)","CancellationReasons":[{"Code":"TransactionConflict","Message":"injected"}]}"#
+            } else if take(&self.throttles) {
+                r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"Rate exceeded (injected)"}"#
+            } else {
+                return Ok(());
+            };
+            let mut response = Response::new(StatusCode::try_from(400u16)?, SdkBody::from(body));
+            response
+                .headers_mut()
+                .insert("content-type", "application/x-amz-json-1.0");
+            *ctx.response_mut() = response;
+            Ok(())
+        }
+    }
+}
+
+/// Retries proven with injected faults: a TransactionConflict answer to a transaction DynamoDB
+/// had applied (a lost acknowledgement) and ThrottlingException answers are retried with the
+/// same ClientRequestToken, and the batch is stored exactly once.
+#[tokio::test]
+async fn injected_conflicts_and_throttling_are_retried_without_duplicates() {
+    Store::open(&table_url("faults", "")).await.unwrap();
+    let injector = std::sync::Arc::new(faults::Faults::default());
+    let conf = ddb::config::Builder::new()
+        .behavior_version(ddb::config::BehaviorVersion::latest())
+        .region(ddb::config::Region::new("us-east-1"))
+        .endpoint_url(endpoint())
+        .credentials_provider(ddb::config::Credentials::new(
+            "dummy", "dummy", None, None, "test",
+        ))
+        .interceptor(SharedFaults(std::sync::Arc::clone(&injector)))
+        .build();
+    let store = DynamoDbBackend::store_from_client(
+        ddb::Client::from_conf(conf),
+        table_name("faults"),
+        StoreOptions::default(),
+    );
+    let s = store.session("retried").unwrap();
+    s.clear_session().await.unwrap();
+    s.add_items(vec![item(json!({"n": 0}))]).await.unwrap();
+    injector.tokens.lock().unwrap().clear();
+    injector
+        .conflicts
+        .store(2, std::sync::atomic::Ordering::SeqCst);
+    injector
+        .throttles
+        .store(2, std::sync::atomic::Ordering::SeqCst);
+    let batch = vec![
+        item(json!({"n": 1})),
+        item(json!({"n": 2})),
+        item(json!({"n": 3})),
+    ];
+    s.add_items(batch.clone()).await.unwrap();
+    let tokens = injector.tokens.lock().unwrap().clone();
+    assert_eq!(
+        tokens.len(),
+        5,
+        "1 applied + 1 resent after each injected fault: {tokens:?}"
+    );
+    assert!(
+        tokens.iter().all(|t| t == &tokens[0]),
+        "the same ClientRequestToken every time: {tokens:?}"
+    );
+    let all = s.get_items(None).await.unwrap();
+    assert_eq!(
+        all,
+        [vec![item(json!({"n": 0}))], batch].concat(),
+        "stored exactly once"
+    );
+    // On the wire: a warm get is one request, a warm add of 99 items is one request.
+    let before = injector.wire.load(std::sync::atomic::Ordering::SeqCst);
+    s.get_items(Some(2)).await.unwrap();
+    let get_wire = injector.wire.load(std::sync::atomic::Ordering::SeqCst) - before;
+    let before = injector.wire.load(std::sync::atomic::Ordering::SeqCst);
+    s.add_items((0..99).map(|n| item(json!({"k": n}))).collect())
+        .await
+        .unwrap();
+    let add_wire = injector.wire.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert_eq!(
+        (get_wire, add_wire),
+        (1, 1),
+        "requests on the wire for get and add"
+    );
+    println!("injected faults: 2 conflicts + 2 throttles retried with one token ({} sends); wire requests: get = {get_wire}, add(99) = {add_wire}", tokens.len());
+}
+
+#[derive(Debug)]
+struct SharedFaults(std::sync::Arc<faults::Faults>);
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for SharedFaults {
+    fn name(&self) -> &'static str {
+        "shared-fault-injection"
+    }
+    fn read_before_transmit(
+        &self,
+        ctx: &aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef<'_>,
+        rc: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        self.0.read_before_transmit(ctx, rc, cfg)
+    }
+    fn modify_before_deserialization(
+        &self,
+        ctx: &mut aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextMut<'_>,
+        rc: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        cfg: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        self.0.modify_before_deserialization(ctx, rc, cfg)
+    }
+}
