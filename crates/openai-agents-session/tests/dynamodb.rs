@@ -745,3 +745,219 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for SharedFaults {
         self.0.modify_before_deserialization(ctx, rc, cfg)
     }
 }
+
+/// TTL with DynamoDB Local's TTL enabled: sessions kept alive by writes, or by reads with
+/// refresh, lose nothing and their records stay stamped past the session's expiry (re-stamped
+/// ahead of the sweeper); an abandoned session is invisible at once and its records are due
+/// for deletion (and deleted, when the sweeper runs in time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_sweeper_never_takes_live_records() {
+    use std::time::{Duration, Instant};
+    let url = table_url("sweep", "&ttl=2&grace=2");
+    let table = table_name("sweep");
+    let store = Store::open(&url).await.unwrap();
+    for id in ["writer", "reader", "abandoned"] {
+        store.session(id).unwrap().clear_session().await.unwrap();
+    }
+    let writer = store.session("writer").unwrap();
+    let reader = store.session("reader").unwrap();
+    let abandoned = store.session("abandoned").unwrap();
+    reader
+        .add_items((0..3).map(|n| item(json!({"r": n}))).collect())
+        .await
+        .unwrap();
+    abandoned
+        .add_items((0..3).map(|n| item(json!({"a": n}))).collect())
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let mut written = 0;
+    while start.elapsed() < Duration::from_secs(12) {
+        writer
+            .add_items(vec![item(json!({"w": written}))])
+            .await
+            .unwrap();
+        written += 1;
+        assert_eq!(
+            reader.get_items(None).await.unwrap().len(),
+            3,
+            "the reader's records at {:?}",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert_eq!(
+        writer.get_items(None).await.unwrap().len(),
+        written,
+        "the writer lost records"
+    );
+    assert!(
+        abandoned.get_items(None).await.unwrap().is_empty(),
+        "abandoned session visible"
+    );
+    assert!(store.session_info("abandoned").await.unwrap().is_none());
+    // What DynamoDB's TTL will do is decided by the stamps: live sessions' records are stamped
+    // past their session's expiry (re-stamped as it moved), the abandoned one's are due.
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for id in ["writer", "reader"] {
+        let expires = store
+            .session_info(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .expires_at
+            .unwrap()
+            .as_millis()
+            / 1000;
+        for (sk, ttl) in raw_ttls(&table, id).await {
+            let ttl = ttl.unwrap_or_else(|| panic!("{id} record {sk} has no ttl"));
+            assert!(
+                ttl >= expires,
+                "{id} record {sk} stamped {ttl}, before its session's expiry {expires}"
+            );
+        }
+    }
+    let due = raw_ttls(&table, "abandoned").await;
+    assert!(
+        due.iter().all(|(_, t)| t.is_some_and(|t| t <= now_s)),
+        "abandoned records not due: {due:?}"
+    );
+    let swept = Instant::now();
+    let mut gone = false;
+    while swept.elapsed() < Duration::from_secs(30) {
+        if raw_items(&table, "abandoned").await.is_empty() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!(
+        "TTL: {written} records written over 12 s with ttl=2 all kept and stamped past their session's expiry; the abandoned session's {} records are due and were {}",
+        due.len(),
+        if gone { format!("swept {:?} later", swept.elapsed()) } else { "not swept by DynamoDB Local within 30 s".to_owned() }
+    );
+}
+
+/// (sort key, `ttl` attribute) of every DynamoDB item of a session's key range.
+async fn raw_ttls(table: &str, session_id: &str) -> Vec<(String, Option<i64>)> {
+    let client = raw_client().await;
+    let page = client
+        .query()
+        .table_name(table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", ddb::types::AttributeValue::S(session_id.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    page.items()
+        .iter()
+        .map(|i| {
+            (
+                i["sk"].as_s().unwrap().clone(),
+                i.get("ttl")
+                    .and_then(|t| t.as_n().ok())
+                    .and_then(|t| t.parse().ok()),
+            )
+        })
+        .collect()
+}
+
+/// DynamoDB Local killed and restarted (on a free port, `-dbPath` in a temp dir): typed errors
+/// while it is down, then recovery with the data intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_and_restarted_dynamodb_local() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let dir = shared_url("OAS_TEST_DYNAMODB_LOCAL_DIR");
+    let java = std::env::var("OAS_TEST_JAVA_BIN").unwrap_or_else(|_| "java".to_owned());
+    let data = support::temp_dir("ddb-fault");
+    let port = support::free_port();
+    let spawn = || {
+        Command::new(&java)
+            .current_dir(&dir)
+            .args([
+                "-Xmx256m",
+                &format!("-Djava.library.path={dir}/DynamoDBLocal_lib"),
+                "-jar",
+                &format!("{dir}/DynamoDBLocal.jar"),
+            ])
+            .args([
+                "-sharedDb",
+                "-disableTelemetry",
+                "-port",
+                &port.to_string(),
+                "-dbPath",
+                &data.display().to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let url = format!(
+        "dynamodb://faults?region=us-east-1&endpoint=http://127.0.0.1:{port}&create_table=true"
+    );
+    let mut server = spawn();
+    let open = |url: String| async move {
+        let start = Instant::now();
+        loop {
+            match Store::open(&url).await {
+                Ok(store) => return store,
+                Err(e) if start.elapsed() < Duration::from_secs(60) => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
+                Err(e) => panic!("DynamoDB Local did not come up: {e}"),
+            }
+        }
+    };
+    let store = open(url.clone()).await;
+    let s = store.session("durable").unwrap();
+    s.add_items((0..5).map(|n| item(json!({"n": n}))).collect())
+        .await
+        .unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let down = Instant::now();
+    let err = s.get_items(None).await.unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Connection | ErrorKind::Timeout),
+        "{err}"
+    );
+    let err = s.add_items(vec![item(json!({"n": 99}))]).await.unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::Connection | ErrorKind::Timeout | ErrorKind::OutcomeUnknown
+        ),
+        "{err}"
+    );
+    let outage_errors = down.elapsed();
+    let mut server = spawn();
+    let restarted = Instant::now();
+    let got = loop {
+        match s.get_items(None).await {
+            Ok(items) => break items,
+            Err(e) => {
+                assert!(
+                    matches!(e.kind(), ErrorKind::Connection | ErrorKind::Timeout),
+                    "{e}"
+                );
+                assert!(restarted.elapsed() < Duration::from_secs(60), "no recovery");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let recovered = restarted.elapsed();
+    assert_eq!(got.len(), 5, "data intact after the restart");
+    s.add_items(vec![item(json!({"n": 5}))]).await.unwrap();
+    assert_eq!(s.get_items(None).await.unwrap().len(), 6);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    std::fs::remove_dir_all(&data).ok();
+    println!("DynamoDB Local kill/restart: typed errors while down (both within {outage_errors:?}); answered again {recovered:?} after restart, data intact");
+}

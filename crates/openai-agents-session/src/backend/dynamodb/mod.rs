@@ -56,8 +56,16 @@ const WRITE_ATTEMPTS: usize = 200;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum MetaState {
     Missing,
-    Live { gen: i64, next: i64, updated: i64 },
-    Expired { gen: i64 },
+    /// `stamp`: the oldest `ttl` stamp on the session's records (0: none).
+    Live {
+        gen: i64,
+        next: i64,
+        updated: i64,
+        stamp: i64,
+    },
+    Expired {
+        gen: i64,
+    },
 }
 
 #[derive(Debug, Clone, Default)]
@@ -120,6 +128,7 @@ impl Meta {
                 gen: self.gen,
                 next: self.next,
                 updated: self.updated_at,
+                stamp: self.stamp.unwrap_or(0),
             }
         }
     }
@@ -242,6 +251,8 @@ struct Inner {
     /// Writers of one session in this process take turns (conditions still guard against
     /// other processes): contention on the metadata item costs retries, turns cost nothing.
     turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Sessions whose records are being re-stamped in the background.
+    restamping: Mutex<HashSet<String>>,
 }
 
 fn now_ms() -> i64 {
@@ -313,6 +324,7 @@ impl DynamoDbBackend {
                 stats: RequestStats::default(),
                 known: Mutex::new(HashMap::new()),
                 turns: Mutex::new(HashMap::new()),
+                restamping: Mutex::new(HashSet::new()),
             }),
         }
     }
@@ -614,7 +626,12 @@ impl Inner {
             let expires_at = self.ttl_ms().map(|t| now + t);
             let ttl_attr = self.item_ttl(expires_at);
             let (gen, start, meta_write, new_state) = match state {
-                MetaState::Live { gen, next, updated } => {
+                MetaState::Live {
+                    gen,
+                    next,
+                    updated,
+                    stamp,
+                } => {
                     let upd = advance_updated(
                         Some(Timestamp::from_millis(updated)),
                         Timestamp::from_millis(now),
@@ -656,6 +673,11 @@ impl Inner {
                             gen,
                             next: next + k,
                             updated: upd,
+                            stamp: if stamp == 0 {
+                                ttl_attr.unwrap_or(0)
+                            } else {
+                                stamp
+                            },
                         },
                     )
                 }
@@ -686,6 +708,7 @@ impl Inner {
                             gen,
                             next: k,
                             updated: now,
+                            stamp: ttl_attr.unwrap_or(0),
                         },
                     )
                 }
@@ -1184,17 +1207,49 @@ impl DynamoDbBackend {
     /// reclaims abandoned sessions but never a live one. When the session's expiry comes within
     /// half a grace period of the oldest stamp, every record is re-stamped in the background.
     fn maybe_restamp(&self, session_id: &str, m: &Meta, expires_at: i64) {
-        let Some(stamp) = m.stamp else { return };
+        if let Some(stamp) = m.stamp {
+            self.restamp_if_due(session_id, m.gen, stamp, expires_at);
+        }
+    }
+
+    /// Starts a background re-stamp when the session's expiry came within half a grace period
+    /// of its records' oldest stamp (at most one at a time per session).
+    fn restamp_if_due(&self, session_id: &str, gen: i64, stamp: i64, expires_at: i64) {
         let half_grace = (self.inner.grace_secs as i64) / 2;
-        if expires_at / 1000 + half_grace < stamp {
+        if stamp == 0 || expires_at / 1000 + half_grace < stamp {
             return;
         }
-        let inner = Arc::clone(&self.inner);
-        let (id, gen) = (session_id.to_owned(), m.gen);
-        tokio::spawn(async move {
-            if let Err(e) = inner.restamp(&id, gen, expires_at).await {
-                tracing::warn!(error = %e, "re-stamping record expiry failed; the next refresh retries");
+        {
+            let mut busy = self
+                .inner
+                .restamping
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !busy.insert(session_id.to_owned()) {
+                return;
             }
+        }
+        let inner = Arc::clone(&self.inner);
+        let id = session_id.to_owned();
+        tokio::spawn(async move {
+            match inner.restamp(&id, gen, expires_at).await {
+                Ok(new_stamp) => {
+                    let mut known = inner.known.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(MetaState::Live { gen: g, stamp, .. }) = known.get_mut(&id) {
+                        if *g == gen {
+                            *stamp = new_stamp;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "re-stamping record expiry failed; the next write or refresh retries")
+                }
+            }
+            inner
+                .restamping
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
         });
     }
 
@@ -1451,7 +1506,7 @@ impl Inner {
         Ok(n)
     }
 
-    async fn restamp(&self, session_id: &str, gen: i64, expires_at: i64) -> Result<()> {
+    async fn restamp(&self, session_id: &str, gen: i64, expires_at: i64) -> Result<i64> {
         let op = Operation::Prune;
         let stamp = self.item_ttl(Some(expires_at)).unwrap_or(0);
         let mut keys = self
@@ -1492,7 +1547,7 @@ impl Inner {
             .set_expression_attribute_values(values)
             .send()
             .await;
-        Ok(())
+        Ok(stamp)
     }
 
     /// Scans the table: deletes expired sessions, records no live generation names (cleared
@@ -1657,7 +1712,14 @@ impl Backend for DynamoDbBackend {
             drop(items);
             self.inner
                 .append(Operation::AddItems, session_id, records)
-                .await
+                .await?;
+            // A write extends the session: re-stamp its records when their stamp is near.
+            if let (Some(ttl), MetaState::Live { gen, stamp, .. }) =
+                (self.inner.ttl_ms(), self.inner.guess(session_id))
+            {
+                self.restamp_if_due(session_id, gen, stamp, now_ms() + ttl);
+            }
+            Ok(())
         })
     }
 
