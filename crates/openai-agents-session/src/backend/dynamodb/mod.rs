@@ -498,16 +498,19 @@ impl Inner {
     }
 }
 
+/// Expression attribute names and values, as the SDK's setters take them.
+type ExprMaps = (
+    Option<HashMap<String, String>>,
+    Option<HashMap<String, AttributeValue>>,
+);
+
 /// Expression attribute names and values for a set of expressions: only the `#name`s and
 /// `:value`s that appear (DynamoDB rejects unused ones).
 fn expr_maps(
     texts: &[&str],
     values: Vec<(&str, AttributeValue)>,
     extra_names: &[(&str, &str)],
-) -> (
-    Option<HashMap<String, String>>,
-    Option<HashMap<String, AttributeValue>>,
-) {
+) -> ExprMaps {
     const NAMES: &[(&str, &str)] = &[
         ("#pk", "pk"),
         ("#gen", "gen"),
