@@ -49,4 +49,4 @@ if ! $quick; then
   stage "clippy" cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 fi
 stage "build tests" cargo test --workspace --all-features --locked --no-run
-stage "tests + doc tests" cargo test --workspace --all-features --locked
+stage "tests + doc tests" cargo test --workspace --all-features --locked --no-fail-fast

@@ -228,9 +228,16 @@ mod tests {
             codec.decode(&[0, 2, 0, b'{', b'}']),
             Decoded::Unreadable(_)
         ));
+        // A compressed payload: unreadable without the codec, corrupt (damaged) with it.
+        #[cfg(not(feature = "compression"))]
         assert!(matches!(
             codec.decode(&[0, 1, 1, 1, 2]),
             Decoded::Unreadable(_)
+        ));
+        #[cfg(feature = "compression")]
+        assert!(matches!(
+            codec.decode(&[0, 1, 1, 1, 2]),
+            Decoded::Corrupt(_)
         ));
         assert!(matches!(
             codec.decode(&[0, 1, 0x80, b'{', b'}']),
