@@ -80,6 +80,53 @@ enum Command {
     Init,
     /// Measure latency, throughput and round trips per operation against the store.
     Bench(bench::BenchArgs),
+    /// Write sessions as JSON Lines ({"session_id": ..., "item": {...}}), each session's items
+    /// contiguous and oldest first: the named ones, or all.
+    Export {
+        /// Sessions to export (all when none are named).
+        sessions: Vec<String>,
+        /// Write to this file instead of stdout.
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+        /// No progress bar or summary on stderr.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Read JSON Lines written by `export` (from FILE, or stdin): the whole input is validated
+    /// before anything is written; each session is written as one atomic batch.
+    Import {
+        /// The input file (stdin when absent).
+        file: Option<std::path::PathBuf>,
+        /// A session that already exists: error (default; nothing is written), skip, replace or
+        /// append.
+        #[arg(long, default_value = "error")]
+        on_existing: String,
+        /// No progress bar or summary on stderr.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Copy sessions between any two stores (legacy layouts included, e.g.
+    /// redis://...?layout=seed), exactly and in order, with the target's TTL.
+    Copy {
+        /// The source store URL.
+        #[arg(long)]
+        from: String,
+        /// The target store URL.
+        #[arg(long)]
+        to: String,
+        /// Sessions to copy (all when none are named).
+        sessions: Vec<String>,
+        /// Only sessions whose id starts with this literal text.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// A session that already exists in the target: error (default; nothing is written),
+        /// skip, replace or append.
+        #[arg(long, default_value = "error")]
+        on_existing: String,
+        /// No progress bar or summary on stderr.
+        #[arg(long)]
+        quiet: bool,
+    },
 }
 
 /// A failure with its exit code.
@@ -192,7 +239,134 @@ fn info_json(info: &SessionInfo) -> serde_json::Value {
     })
 }
 
+/// A progress bar on stderr when it is a terminal (and not --quiet), and the closing summary.
+struct Reporter {
+    bar: Option<indicatif::ProgressBar>,
+    quiet: bool,
+    started: std::time::Instant,
+}
+
+impl Reporter {
+    fn new(quiet: bool) -> Self {
+        use std::io::IsTerminal;
+        let bar = (!quiet && io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} {pos}/{len} sessions, {msg} [{elapsed_precise}, eta {eta}]",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        Reporter {
+            bar,
+            quiet,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    fn update(&self, p: openai_agents_session::transfer::Progress) {
+        if let Some(bar) = &self.bar {
+            if let Some(total) = p.sessions_total {
+                bar.set_length(total);
+            }
+            bar.set_position(p.sessions_done);
+            let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+            bar.set_message(format!(
+                "{} items, {:.1} MB, {:.1} MB/s",
+                p.items,
+                p.bytes as f64 / 1e6,
+                p.bytes as f64 / 1e6 / secs
+            ));
+        }
+    }
+
+    fn finish(&self, verb: &str, s: &openai_agents_session::transfer::Summary) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        if !self.quiet {
+            eprintln!(
+                "{verb} {} sessions ({} items, {:.1} MB), skipped {}, in {:.1?}",
+                s.sessions,
+                s.items,
+                s.bytes as f64 / 1e6,
+                s.skipped,
+                self.started.elapsed()
+            );
+        }
+    }
+}
+
+fn on_existing(text: &str) -> Result<openai_agents_session::transfer::OnExisting, Failure> {
+    text.parse().map_err(Failure::from)
+}
+
 async fn run(cli: Cli) -> Result<(), Failure> {
+    use openai_agents_session::transfer;
+    // Commands with two stores, or a file to validate, come first.
+    match &cli.command {
+        Command::Copy {
+            from,
+            to,
+            sessions,
+            prefix,
+            on_existing: mode,
+            quiet,
+        } => {
+            let mode = on_existing(mode)?;
+            let (from, to) = (Store::open(from).await?, Store::open(to).await?);
+            let reporter = Reporter::new(*quiet);
+            let mut options = transfer::CopyOptions::default();
+            options.sessions = sessions.clone();
+            options.prefix = prefix.clone();
+            options.on_existing = mode;
+            let summary =
+                transfer::copy_sessions(&from, &to, &options, &mut |p| reporter.update(p)).await?;
+            reporter.finish("copied", &summary);
+            return Ok(());
+        }
+        Command::Import {
+            file,
+            on_existing: mode,
+            quiet,
+        } => {
+            let mode = on_existing(mode)?;
+            let spooled;
+            let path = match file {
+                Some(path) => path.clone(),
+                None => {
+                    spooled = transfer::spool(&mut io::stdin().lock())?;
+                    spooled.path().to_path_buf()
+                }
+            };
+            let store = Store::open(cli.url.as_deref().unwrap_or(DEFAULT_URL)).await?;
+            let reporter = Reporter::new(*quiet);
+            let summary =
+                transfer::import_sessions(&store, &path, mode, &mut |p| reporter.update(p)).await?;
+            reporter.finish("imported", &summary);
+            return Ok(());
+        }
+        Command::Export {
+            sessions,
+            output,
+            quiet,
+        } => {
+            let store = Store::open(cli.url.as_deref().unwrap_or(DEFAULT_URL)).await?;
+            let reporter = Reporter::new(*quiet);
+            let mut sink: Box<dyn Write> = match output {
+                Some(path) => Box::new(BufWriter::new(std::fs::File::create(path)?)),
+                None => Box::new(BufWriter::new(io::stdout().lock())),
+            };
+            let summary =
+                transfer::export_sessions(&store, sessions, &mut sink, &mut |p| reporter.update(p))
+                    .await?;
+            reporter.finish("exported", &summary);
+            return Ok(());
+        }
+        _ => {}
+    }
     // Parse input before touching the store: bad input writes nothing and needs no server.
     let items = match &cli.command {
         Command::Add { items, .. } => Some(read_items(items)?),
@@ -250,6 +424,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             writeln!(out, "{removed}")?;
         }
         Command::Bench(args) => bench::run(&store, &args, &mut out).await?,
+        Command::Copy { .. } | Command::Import { .. } | Command::Export { .. } => {}
         Command::Init => {
             store.init().await?;
             writeln!(out, "ready: {} store", store.backend_name())?;

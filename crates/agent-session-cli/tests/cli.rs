@@ -377,3 +377,218 @@ fn works_with_every_redis_url_form() {
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     assert!(!stderr(&o).contains("hunter2"));
 }
+
+/// export -> import and copy between stores: exact, in order, sessions contiguous; the
+/// --on-existing modes; a bad line writes nothing.
+#[test]
+fn export_import_and_copy() {
+    let env = Env::new("transfer");
+    let src = env.url();
+    let dst = format!("sqlite://{}/dst.db", env.dir.display());
+    let items = [
+        r#"{"role":"user","content":"h\u00e9llo","n":123456789012345678901234567890}"#,
+        r#"{"type":"function_call","arguments":"{\"a\": 1}","call_id":"c1","name":"f"}"#,
+    ];
+    for id in ["s1", "s2", "other"] {
+        let o = env.run(&["add", id, items[0], items[1]]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+    }
+    let o = env.run(&["export", "--quiet"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let exported = stdout(&o);
+    assert_eq!(exported.lines().count(), 6);
+    let first: serde_json::Value = serde_json::from_str(exported.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        first["session_id"], "other",
+        "sessions in id order, contiguous"
+    );
+    assert!(
+        exported.contains(
+            r#""item":{"role":"user","content":"h\u00e9llo","n":123456789012345678901234567890}"#
+        ),
+        "{exported}"
+    );
+
+    // Import into another store; then again: an error naming the session, nothing written.
+    let import = |args: &[&str], input: &str| {
+        env.cmd()
+            .arg("--url")
+            .arg(&dst)
+            .arg("import")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map(|mut c| {
+                c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+                c.wait_with_output().unwrap()
+            })
+            .unwrap()
+    };
+    let o = import(&[], &exported);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("imported 3 sessions (6 items"),
+        "{}",
+        stderr(&o)
+    );
+    let get =
+        |url: &str, id: &str| stdout(&env.cmd().args(["--url", url, "get", id]).output().unwrap());
+    assert_eq!(get(&dst, "s1"), format!("{}\n{}\n", items[0], items[1]));
+    let o = import(&["--quiet"], &exported);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+    let o = import(&["--quiet", "--on-existing", "append"], &exported);
+    assert_eq!(code(&o), 0);
+    assert_eq!(get(&dst, "s2").lines().count(), 4);
+    let o = import(&["--quiet", "--on-existing", "replace"], &exported);
+    assert_eq!(code(&o), 0);
+    assert_eq!(get(&dst, "s2").lines().count(), 2);
+
+    // A bad line in the middle: exit 2 naming it, nothing written.
+    let mut lines: Vec<&str> = exported.lines().collect();
+    lines.insert(3, r#"{"session_id":"new","item":[1,2]}"#);
+    let bad = lines.join("\n");
+    let fresh = format!("sqlite://{}/fresh.db", env.dir.display());
+    let o = env
+        .cmd()
+        .args(["--url", &fresh, "import", "--quiet"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(|mut c| {
+            c.stdin.take().unwrap().write_all(bad.as_bytes()).unwrap();
+            c.wait_with_output().unwrap()
+        })
+        .unwrap();
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("line 4"), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&env.cmd().args(["--url", &fresh, "list"]).output().unwrap()),
+        "",
+        "nothing written"
+    );
+
+    // copy: default error, skip completes a partial copy, prefix filter.
+    let copy_dst = format!("sqlite://{}/copy.db", env.dir.display());
+    let o = env
+        .cmd()
+        .args(["copy", "--from", &src, "--to", &copy_dst, "--quiet", "s1"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = env
+        .cmd()
+        .args(["copy", "--from", &src, "--to", &copy_dst, "--quiet"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2, "s1 exists");
+    assert!(stderr(&o).contains("\"s1\""), "{}", stderr(&o));
+    assert_eq!(
+        stdout(
+            &env.cmd()
+                .args(["--url", &copy_dst, "list"])
+                .output()
+                .unwrap()
+        ),
+        "s1\n",
+        "nothing more written"
+    );
+    let o = env
+        .cmd()
+        .args([
+            "copy",
+            "--from",
+            &src,
+            "--to",
+            &copy_dst,
+            "--on-existing",
+            "skip",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0);
+    assert!(
+        stderr(&o).contains("copied 2 sessions") && stderr(&o).contains("skipped 1"),
+        "{}",
+        stderr(&o)
+    );
+    for id in ["s1", "s2", "other"] {
+        assert_eq!(get(&copy_dst, id), get(&src, id), "{id} copied exactly");
+    }
+    let prefixed = format!("sqlite://{}/prefixed.db", env.dir.display());
+    let o = env
+        .cmd()
+        .args([
+            "copy", "--from", &src, "--to", &prefixed, "--prefix", "s", "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0);
+    assert_eq!(
+        stdout(
+            &env.cmd()
+                .args(["--url", &prefixed, "list"])
+                .output()
+                .unwrap()
+        ),
+        "s1\ns2\n"
+    );
+}
+
+/// The official Agents SDK SQLiteSession tables are read through `layout=openai-agents` and
+/// copied into our layout.
+#[test]
+fn copy_from_the_agents_sdk_sqlite_tables() {
+    let env = Env::new("sdk-sqlite");
+    let path = env.dir.join("sdk.db");
+    let conn = rusqlite_free_sqlite(&path);
+    assert!(
+        conn,
+        "could not write the SDK's tables with python3's sqlite3"
+    );
+    let from = format!("sqlite://{}?layout=openai-agents", path.display());
+    let o = env.cmd().args(["--url", &from, "list"]).output().unwrap();
+    assert_eq!(stdout(&o), "conv-1\n", "{}", stderr(&o));
+    let to = env.url();
+    let o = env
+        .cmd()
+        .args(["copy", "--from", &from, "--to", &to, "--quiet"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let got = stdout(&env.run(&["get", "conv-1"]));
+    assert_eq!(got, "{\"role\": \"user\", \"content\": \"h\\u00e9llo\"}\n{\"role\": \"assistant\", \"content\": \"hi\"}\n".replace(": ", ":").replace(", ", ","));
+    let o = env
+        .cmd()
+        .args(["--url", &from, "add", "conv-1", "{\"a\":1}"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2, "the legacy layout is read-only");
+}
+
+/// Writes the Agents SDK SQLiteSession schema and rows as the SDK does (python3's sqlite3 and
+/// json.dumps), without the SDK itself.
+fn rusqlite_free_sqlite(path: &Path) -> bool {
+    let script = r#"
+import json, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.executescript('''
+CREATE TABLE agent_sessions (session_id TEXT PRIMARY KEY, created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP, updated_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP);
+CREATE TABLE agent_messages (id INTEGER PRIMARY KEY AUTOINCREMENT, session_id TEXT NOT NULL, message_data TEXT NOT NULL, created_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP, FOREIGN KEY (session_id) REFERENCES agent_sessions (session_id) ON DELETE CASCADE);
+''')
+db.execute("INSERT INTO agent_sessions (session_id) VALUES ('conv-1')")
+for item in [{"role": "user", "content": "h\u00e9llo"}, {"role": "assistant", "content": "hi"}]:
+    db.execute("INSERT INTO agent_messages (session_id, message_data) VALUES (?, ?)", ("conv-1", json.dumps(item)))
+db.commit()
+"#;
+    Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(path)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}

@@ -56,6 +56,7 @@ mod item;
 mod stats;
 mod store;
 mod time;
+pub mod transfer;
 pub mod url;
 
 pub use error::{BoxError, Error, ErrorKind, Operation, Result};

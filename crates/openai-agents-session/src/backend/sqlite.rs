@@ -107,6 +107,22 @@ struct Inner {
 }
 
 pub(crate) async fn open(mut url: StoreUrl, options: StoreOptions) -> Result<Store> {
+    match url.take_option("layout").as_deref() {
+        None | Some("native") => {}
+        Some("openai-agents") => {
+            let sessions = url.take_option("sessions_table");
+            let messages = url.take_option("messages_table");
+            url.reject_unknown_options()?;
+            return super::sqlite_agents::open(url.location()?, sessions, messages, options);
+        }
+        Some(other) => {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                Operation::Open,
+                format!("layout must be native or openai-agents, got {other:?}"),
+            ))
+        }
+    }
     let synchronous = match url.take_option("synchronous") {
         None => Synchronous::Normal,
         Some(v) => match v.to_ascii_lowercase().as_str() {

@@ -1,0 +1,267 @@
+//! Read-only access to the official Agents SDK `SQLiteSession` tables, for migration:
+//! `sqlite:///PATH?layout=openai-agents[&sessions_table=agent_sessions&messages_table=agent_messages]`.
+//! Get, list and info work; writes are invalid input.
+
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+use crate::codec::{RecordCodec, TailCollector};
+use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::item::Item;
+use crate::stats::RequestStats;
+use crate::store::{
+    Backend, BoxFuture, ListOptions, SessionInfo, SessionPage, Store, StoreOptions,
+};
+use crate::time::Timestamp;
+
+#[derive(Debug)]
+struct AgentsTables {
+    conn: Arc<Mutex<Connection>>,
+    sessions: String,
+    messages: String,
+    codec: RecordCodec,
+    stats: RequestStats,
+}
+
+fn identifier(name: &str, value: String) -> Result<String> {
+    if value.is_empty() || !value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            Operation::Open,
+            format!("{name} must be a plain table name (letters, digits, _), got {value:?}"),
+        ));
+    }
+    Ok(value)
+}
+
+pub(crate) fn open(
+    path: String,
+    sessions: Option<String>,
+    messages: Option<String>,
+    options: StoreOptions,
+) -> Result<Store> {
+    let sessions = identifier(
+        "sessions_table",
+        sessions.unwrap_or_else(|| "agent_sessions".to_owned()),
+    )?;
+    let messages = identifier(
+        "messages_table",
+        messages.unwrap_or_else(|| "agent_messages".to_owned()),
+    )?;
+    let conn =
+        Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                Operation::Open,
+                format!("cannot open the Agents SDK database {path:?} read-only"),
+            )
+            .with_source(e)
+        })?;
+    for table in [&sessions, &messages] {
+        let found: Option<String> = conn
+            .query_row(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| {
+                Error::new(ErrorKind::Backend, Operation::Open, "SQLite failed").with_source(e)
+            })?;
+        if found.is_none() {
+            return Err(Error::new(
+                ErrorKind::Config,
+                Operation::Open,
+                format!("{path:?} has no table {table:?} (the Agents SDK SQLiteSession layout)"),
+            ));
+        }
+    }
+    let backend = AgentsTables {
+        conn: Arc::new(Mutex::new(conn)),
+        sessions,
+        messages,
+        codec: RecordCodec::default(),
+        stats: RequestStats::default(),
+    };
+    Ok(Store::from_backend(Arc::new(backend), options))
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (SQLite's CURRENT_TIMESTAMP, UTC) as a timestamp.
+fn parse_sqlite_time(text: &str) -> Option<Timestamp> {
+    let (date, time) = text.split_once([' ', 'T'])?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.trim_end_matches('Z').split(':');
+    let (hh, mm) = (
+        t.next()?.parse::<i64>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+    );
+    let ss: f64 = t.next().unwrap_or("0").parse().ok()?;
+    // Days from civil (Howard Hinnant).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(Timestamp::from_millis(
+        (days * 86_400 + hh * 3600 + mm * 60) * 1000 + (ss * 1000.0) as i64,
+    ))
+}
+
+impl AgentsTables {
+    fn with<T>(
+        &self,
+        op: Operation,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        self.stats.record_requests(op, 1);
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn).map_err(|e| Error::new(ErrorKind::Backend, op, "SQLite failed").with_source(e))
+    }
+
+    fn denied<T: Send + 'static>(&self, op: Operation) -> BoxFuture<'_, Result<T>> {
+        Box::pin(async move {
+            Err(Error::new(ErrorKind::InvalidInput, op, "layout=openai-agents is read-only (it exists to migrate the Agents SDK's data); open the store without `layout` to write"))
+        })
+    }
+}
+
+impl Backend for AgentsTables {
+    fn name(&self) -> &'static str {
+        "sqlite-openai-agents"
+    }
+
+    fn get_items<'a>(
+        &'a self,
+        session_id: &'a str,
+        limit: Option<usize>,
+    ) -> BoxFuture<'a, Result<Vec<Item>>> {
+        Box::pin(async move {
+            let rows: Vec<Vec<u8>> = self.with(Operation::GetItems, |c| {
+                let mut stmt = c.prepare(&format!(
+                    "SELECT message_data FROM {} WHERE session_id = ?1 ORDER BY id DESC",
+                    self.messages
+                ))?;
+                let rows = stmt.query_map([session_id], |r| {
+                    Ok(match r.get_ref(0)? {
+                        rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                            t.to_vec()
+                        }
+                        _ => Vec::new(),
+                    })
+                })?;
+                rows.collect()
+            })?;
+            let mut collector = TailCollector::new(limit);
+            for record in &rows {
+                if collector.push(self.codec.decode(record)) {
+                    break;
+                }
+            }
+            Ok(collector.finish())
+        })
+    }
+
+    fn add_items<'a>(&'a self, _: &'a str, _: Vec<Item>) -> BoxFuture<'a, Result<()>> {
+        self.denied(Operation::AddItems)
+    }
+
+    fn pop_item<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Option<Item>>> {
+        self.denied(Operation::PopItem)
+    }
+
+    fn clear_session<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<()>> {
+        self.denied(Operation::ClearSession)
+    }
+
+    fn session_info<'a>(
+        &'a self,
+        session_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SessionInfo>>> {
+        Box::pin(async move {
+            let row: Option<(String, String)> = self.with(Operation::SessionInfo, |c| {
+                c.query_row(
+                    &format!("SELECT CAST(created_at AS TEXT), CAST(updated_at AS TEXT) FROM {} WHERE session_id = ?1", self.sessions),
+                    [session_id],
+                    |r| Ok((r.get::<_, Option<String>>(0)?.unwrap_or_default(), r.get::<_, Option<String>>(1)?.unwrap_or_default())),
+                )
+                .optional()
+            })?;
+            let Some((created, updated)) = row else {
+                return Ok(None);
+            };
+            let count: i64 = self.with(Operation::SessionInfo, |c| {
+                c.query_row(
+                    &format!(
+                        "SELECT count(*) FROM {} WHERE session_id = ?1",
+                        self.messages
+                    ),
+                    params![session_id],
+                    |r| r.get(0),
+                )
+            })?;
+            let created = parse_sqlite_time(&created).unwrap_or_default();
+            let updated = parse_sqlite_time(&updated).unwrap_or(created);
+            Ok(Some(SessionInfo::new(
+                session_id,
+                count.max(0) as u64,
+                created,
+                updated,
+                None,
+            )))
+        })
+    }
+
+    fn list_sessions<'a>(&'a self, options: &'a ListOptions) -> BoxFuture<'a, Result<SessionPage>> {
+        Box::pin(async move {
+            let prefix = options.prefix.clone().unwrap_or_default();
+            let page = options.effective_page_size();
+            let cursor = options.cursor.clone().unwrap_or_default();
+            let mut ids: Vec<String> = self.with(Operation::ListSessions, |c| {
+                let mut stmt = c.prepare(&format!(
+                    "SELECT session_id FROM {} WHERE substr(CAST(session_id AS BLOB), 1, ?2) = CAST(?1 AS BLOB)
+                     AND session_id > ?3 ORDER BY session_id LIMIT ?4",
+                    self.sessions
+                ))?;
+                let rows = stmt.query_map(params![prefix, prefix.len() as i64, cursor, page as i64 + 1], |r| r.get::<_, String>(0))?;
+                rows.collect()
+            })?;
+            let next = if ids.len() > page {
+                ids.truncate(page);
+                ids.last().cloned()
+            } else {
+                None
+            };
+            Ok(SessionPage::new(ids, next))
+        })
+    }
+
+    fn prune(&self) -> BoxFuture<'_, Result<u64>> {
+        self.denied(Operation::Prune)
+    }
+
+    fn stats(&self) -> &RequestStats {
+        &self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_sqlite_time;
+
+    #[test]
+    fn sqlite_timestamps() {
+        assert_eq!(
+            parse_sqlite_time("2023-11-14 22:13:20").map(|t| t.as_millis()),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(
+            parse_sqlite_time("2000-02-29T00:00:00.5Z").map(|t| t.as_millis()),
+            Some(951_782_400_500)
+        );
+        assert_eq!(parse_sqlite_time("nonsense"), None);
+    }
+}
