@@ -662,3 +662,86 @@ fn copy_from_data_written_by_the_real_python_packages() {
         assert_eq!(&got, want, "{name}: items as Python reads them");
     }
 }
+
+/// An interrupted copy (SIGINT) leaves every copied session whole; a re-run with `skip`
+/// completes it without duplicates.
+#[test]
+fn interrupted_copy_then_skip_completes() {
+    let env = Env::new("sigint");
+    let src = env.url();
+    let mut lines = String::new();
+    for s in 0..3000 {
+        for i in 0..4 {
+            lines.push_str(&format!(
+                "{{\"session_id\":\"s{s:05}\",\"item\":{{\"i\":{i},\"pad\":\"{}\"}}}}\n",
+                "z".repeat(300)
+            ));
+        }
+    }
+    let mut child = env
+        .cmd()
+        .args(["--url", &src, "import", "--quiet"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let dst = format!("sqlite://{}/dst.db", env.dir.display());
+    let mut copy = env
+        .cmd()
+        .args(["copy", "--quiet", "--from", &src, "--to", &dst])
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let listed = stdout(&env.cmd().args(["--url", &dst, "list"]).output().unwrap())
+            .lines()
+            .count();
+        if listed >= 5 || start.elapsed() > std::time::Duration::from_secs(30) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let _ = Command::new("kill")
+        .args(["-INT", &copy.id().to_string()])
+        .status();
+    let status = copy.wait().unwrap();
+    let partial = stdout(&env.cmd().args(["--url", &dst, "list"]).output().unwrap());
+    for id in partial.lines() {
+        let n = stdout(&env.cmd().args(["--url", &dst, "get", id]).output().unwrap())
+            .lines()
+            .count();
+        assert_eq!(n, 4, "session {id} is whole after the interruption");
+    }
+    let o = env
+        .cmd()
+        .args([
+            "copy",
+            "--from",
+            &src,
+            "--to",
+            &dst,
+            "--on-existing",
+            "skip",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let all = stdout(&env.cmd().args(["--url", &dst, "list"]).output().unwrap());
+    assert_eq!(all.lines().count(), 3000, "complete after the re-run");
+    let o = env
+        .cmd()
+        .args(["--url", &dst, "export", "--quiet"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&o).lines().count(), 12_000, "no duplicates");
+    println!(
+        "interrupted copy: {} of 3000 sessions copied before SIGINT ({status}), all whole; re-run with skip completed",
+        partial.lines().count()
+    );
+}
