@@ -830,3 +830,39 @@ async fn tls_insecure_skips_verification() {
     assert_eq!(s.get_items(None).await.unwrap().len(), 1);
     s.clear_session().await.unwrap();
 }
+
+/// `redis://host:port/DB` selects the database: the same session in db 3 and db 0 is isolated.
+#[tokio::test]
+async fn database_number_in_the_url() {
+    let base = shared_url("OAS_TEST_REDIS_URL");
+    let base = base.trim_end_matches('/');
+    let prefix = format!("dbsel_{}", std::process::id());
+    let db3 = Store::open(&format!("{base}/3?prefix={prefix}"))
+        .await
+        .unwrap();
+    let db0 = Store::open(&format!("{base}/0?prefix={prefix}"))
+        .await
+        .unwrap();
+    db3.session("same")
+        .unwrap()
+        .add_items(vec![item(json!({"db": 3}))])
+        .await
+        .unwrap();
+    assert!(db0
+        .session("same")
+        .unwrap()
+        .get_items(None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        db3.session("same")
+            .unwrap()
+            .get_items(None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    db3.session("same").unwrap().clear_session().await.unwrap();
+}
