@@ -1,0 +1,349 @@
+"""Durable conversation memory for the OpenAI Agents SDK, with a Rust core underneath.
+
+Drop-in sessions for ``agents.Runner``::
+
+    from openai_agents_session import RedisSession, SQLiteSession
+    session = RedisSession(session_id="user-123-conv-456", redis_client=client, ttl=3600)
+    result = await Runner.run(agent, "Hello", session=session)
+
+Every method is a genuine awaitable running in Rust: it never blocks the event loop. Sessions
+created from the same client or URL share one store (one connection pool, one runtime);
+constructors do no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Any, Dict, List, Optional
+from urllib.parse import quote, urlencode
+
+from ._native import NativeError, NativeStore
+
+__version__ = "0.2.0.dev0"
+
+__all__ = [
+    "DynamoDBSession",
+    "InvalidInputError",
+    "OutcomeUnknownError",
+    "RedisSession",
+    "SQLiteSession",
+    "SessionClosedError",
+    "SessionConnectionError",
+    "SessionError",
+    "SessionTimeoutError",
+    "SessionTooLargeError",
+    "__version__",
+    "create_table_if_not_exists",
+    "open_session",
+]
+
+try:  # A real SessionABC when the Agents SDK is installed: isinstance holds, the Runner accepts it.
+    from agents.memory import SessionABC as _SessionBase
+except Exception:  # pragma: no cover - exercised without openai-agents
+    import abc
+
+    class _SessionBase(abc.ABC):  # type: ignore[no-redef]
+        session_id: str
+        session_settings: Any = None
+
+try:
+    from agents.memory import SessionSettings as _SessionSettings
+except Exception:  # pragma: no cover
+    _SessionSettings = None  # type: ignore[assignment,misc]
+
+
+# ---------------------------------------------------------------------------------- errors ---
+
+try:  # Redis connection and timeout errors are also redis-py's, so the seed's handlers work.
+    import redis.exceptions as _redis_exceptions
+
+    _REDIS_CONNECTION: tuple = (_redis_exceptions.ConnectionError,)
+    _REDIS_TIMEOUT: tuple = (_redis_exceptions.TimeoutError,)
+except Exception:  # pragma: no cover
+    _REDIS_CONNECTION = ()
+    _REDIS_TIMEOUT = ()
+
+
+class SessionError(Exception):
+    """Any failure of a session operation; the message names the operation and the session."""
+
+    kind: str = "Backend"
+
+
+class SessionConnectionError(SessionError, ConnectionError, *_REDIS_CONNECTION):  # type: ignore[misc]
+    """The store could not be reached; nothing was applied."""
+
+
+class SessionTimeoutError(SessionError, TimeoutError, *_REDIS_TIMEOUT):  # type: ignore[misc]
+    """The store did not answer in time."""
+
+
+class OutcomeUnknownError(SessionError):
+    """A write was sent but its answer was lost: it may or may not have been applied."""
+
+
+class InvalidInputError(SessionError, ValueError):
+    """The input breaks the contract (not a JSON object, a bad session id or option...)."""
+
+
+class SessionTooLargeError(InvalidInputError):
+    """An item is larger than max_item_bytes; nothing was written."""
+
+
+class SessionClosedError(SessionError, RuntimeError):
+    """The session was closed."""
+
+
+_KINDS = {
+    "Connection": SessionConnectionError,
+    "Timeout": SessionTimeoutError,
+    "OutcomeUnknown": OutcomeUnknownError,
+    "InvalidInput": InvalidInputError,
+    "InvalidSessionId": InvalidInputError,
+    "TooLarge": SessionTooLargeError,
+    "Config": InvalidInputError,
+}
+
+
+def _convert(err: NativeError) -> SessionError:
+    kind, message = err.args[:2] if len(err.args) >= 2 else ("Backend", str(err))
+    cls = _KINDS.get(kind, SessionError)
+    exc = cls(message)
+    exc.kind = kind
+    return exc
+
+
+async def _call(make: Any) -> Any:
+    try:
+        awaitable = make()
+        return await awaitable
+    except NativeError as err:
+        raise _convert(err) from None
+
+
+# ---------------------------------------------------------------------------------- stores ---
+
+_stores: Dict[str, NativeStore] = {}
+_stores_lock = threading.Lock()
+
+
+def _shared_store(url: str) -> NativeStore:
+    """One store per URL in the process: sessions share its connections and runtime."""
+    with _stores_lock:
+        store = _stores.get(url)
+        if store is None:
+            store = _stores[url] = NativeStore(url)
+        return store
+
+
+def _with_query(url: str, **options: Any) -> str:
+    options = {k: v for k, v in options.items() if v is not None}
+    if not options:
+        return url
+    text = {k: ("true" if v is True else "false" if v is False else str(v)) for k, v in options.items()}
+    return url + ("&" if "?" in url else "?") + urlencode(text)
+
+
+def _coerce_settings(settings: Any) -> Any:
+    if isinstance(settings, dict):
+        if _SessionSettings is None:
+            raise InvalidInputError("session_settings as a dict needs openai-agents installed")
+        return _SessionSettings(**settings)
+    return settings
+
+
+def _dump(item: Any) -> str:
+    if hasattr(item, "model_dump"):
+        item = item.model_dump(mode="json")
+    if not isinstance(item, dict):
+        raise InvalidInputError(f"add_items: an item must be a dict, got {type(item).__name__}; nothing was written")
+    try:
+        return json.dumps(item, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as err:
+        raise InvalidInputError(f"add_items: an item is not JSON ({err}); nothing was written") from None
+
+
+class _NativeSession(_SessionBase):
+    """A session of a shared native store."""
+
+    def __init__(self, session_id: str, store: NativeStore, session_settings: Any = None) -> None:
+        try:
+            NativeStore.validate_session_id(session_id)
+        except NativeError as err:
+            raise _convert(err) from None
+        self.session_id = session_id
+        self.session_settings = _coerce_settings(session_settings)
+        self._store = store
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SessionClosedError(f"session {self.session_id!r} is closed")
+
+    async def get_items(self, limit: Optional[int] = None) -> List[Any]:
+        """The newest ``limit`` items (all with None), oldest first; ``0`` or less gives []."""
+        self._check_open()
+        if limit is None and self.session_settings is not None:
+            limit = getattr(self.session_settings, "limit", None)
+        if limit is not None and limit <= 0:
+            return []
+        texts = await _call(lambda: self._store.get_items(self.session_id, limit))
+        return [json.loads(t) for t in texts]
+
+    async def add_items(self, items: List[Any]) -> None:
+        """Appends the items as one atomic batch; nothing is written if any item is invalid."""
+        self._check_open()
+        texts = [_dump(item) for item in items]
+        if texts:
+            await _call(lambda: self._store.add_items(self.session_id, texts))
+
+    async def pop_item(self) -> Optional[Any]:
+        """Removes and returns the newest item, or None."""
+        self._check_open()
+        text = await _call(lambda: self._store.pop_item(self.session_id))
+        return None if text is None else json.loads(text)
+
+    async def clear_session(self) -> None:
+        """Deletes the session (succeeds when it does not exist)."""
+        self._check_open()
+        await _call(lambda: self._store.clear_session(self.session_id))
+
+    async def ping(self) -> bool:
+        """Connects if needed; True when the store answers."""
+        self._check_open()
+        await _call(lambda: self._store.connect())
+        return True
+
+    async def close(self) -> None:
+        """Closes this session (the shared store stays open for the others); idempotent."""
+        self._closed = True
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(session_id={self.session_id!r}, store={self._store.redacted_url!r})"
+
+
+def open_session(url: str, session_id: str, *, session_settings: Any = None) -> _NativeSession:
+    """A session of the store at ``url`` (any URL the library takes: sqlite://, redis://,
+    rediss://, redis+cluster://, dynamodb://, memory://...)."""
+    return _NativeSession(session_id, _shared_store(url), session_settings)
+
+
+class SQLiteSession(_NativeSession):
+    """Like ``agents.SQLiteSession``: ``db_path=":memory:"`` is private to this session."""
+
+    def __init__(self, session_id: str, db_path: str = ":memory:", *, ttl: Optional[int] = None, session_settings: Any = None) -> None:
+        if str(db_path) == ":memory:":
+            store = NativeStore(_with_query("memory://", ttl=ttl))
+        else:
+            path = os.path.abspath(os.fspath(db_path))
+            store = _shared_store(_with_query("sqlite://" + quote(path), ttl=ttl))
+        super().__init__(session_id, store, session_settings)
+
+
+def _redis_url(client: Any, key_prefix: str, ttl: Optional[int]) -> str:
+    """A store URL with the settings of a redis-py client (sync or asyncio, cluster or not)."""
+    nodes = getattr(client, "startup_nodes", None) or getattr(getattr(client, "nodes_manager", None), "startup_nodes", None)
+    kwargs: Dict[str, Any]
+    if nodes is not None and hasattr(client, "nodes_manager"):
+        hosts = []
+        for node in (nodes.values() if isinstance(nodes, dict) else nodes):
+            hosts.append(f"{node.host}:{node.port}")
+        kwargs = dict(getattr(client.nodes_manager, "connection_kwargs", {}) or {})
+        scheme = "rediss+cluster" if kwargs.get("ssl") or "SSL" in str(kwargs.get("connection_class", "")) else "redis+cluster"
+        location, db = ",".join(hosts), 0
+    else:
+        pool = client.connection_pool
+        kwargs = dict(pool.connection_kwargs)
+        if kwargs.get("path"):
+            raise InvalidInputError("Unix socket Redis connections are not supported; use host and port")
+        ssl = "SSL" in getattr(pool.connection_class, "__name__", "") or bool(kwargs.get("ssl"))
+        scheme = "rediss" if ssl else "redis"
+        location, db = f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}", int(kwargs.get("db", 0) or 0)
+    user, password = kwargs.get("username"), kwargs.get("password")
+    userinfo = ""
+    if user or password:
+        userinfo = quote(user or "", safe="") + (":" + quote(str(password), safe="") if password else "") + "@"
+    url = f"{scheme}://{userinfo}{location}/" + (str(db) if db else "")
+    reqs = kwargs.get("ssl_cert_reqs")
+    insecure = scheme.startswith("rediss") and (reqs == "none" or getattr(reqs, "name", None) == "CERT_NONE" or reqs == 0)
+    return _with_query(
+        url,
+        prefix=key_prefix,
+        ttl=ttl,
+        connect_timeout=kwargs.get("socket_connect_timeout"),
+        response_timeout=kwargs.get("socket_timeout"),
+        tls_ca_file=kwargs.get("ssl_ca_certs") if scheme.startswith("rediss") else None,
+        tls_insecure=True if insecure else None,
+    )
+
+
+class RedisSession(_NativeSession):
+    """The seed's ``RedisSession(session_id, redis_client, *, key_prefix, ttl)``, on the Rust core.
+
+    The redis-py client (sync or asyncio, cluster or not) is only read for its settings (host,
+    port, db, username, password, TLS, timeouts); the connection is the core's own, shared by
+    every session made from the same settings.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        redis_client: Any = None,
+        *,
+        key_prefix: str = "openai_agents_session",
+        ttl: Optional[int] = None,
+        session_settings: Any = None,
+        url: Optional[str] = None,
+    ) -> None:
+        if url is None:
+            if redis_client is None:
+                raise InvalidInputError("RedisSession needs redis_client or url")
+            url = _redis_url(redis_client, key_prefix, ttl)
+        else:
+            url = _with_query(url, prefix=key_prefix, ttl=ttl)
+        super().__init__(session_id, _shared_store(url), session_settings)
+
+    @classmethod
+    def from_url(cls, session_id: str, *, url: str, key_prefix: str = "openai_agents_session", ttl: Optional[int] = None, session_settings: Any = None) -> "RedisSession":
+        return cls(session_id, key_prefix=key_prefix, ttl=ttl, session_settings=session_settings, url=url)
+
+
+def _dynamodb_url(table_name: str, client: Any, region_name: Optional[str], endpoint_url: Optional[str], ttl: Optional[int]) -> str:
+    meta = getattr(client, "meta", None)
+    region = region_name or getattr(meta, "region_name", None)
+    endpoint = endpoint_url or getattr(meta, "endpoint_url", None)
+    if endpoint and "amazonaws.com" in endpoint:
+        endpoint = None  # the core resolves AWS's own endpoints
+    return _with_query(f"dynamodb://{table_name}", region=region, endpoint=endpoint, ttl=ttl)
+
+
+class DynamoDBSession(_NativeSession):
+    """The seed's ``DynamoDBSession(session_id, dynamodb_client, table_name, *, ttl_seconds)``.
+
+    Region and endpoint come from the boto3 or aiobotocore client (or ``region_name`` /
+    ``endpoint_url``); credentials from the standard AWS chain of the process.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        dynamodb_client: Any = None,
+        table_name: str = "",
+        *,
+        ttl_seconds: Optional[int] = None,
+        region_name: Optional[str] = None,
+        endpoint_url: Optional[str] = None,
+        session_settings: Any = None,
+    ) -> None:
+        if not table_name:
+            raise InvalidInputError("DynamoDBSession needs table_name")
+        url = _dynamodb_url(table_name, dynamodb_client, region_name, endpoint_url, ttl_seconds)
+        super().__init__(session_id, _shared_store(url), session_settings)
+
+
+async def create_table_if_not_exists(dynamodb_client: Any, table_name: str, *, region_name: Optional[str] = None, endpoint_url: Optional[str] = None) -> None:
+    """The seed's helper: creates the table (this library's layout) when it does not exist."""
+    store = _shared_store(_dynamodb_url(table_name, dynamodb_client, region_name, endpoint_url, None))
+    await _call(lambda: store.init())

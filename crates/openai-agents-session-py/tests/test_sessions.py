@@ -1,0 +1,329 @@
+"""The Python package against real stores (servers from scripts/servers.sh) and the real
+agents.Runner with a scripted offline model. Run by scripts/python-tests.sh."""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from openai_agents_session import (
+    DynamoDBSession,
+    InvalidInputError,
+    RedisSession,
+    SessionClosedError,
+    SessionConnectionError,
+    SessionError,
+    SessionTimeoutError,
+    SQLiteSession,
+    create_table_if_not_exists,
+    open_session,
+)
+
+
+def env(name):
+    value = os.environ.get(name)
+    if not value:
+        pytest.fail(f"{name} is not set: run scripts/test.sh (or scripts/servers.sh start and source target/test-servers.env)")
+    return value
+
+
+TAG = f"{os.getpid()}-{time.time_ns()}"
+
+SDK_ITEMS = [
+    {"content": "What's the weather in Paris? \u00e9\u4e16\U0001F600", "role": "user"},
+    {"id": "rs_1", "summary": [{"text": "Call get_weather.", "type": "summary_text"}], "type": "reasoning"},
+    {"arguments": "{\"city\":\"Paris\"}", "call_id": "call_1", "name": "get_weather", "type": "function_call", "id": "fc_1", "status": "completed"},
+    {"call_id": "call_1", "output": "{\"temperature\": 18.5}", "type": "function_call_output"},
+    {"id": "msg_1", "content": [{"annotations": [], "text": "18.5\u00b0C.", "type": "output_text", "logprobs": []}], "role": "assistant", "status": "completed", "type": "message"},
+    {"big": 123456789012345678901234567890, "f": 0.1, "neg": -0.0, "nested": {"z": [1, {"a": None}], "a": True}},
+]
+
+
+def _redis_client(url_var):
+    import redis.asyncio as aioredis
+
+    url = env(url_var)
+    if url.startswith("rediss://"):
+        base, _, query = url.partition("?")
+        ca = dict(p.split("=", 1) for p in query.split("&") if p)["tls_ca_file"]
+        return aioredis.from_url(base, ssl_ca_certs=ca)
+    return aioredis.from_url(url)
+
+
+def _cluster_client():
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+    hosts = env("OAS_TEST_REDIS_CLUSTER_URL").split("://", 1)[1].strip("/").split(",")
+    return RedisCluster(startup_nodes=[ClusterNode(h.split(":")[0], int(h.split(":")[1])) for h in hosts])
+
+
+def _boto3():
+    import boto3
+
+    return boto3.client("dynamodb", region_name="us-east-1", endpoint_url=env("OAS_TEST_DYNAMODB_ENDPOINT"), aws_access_key_id="dummy", aws_secret_access_key="dummy")
+
+
+def make_factories():
+    tmp = tempfile.mkdtemp()
+    return {
+        "sqlite-memory": lambda sid, **kw: SQLiteSession(sid, **kw),
+        "sqlite-file": lambda sid, **kw: SQLiteSession(sid, os.path.join(tmp, "s.db"), **kw),
+        "redis": lambda sid, **kw: RedisSession(sid, _redis_client("OAS_TEST_REDIS_URL"), key_prefix=f"py{TAG}", **kw),
+        "redis-acl-db2": lambda sid, **kw: RedisSession(sid, __import__("redis.asyncio").asyncio.from_url(env("OAS_TEST_REDIS_ACL_URL") + "2"), key_prefix=f"py{TAG}", **kw),
+        "redis-tls": lambda sid, **kw: RedisSession(sid, _redis_client("OAS_TEST_REDISS_URL"), key_prefix=f"py{TAG}", **kw),
+        "redis-cluster": lambda sid, **kw: RedisSession(sid, _cluster_client(), key_prefix=f"py{TAG}", **kw),
+        "dynamodb": lambda sid, **kw: DynamoDBSession(sid, _boto3(), f"py_{os.getpid()}", ttl_seconds=kw.pop("ttl", None), **kw),
+    }
+
+
+FACTORIES = make_factories()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def dynamodb_table():
+    asyncio.run(create_table_if_not_exists(_boto3(), f"py_{os.getpid()}"))
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+@pytest.mark.parametrize("backend", list(FACTORIES))
+def test_contract(backend):
+    make = FACTORIES[backend]
+
+    async def body():
+        s = make(f"contract-{TAG}")
+        await s.clear_session()
+        assert await s.get_items() == []
+        assert await s.pop_item() is None
+        await s.add_items(SDK_ITEMS[:2])
+        await s.add_items(SDK_ITEMS[2:])
+        assert await s.get_items() == SDK_ITEMS
+        assert await s.get_items(2) == SDK_ITEMS[-2:]
+        assert await s.get_items(0) == [] and await s.get_items(-3) == []
+        assert await s.get_items(100) == SDK_ITEMS
+        assert json.dumps(await s.get_items(1)) == json.dumps(SDK_ITEMS[-1:]), "exact values, key order"
+        assert await s.pop_item() == SDK_ITEMS[-1]
+        assert await s.get_items() == SDK_ITEMS[:-1]
+        other = make(f"contract-{TAG}:other")
+        await other.clear_session()
+        await other.add_items([{"other": True}])
+        await s.clear_session()
+        assert await s.get_items() == [] and await other.get_items() == [{"other": True}]
+        # 32 concurrent writers: nothing lost, batches contiguous.
+        w = make(f"writers-{TAG}")
+        await w.clear_session()
+        await asyncio.gather(*[w.add_items([{"w": k, "i": 0}, {"w": k, "i": 1}]) for k in range(32)])
+        got = await w.get_items()
+        assert len(got) == 64
+        for j in range(0, 64, 2):
+            assert got[j]["w"] == got[j + 1]["w"] and (got[j]["i"], got[j + 1]["i"]) == (0, 1)
+        await w.clear_session()
+
+    run(body())
+
+
+@pytest.mark.parametrize("backend", ["sqlite-file", "redis", "dynamodb"])
+def test_ttl_expiry(backend):
+    async def body():
+        s = FACTORIES[backend](f"ttl-{TAG}", ttl=1)
+        await s.add_items([{"a": 1}])
+        assert await s.get_items() == [{"a": 1}]
+        await asyncio.sleep(2.2)
+        assert await s.get_items() == []
+
+    run(body())
+
+
+def test_bad_input_writes_nothing():
+    async def body():
+        s = SQLiteSession("bad")
+        await s.add_items([{"ok": 1}])
+        for bad in (["text"], [{"nan": float("nan")}], [{"set": {1, 2}}], [{"ok": 2}, 42]):
+            with pytest.raises(InvalidInputError) as info:
+                await s.add_items(bad)
+            assert isinstance(info.value, ValueError) and isinstance(info.value, SessionError)
+        assert await s.get_items() == [{"ok": 1}]
+        with pytest.raises(InvalidInputError):
+            SQLiteSession("")
+        with pytest.raises(InvalidInputError):
+            await open_session("ftp://nowhere", "x").get_items()
+        await s.close()
+        with pytest.raises(SessionClosedError):
+            await s.get_items()
+
+    run(body())
+
+
+def test_pydantic_items_and_settings():
+    from agents.memory import SessionSettings
+    from openai.types.responses import EasyInputMessageParam  # noqa: F401  (a TypedDict)
+    from pydantic import BaseModel
+
+    class Msg(BaseModel):
+        role: str
+        content: str
+
+    async def body():
+        s = SQLiteSession("settings", session_settings={"limit": 2})
+        assert isinstance(s.session_settings, SessionSettings)
+        await s.add_items([Msg(role="user", content="a"), {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}])
+        assert await s.get_items() == [{"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]
+        assert len(await s.get_items(3)) == 3
+
+    run(body())
+
+
+def test_shared_store_and_no_io_constructors():
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url("redis://127.0.0.1:1/")  # nothing listens: constructors do no I/O
+    sessions = [RedisSession(f"s{i}", client) for i in range(1000)]
+    assert len({id(s._store) for s in sessions}) == 1, "one store for one client's settings"
+
+    async def body():
+        with pytest.raises(SessionConnectionError) as info:
+            await sessions[0].get_items()
+        import redis.exceptions
+
+        assert isinstance(info.value, ConnectionError) and isinstance(info.value, redis.exceptions.ConnectionError)
+
+    run(body())
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_event_loop_stays_responsive_while_redis_hangs():
+    port = _free_port()
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+
+        async def body():
+            s = RedisSession.from_url("hang", url=f"redis://127.0.0.1:{port}/?response_timeout=1.5")
+            await s.add_items([{"a": 1}])
+            os.kill(server.pid, signal.SIGSTOP)
+            lags = []
+
+            async def ticker():
+                while True:
+                    t = time.perf_counter()
+                    await asyncio.sleep(0.01)
+                    lags.append(time.perf_counter() - t - 0.01)
+
+            task = asyncio.create_task(ticker())
+            with pytest.raises(SessionTimeoutError) as info:
+                await s.get_items()
+            task.cancel()
+            import redis.exceptions
+
+            assert isinstance(info.value, TimeoutError) and isinstance(info.value, redis.exceptions.TimeoutError)
+            assert max(lags) < 0.05, f"event loop lag {max(lags):.3f}s"
+            os.kill(server.pid, signal.SIGCONT)
+            print(f"ticker max lag while Redis hung: {max(lags) * 1000:.1f} ms over {len(lags)} ticks")
+
+        run(body())
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+        server.kill()
+        server.wait()
+
+
+# ------------------------------------------------------------------ the real agents.Runner ---
+
+
+def _scripted_model(inputs):
+    from agents import ModelResponse, Usage
+    from agents.models.interface import Model
+    from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage, ResponseOutputText
+
+    class ScriptedModel(Model):
+        """Calls the tool once per turn, then answers with the tool's output."""
+
+        async def get_response(self, system_instructions, input, model_settings, tools, output_schema, handoffs, tracing, *, previous_response_id=None, conversation_id=None, prompt=None):
+            inputs.append(json.loads(json.dumps(input, default=str)))
+            last = input[-1] if isinstance(input, list) else {"role": "user", "content": input}
+            n = len(inputs)
+            if tools and last.get("type") != "function_call_output":
+                call = ResponseFunctionToolCall(id=f"fc_{n}", call_id=f"call_{n}", name="lookup", arguments=json.dumps({"q": str(last.get("content"))}), type="function_call", status="completed")
+                return ModelResponse(output=[call], usage=Usage(), response_id=None)
+            text = ResponseOutputText(text=f"answer: {last.get('output', last.get('content'))}", type="output_text", annotations=[])
+            msg = ResponseOutputMessage(id=f"msg_{n}", content=[text], role="assistant", status="completed", type="message")
+            return ModelResponse(output=[msg], usage=Usage(), response_id=None)
+
+        async def stream_response(self, *args, **kwargs):
+            raise NotImplementedError
+            yield  # pragma: no cover
+
+    return ScriptedModel()
+
+
+def _conversation(session, inputs, sync=False):
+    from agents import Agent, Runner, function_tool
+
+    @function_tool
+    def lookup(q: str) -> str:
+        return f"found {q}"
+
+    agent = Agent(name="helper", instructions="Be brief.", model=_scripted_model(inputs), tools=[lookup])
+    outputs = []
+    for turn in ["first question", "second question"]:
+        if sync:
+            result = Runner.run_sync(agent, turn, session=session)
+        else:
+            result = asyncio.run(Runner.run(agent, turn, session=session))
+        outputs.append(result.final_output)
+    return outputs
+
+
+@pytest.mark.parametrize("backend", ["sqlite-file", "redis", "redis-cluster", "dynamodb"])
+def test_runner_multi_turn_matches_the_sdk_sqlite_session(backend):
+    from agents import SQLiteSession as SdkSQLiteSession
+
+    ours_inputs, sdk_inputs = [], []
+    ours = FACTORIES[backend](f"runner-{backend}-{TAG}")
+    asyncio.run(ours.clear_session())
+    outputs = _conversation(ours, ours_inputs)
+    _conversation(SdkSQLiteSession(f"runner-{TAG}"), sdk_inputs)
+    assert outputs == ["answer: found first question", "answer: found second question"]
+    # The second turn's model input holds the whole first turn, exactly as the SDK's own store gives it.
+    assert any(i.get("content") == "first question" for i in ours_inputs[2] if isinstance(i, dict))
+    assert ours_inputs == sdk_inputs
+    history = asyncio.run(ours.get_items())
+    assert [i.get("type", "message") for i in history][:4] == ["message", "function_call", "function_call_output", "message"]
+
+
+def test_runner_run_sync_and_session_limit():
+    from agents import RunConfig, SessionSettings
+
+    inputs = []
+    session = SQLiteSession(f"sync-{TAG}")
+    outputs = _conversation(session, inputs, sync=True)
+    assert outputs[-1] == "answer: found second question"
+    assert len(asyncio.run(session.get_items())) == 8
+    from agents import Agent, Runner
+
+    limited_inputs = []
+    agent = Agent(name="helper", model=_scripted_model(limited_inputs))
+    asyncio.run(Runner.run(agent, "third", session=session, run_config=RunConfig(session_settings=SessionSettings(limit=2))))
+    sent = [i for i in limited_inputs[0] if isinstance(i, dict)]
+    newest_two = asyncio.run(session.get_items())[-4:-2]  # the newest 2 before this run added its 2
+    assert sent[-1].get("content") == "third", "the new turn is last"
+    assert 1 <= len(sent) - 1 <= 2, "at most the 2 newest history items (the SDK drops an orphaned tool output)"
+    assert all(item in newest_two for item in sent[:-1]), "history comes from the newest 2 items"

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Builds the Python package (maturin, into a virtualenv of its own) and runs its pytest suite
+# against the test servers (started by scripts/servers.sh; scripts/test.sh runs this).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=target/py-test
+PACKAGES=("maturin==1.16.0" "pytest" "mypy" "openai-agents[redis]==0.24.0" "boto3")
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.oas-packages" 2>/dev/null)" != "${PACKAGES[*]}" ]; then
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "${PACKAGES[@]}"
+  echo "${PACKAGES[*]}" >"$VENV/.oas-packages"
+fi
+# shellcheck disable=SC1091
+source "$VENV/bin/activate"
+(cd crates/openai-agents-session-py && maturin develop -q)
+python -m pytest -q crates/openai-agents-session-py/tests "$@"
