@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=target/py-test
-PACKAGES=("maturin==1.16.0" "pytest" "mypy" "openai-agents[redis]==0.24.0" "boto3")
+PACKAGES=("maturin==1.16.0" "pytest" "mypy" "openai-agents[redis]==0.24.0" "boto3" "aiobotocore")
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.oas-packages" 2>/dev/null)" != "${PACKAGES[*]}" ]; then
   rm -rf "$VENV"
   python3 -m venv "$VENV"

@@ -267,14 +267,17 @@ def _scripted_model(inputs):
             msg = ResponseOutputMessage(id=f"msg_{n}", content=[text], role="assistant", status="completed", type="message")
             return ModelResponse(output=[msg], usage=Usage(), response_id=None)
 
-        async def stream_response(self, *args, **kwargs):
-            raise NotImplementedError
-            yield  # pragma: no cover
+        async def stream_response(self, system_instructions, input, model_settings, tools, output_schema, handoffs, tracing, *, previous_response_id=None, conversation_id=None, prompt=None):
+            from openai.types.responses import Response, ResponseCompletedEvent
+
+            result = await self.get_response(system_instructions, input, model_settings, tools, output_schema, handoffs, tracing)
+            response = Response(id="resp_scripted", created_at=0, model="scripted", object="response", output=result.output, parallel_tool_calls=False, tool_choice="auto", tools=[])
+            yield ResponseCompletedEvent(type="response.completed", response=response, sequence_number=0)
 
     return ScriptedModel()
 
 
-def _conversation(session, inputs, sync=False):
+def _conversation(session, inputs, sync=False, streamed=False):
     from agents import Agent, Runner, function_tool
 
     @function_tool
@@ -286,6 +289,15 @@ def _conversation(session, inputs, sync=False):
     for turn in ["first question", "second question"]:
         if sync:
             result = Runner.run_sync(agent, turn, session=session)
+        elif streamed:
+
+            async def stream(turn=turn):
+                streaming = Runner.run_streamed(agent, turn, session=session)
+                async for _ in streaming.stream_events():
+                    pass
+                return streaming
+
+            result = asyncio.run(stream())
         else:
             result = asyncio.run(Runner.run(agent, turn, session=session))
         outputs.append(result.final_output)
@@ -327,3 +339,32 @@ def test_runner_run_sync_and_session_limit():
     assert sent[-1].get("content") == "third", "the new turn is last"
     assert 1 <= len(sent) - 1 <= 2, "at most the 2 newest history items (the SDK drops an orphaned tool output)"
     assert all(item in newest_two for item in sent[:-1]), "history comes from the newest 2 items"
+
+
+def test_runner_run_streamed():
+    inputs = []
+    session = SQLiteSession(f"streamed-{TAG}")
+    outputs = _conversation(session, inputs, streamed=True)
+    assert outputs == ["answer: found first question", "answer: found second question"]
+    assert any(i.get("content") == "first question" for i in inputs[2] if isinstance(i, dict))
+    assert len(asyncio.run(session.get_items())) == 8
+
+
+def test_aiobotocore_and_sync_redis_clients_as_in_the_seed_docs():
+    import redis
+    from aiobotocore.session import get_session
+
+    async def body():
+        async with get_session().create_client("dynamodb", region_name="us-east-1", endpoint_url=env("OAS_TEST_DYNAMODB_ENDPOINT"), aws_access_key_id="dummy", aws_secret_access_key="dummy") as client:
+            await create_table_if_not_exists(client, f"py_{os.getpid()}")
+            s = DynamoDBSession(session_id=f"aio-{TAG}", dynamodb_client=client, table_name=f"py_{os.getpid()}", ttl_seconds=3600)
+            await s.add_items([{"role": "user", "content": "hi"}])
+            assert await s.get_items() == [{"role": "user", "content": "hi"}]
+        sync_client = redis.Redis.from_url(env("OAS_TEST_REDIS_ACL_URL"), socket_timeout=5, socket_connect_timeout=2)
+        r = RedisSession(session_id=f"sync-{TAG}", redis_client=sync_client, ttl=60)
+        await r.add_items([{"a": 1}])
+        assert await r.get_items() == [{"a": 1}]
+        assert "oas-secret-pw" not in repr(r), repr(r)
+        await r.clear_session()
+
+    run(body())
