@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=target/py-test
-PACKAGES=("maturin==1.16.0" "pytest" "mypy" "openai-agents[redis]==0.24.0" "boto3" "aiobotocore")
+# boto3 and aiobotocore pinned together: aiobotocore pins botocore to a narrow range, and an
+# unpinned boto3 sends pip's resolver through hundreds of releases.
+PACKAGES=("maturin==1.16.0" "pytest==9.2.0" "mypy==2.4.1" "openai-agents[redis]==0.24.0" "boto3==1.43.117" "aiobotocore==3.10.0")
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.oas-packages" 2>/dev/null)" != "${PACKAGES[*]}" ]; then
   rm -rf "$VENV"
   python3 -m venv "$VENV"

@@ -1553,6 +1553,38 @@ impl Inner {
         Ok(stamp)
     }
 
+    /// Every item a strongly consistent Scan with this filter (on the sort key, `:m` = the
+    /// metadata sort key) returns, following pages.
+    async fn scan_all(
+        &self,
+        op: Operation,
+        filter: &str,
+        projection: Option<&str>,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            self.stats.record_requests(op, 1);
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression(filter)
+                .expression_attribute_values(":m", s(META_SK))
+                .set_projection_expression(projection.map(str::to_owned))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| map_sdk(op, &self.table, e))?;
+            items.extend(out.items().iter().cloned());
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
     /// Scans the table: deletes expired sessions, records no live generation names (cleared
     /// or earlier lives) and records of batches left uncommitted for over an hour.
     async fn prune(&self) -> Result<u64> {
@@ -1561,110 +1593,71 @@ impl Inner {
         // Pass 1: the metadata items.
         let mut metas: HashMap<String, Meta> = HashMap::new();
         let mut removed_sessions = 0u64;
-        let mut start = None;
-        loop {
-            self.stats.record_requests(op, 1);
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("sk = :m")
-                .expression_attribute_values(":m", s(META_SK))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| map_sdk(op, &self.table, e))?;
-            for item in out.items() {
-                let Some(pk) = item.get("pk").and_then(|v| v.as_s().ok()) else {
-                    continue;
-                };
-                let Ok(meta) = Meta::parse(item) else {
-                    continue;
-                };
-                if meta.expired(now) {
-                    self.stats.record_requests(op, 1);
-                    let cond = "#gen = :gen AND #exp <= :now";
-                    let (names, values) =
-                        expr_maps(&[cond], vec![(":gen", n(meta.gen)), (":now", n(now))], &[]);
-                    let deleted = self
-                        .client
-                        .delete_item()
-                        .table_name(&self.table)
-                        .set_key(Some(meta_key(pk)))
-                        .condition_expression(cond)
-                        .set_expression_attribute_names(names)
-                        .set_expression_attribute_values(values)
-                        .send()
-                        .await;
-                    if deleted.is_ok() {
-                        removed_sessions += 1;
-                    }
-                    continue;
+        for item in &self.scan_all(op, "sk = :m", None).await? {
+            let Some(pk) = item.get("pk").and_then(|v| v.as_s().ok()) else {
+                continue;
+            };
+            let Ok(meta) = Meta::parse(item) else {
+                continue;
+            };
+            if meta.expired(now) {
+                self.stats.record_requests(op, 1);
+                let cond = "#gen = :gen AND #exp <= :now";
+                let (names, values) =
+                    expr_maps(&[cond], vec![(":gen", n(meta.gen)), (":now", n(now))], &[]);
+                let deleted = self
+                    .client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .set_key(Some(meta_key(pk)))
+                    .condition_expression(cond)
+                    .set_expression_attribute_names(names)
+                    .set_expression_attribute_values(values)
+                    .send()
+                    .await;
+                if deleted.is_ok() {
+                    removed_sessions += 1;
                 }
-                // Uncommitted batches older than the threshold are abandoned.
-                let mut meta = meta;
-                for (attr, value) in item {
-                    if let Some(batch) = attr.strip_prefix(PENDING_PREFIX) {
-                        let started = value
-                            .as_n()
-                            .ok()
-                            .and_then(|v| v.parse::<i64>().ok())
-                            .unwrap_or(now);
-                        if now - started > self.stale_batch_ms {
-                            meta.abandoned.insert(batch.to_owned());
-                        }
+                continue;
+            }
+            // Uncommitted batches older than the threshold are abandoned.
+            let mut meta = meta;
+            for (attr, value) in item {
+                if let Some(batch) = attr.strip_prefix(PENDING_PREFIX) {
+                    let started = value
+                        .as_n()
+                        .ok()
+                        .and_then(|v| v.parse::<i64>().ok())
+                        .unwrap_or(now);
+                    if now - started > self.stale_batch_ms {
+                        meta.abandoned.insert(batch.to_owned());
                     }
                 }
-                metas.insert(pk.clone(), meta);
             }
-            start = out.last_evaluated_key().cloned();
-            if start.is_none() {
-                break;
-            }
+            metas.insert(pk.clone(), meta);
         }
         // Pass 2: records no live metadata accounts for.
         let mut doomed = Vec::new();
-        let mut start = None;
-        loop {
-            self.stats.record_requests(op, 1);
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .projection_expression("pk, sk, b")
-                .filter_expression("sk <> :m")
-                .expression_attribute_values(":m", s(META_SK))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| map_sdk(op, &self.table, e))?;
-            for item in out.items() {
-                let (Some(pk), Some(sk)) = (
-                    item.get("pk").and_then(|v| v.as_s().ok()),
-                    item.get("sk").and_then(|v| v.as_s().ok()),
-                ) else {
-                    continue;
-                };
-                let gen = sk.split('#').nth(1).and_then(|g| g.parse::<i64>().ok());
-                let keep = match (metas.get(pk), gen) {
-                    (Some(meta), Some(gen)) if gen == meta.gen => !item
-                        .get("b")
-                        .and_then(|v| v.as_s().ok())
-                        .is_some_and(|b| meta.abandoned.contains(b)),
-                    _ => false,
-                };
-                if !keep {
-                    doomed.push(HashMap::from([
-                        ("pk".to_owned(), s(pk.clone())),
-                        ("sk".to_owned(), s(sk.clone())),
-                    ]));
-                }
-            }
-            start = out.last_evaluated_key().cloned();
-            if start.is_none() {
-                break;
+        for item in &self.scan_all(op, "sk <> :m", Some("pk, sk, b")).await? {
+            let (Some(pk), Some(sk)) = (
+                item.get("pk").and_then(|v| v.as_s().ok()),
+                item.get("sk").and_then(|v| v.as_s().ok()),
+            ) else {
+                continue;
+            };
+            let gen = sk.split('#').nth(1).and_then(|g| g.parse::<i64>().ok());
+            let keep = match (metas.get(pk), gen) {
+                (Some(meta), Some(gen)) if gen == meta.gen => !item
+                    .get("b")
+                    .and_then(|v| v.as_s().ok())
+                    .is_some_and(|b| meta.abandoned.contains(b)),
+                _ => false,
+            };
+            if !keep {
+                doomed.push(HashMap::from([
+                    ("pk".to_owned(), s(pk.clone())),
+                    ("sk".to_owned(), s(sk.clone())),
+                ]));
             }
         }
         let mut requests = Vec::with_capacity(doomed.len());
