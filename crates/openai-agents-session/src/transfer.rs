@@ -168,6 +168,67 @@ async fn write_session(
     Ok(true)
 }
 
+/// With [`OnExisting::Error`], fails naming the first of `ids` that exists in `to`, before
+/// anything is written.
+async fn ensure_none_exist(to: &Store, ids: &[String], on_existing: OnExisting) -> Result<()> {
+    if on_existing == OnExisting::Error {
+        for id in ids {
+            if to.session_info(id).await?.is_some() {
+                return Err(exists_error(Operation::AddItems, id));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The running totals of a transfer and its progress reports.
+struct Tally<'p> {
+    summary: Summary,
+    state: Progress,
+    progress: &'p mut dyn FnMut(Progress),
+}
+
+impl<'p> Tally<'p> {
+    fn new(total: usize, progress: &'p mut dyn FnMut(Progress)) -> Self {
+        Tally {
+            summary: Summary::default(),
+            state: Progress {
+                sessions_total: Some(total as u64),
+                ..Progress::default()
+            },
+            progress,
+        }
+    }
+
+    /// Writes one session (an empty one is only counted as done) and reports progress.
+    async fn write(
+        &mut self,
+        to: &Store,
+        id: &str,
+        items: Vec<Item>,
+        on_existing: OnExisting,
+    ) -> Result<()> {
+        let (count, bytes) = (
+            items.len() as u64,
+            items.iter().map(|i| i.len_bytes() as u64).sum::<u64>(),
+        );
+        if !items.is_empty() {
+            if write_session(to, id, items, on_existing).await? {
+                self.summary.sessions += 1;
+                self.summary.items += count;
+                self.summary.bytes += bytes;
+            } else {
+                self.summary.skipped += 1;
+            }
+        }
+        self.state.sessions_done += 1;
+        self.state.items = self.summary.items;
+        self.state.bytes = self.summary.bytes;
+        (self.progress)(self.state);
+        Ok(())
+    }
+}
+
 /// Copies sessions from one store to another, exactly and in order, one atomic batch per
 /// session, with the target's own TTL. With [`OnExisting::Error`] every target session is
 /// checked before anything is written.
@@ -178,42 +239,13 @@ pub async fn copy_sessions(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Summary> {
     let ids = chosen_sessions(from, &options.sessions, options.prefix.as_deref()).await?;
-    if options.on_existing == OnExisting::Error {
-        for id in &ids {
-            if to.session_info(id).await?.is_some() {
-                return Err(exists_error(Operation::AddItems, id));
-            }
-        }
-    }
-    let mut summary = Summary::default();
-    let mut state = Progress {
-        sessions_total: Some(ids.len() as u64),
-        ..Progress::default()
-    };
+    ensure_none_exist(to, &ids, options.on_existing).await?;
+    let mut tally = Tally::new(ids.len(), progress);
     for id in &ids {
         let items = from.session(id)?.get_items(None).await?;
-        let (count, bytes) = (
-            items.len() as u64,
-            items.iter().map(|i| i.len_bytes() as u64).sum::<u64>(),
-        );
-        if items.is_empty() {
-            state.sessions_done += 1;
-            progress(state);
-            continue;
-        }
-        if write_session(to, id, items, options.on_existing).await? {
-            summary.sessions += 1;
-            summary.items += count;
-            summary.bytes += bytes;
-        } else {
-            summary.skipped += 1;
-        }
-        state.sessions_done += 1;
-        state.items = summary.items;
-        state.bytes = summary.bytes;
-        progress(state);
+        tally.write(to, id, items, options.on_existing).await?;
     }
-    Ok(summary)
+    Ok(tally.summary)
 }
 
 /// Writes sessions as JSON Lines (`{"session_id": ..., "item": {...}}`), each session's items
@@ -345,19 +377,9 @@ pub async fn import_sessions(
             order.push(id);
         }
     }
-    if on_existing == OnExisting::Error {
-        for id in &order {
-            if store.session_info(id).await?.is_some() {
-                return Err(exists_error(Operation::AddItems, id));
-            }
-        }
-    }
+    ensure_none_exist(store, &order, on_existing).await?;
     // Pass 2: write session by session.
-    let mut summary = Summary::default();
-    let mut state = Progress {
-        sessions_total: Some(order.len() as u64),
-        ..Progress::default()
-    };
+    let mut tally = Tally::new(order.len(), progress);
     let mut current: Option<String> = None;
     let mut batch: Vec<Item> = Vec::new();
     let mut lines = open()?.lines().enumerate();
@@ -380,21 +402,7 @@ pub async fn import_sessions(
         if switching {
             if let Some(id) = current.take() {
                 let items = std::mem::take(&mut batch);
-                let (count, bytes) = (
-                    items.len() as u64,
-                    items.iter().map(|i| i.len_bytes() as u64).sum::<u64>(),
-                );
-                if write_session(store, &id, items, on_existing).await? {
-                    summary.sessions += 1;
-                    summary.items += count;
-                    summary.bytes += bytes;
-                } else {
-                    summary.skipped += 1;
-                }
-                state.sessions_done += 1;
-                state.items = summary.items;
-                state.bytes = summary.bytes;
-                progress(state);
+                tally.write(store, &id, items, on_existing).await?;
             }
         }
         match next {
@@ -402,7 +410,7 @@ pub async fn import_sessions(
                 current = Some(id);
                 batch.push(item);
             }
-            None => return Ok(summary),
+            None => return Ok(tally.summary),
         }
     }
 }
