@@ -568,6 +568,21 @@ fn is_condition_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool 
     e.as_service_error().and_then(|se| se.code()) == Some("ConditionalCheckFailedException")
 }
 
+/// A new session, or a new life after expiry: its generation (newer than any earlier one, so
+/// records of an earlier life never reappear) and the condition that the metadata is still
+/// missing, or still the expired life we saw, with the condition's names and values.
+fn new_life(state: MetaState, now: i64) -> (i64, &'static str, ExprMaps) {
+    let (gen, cond, old) = match state {
+        MetaState::Expired { gen } => (gen.max(now) + 1, "#gen = :old AND #exp <= :now", gen),
+        _ => (now, "attribute_not_exists(#pk)", 0),
+    };
+    (
+        gen,
+        cond,
+        expr_maps(&[cond], vec![(":old", n(old)), (":now", n(now))], &[]),
+    )
+}
+
 fn meta_key(session_id: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([
         ("pk".to_owned(), s(session_id)),
@@ -685,16 +700,7 @@ impl Inner {
                     )
                 }
                 MetaState::Missing | MetaState::Expired { .. } => {
-                    // A new session, or a new life after expiry: a new generation, so that
-                    // records of an earlier life never reappear.
-                    let (gen, cond, old) = match state {
-                        MetaState::Expired { gen } => {
-                            (gen.max(now) + 1, "#gen = :old AND #exp <= :now", gen)
-                        }
-                        _ => (now, "attribute_not_exists(#pk)", 0),
-                    };
-                    let (names, values) =
-                        expr_maps(&[cond], vec![(":old", n(old)), (":now", n(now))], &[]);
+                    let (gen, cond, (names, values)) = new_life(state, now);
                     let p = Put::builder()
                         .table_name(&self.table)
                         .set_item(Some(self.new_meta(session_id, gen, k, k, now, None)))
@@ -845,14 +851,7 @@ impl Inner {
                         .map_err(|e| (is_condition_failure(&e), map_sdk(op, &self.table, e)))
                 }
                 MetaState::Missing | MetaState::Expired { .. } => {
-                    let (gen, cond, old) = match state {
-                        MetaState::Expired { gen } => {
-                            (gen.max(now) + 1, "#gen = :old AND #exp <= :now", gen)
-                        }
-                        _ => (now, "attribute_not_exists(#pk)", 0),
-                    };
-                    let (names, values) =
-                        expr_maps(&[cond], vec![(":old", n(old)), (":now", n(now))], &[]);
+                    let (gen, cond, (names, values)) = new_life(state, now);
                     let mut item = self.new_meta(session_id, gen, k, 0, now, Some(&batch));
                     // Not visible until committed: no expiry yet, so the reservation itself
                     // never expires the session early.
