@@ -73,7 +73,8 @@ enum Command {
         /// The session id.
         session: String,
     },
-    /// Delete expired sessions' data now; prints how many sessions were removed.
+    /// Delete expired sessions' data and what interrupted writes left behind; prints what was
+    /// removed (`pruned: N expired sessions, M leftovers of interrupted writes`).
     Prune,
     /// Create the store's table and indexes if missing (DynamoDB: on-demand billing, the
     /// sessions index, TTL on `ttl`), or check an existing one's schema.
@@ -101,6 +102,10 @@ enum Command {
         /// append.
         #[arg(long, default_value = "error")]
         on_existing: String,
+        /// Sessions with more item JSON than this many bytes are written in parts through a
+        /// staged write (invisible until its commit), one part in memory at a time.
+        #[arg(long, default_value_t = openai_agents_session::transfer::DEFAULT_CHUNK_BYTES)]
+        chunk_bytes: usize,
         /// No progress bar or summary on stderr.
         #[arg(long)]
         quiet: bool,
@@ -120,9 +125,13 @@ enum Command {
         #[arg(long)]
         prefix: Option<String>,
         /// A session that already exists in the target: error (default; nothing is written),
-        /// skip, replace or append.
+        /// skip, replace (atomically) or append.
         #[arg(long, default_value = "error")]
         on_existing: String,
+        /// Sessions with more item JSON than this many bytes are read page by page and written
+        /// through a staged write (invisible until its commit), one page in memory at a time.
+        #[arg(long, default_value_t = openai_agents_session::transfer::DEFAULT_CHUNK_BYTES)]
+        chunk_bytes: usize,
         /// No progress bar or summary on stderr.
         #[arg(long)]
         quiet: bool,
@@ -313,15 +322,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             sessions,
             prefix,
             on_existing: mode,
+            chunk_bytes,
             quiet,
         } => {
             let mode = on_existing(mode)?;
             let (from, to) = (Store::open(from).await?, Store::open(to).await?);
             let reporter = Reporter::new(*quiet);
-            let mut options = transfer::CopyOptions::default();
+            let mut options = transfer::CopyOptions::default()
+                .on_existing(mode)
+                .chunk_bytes(*chunk_bytes);
             options.sessions = sessions.clone();
             options.prefix = prefix.clone();
-            options.on_existing = mode;
             let summary =
                 transfer::copy_sessions(&from, &to, &options, &mut |p| reporter.update(p)).await?;
             reporter.finish("copied", &summary);
@@ -330,6 +341,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Import {
             file,
             on_existing: mode,
+            chunk_bytes,
             quiet,
         } => {
             let mode = on_existing(mode)?;
@@ -344,7 +356,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let store = Store::open(cli.url.as_deref().unwrap_or(DEFAULT_URL)).await?;
             let reporter = Reporter::new(*quiet);
             let summary =
-                transfer::import_sessions(&store, &path, mode, &mut |p| reporter.update(p)).await?;
+                transfer::import_sessions_chunked(&store, &path, mode, *chunk_bytes, &mut |p| {
+                    reporter.update(p)
+                })
+                .await?;
             reporter.finish("imported", &summary);
             return Ok(());
         }
@@ -420,8 +435,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
         },
         Command::Prune => {
-            let removed = store.prune().await?;
-            writeln!(out, "{removed}")?;
+            let report = store.prune().await?;
+            writeln!(out, "pruned: {report}")?;
         }
         Command::Bench(args) => bench::run(&store, &args, &mut out).await?,
         Command::Copy { .. } | Command::Import { .. } | Command::Export { .. } => {}

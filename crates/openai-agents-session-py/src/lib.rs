@@ -5,6 +5,10 @@
 
 use std::sync::Arc;
 
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::provider::{error::CredentialsError, future, ProvideCredentials};
+use aws_credential_types::Credentials;
+use openai_agents_session::backend::dynamodb::open_with_credentials;
 use openai_agents_session::{Error, Item, Session, Store};
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -22,30 +26,108 @@ fn to_py(err: Error) -> PyErr {
     NativeError::new_err((kind, err.to_string()))
 }
 
+/// AWS credentials asked of a Python callable (the package passes one that reads the boto3 or
+/// aiobotocore client's credentials, refreshing them as botocore does). The callable returns
+/// `(access_key, secret_key, token or None, expiry as epoch seconds or None)`. The AWS SDK
+/// caches the answer until shortly before its expiry and asks again then, so expiring
+/// credentials (assumed roles, SSO) are fetched from the client whenever they need refreshing.
+#[derive(Debug)]
+struct PythonCredentials {
+    source: Arc<Py<PyAny>>,
+}
+
+type CredentialTuple = (String, String, Option<String>, Option<f64>);
+
+/// A Python credentials callable, shared by a store and its provider.
+type PySource = Arc<Py<PyAny>>;
+
+impl PythonCredentials {
+    fn fetch(source: &Py<PyAny>) -> Result<Credentials, CredentialsError> {
+        let answer: PyResult<CredentialTuple> = Python::attach(|py| source.call0(py)?.extract(py));
+        let (access, secret, token, expiry) = answer.map_err(|e| {
+            CredentialsError::provider_error(format!(
+                "the Python client's credentials could not be read: {e}"
+            ))
+        })?;
+        let expiry = expiry
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(|secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(secs));
+        Ok(Credentials::new(
+            access,
+            secret,
+            token,
+            expiry,
+            "python-client",
+        ))
+    }
+}
+
+impl ProvideCredentials for PythonCredentials {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        let source = Arc::clone(&self.source);
+        future::ProvideCredentials::new(async move {
+            // botocore may refresh over the network (STS, SSO): off the async workers.
+            tokio::task::spawn_blocking(move || PythonCredentials::fetch(&source))
+                .await
+                .map_err(|e| CredentialsError::provider_error(format!("{e}")))?
+        })
+    }
+}
+
 /// A store opened lazily from a URL (constructors do no I/O) and shared by every session
-/// created from the same URL.
+/// created from the same URL (and credentials source).
 #[pyclass(frozen)]
 struct NativeStore {
     url: String,
+    credentials: Option<Arc<Py<PyAny>>>,
     store: Arc<OnceCell<Store>>,
 }
 
 impl NativeStore {
-    async fn get(store: Arc<OnceCell<Store>>, url: String) -> Result<Store, PyErr> {
+    async fn get(
+        store: Arc<OnceCell<Store>>,
+        url: String,
+        credentials: Option<Arc<Py<PyAny>>>,
+    ) -> Result<Store, PyErr> {
         store
-            .get_or_try_init(|| async { Store::open(&url).await })
+            .get_or_try_init(|| async {
+                match credentials {
+                    Some(source) => {
+                        let provider = SharedCredentialsProvider::new(PythonCredentials { source });
+                        open_with_credentials(&url, provider).await
+                    }
+                    None => Store::open(&url).await,
+                }
+            })
             .await
             .cloned()
             .map_err(to_py)
+    }
+
+    /// What every operation needs to reach the store.
+    fn handle(&self) -> (Arc<OnceCell<Store>>, String, Option<PySource>) {
+        (
+            Arc::clone(&self.store),
+            self.url.clone(),
+            self.credentials.clone(),
+        )
     }
 }
 
 #[pymethods]
 impl NativeStore {
+    /// A store for `url`; `credentials`, for a `dynamodb://` URL, is a callable returning
+    /// `(access_key, secret_key, token, expiry_epoch_seconds)`, asked whenever the AWS SDK's
+    /// cached credentials are due to expire.
     #[new]
-    fn new(url: String) -> Self {
+    #[pyo3(signature = (url, credentials=None))]
+    fn new(url: String, credentials: Option<Py<PyAny>>) -> Self {
         NativeStore {
             url,
+            credentials: credentials.map(Arc::new),
             store: Arc::new(OnceCell::new()),
         }
     }
@@ -58,9 +140,9 @@ impl NativeStore {
 
     /// Opens the store now (connects); an awaitable.
     fn connect<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let (cell, url) = (Arc::clone(&self.store), self.url.clone());
+        let (cell, url, creds) = self.handle();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let store = NativeStore::get(cell, url).await?;
+            let store = NativeStore::get(cell, url, creds).await?;
             Ok(store.backend_name().to_owned())
         })
     }
@@ -73,9 +155,9 @@ impl NativeStore {
         session_id: String,
         limit: Option<usize>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (cell, url) = (Arc::clone(&self.store), self.url.clone());
+        let (cell, url, creds) = self.handle();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let store = NativeStore::get(cell, url).await?;
+            let store = NativeStore::get(cell, url, creds).await?;
             let items = store
                 .session(&session_id)
                 .map_err(to_py)?
@@ -103,9 +185,9 @@ impl NativeStore {
                 })
             })
             .collect::<PyResult<Vec<Item>>>()?;
-        let (cell, url) = (Arc::clone(&self.store), self.url.clone());
+        let (cell, url, creds) = self.handle();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let store = NativeStore::get(cell, url).await?;
+            let store = NativeStore::get(cell, url, creds).await?;
             store
                 .session(&session_id)
                 .map_err(to_py)?
@@ -118,9 +200,9 @@ impl NativeStore {
 
     /// Removes and returns the newest item's JSON text, or None; an awaitable.
     fn pop_item<'py>(&self, py: Python<'py>, session_id: String) -> PyResult<Bound<'py, PyAny>> {
-        let (cell, url) = (Arc::clone(&self.store), self.url.clone());
+        let (cell, url, creds) = self.handle();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let store = NativeStore::get(cell, url).await?;
+            let store = NativeStore::get(cell, url, creds).await?;
             let item = store
                 .session(&session_id)
                 .map_err(to_py)?
@@ -137,9 +219,9 @@ impl NativeStore {
         py: Python<'py>,
         session_id: String,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (cell, url) = (Arc::clone(&self.store), self.url.clone());
+        let (cell, url, creds) = self.handle();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let store = NativeStore::get(cell, url).await?;
+            let store = NativeStore::get(cell, url, creds).await?;
             store
                 .session(&session_id)
                 .map_err(to_py)?
@@ -152,9 +234,9 @@ impl NativeStore {
 
     /// Creates the storage's table if missing (DynamoDB); an awaitable.
     fn init<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let (cell, url) = (Arc::clone(&self.store), self.url.clone());
+        let (cell, url, creds) = self.handle();
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let store = NativeStore::get(cell, url).await?;
+            let store = NativeStore::get(cell, url, creds).await?;
             store.init().await.map_err(to_py)?;
             Ok(())
         })

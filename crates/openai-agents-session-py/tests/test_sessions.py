@@ -368,3 +368,210 @@ def test_aiobotocore_and_sync_redis_clients_as_in_the_seed_docs():
         await r.clear_session()
 
     run(body())
+
+
+class _SniffingProxy:
+    """A TCP forwarder in front of DynamoDB Local that records the access key of every signed
+    request (``Credential=AKID/...`` in the Authorization header): what was really on the wire."""
+
+    def __init__(self, target):
+        import re
+        import threading
+
+        host, port = target.split("://", 1)[1].rstrip("/").split(":")
+        self.target = (host, int(port))
+        self.keys = []
+        self._pattern = re.compile(rb"Credential=([^/]+)/")
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.endpoint = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import threading
+
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+
+    def _pipe(self, src, dst, sniff):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if sniff:
+                    self.keys.extend(k.decode() for k in self._pattern.findall(data))
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self._listener.close()
+
+
+def _expiring_metadata(issued, seconds=3):
+    import datetime
+
+    key = f"AKIDROTATED{len(issued)}"
+    issued.append(key)
+    expiry = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=seconds)
+    return {"access_key": key, "secret_key": "secret", "token": f"token-{len(issued)}", "expiry_time": expiry.isoformat()}
+
+
+def test_dynamodb_credentials_are_asked_of_the_boto3_client_whenever_they_expire():
+    """Assumed-role / SSO credentials expire: the core asks the client's own refreshable
+    credentials again, and the rotated keys are the ones that sign the requests."""
+    import boto3
+    import botocore.session
+    from botocore.credentials import RefreshableCredentials
+
+    proxy = _SniffingProxy(env("OAS_TEST_DYNAMODB_ENDPOINT"))
+    issued = []
+    creds = RefreshableCredentials.create_from_metadata(_expiring_metadata(issued), lambda: _expiring_metadata(issued), "test-assume-role")
+    core = botocore.session.get_session()
+    core._credentials = creds
+    client = boto3.Session(botocore_session=core, region_name="us-east-1").client("dynamodb", endpoint_url=proxy.endpoint)
+    try:
+        s = DynamoDBSession(f"rotating-{TAG}", client, f"py_{os.getpid()}")
+        for n in range(4):
+            run(s.add_items([{"n": n}]))
+            time.sleep(0.2)
+        assert run(s.get_items()) == [{"n": n} for n in range(4)]
+    finally:
+        proxy.close()
+    assert proxy.keys, "the proxy saw signed requests"
+    assert set(proxy.keys) <= set(issued), (proxy.keys, issued)
+    assert len(set(proxy.keys)) >= 3, f"the rotated keys were used: {proxy.keys}"
+    assert os.environ.get("AWS_ACCESS_KEY_ID", "dummy") not in proxy.keys
+
+
+def test_dynamodb_credentials_of_an_aiobotocore_client_static_and_refreshing():
+    from aiobotocore.credentials import AioRefreshableCredentials
+    from aiobotocore.session import get_session
+
+    proxy = _SniffingProxy(env("OAS_TEST_DYNAMODB_ENDPOINT"))
+    issued = []
+
+    async def refresh():
+        await asyncio.sleep(0)  # a coroutine on the client's loop, as aiobotocore's providers are
+        return _expiring_metadata(issued)
+
+    async def body():
+        # Static keys given to the client are the ones used, not the process's AWS chain.
+        async with get_session().create_client("dynamodb", region_name="us-east-1", endpoint_url=proxy.endpoint, aws_access_key_id="AKIDSTATICCLIENT", aws_secret_access_key="s") as client:
+            s = DynamoDBSession(session_id=f"aio-static-{TAG}", dynamodb_client=client, table_name=f"py_{os.getpid()}")
+            await s.add_items([{"a": 1}])
+            assert await s.get_items() == [{"a": 1}]
+        assert set(proxy.keys) == {"AKIDSTATICCLIENT"}, proxy.keys
+        proxy.keys.clear()
+        session = get_session()
+        session._credentials = AioRefreshableCredentials.create_from_metadata(_expiring_metadata(issued), refresh, "test-sso")
+        async with session.create_client("dynamodb", region_name="us-east-1", endpoint_url=proxy.endpoint) as client:
+            s = DynamoDBSession(session_id=f"aio-rotating-{TAG}", dynamodb_client=client, table_name=f"py_{os.getpid()}")
+            for n in range(3):
+                await s.add_items([{"n": n}])
+                await asyncio.sleep(0.2)
+            assert await s.get_items() == [{"n": n} for n in range(3)]
+
+    try:
+        run(body())
+    finally:
+        proxy.close()
+    assert set(proxy.keys) <= set(issued), (proxy.keys, issued)
+    assert len(set(proxy.keys)) >= 2, f"the rotated keys were used: {proxy.keys}"
+
+
+@pytest.mark.parametrize("backend", ["sqlite-file", "redis", "redis-cluster", "dynamodb"])
+def test_the_sdk_rewind_path_pops_exactly_the_saved_tail(backend):
+    """The Runner rewinds a retried turn with the SDK's own `rewind_session_items`: it reads the
+    tail with get_items(limit=n), leaves a diverging tail alone, and pops a matching one item
+    by item. (openai-agents 0.24.0 reaches it only for server-managed conversations, which
+    its Runner refuses to combine with a session, so the helper is driven directly.)"""
+    from agents import SQLiteSession as SdkSQLiteSession
+    from agents.run_internal.session_persistence import rewind_session_items
+
+    history = SDK_ITEMS[:5]
+    outcomes = []
+    for session in (FACTORIES[backend](f"rewind-{backend}-{TAG}"), SdkSQLiteSession(f"rewind-{TAG}")):
+        pops = []
+        original_pop = session.pop_item
+
+        async def counting_pop(original_pop=original_pop, pops=pops):
+            item = await original_pop()
+            pops.append(item)
+            return item
+
+        session.pop_item = counting_pop
+
+        async def body(session=session):
+            await session.clear_session()
+            await session.add_items(history)
+            # A diverging tail, seen in get_items(limit=2): nothing is popped.
+            await rewind_session_items(session, [history[3], {"role": "user", "content": "not the tail"}])
+            after_mismatch = await session.get_items()
+            await rewind_session_items(session, history[3:])
+            return after_mismatch, await session.get_items()
+
+        after_mismatch, after_rewind = run(body())
+        assert after_mismatch == history, "a diverging tail is left alone"
+        assert after_rewind == history[:3], "the saved tail is removed, nothing else"
+        outcomes.append((after_mismatch, after_rewind, pops))
+    assert outcomes[0] == outcomes[1], "the same as the SDK's own SQLiteSession"
+    assert outcomes[0][2] == [history[4], history[3]], "pop_item did the work, newest first"
+
+
+def _readme_blocks():
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "..", "README.md"), encoding="utf-8").read()
+    blocks = []
+    for part in readme.split("<!-- python-readme-test -->")[1:]:
+        code = part.split("```python\n", 1)[1].split("```", 1)[0]
+        blocks.append(code)
+    return blocks
+
+
+def test_the_readme_python_blocks_run_verbatim(monkeypatch, capsys):
+    """The README's seed-style examples, run as written: only the Redis address is pointed at
+    the test server, and DynamoDB's endpoint comes from AWS_ENDPOINT_URL_DYNAMODB (botocore's
+    own setting), since the text names AWS's."""
+    blocks = _readme_blocks()
+    assert len(blocks) == 2, "the README marks its Redis and DynamoDB examples"
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", env("OAS_TEST_DYNAMODB_ENDPOINT"))
+    for code in blocks:
+        code = code.replace("redis://localhost:6379", env("OAS_TEST_REDIS_URL"))
+        source = "async def __readme():\n" + "".join(f"    {line}\n" for line in code.splitlines())
+        namespace = {}
+        exec(compile(source, "README.md", "exec"), namespace)
+        run(namespace["__readme"]())
+    out = capsys.readouterr().out.splitlines()
+    assert out[:3] == [
+        "[{'role': 'user', 'content': 'Hello!'}, {'role': 'assistant', 'content': 'Hi!'}]",
+        "[{'role': 'assistant', 'content': 'Hi!'}]",
+        "{'role': 'assistant', 'content': 'Hi!'}",
+    ], out
+    assert out[3].startswith("[{'role': 'user', 'content': 'Hello!'}"), out
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_the_offline_runner_example(backend):
+    example = os.path.join(os.path.dirname(__file__), "..", "examples", "quickstart.py")
+    child_env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+    if backend == "redis":
+        child_env["REDIS_URL"] = env("OAS_TEST_REDIS_URL")
+    out = subprocess.run([os.sys.executable, example], env=child_env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[:2] == ["Hello! How can I help?", "You said: Hello!"], out.stdout
+    assert lines[2].startswith("4 items in " + ("RedisSession" if backend == "redis" else "SQLiteSession")), lines

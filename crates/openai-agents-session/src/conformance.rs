@@ -27,6 +27,7 @@ use serde_json::{json, Value};
 use crate::codec::{ENVELOPE_MAGIC, FLAG_ENCRYPTED, RECORD_FORMAT_VERSION};
 use crate::error::{Error, ErrorKind};
 use crate::item::Item;
+use crate::staged::StageMode;
 use crate::store::{BoxFuture, ListOptions, Session, Store, StoreSession, MAX_SESSION_ID_BYTES};
 
 /// What a backend under test can do; cases needing more are reported unsupported.
@@ -489,6 +490,12 @@ cases! {
     ttl_read_refreshes_expiry: Ttl,
     ttl_no_refresh_on_read: Ttl,
     ttl_write_after_expiry_starts_fresh: Ttl,
+    staged_append_is_invisible_until_commit: Nothing,
+    staged_replace_swaps_the_history_at_once: Nothing,
+    staged_write_abandoned_leaves_nothing: Nothing,
+    staged_write_checks_item_sizes: Nothing,
+    read_pages_walk_the_history_in_order: Nothing,
+    read_pages_skip_corrupt_records: RawRecords,
 }
 
 // ---- limits ----
@@ -1702,5 +1709,272 @@ async fn ttl_write_after_expiry_starts_fresh(ctx: &Ctx<'_>) -> CaseResult {
         "pop the new item"
     );
     ensure_eq!(s.pop_item().await?, None, "no expired item under it");
+    Ok(())
+}
+
+// ---- staged writes and pages (the transfer tools' paths for sessions of any size) ----
+
+async fn staged_append_is_invisible_until_commit(ctx: &Ctx<'_>) -> CaseResult {
+    let store = ctx.store().await?;
+    let s = seeded(ctx, &store, "s", 3).await?;
+    let fresh = ctx.session(&store, "fresh")?;
+    let mut staged = store
+        .stage(s.session_id(), StageMode::Append, Some(40))
+        .await?;
+    let mut new_one = store
+        .stage(fresh.session_id(), StageMode::Append, None)
+        .await?;
+    for part in 0..4 {
+        staged
+            .append(numbered(100 + part * 10..110 + part * 10))
+            .await?;
+        new_one.append(numbered(part * 2..part * 2 + 2)).await?;
+        ensure_eq!(
+            s.get_items(None).await?,
+            numbered(0..3),
+            "before the commit, part {part}"
+        );
+        ensure!(
+            fresh.get_items(None).await?.is_empty(),
+            "a new session stays invisible, part {part}"
+        );
+    }
+    // More than announced: the backend must still keep the batch whole and contiguous.
+    staged.append(numbered(140..150)).await?;
+    ensure_eq!(staged.staged(), 50, "items staged");
+    // A write while the batch is staged: it lands before or after the batch (backends fix the
+    // batch's place at its first part or at its commit), never inside it.
+    s.add_items(numbered(3..4)).await?;
+    ensure_eq!(staged.commit().await?, 50, "items committed");
+    ensure_eq!(
+        new_one.commit().await?,
+        8,
+        "items committed to the new session"
+    );
+    let batch = numbered(100..150);
+    let history = s.get_items(None).await?;
+    let before: Vec<Item> = numbered(0..4).into_iter().chain(batch.clone()).collect();
+    let after: Vec<Item> = numbered(0..3)
+        .into_iter()
+        .chain(batch.clone())
+        .chain(numbered(3..4))
+        .collect();
+    ensure!(
+        history == before || history == after,
+        "the batch lands whole and contiguous: {history:?}"
+    );
+    ensure_eq!(
+        s.get_items(Some(2)).await?,
+        history[history.len() - 2..].to_vec(),
+        "newest 2 after the commit"
+    );
+    ensure_eq!(
+        fresh.get_items(None).await?,
+        numbered(0..8),
+        "the new session"
+    );
+    let info = store.session_info(s.session_id()).await?;
+    ensure_eq!(
+        info.map(|i| i.item_count),
+        Some(54),
+        "item_count after the commit"
+    );
+    ensure_eq!(
+        s.pop_item().await?,
+        history.last().cloned(),
+        "pop after the commit"
+    );
+    Ok(())
+}
+
+async fn staged_replace_swaps_the_history_at_once(ctx: &Ctx<'_>) -> CaseResult {
+    let store = ctx.store().await?;
+    let s = seeded(ctx, &store, "s", 5).await?;
+    let other = seeded(ctx, &store, "other", 2).await?;
+    let mut staged = store
+        .stage(s.session_id(), StageMode::Replace, Some(30))
+        .await?;
+    for part in 0..3 {
+        staged
+            .append(numbered(50 + part * 10..60 + part * 10))
+            .await?;
+        ensure_eq!(
+            s.get_items(None).await?,
+            numbered(0..5),
+            "the old history until the commit, part {part}"
+        );
+    }
+    ensure_eq!(staged.commit().await?, 30, "items committed");
+    ensure_eq!(
+        s.get_items(None).await?,
+        numbered(50..80),
+        "only the new history after the commit"
+    );
+    ensure_eq!(
+        s.get_items(Some(1)).await?,
+        numbered(79..80),
+        "newest after the replace"
+    );
+    let info = store.session_info(s.session_id()).await?;
+    ensure_eq!(
+        info.map(|i| i.item_count),
+        Some(30),
+        "item_count after the replace"
+    );
+    ensure_eq!(
+        other.get_items(None).await?,
+        numbered(0..2),
+        "another session untouched"
+    );
+    s.add_items(numbered(80..81)).await?;
+    ensure_eq!(
+        s.get_items(Some(2)).await?,
+        numbered(79..81),
+        "appending after a replace"
+    );
+    // Replacing a missing session creates it; replacing with nothing clears it.
+    let missing = ctx.session(&store, "missing")?;
+    let mut staged = store
+        .stage(missing.session_id(), StageMode::Replace, None)
+        .await?;
+    staged.append(numbered(0..3)).await?;
+    staged.commit().await?;
+    ensure_eq!(
+        missing.get_items(None).await?,
+        numbered(0..3),
+        "replace of a missing session"
+    );
+    let staged = store
+        .stage(missing.session_id(), StageMode::Replace, None)
+        .await?;
+    ensure_eq!(staged.commit().await?, 0, "an empty replace");
+    ensure!(
+        store.session_info(missing.session_id()).await?.is_none(),
+        "an empty replace clears"
+    );
+    Ok(())
+}
+
+async fn staged_write_abandoned_leaves_nothing(ctx: &Ctx<'_>) -> CaseResult {
+    let store = ctx.store().await?;
+    let s = seeded(ctx, &store, "s", 3).await?;
+    let fresh = ctx.session(&store, "fresh")?;
+    {
+        let mut a = store
+            .stage(s.session_id(), StageMode::Append, Some(10))
+            .await?;
+        a.append(numbered(10..20)).await?;
+        let mut r = store
+            .stage(s.session_id(), StageMode::Replace, Some(10))
+            .await?;
+        r.append(numbered(30..40)).await?;
+        let mut f = store
+            .stage(fresh.session_id(), StageMode::Append, Some(10))
+            .await?;
+        f.append(numbered(0..10)).await?;
+        // Dropped without a commit, as an interrupted copy does.
+    }
+    ensure_eq!(
+        s.get_items(None).await?,
+        numbered(0..3),
+        "the history is untouched"
+    );
+    ensure!(
+        fresh.get_items(None).await?.is_empty(),
+        "nothing of an abandoned new session is visible"
+    );
+    s.add_items(numbered(3..5)).await?;
+    ensure_eq!(
+        s.get_items(None).await?,
+        numbered(0..5),
+        "writes after an abandoned stage"
+    );
+    ensure_eq!(
+        s.pop_item().await?,
+        Some(item(json!({ "n": 4 }))),
+        "pop after an abandoned stage"
+    );
+    Ok(())
+}
+
+async fn staged_write_checks_item_sizes(ctx: &Ctx<'_>) -> CaseResult {
+    let store = ctx
+        .store_with(FactoryOptions {
+            max_item_bytes: Some(1000),
+            ..FactoryOptions::default()
+        })
+        .await?;
+    let s = seeded(ctx, &store, "s", 2).await?;
+    let mut staged = store.stage(s.session_id(), StageMode::Append, None).await?;
+    staged.append(numbered(10..12)).await?;
+    let big = item(json!({ "blob": "x".repeat(2000) }));
+    let err = staged.append(vec![item(json!({ "n": 12 })), big]).await;
+    ensure!(
+        err.as_ref().is_err_and(|e| e.kind() == ErrorKind::TooLarge),
+        "an oversized item is TooLarge, got {err:?}"
+    );
+    ensure_eq!(staged.staged(), 2, "nothing of the refused part was staged");
+    staged.commit().await?;
+    let want: Vec<Item> = numbered(0..2).into_iter().chain(numbered(10..12)).collect();
+    ensure_eq!(s.get_items(None).await?, want, "the accepted parts land");
+    Ok(())
+}
+
+async fn read_pages_walk_the_history_in_order(ctx: &Ctx<'_>) -> CaseResult {
+    let store = ctx.store().await?;
+    let s = seeded(ctx, &store, "s", 300).await?;
+    s.pop_item().await?; // a gap at the top
+    let one = item(json!({ "n": 0 })).len_bytes();
+    for max_bytes in [1, one * 7, 1 << 20] {
+        let (mut all, mut after, mut pages) = (Vec::new(), None, 0);
+        loop {
+            let page = store.read_page(s.session_id(), after, max_bytes).await?;
+            pages += 1;
+            ensure!(
+                !page.items.is_empty() || page.next.is_none(),
+                "a page with a next has items"
+            );
+            all.extend(page.items);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+            ensure!(pages <= 400, "paging ends");
+        }
+        ensure_eq!(all, numbered(0..299), "pages of at most {max_bytes} bytes");
+        if max_bytes == 1 {
+            ensure!(
+                pages >= 299 / 2,
+                "small pages split the history ({pages} pages)"
+            );
+        }
+    }
+    let missing = store.read_page(&ctx.id("missing"), None, 1000).await?;
+    ensure!(
+        missing.items.is_empty() && missing.next.is_none(),
+        "a missing session reads empty"
+    );
+    Ok(())
+}
+
+async fn read_pages_skip_corrupt_records(ctx: &Ctx<'_>) -> CaseResult {
+    let store = ctx.store().await?;
+    let s = ctx.session(&store, "corrupt-pages")?;
+    let id = s.session_id().to_owned();
+    s.add_items(numbered(0..2)).await?;
+    for record in corrupt_records() {
+        raw(&store, &id, record).await?;
+    }
+    s.add_items(numbered(2..4)).await?;
+    let (mut all, mut after) = (Vec::new(), None);
+    loop {
+        let page = store.read_page(&id, after, 1).await?;
+        all.extend(page.items);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    ensure_eq!(all, numbered(0..4), "pages skip corrupt records");
     Ok(())
 }

@@ -53,6 +53,7 @@ pub mod codec;
 pub mod conformance;
 mod error;
 mod item;
+pub mod staged;
 mod stats;
 mod store;
 mod time;
@@ -61,11 +62,12 @@ pub mod url;
 
 pub use error::{BoxError, Error, ErrorKind, Operation, Result};
 pub use item::Item;
+pub use staged::{ItemPage, StageMode, Staged, StagedWrite};
 pub use stats::{OperationStats, RequestStats};
 pub use store::{
-    validate_session_id, Backend, BoxFuture, ListOptions, RawRecords, Session, SessionInfo,
-    SessionPage, Store, StoreOptions, StoreSession, DEFAULT_MAX_ITEM_BYTES, MAX_SESSION_ID_BYTES,
-    MAX_TTL_SECS,
+    validate_session_id, Backend, BoxFuture, ListOptions, PruneReport, RawRecords, Session,
+    SessionInfo, SessionPage, Store, StoreOptions, StoreSession, DEFAULT_MAX_ITEM_BYTES,
+    MAX_SESSION_ID_BYTES, MAX_TTL_SECS,
 };
 pub use time::Timestamp;
 

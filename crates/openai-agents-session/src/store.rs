@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::item::Item;
+use crate::staged::{ItemPage, StageMode, Staged, StagedWrite};
 use crate::stats::RequestStats;
 use crate::time::Timestamp;
 
@@ -92,6 +93,61 @@ impl SessionInfo {
             updated_at,
             expires_at,
         }
+    }
+}
+
+/// What [`Store::prune`] removed.
+///
+/// ```
+/// use openai_agents_session::PruneReport;
+/// let report = PruneReport::new(2, 1);
+/// assert_eq!(report.to_string(), "2 expired sessions, 1 leftover of interrupted writes");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PruneReport {
+    /// Expired sessions whose data was deleted.
+    pub expired_sessions: u64,
+    /// Leftovers removed that interrupted writes or cleared sessions left behind (SQLite:
+    /// staged writes never committed; Redis: their staging lists; DynamoDB: records and parts
+    /// of uncommitted batches and of cleared or replaced generations).
+    pub leftovers: u64,
+    /// What the backend wants the user to know (Redis: it expires keys by itself).
+    pub note: Option<&'static str>,
+}
+
+impl PruneReport {
+    /// A report (for backend implementors).
+    pub fn new(expired_sessions: u64, leftovers: u64) -> Self {
+        PruneReport {
+            expired_sessions,
+            leftovers,
+            note: None,
+        }
+    }
+
+    /// Adds a note.
+    pub fn with_note(mut self, note: &'static str) -> Self {
+        self.note = Some(note);
+        self
+    }
+}
+
+impl fmt::Display for PruneReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plural = |n: u64| if n == 1 { "" } else { "s" };
+        write!(
+            f,
+            "{} expired session{}, {} leftover{} of interrupted writes",
+            self.expired_sessions,
+            plural(self.expired_sessions),
+            self.leftovers,
+            plural(self.leftovers)
+        )?;
+        if let Some(note) = self.note {
+            write!(f, " ({note})")?;
+        }
+        Ok(())
     }
 }
 
@@ -274,7 +330,7 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     fn list_sessions<'a>(&'a self, options: &'a ListOptions) -> BoxFuture<'a, Result<SessionPage>>;
 
     /// See [`Store::prune`].
-    fn prune(&self) -> BoxFuture<'_, Result<u64>>;
+    fn prune(&self) -> BoxFuture<'_, Result<PruneReport>>;
 
     /// The store's request counters.
     fn stats(&self) -> &RequestStats;
@@ -288,6 +344,34 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// [`Store::init`]. The default does nothing.
     fn init(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async { Ok(()) })
+    }
+
+    /// One page of a session's items, oldest first, after the opaque position `after` (from
+    /// the start with `None`): at least one item, and no more items once `max_bytes` of item
+    /// JSON are reached. `Ok(None)` (the default) means "not supported": the store then reads
+    /// the whole session in one page. Pages are not a snapshot: items added meanwhile may
+    /// appear in a later page.
+    fn read_page<'a>(
+        &'a self,
+        session_id: &'a str,
+        after: Option<u64>,
+        max_bytes: usize,
+    ) -> BoxFuture<'a, Result<Option<ItemPage>>> {
+        let _ = (session_id, after, max_bytes);
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Starts a staged write (see [`crate::staged`]); `expected_items` is a hint of how many
+    /// items will be staged. `Ok(None)` (the default) means "not supported": the store then
+    /// holds the staged items in memory and writes them at the commit.
+    fn stage<'a>(
+        &'a self,
+        session_id: &str,
+        mode: StageMode,
+        expected_items: Option<u64>,
+    ) -> BoxFuture<'a, Result<Option<Box<dyn StagedWrite + 'a>>>> {
+        let _ = (session_id, mode, expected_items);
+        Box::pin(async { Ok(None) })
     }
 }
 
@@ -409,9 +493,56 @@ impl Store {
         }
     }
 
-    /// Deletes expired sessions' data now (backends also do it opportunistically); returns the
-    /// number of sessions removed.
-    pub async fn prune(&self) -> Result<u64> {
+    /// One page of a session's items, oldest first, after `after` (the previous page's
+    /// [`ItemPage::next`]; `None` to start): at least one item when any remain, and no more
+    /// once `max_bytes` of item JSON are reached. Backends without paging return the whole
+    /// session as one page. Does not refresh the TTL.
+    pub async fn read_page(
+        &self,
+        session_id: &str,
+        after: Option<u64>,
+        max_bytes: usize,
+    ) -> Result<ItemPage> {
+        let op = Operation::GetItems;
+        validate_session_id(session_id).map_err(|e| e.with_operation(op))?;
+        self.stats().record_call(op);
+        match self
+            .backend
+            .read_page(session_id, after, max_bytes.max(1))
+            .await
+            .map_err(|e| context(e, op, session_id))?
+        {
+            Some(page) => Ok(page),
+            None if after.is_some() => Ok(ItemPage::default()),
+            None => Ok(ItemPage::new(
+                self.session(session_id)?.get_items(None).await?,
+                None,
+            )),
+        }
+    }
+
+    /// Starts a staged write on a session: items appended to it are invisible until
+    /// [`Staged::commit`] makes them all visible at once (see [`crate::staged`]).
+    /// `expected_items` (how many will be staged) lets some backends reserve space up front.
+    pub async fn stage(
+        &self,
+        session_id: &str,
+        mode: StageMode,
+        expected_items: Option<u64>,
+    ) -> Result<Staged<'_>> {
+        let op = Operation::AddItems;
+        validate_session_id(session_id).map_err(|e| e.with_operation(op))?;
+        let native = self
+            .backend
+            .stage(session_id, mode, expected_items)
+            .await
+            .map_err(|e| context(e, op, session_id))?;
+        Ok(Staged::new(self, session_id, mode, native))
+    }
+
+    /// Deletes expired sessions' data now (backends also do it opportunistically), and what
+    /// interrupted writes left behind; says what it removed.
+    pub async fn prune(&self) -> Result<PruneReport> {
         self.stats().record_call(Operation::Prune);
         self.backend
             .prune()

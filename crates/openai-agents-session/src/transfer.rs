@@ -2,8 +2,11 @@
 //! (the read-only legacy layouts included, which is how data leaves the Python stores).
 //!
 //! The export format is one record per line, `{"session_id": ID, "item": {...}}`, each
-//! session's items contiguous and oldest first. Each session moves as one atomic batch; one
-//! session at a time is held in memory.
+//! session's items contiguous and oldest first. Each session lands in the target in one step:
+//! as one batch when it fits in one chunk ([`DEFAULT_CHUNK_BYTES`]), and otherwise read page by
+//! page and written through the target's staged write ([`crate::staged`]), so memory holds one
+//! chunk, never a whole session. `OnExisting::Replace` swaps a session's history atomically on
+//! backends that stage natively (all of this crate's writable ones).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -29,7 +32,12 @@ use serde_json::value::RawValue;
 
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::item::Item;
+use crate::staged::StageMode;
 use crate::store::{Session, Store};
+
+/// The default chunk: a session with more item JSON than this is streamed through a staged
+/// write in parts of about this size.
+pub const DEFAULT_CHUNK_BYTES: usize = 8 * 1024 * 1024;
 
 impl CopyOptions {
     /// Copies only these sessions.
@@ -49,6 +57,13 @@ impl CopyOptions {
         self.on_existing = mode;
         self
     }
+
+    /// Sets the chunk size: sessions with more item JSON are streamed in parts of about this
+    /// many bytes (at least one item per part).
+    pub fn chunk_bytes(mut self, bytes: usize) -> Self {
+        self.chunk_bytes = bytes.max(1);
+        self
+    }
 }
 
 /// What to do with a session that already exists in the target.
@@ -60,7 +75,7 @@ pub enum OnExisting {
     Error,
     /// Leave it as it is (a re-run after a partial failure completes without duplicates).
     Skip,
-    /// Clear it, then write the source's items.
+    /// Put the source's items in its place, in one step (readers never see it empty).
     Replace,
     /// Add the source's items after its own.
     Append,
@@ -84,7 +99,7 @@ impl std::str::FromStr for OnExisting {
 }
 
 /// Which sessions to copy and how.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct CopyOptions {
     /// These sessions only (all of the source's when empty).
@@ -93,6 +108,19 @@ pub struct CopyOptions {
     pub prefix: Option<String>,
     /// Sessions that already exist in the target.
     pub on_existing: OnExisting,
+    /// Sessions with more item JSON than this are streamed in parts of about this size.
+    pub chunk_bytes: usize,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        CopyOptions {
+            sessions: Vec::new(),
+            prefix: None,
+            on_existing: OnExisting::Error,
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
+        }
+    }
 }
 
 /// Progress of a transfer, reported after each session.
@@ -148,26 +176,6 @@ async fn chosen_sessions(
         .collect())
 }
 
-/// Writes one session's items into the target according to `on_existing`; returns whether it
-/// was written.
-async fn write_session(
-    to: &Store,
-    id: &str,
-    items: Vec<Item>,
-    on_existing: OnExisting,
-) -> Result<bool> {
-    let exists = to.session_info(id).await?.is_some();
-    let target = to.session(id)?;
-    match (exists, on_existing) {
-        (true, OnExisting::Skip) => return Ok(false),
-        (true, OnExisting::Error) => return Err(exists_error(Operation::AddItems, id)),
-        (true, OnExisting::Replace) => target.clear_session().await?,
-        _ => {}
-    }
-    target.add_items(items).await?;
-    Ok(true)
-}
-
 /// With [`OnExisting::Error`], fails naming the first of `ids` that exists in `to`, before
 /// anything is written.
 async fn ensure_none_exist(to: &Store, ids: &[String], on_existing: OnExisting) -> Result<()> {
@@ -179,6 +187,101 @@ async fn ensure_none_exist(to: &Store, ids: &[String], on_existing: OnExisting) 
         }
     }
     Ok(())
+}
+
+/// Where one session's items go: one batch while they fit in a chunk, a staged write once
+/// they do not (or for a replace, which must swap the history in one step).
+struct SessionWriter<'s> {
+    to: &'s Store,
+    id: String,
+    mode: StageMode,
+    expected: Option<u64>,
+    chunk_bytes: usize,
+    held: Vec<Item>,
+    held_bytes: usize,
+    staged: Option<crate::staged::Staged<'s>>,
+    items: u64,
+    bytes: u64,
+}
+
+impl<'s> SessionWriter<'s> {
+    /// Decides what to do with session `id` of the target: `None` to skip it.
+    async fn open(
+        to: &'s Store,
+        id: &str,
+        on_existing: OnExisting,
+        expected: Option<u64>,
+        chunk_bytes: usize,
+    ) -> Result<Option<SessionWriter<'s>>> {
+        let exists = to.session_info(id).await?.is_some();
+        let mode = match (exists, on_existing) {
+            (true, OnExisting::Skip) => return Ok(None),
+            (true, OnExisting::Error) => return Err(exists_error(Operation::AddItems, id)),
+            (true, OnExisting::Replace) => StageMode::Replace,
+            _ => StageMode::Append,
+        };
+        Ok(Some(SessionWriter {
+            to,
+            id: id.to_owned(),
+            mode,
+            expected,
+            chunk_bytes,
+            held: Vec::new(),
+            held_bytes: 0,
+            staged: None,
+            items: 0,
+            bytes: 0,
+        }))
+    }
+
+    /// Adds items; past one chunk they go to a staged write, one chunk at a time.
+    async fn push(&mut self, items: Vec<Item>) -> Result<()> {
+        for item in items {
+            self.items += 1;
+            self.bytes += item.len_bytes() as u64;
+            self.held_bytes += item.len_bytes();
+            self.held.push(item);
+            if self.held_bytes >= self.chunk_bytes {
+                self.flush().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        if self.staged.is_none() {
+            self.staged = Some(self.to.stage(&self.id, self.mode, self.expected).await?);
+        }
+        let part = std::mem::take(&mut self.held);
+        self.held_bytes = 0;
+        if let Some(staged) = self.staged.as_mut() {
+            staged.append(part).await?;
+        }
+        Ok(())
+    }
+
+    /// Lands the session in one step; returns whether anything was written.
+    async fn finish(mut self) -> Result<bool> {
+        match self.staged.take() {
+            Some(mut staged) => {
+                staged.append(std::mem::take(&mut self.held)).await?;
+                staged.commit().await?;
+                Ok(true)
+            }
+            None if self.held.is_empty() => Ok(false),
+            None if self.mode == StageMode::Replace => {
+                let mut staged = self.to.stage(&self.id, self.mode, self.expected).await?;
+                staged.append(std::mem::take(&mut self.held)).await?;
+                staged.commit().await?;
+                Ok(true)
+            }
+            None => {
+                let items = std::mem::take(&mut self.held);
+                self.to.session(&self.id)?.add_items(items).await?;
+                Ok(true)
+            }
+        }
+    }
 }
 
 /// The running totals of a transfer and its progress reports.
@@ -200,38 +303,46 @@ impl<'p> Tally<'p> {
         }
     }
 
-    /// Writes one session (an empty one is only counted as done) and reports progress.
-    async fn write(
-        &mut self,
-        to: &Store,
-        id: &str,
-        items: Vec<Item>,
-        on_existing: OnExisting,
-    ) -> Result<()> {
-        let (count, bytes) = (
-            items.len() as u64,
-            items.iter().map(|i| i.len_bytes() as u64).sum::<u64>(),
-        );
-        if !items.is_empty() {
-            if write_session(to, id, items, on_existing).await? {
+    /// Counts one finished session (`None`: skipped) and reports progress.
+    fn done(&mut self, written: Option<(bool, u64, u64)>) {
+        match written {
+            Some((true, items, bytes)) => {
                 self.summary.sessions += 1;
-                self.summary.items += count;
+                self.summary.items += items;
                 self.summary.bytes += bytes;
-            } else {
-                self.summary.skipped += 1;
             }
+            Some((false, _, _)) => {}
+            None => self.summary.skipped += 1,
         }
         self.state.sessions_done += 1;
         self.state.items = self.summary.items;
         self.state.bytes = self.summary.bytes;
         (self.progress)(self.state);
+    }
+
+    /// Reports progress inside a large session.
+    fn partial(&mut self, writer: &SessionWriter<'_>) {
+        let state = Progress {
+            items: self.summary.items + writer.items,
+            bytes: self.summary.bytes + writer.bytes,
+            ..self.state
+        };
+        (self.progress)(state);
+    }
+
+    /// Lands a session and counts it.
+    async fn finish(&mut self, writer: SessionWriter<'_>) -> Result<()> {
+        let (items, bytes) = (writer.items, writer.bytes);
+        let wrote = writer.finish().await?;
+        self.done(Some((wrote, items, bytes)));
         Ok(())
     }
 }
 
-/// Copies sessions from one store to another, exactly and in order, one atomic batch per
-/// session, with the target's own TTL. With [`OnExisting::Error`] every target session is
-/// checked before anything is written.
+/// Copies sessions from one store to another, exactly and in order, with the target's own TTL.
+/// Each session lands in one step (one batch, or a staged write for sessions larger than
+/// [`CopyOptions::chunk_bytes`], read page by page); with [`OnExisting::Error`] every target
+/// session is checked before anything is written.
 pub async fn copy_sessions(
     from: &Store,
     to: &Store,
@@ -242,8 +353,29 @@ pub async fn copy_sessions(
     ensure_none_exist(to, &ids, options.on_existing).await?;
     let mut tally = Tally::new(ids.len(), progress);
     for id in &ids {
-        let items = from.session(id)?.get_items(None).await?;
-        tally.write(to, id, items, options.on_existing).await?;
+        let mut page = from.read_page(id, None, options.chunk_bytes).await?;
+        // Only a session of several pages needs the count hint.
+        let expected = match page.next {
+            Some(_) => from.session_info(id).await?.map(|i| i.item_count),
+            None => Some(page.items.len() as u64),
+        };
+        if page.items.is_empty() && page.next.is_none() {
+            tally.done(Some((false, 0, 0)));
+            continue;
+        }
+        let Some(mut writer) =
+            SessionWriter::open(to, id, options.on_existing, expected, options.chunk_bytes).await?
+        else {
+            tally.done(None);
+            continue;
+        };
+        loop {
+            writer.push(std::mem::take(&mut page.items)).await?;
+            let Some(after) = page.next else { break };
+            tally.partial(&writer);
+            page = from.read_page(id, Some(after), options.chunk_bytes).await?;
+        }
+        tally.finish(writer).await?;
     }
     Ok(tally.summary)
 }
@@ -271,15 +403,25 @@ pub async fn export_sessions(
         ..Progress::default()
     };
     for id in &ids {
-        let items = store.session(id)?.get_items(None).await?;
         let id_json = serde_json::Value::String(id.clone()).to_string();
-        for item in &items {
-            // The item's text as stored: numbers and escapes exactly as they are.
-            writeln!(out, "{{\"session_id\":{id_json},\"item\":{item}}}").map_err(io)?;
-            summary.bytes += item.len_bytes() as u64;
+        let mut after = None;
+        let mut any = false;
+        loop {
+            // One chunk at a time: a session of any size streams through bounded memory.
+            let page = store.read_page(id, after, DEFAULT_CHUNK_BYTES).await?;
+            for item in &page.items {
+                // The item's text as stored: numbers and escapes exactly as they are.
+                writeln!(out, "{{\"session_id\":{id_json},\"item\":{item}}}").map_err(io)?;
+                summary.bytes += item.len_bytes() as u64;
+            }
+            summary.items += page.items.len() as u64;
+            any |= !page.items.is_empty();
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
         }
-        summary.items += items.len() as u64;
-        summary.sessions += u64::from(!items.is_empty());
+        summary.sessions += u64::from(any);
         state.sessions_done += 1;
         state.items = summary.items;
         state.bytes = summary.bytes;
@@ -327,6 +469,19 @@ pub async fn import_sessions(
     on_existing: OnExisting,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Summary> {
+    import_sessions_chunked(store, path, on_existing, DEFAULT_CHUNK_BYTES, progress).await
+}
+
+/// [`import_sessions`] with a chunk size: sessions with more item JSON than `chunk_bytes` are
+/// written through a staged write in parts of about that size, so memory holds one part.
+pub async fn import_sessions_chunked(
+    store: &Store,
+    path: &std::path::Path,
+    on_existing: OnExisting,
+    chunk_bytes: usize,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Summary> {
+    let chunk_bytes = chunk_bytes.max(1);
     let open = || {
         std::fs::File::open(path)
             .map(std::io::BufReader::new)
@@ -349,6 +504,7 @@ pub async fn import_sessions(
     };
     // Pass 1: validate everything, and learn the sessions (each must be contiguous).
     let mut order: Vec<String> = Vec::new();
+    let mut counts: Vec<u64> = Vec::new();
     let mut seen = HashSet::new();
     for (index, line) in open()?.lines().enumerate() {
         let line = line.map_err(read_error)?;
@@ -375,13 +531,16 @@ pub async fn import_sessions(
                 ));
             }
             order.push(id);
+            counts.push(0);
+        }
+        if let Some(n) = counts.last_mut() {
+            *n += 1;
         }
     }
     ensure_none_exist(store, &order, on_existing).await?;
-    // Pass 2: write session by session.
+    // Pass 2: write session by session, one chunk in memory at a time.
     let mut tally = Tally::new(order.len(), progress);
-    let mut current: Option<String> = None;
-    let mut batch: Vec<Item> = Vec::new();
+    let mut current: Option<(usize, Option<SessionWriter<'_>>)> = None;
     let mut lines = open()?.lines().enumerate();
     loop {
         let next = match lines.next() {
@@ -395,23 +554,42 @@ pub async fn import_sessions(
             None => None,
         };
         let switching = match (&current, &next) {
-            (Some(cur), Some((id, _))) => cur != id,
+            (Some((k, _)), Some((id, _))) => &order[*k] != id,
             (Some(_), None) => true,
             _ => false,
         };
         if switching {
-            if let Some(id) = current.take() {
-                let items = std::mem::take(&mut batch);
-                tally.write(store, &id, items, on_existing).await?;
+            match current.take() {
+                Some((_, Some(writer))) => tally.finish(writer).await?,
+                Some((_, None)) => tally.done(None),
+                None => {}
             }
         }
-        match next {
-            Some((id, item)) => {
-                current = Some(id);
-                batch.push(item);
-            }
-            None => return Ok(tally.summary),
+        let Some((id, item)) = next else {
+            return Ok(tally.summary);
+        };
+        if current.is_none() {
+            let k = current_index(&order, &id, tally.state.sessions_done as usize);
+            let writer =
+                SessionWriter::open(store, &id, on_existing, Some(counts[k]), chunk_bytes).await?;
+            current = Some((k, writer));
         }
+        if let Some((_, Some(writer))) = current.as_mut() {
+            let before = writer.items;
+            writer.push(vec![item]).await?;
+            if writer.held.is_empty() && writer.items > before {
+                tally.partial(writer);
+            }
+        }
+    }
+}
+
+/// The index of session `id` in `order`: sessions are contiguous, so it is the next one.
+fn current_index(order: &[String], id: &str, done: usize) -> usize {
+    if order.get(done).map(String::as_str) == Some(id) {
+        done
+    } else {
+        order.iter().position(|o| o == id).unwrap_or(done)
     }
 }
 

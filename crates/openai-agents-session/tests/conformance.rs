@@ -39,8 +39,8 @@ async fn sqlite_file() {
 /// n): the kit must catch it, so it cannot be a kit that passes anything.
 mod broken {
     use openai_agents_session::{
-        Backend, BoxFuture, Item, ListOptions, RequestStats, Result, Session, SessionInfo,
-        SessionPage, Store, StoreOptions,
+        Backend, BoxFuture, Item, ListOptions, PruneReport, RequestStats, Result, Session,
+        SessionInfo, SessionPage, Store, StoreOptions,
     };
 
     #[derive(Debug)]
@@ -82,7 +82,7 @@ mod broken {
         ) -> BoxFuture<'a, Result<SessionPage>> {
             Box::pin(self.inner.list_sessions(options))
         }
-        fn prune(&self) -> BoxFuture<'_, Result<u64>> {
+        fn prune(&self) -> BoxFuture<'_, Result<PruneReport>> {
             Box::pin(self.inner.prune())
         }
         fn stats(&self) -> &RequestStats {

@@ -53,7 +53,7 @@ async fn prune_deletes_expired_rows_only() {
         .await
         .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    assert_eq!(forever.prune().await.unwrap(), 1);
+    assert_eq!(forever.prune().await.unwrap().expired_sessions, 1);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let rows: i64 = conn
         .query_row("SELECT count(*) FROM oas_items", [], |r| r.get(0))
@@ -62,7 +62,7 @@ async fn prune_deletes_expired_rows_only() {
         rows, 1,
         "the expired session's rows are gone, the other's stay"
     );
-    assert_eq!(forever.prune().await.unwrap(), 0);
+    assert_eq!(forever.prune().await.unwrap().expired_sessions, 0);
     std::fs::remove_dir_all(&dir).ok();
 }
 

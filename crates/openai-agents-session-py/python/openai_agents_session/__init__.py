@@ -13,10 +13,12 @@ constructors do no I/O.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import os
 import threading
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import quote, urlencode
 
 from ._native import NativeError, NativeStore
@@ -129,12 +131,22 @@ _stores: Dict[str, NativeStore] = {}
 _stores_lock = threading.Lock()
 
 
-def _shared_store(url: str) -> NativeStore:
-    """One store per URL in the process: sessions share its connections and runtime."""
+_client_stores: Dict[Any, NativeStore] = {}
+
+
+def _shared_store(url: str, credentials: Optional["_ClientCredentials"] = None) -> NativeStore:
+    """One store per URL (and credentials source) in the process: sessions share its
+    connections and runtime."""
     with _stores_lock:
-        store = _stores.get(url)
+        if credentials is None:
+            store = _stores.get(url)
+            if store is None:
+                store = _stores[url] = NativeStore(url)
+            return store
+        key = (url, id(credentials.credentials))  # the store keeps the credentials alive
+        store = _client_stores.get(key)
         if store is None:
-            store = _stores[url] = NativeStore(url)
+            store = _client_stores[key] = NativeStore(url, credentials)
         return store
 
 
@@ -310,6 +322,52 @@ class RedisSession(_NativeSession):
         return cls(session_id, key_prefix=key_prefix, ttl=ttl, session_settings=session_settings, url=url)
 
 
+class _ClientCredentials:
+    """Reads a boto3 / aiobotocore client's credentials for the Rust core, which calls it (from a
+    worker thread) whenever its cached copy is due to expire. botocore refreshes assumed-role and
+    SSO credentials itself when asked for them near their expiry, so nothing is copied once."""
+
+    def __init__(self, credentials: Any) -> None:
+        self.credentials = credentials
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
+
+    def remember_loop(self) -> None:
+        try:
+            self.loop = asyncio.get_running_loop()
+        except RuntimeError:  # pragma: no cover - called from the session's coroutines
+            pass
+
+    def __call__(self) -> Tuple[str, str, Optional[str], Optional[float]]:
+        frozen = self.credentials.get_frozen_credentials()
+        if inspect.isawaitable(frozen):  # aiobotocore: refresh on the client's own loop
+            loop = self.loop
+            if loop is not None and loop.is_running():
+                frozen = asyncio.run_coroutine_threadsafe(_awaited(frozen), loop).result(120)
+            else:
+                frozen = asyncio.run(_awaited(frozen))
+        expiry = getattr(self.credentials, "_expiry_time", None)
+        return (
+            frozen.access_key,
+            frozen.secret_key,
+            frozen.token or None,
+            expiry.timestamp() if expiry is not None else None,
+        )
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def _client_credentials(client: Any) -> Optional[_ClientCredentials]:
+    """The credentials object a boto3 / aiobotocore client signs with (None without a client,
+    or for an unsigned one: the standard AWS chain is used then)."""
+    signer = getattr(client, "_request_signer", None)
+    credentials = getattr(signer, "_credentials", None)
+    if credentials is None or not hasattr(credentials, "get_frozen_credentials"):
+        return None
+    return _ClientCredentials(credentials)
+
+
 def _dynamodb_url(table_name: str, client: Any, region_name: Optional[str], endpoint_url: Optional[str], ttl: Optional[int]) -> str:
     meta = getattr(client, "meta", None)
     region = region_name or getattr(meta, "region_name", None)
@@ -323,7 +381,9 @@ class DynamoDBSession(_NativeSession):
     """The seed's ``DynamoDBSession(session_id, dynamodb_client, table_name, *, ttl_seconds)``.
 
     Region and endpoint come from the boto3 or aiobotocore client (or ``region_name`` /
-    ``endpoint_url``); credentials from the standard AWS chain of the process.
+    ``endpoint_url``). Credentials are the client's own, asked of it whenever they need
+    refreshing (assumed-role and SSO credentials expire); without a client, the standard AWS
+    chain of the process.
     """
 
     def __init__(
@@ -340,10 +400,25 @@ class DynamoDBSession(_NativeSession):
         if not table_name:
             raise InvalidInputError("DynamoDBSession needs table_name")
         url = _dynamodb_url(table_name, dynamodb_client, region_name, endpoint_url, ttl_seconds)
-        super().__init__(session_id, _shared_store(url), session_settings)
+        self._credentials = _client_credentials(dynamodb_client)
+        super().__init__(session_id, _shared_store(url, self._credentials), session_settings)
+
+    def _check_open(self) -> None:
+        super()._check_open()
+        if self._credentials is not None:
+            self._credentials.remember_loop()
 
 
-async def create_table_if_not_exists(dynamodb_client: Any, table_name: str, *, region_name: Optional[str] = None, endpoint_url: Optional[str] = None) -> None:
-    """The seed's helper: creates the table (this library's layout) when it does not exist."""
-    store = _shared_store(_dynamodb_url(table_name, dynamodb_client, region_name, endpoint_url, None))
+async def create_table_if_not_exists(dynamodb_client: Any, table_name: str, *, enable_ttl: bool = True, region_name: Optional[str] = None, endpoint_url: Optional[str] = None) -> None:
+    """The seed's helper, with its signature: creates the table (this library's layout, on-demand
+    billing, TTL on ``ttl``) when it does not exist and waits until it is active.
+
+    ``enable_ttl`` is accepted for the seed's callers; TTL is always enabled, because expired
+    sessions are hidden at read time and DynamoDB's sweep only reclaims their space. A table
+    without a TTL attribute on its items is unaffected."""
+    del enable_ttl
+    credentials = _client_credentials(dynamodb_client)
+    if credentials is not None:
+        credentials.remember_loop()
+    store = _shared_store(_dynamodb_url(table_name, dynamodb_client, region_name, endpoint_url, None), credentials)
     await _call(lambda: store.init())

@@ -10,9 +10,11 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use crate::codec::{Decoded, RecordCodec, TailCollector};
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::item::Item;
+use crate::staged::{ItemPage, StageMode, StagedWrite};
 use crate::stats::RequestStats;
 use crate::store::{
-    Backend, BoxFuture, ListOptions, RawRecords, SessionInfo, SessionPage, Store, StoreOptions,
+    Backend, BoxFuture, ListOptions, PruneReport, RawRecords, SessionInfo, SessionPage, Store,
+    StoreOptions,
 };
 use crate::time::{advance_updated, expiry_after, is_expired, Timestamp};
 use crate::url::StoreUrl;
@@ -245,13 +247,13 @@ impl Backend for MemoryBackend {
         })
     }
 
-    fn prune(&self) -> BoxFuture<'_, Result<u64>> {
+    fn prune(&self) -> BoxFuture<'_, Result<PruneReport>> {
         Box::pin(async move {
             let now = Timestamp::now();
             let mut sessions = self.lock(Operation::Prune);
             let before = sessions.len();
             sessions.retain(|_, s| !is_expired(s.expires_at, now));
-            Ok((before - sessions.len()) as u64)
+            Ok(PruneReport::new((before - sessions.len()) as u64, 0))
         })
     }
 
@@ -261,6 +263,100 @@ impl Backend for MemoryBackend {
 
     fn raw_records(&self) -> Option<&dyn RawRecords> {
         Some(self)
+    }
+
+    fn read_page<'a>(
+        &'a self,
+        session_id: &'a str,
+        after: Option<u64>,
+        max_bytes: usize,
+    ) -> BoxFuture<'a, Result<Option<ItemPage>>> {
+        Box::pin(async move {
+            let now = Timestamp::now();
+            let mut sessions = self.lock(Operation::GetItems);
+            let Some(session) = Self::live(&mut sessions, session_id, now) else {
+                return Ok(Some(ItemPage::default()));
+            };
+            let start = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+            let (mut items, mut bytes, mut last) = (Vec::new(), 0usize, None);
+            for (&seq, record) in session.records.range((start, std::ops::Bound::Unbounded)) {
+                if bytes >= max_bytes {
+                    return Ok(Some(ItemPage::new(items, last)));
+                }
+                last = Some(seq);
+                if let Decoded::Valid(item) = self.codec.decode(record) {
+                    bytes += item.len_bytes();
+                    items.push(item);
+                }
+            }
+            Ok(Some(ItemPage::new(items, None)))
+        })
+    }
+
+    fn stage<'a>(
+        &'a self,
+        session_id: &str,
+        mode: StageMode,
+        _expected_items: Option<u64>,
+    ) -> BoxFuture<'a, Result<Option<Box<dyn StagedWrite + 'a>>>> {
+        let session_id = session_id.to_owned();
+        Box::pin(async move {
+            let staged: Box<dyn StagedWrite + 'a> = Box::new(MemoryStaged {
+                backend: self,
+                session_id,
+                mode,
+                records: Vec::new(),
+            });
+            Ok(Some(staged))
+        })
+    }
+}
+
+/// A staged write of the memory backend: the encoded records wait here, and the commit applies
+/// them in one critical section.
+struct MemoryStaged<'a> {
+    backend: &'a MemoryBackend,
+    session_id: String,
+    mode: StageMode,
+    records: Vec<Arc<[u8]>>,
+}
+
+impl StagedWrite for MemoryStaged<'_> {
+    fn append(&mut self, items: Vec<Item>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let codec = &self.backend.codec;
+            self.records
+                .extend(items.iter().map(|item| Arc::from(codec.encode(item))));
+            Ok(())
+        })
+    }
+
+    fn commit(&mut self) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(async move {
+            let records = std::mem::take(&mut self.records);
+            let n = records.len() as u64;
+            let b = self.backend;
+            if self.mode == StageMode::Replace {
+                let now = Timestamp::now();
+                let mut sessions = b.lock(Operation::AddItems);
+                let mut session = MemorySession {
+                    created_at: now,
+                    updated_at: Some(now),
+                    expires_at: expiry_after(now, b.options.ttl),
+                    next_seq: n + 1,
+                    records: BTreeMap::new(),
+                };
+                session.records.extend((1..).zip(records));
+                if n == 0 {
+                    sessions.remove(&self.session_id);
+                } else {
+                    sessions.insert(self.session_id.clone(), session);
+                }
+            } else if n > 0 {
+                b.append(&self.session_id, records, Operation::AddItems);
+            }
+            Ok(n)
+        })
     }
 }
 

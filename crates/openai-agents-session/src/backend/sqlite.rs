@@ -16,9 +16,11 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 use crate::codec::{Decoded, RecordCodec, TailCollector};
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::item::Item;
+use crate::staged::{ItemPage, StageMode, StagedWrite};
 use crate::stats::RequestStats;
 use crate::store::{
-    Backend, BoxFuture, ListOptions, RawRecords, SessionInfo, SessionPage, Store, StoreOptions,
+    Backend, BoxFuture, ListOptions, PruneReport, RawRecords, SessionInfo, SessionPage, Store,
+    StoreOptions,
 };
 use crate::time::{advance_updated, expiry_after, is_expired, Timestamp};
 use crate::url::{parse_positive, StoreUrl};
@@ -49,7 +51,22 @@ CREATE TABLE IF NOT EXISTS oas_items (
     record  BLOB    NOT NULL,
     PRIMARY KEY (session, seq)
 );
+CREATE TABLE IF NOT EXISTS oas_stages (
+    id         INTEGER PRIMARY KEY,
+    session_id TEXT    NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS oas_staged (
+    stage  INTEGER NOT NULL,
+    seq    INTEGER NOT NULL,
+    record BLOB    NOT NULL,
+    PRIMARY KEY (stage, seq)
+);
 ";
+
+/// Default age after which `prune` removes a staged write never committed (URL option
+/// `stale_batch_secs`).
+const STALE_STAGE_MS: i64 = 3_600_000;
 
 /// How often (at most) a write also deletes expired sessions' rows.
 const OPPORTUNISTIC_PRUNE_EVERY_MS: i64 = 60_000;
@@ -85,6 +102,8 @@ struct Config {
     path: PathBuf,
     synchronous: Synchronous,
     busy_timeout: Duration,
+    /// Age after which `prune` removes a staged write never committed.
+    stale_stage_ms: i64,
     options: StoreOptions,
 }
 
@@ -141,6 +160,10 @@ pub(crate) async fn open(mut url: StoreUrl, options: StoreOptions) -> Result<Sto
         Some(v) => parse_positive("busy_timeout_ms", &v)?,
         None => 5000,
     };
+    let stale_stage_ms = match url.take_option("stale_batch_secs") {
+        Some(v) => (parse_positive("stale_batch_secs", &v)? as i64).saturating_mul(1000),
+        None => STALE_STAGE_MS,
+    };
     url.reject_unknown_options()?;
     let path = url.location()?;
     if path.is_empty() {
@@ -157,6 +180,7 @@ pub(crate) async fn open(mut url: StoreUrl, options: StoreOptions) -> Result<Sto
         path: PathBuf::from(path),
         synchronous,
         busy_timeout: Duration::from_millis(busy_timeout_ms),
+        stale_stage_ms,
         options: options.clone(),
     })
     .await?;
@@ -370,10 +394,39 @@ impl Inner {
     }
 
     fn append(&self, conn: &mut Connection, session_id: &str, records: &[Vec<u8>]) -> TxResult<()> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let pruned = self.append_in(
+            &tx,
+            session_id,
+            records.len() as i64,
+            |tx, key, next_seq| {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO oas_items (session, seq, record) VALUES (?1, ?2, ?3)",
+                )?;
+                for (offset, record) in records.iter().enumerate() {
+                    insert.execute(params![key, next_seq + offset as i64, record])?;
+                }
+                Ok(())
+            },
+        )?;
+        tx.commit()?;
+        self.note_prune(pruned);
+        Ok(Ok(()))
+    }
+
+    /// Inside a write transaction: finds (or starts) the live session, lets `insert` write
+    /// `count` records from sequence `next_seq` on, and updates the session row. Returns the
+    /// time of the opportunistic prune it ran, if any.
+    fn append_in(
+        &self,
+        tx: &Connection,
+        session_id: &str,
+        count: i64,
+        insert: impl FnOnce(&Connection, i64, i64) -> rusqlite::Result<()>,
+    ) -> rusqlite::Result<Option<Timestamp>> {
         let now = Timestamp::now();
         let ttl = self.config.options.ttl;
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (key, next_seq, previous_update) = match find_session(&tx, session_id)? {
+        let (key, next_seq, previous_update) = match find_session(tx, session_id)? {
             Some(row) if !is_expired(row.expires_at, now) => {
                 (row.key, row.next_seq, Some(row.updated_at))
             }
@@ -396,15 +449,7 @@ impl Inner {
                 (tx.last_insert_rowid(), 1, None)
             }
         };
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO oas_items (session, seq, record) VALUES (?1, ?2, ?3)",
-            )?;
-            for (offset, record) in records.iter().enumerate() {
-                insert.execute(params![key, next_seq + offset as i64, record])?;
-            }
-        }
-        let count = records.len() as i64;
+        insert(tx, key, next_seq)?;
         tx.prepare_cached(
             "UPDATE oas_sessions SET updated_at = ?2, expires_at = ?3,
                     item_count = item_count + ?4, next_seq = ?5 WHERE id = ?1",
@@ -419,13 +464,144 @@ impl Inner {
         let last_prune = self.last_prune_ms.load(Ordering::Relaxed);
         if now.as_millis() - last_prune > OPPORTUNISTIC_PRUNE_EVERY_MS {
             // Bounded, so that a large backlog never holds the write lock for long.
-            prune_expired(&tx, now, OPPORTUNISTIC_PRUNE_LIMIT)?;
+            prune_expired(tx, now, OPPORTUNISTIC_PRUNE_LIMIT)?;
+            return Ok(Some(now));
+        }
+        Ok(None)
+    }
+
+    /// Remembers a committed opportunistic prune.
+    fn note_prune(&self, pruned: Option<Timestamp>) {
+        if let Some(at) = pruned {
+            self.last_prune_ms.store(at.as_millis(), Ordering::Relaxed);
+        }
+    }
+
+    /// Stores staged records (invisible: they are not in `oas_items`), creating the stage row
+    /// on the first call. Returns the stage id.
+    fn stage_records(
+        &self,
+        conn: &mut Connection,
+        session_id: &str,
+        stage: Option<i64>,
+        first_seq: i64,
+        records: &[Vec<u8>],
+    ) -> TxResult<i64> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let stage = match stage {
+            Some(id) => id,
+            None => {
+                tx.prepare_cached(
+                    "INSERT INTO oas_stages (session_id, created_at) VALUES (?1, ?2)",
+                )?
+                .execute(params![session_id, Timestamp::now().as_millis()])?;
+                tx.last_insert_rowid()
+            }
+        };
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO oas_staged (stage, seq, record) VALUES (?1, ?2, ?3)",
+            )?;
+            for (offset, record) in records.iter().enumerate() {
+                insert.execute(params![stage, first_seq + offset as i64, record])?;
+            }
         }
         tx.commit()?;
-        if now.as_millis() - last_prune > OPPORTUNISTIC_PRUNE_EVERY_MS {
-            self.last_prune_ms.store(now.as_millis(), Ordering::Relaxed);
+        Ok(Ok(stage))
+    }
+
+    /// Makes a stage's `count` records the session's newest (or, with `replace`, its only)
+    /// items in one transaction, and drops the stage.
+    fn commit_stage(
+        &self,
+        conn: &mut Connection,
+        session_id: &str,
+        stage: Option<i64>,
+        count: i64,
+        replace: bool,
+    ) -> TxResult<()> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(id) = stage {
+            let present: Option<i64> = tx
+                .prepare_cached("SELECT id FROM oas_stages WHERE id = ?1")?
+                .query_row([id], |r| r.get(0))
+                .optional()?;
+            if present.is_none() {
+                return Ok(Err(Error::new(
+                    ErrorKind::Backend,
+                    Operation::AddItems,
+                    "the staged write was removed (by prune, as abandoned) before its commit; nothing was written",
+                )));
+            }
         }
+        if replace {
+            if let Some(row) = find_session(&tx, session_id)? {
+                tx.prepare_cached("DELETE FROM oas_items WHERE session = ?1")?
+                    .execute([row.key])?;
+                tx.prepare_cached("DELETE FROM oas_sessions WHERE id = ?1")?
+                    .execute([row.key])?;
+            }
+        }
+        let mut pruned = None;
+        if let (Some(id), true) = (stage, count > 0) {
+            pruned = self.append_in(&tx, session_id, count, |tx, key, next_seq| {
+                tx.prepare_cached(
+                    "INSERT INTO oas_items (session, seq, record)
+                     SELECT ?1, ?2 + seq, record FROM oas_staged WHERE stage = ?3 ORDER BY seq",
+                )?
+                .execute(params![key, next_seq - 1, id])?;
+                Ok(())
+            })?;
+        }
+        if let Some(id) = stage {
+            tx.prepare_cached("DELETE FROM oas_staged WHERE stage = ?1")?
+                .execute([id])?;
+            tx.prepare_cached("DELETE FROM oas_stages WHERE id = ?1")?
+                .execute([id])?;
+        }
+        tx.commit()?;
+        self.note_prune(pruned);
         Ok(Ok(()))
+    }
+
+    /// One page of the live session's items after sequence `after`.
+    fn read_page(
+        &self,
+        conn: &mut Connection,
+        session_id: &str,
+        after: i64,
+        max_bytes: usize,
+    ) -> TxResult<ItemPage> {
+        let now = Timestamp::now();
+        let tx = conn.transaction()?;
+        let Some(row) = find_session(&tx, session_id)? else {
+            return Ok(Ok(ItemPage::default()));
+        };
+        if is_expired(row.expires_at, now) {
+            return Ok(Ok(ItemPage::default()));
+        }
+        let (mut items, mut bytes, mut last) = (Vec::new(), 0usize, after);
+        let mut query = tx.prepare_cached(
+            "SELECT seq, record FROM oas_items WHERE session = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )?;
+        loop {
+            let mut rows = query.query(params![row.key, last, 256])?;
+            let mut fetched = 0;
+            while let Some(r) = rows.next()? {
+                if bytes >= max_bytes {
+                    return Ok(Ok(ItemPage::new(items, Some(last as u64))));
+                }
+                fetched += 1;
+                last = r.get(0)?;
+                if let Decoded::Valid(item) = self.codec.decode(record_bytes(r.get_ref(1)?)) {
+                    bytes += item.len_bytes();
+                    items.push(item);
+                }
+            }
+            if fetched < 256 {
+                return Ok(Ok(ItemPage::new(items, None)));
+            }
+        }
     }
 
     fn read_tail(
@@ -700,16 +876,24 @@ impl Backend for SqliteBackend {
         }))
     }
 
-    fn prune(&self) -> BoxFuture<'_, Result<u64>> {
+    fn prune(&self) -> BoxFuture<'_, Result<PruneReport>> {
         let inner = Arc::clone(&self.inner);
         Box::pin(self.run(Operation::Prune, move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let removed = prune_expired(&tx, Timestamp::now(), -1)?;
+            let now = Timestamp::now();
+            let removed = prune_expired(&tx, now, -1)?;
+            let stale = "SELECT id FROM oas_stages WHERE created_at < ?1";
+            let cutoff = now.as_millis() - inner.config.stale_stage_ms;
+            tx.prepare_cached(&format!("DELETE FROM oas_staged WHERE stage IN ({stale})"))?
+                .execute([cutoff])?;
+            let abandoned = tx
+                .prepare_cached(&format!("DELETE FROM oas_stages WHERE id IN ({stale})"))?
+                .execute([cutoff])?;
             tx.commit()?;
             inner
                 .last_prune_ms
-                .store(Timestamp::now().as_millis(), Ordering::Relaxed);
-            Ok(Ok(removed))
+                .store(now.as_millis(), Ordering::Relaxed);
+            Ok(Ok(PruneReport::new(removed, abandoned as u64)))
         }))
     }
 
@@ -719,6 +903,118 @@ impl Backend for SqliteBackend {
 
     fn raw_records(&self) -> Option<&dyn RawRecords> {
         Some(self)
+    }
+
+    fn read_page<'a>(
+        &'a self,
+        session_id: &'a str,
+        after: Option<u64>,
+        max_bytes: usize,
+    ) -> BoxFuture<'a, Result<Option<ItemPage>>> {
+        let inner = Arc::clone(&self.inner);
+        let id = session_id.to_owned();
+        let after = after.map_or(0, |a| a.min(i64::MAX as u64) as i64);
+        Box::pin(async move {
+            self.run(Operation::GetItems, move |conn| {
+                inner.read_page(conn, &id, after, max_bytes)
+            })
+            .await
+            .map(Some)
+        })
+    }
+
+    fn stage<'a>(
+        &'a self,
+        session_id: &str,
+        mode: StageMode,
+        _expected_items: Option<u64>,
+    ) -> BoxFuture<'a, Result<Option<Box<dyn StagedWrite + 'a>>>> {
+        let staged: Box<dyn StagedWrite + 'a> = Box::new(SqliteStaged {
+            backend: self,
+            session_id: session_id.to_owned(),
+            replace: mode == StageMode::Replace,
+            stage: None,
+            count: 0,
+            committed: false,
+        });
+        Box::pin(async move { Ok(Some(staged)) })
+    }
+}
+
+/// A staged write of the SQLite backend: records wait in `oas_staged` (one short transaction
+/// per part) and the commit moves them into `oas_items` with one `INSERT ... SELECT` inside
+/// one transaction, so no part of it is ever visible alone and memory stays bounded.
+struct SqliteStaged<'a> {
+    backend: &'a SqliteBackend,
+    session_id: String,
+    replace: bool,
+    stage: Option<i64>,
+    count: i64,
+    committed: bool,
+}
+
+impl StagedWrite for SqliteStaged<'_> {
+    fn append(&mut self, items: Vec<Item>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let inner = Arc::clone(&self.backend.inner);
+            let records: Vec<Vec<u8>> = items.iter().map(|i| inner.codec.encode(i)).collect();
+            drop(items);
+            let n = records.len() as i64;
+            let (id, stage, first) = (self.session_id.clone(), self.stage, self.count + 1);
+            let stage = self
+                .backend
+                .run(Operation::AddItems, move |conn| {
+                    inner.stage_records(conn, &id, stage, first, &records)
+                })
+                .await?;
+            self.stage = Some(stage);
+            self.count += n;
+            Ok(())
+        })
+    }
+
+    fn commit(&mut self) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(async move {
+            let inner = Arc::clone(&self.backend.inner);
+            let (id, stage, count, replace) = (
+                self.session_id.clone(),
+                self.stage,
+                self.count,
+                self.replace,
+            );
+            self.backend
+                .run(Operation::AddItems, move |conn| {
+                    inner.commit_stage(conn, &id, stage, count, replace)
+                })
+                .await?;
+            self.committed = true;
+            Ok(count as u64)
+        })
+    }
+}
+
+impl Drop for SqliteStaged<'_> {
+    fn drop(&mut self) {
+        // Abandoned: remove the staged rows now when a runtime is at hand; `prune` reclaims
+        // them otherwise.
+        let (Some(stage), false) = (self.stage, self.committed) else {
+            return;
+        };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let inner = Arc::clone(&self.backend.inner);
+        handle.spawn_blocking(move || {
+            let _ = inner.run_blocking(Operation::AddItems, |conn| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                tx.prepare_cached("DELETE FROM oas_staged WHERE stage = ?1")?
+                    .execute([stage])?;
+                tx.prepare_cached("DELETE FROM oas_stages WHERE id = ?1")?
+                    .execute([stage])?;
+                tx.commit()?;
+                Ok(Ok(()))
+            });
+        });
     }
 }
 

@@ -11,7 +11,7 @@ use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::item::Item;
 use crate::stats::RequestStats;
 use crate::store::{
-    Backend, BoxFuture, ListOptions, SessionInfo, SessionPage, Store, StoreOptions,
+    Backend, BoxFuture, ListOptions, PruneReport, SessionInfo, SessionPage, Store, StoreOptions,
 };
 use crate::time::Timestamp;
 
@@ -239,7 +239,7 @@ impl Backend for AgentsTables {
         })
     }
 
-    fn prune(&self) -> BoxFuture<'_, Result<u64>> {
+    fn prune(&self) -> BoxFuture<'_, Result<PruneReport>> {
         self.denied(Operation::Prune)
     }
 

@@ -14,7 +14,7 @@ use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::item::Item;
 use crate::stats::RequestStats;
 use crate::store::{
-    Backend, BoxFuture, ListOptions, SessionInfo, SessionPage, Store, StoreOptions,
+    Backend, BoxFuture, ListOptions, PruneReport, SessionInfo, SessionPage, Store, StoreOptions,
 };
 use crate::time::Timestamp;
 
@@ -198,7 +198,7 @@ impl Backend for SeedTable {
         })
     }
 
-    fn prune(&self) -> BoxFuture<'_, Result<u64>> {
+    fn prune(&self) -> BoxFuture<'_, Result<PruneReport>> {
         self.denied(Operation::Prune)
     }
 

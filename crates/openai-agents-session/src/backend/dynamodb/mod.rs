@@ -28,9 +28,11 @@ use aws_sdk_dynamodb::Client;
 use crate::codec::{Decoded, RecordCodec, TailCollector};
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::item::Item;
+use crate::staged::{ItemPage, StageMode, StagedWrite};
 use crate::stats::RequestStats;
 use crate::store::{
-    Backend, BoxFuture, ListOptions, RawRecords, SessionInfo, SessionPage, Store, StoreOptions,
+    Backend, BoxFuture, ListOptions, PruneReport, RawRecords, SessionInfo, SessionPage, Store,
+    StoreOptions,
 };
 use crate::time::{advance_updated, Timestamp};
 use crate::url::{parse_bool, parse_positive, StoreUrl};
@@ -43,6 +45,8 @@ pub const SESSIONS_INDEX: &str = "sessions";
 pub const PART_BYTES: usize = 350_000;
 /// Metadata attributes naming uncommitted batches start with this.
 const PENDING_PREFIX: &str = "p_";
+/// Metadata attributes naming the generation a pending replace writes start with this.
+const REPLACING_PREFIX: &str = "q_";
 /// The sort key of a session's metadata item.
 const META_SK: &str = "m";
 /// A transaction carries at most 100 actions and 4 MB.
@@ -78,6 +82,8 @@ struct Meta {
     expires_at: Option<i64>,
     stamp: Option<i64>,
     pending: HashSet<String>,
+    /// Pending replaces: batch id -> the generation they write (`q_<batch>`).
+    replacing: HashMap<String, i64>,
     /// Pending batches older than the stale threshold (filled in by `prune`).
     abandoned: HashSet<String>,
 }
@@ -111,6 +117,13 @@ impl Meta {
                 .keys()
                 .filter_map(|k| k.strip_prefix(PENDING_PREFIX))
                 .map(str::to_owned)
+                .collect(),
+            replacing: item
+                .iter()
+                .filter_map(|(k, v)| {
+                    let batch = k.strip_prefix(REPLACING_PREFIX)?;
+                    Some((batch.to_owned(), v.as_n().ok()?.parse::<i64>().ok()?))
+                })
                 .collect(),
             abandoned: HashSet::new(),
         })
@@ -801,22 +814,18 @@ impl Inner {
         format!("oas{seed:x}{:x}", COUNTER.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Batches too large for one transaction (imports, 10,000 items, huge items): reserve the
-    /// sequence range and mark the batch pending in the metadata (one write), write the records
-    /// tagged with the batch id (BatchWriteItem, 25 at a time), then commit by removing the
-    /// pending mark (one write). Readers skip records of pending batches, so nobody sees part of
-    /// a batch; a crash leaves only invisible records, which `prune` reclaims.
-    async fn append_committed(
+    /// The commit protocol's first step: reserves `k` sequence numbers after the session's
+    /// newest and marks `batch` pending in the metadata (creating it for a new session, or a
+    /// new life after expiry) with one conditional write. Returns (generation, first sequence).
+    async fn reserve(
         &self,
         op: Operation,
         session_id: &str,
-        prepared: &[Prepared],
-    ) -> Result<()> {
-        let k = prepared.len() as i64;
-        let batch = self.token();
+        batch: &str,
+        k: i64,
+    ) -> Result<(i64, i64)> {
         let pending_attr = format!("{PENDING_PREFIX}{batch}");
         let extra = [("#b", pending_attr.as_str())];
-        // 1. Reserve.
         let mut attempt = 0;
         let (gen, start) = loop {
             attempt += 1;
@@ -852,7 +861,7 @@ impl Inner {
                 }
                 MetaState::Missing | MetaState::Expired { .. } => {
                     let (gen, cond, (names, values)) = new_life(state, now);
-                    let mut item = self.new_meta(session_id, gen, k, 0, now, Some(&batch));
+                    let mut item = self.new_meta(session_id, gen, k, 0, now, Some(batch));
                     // Not visible until committed: no expiry yet, so the reservation itself
                     // never expires the session early.
                     item.remove("expires_at");
@@ -878,6 +887,24 @@ impl Inner {
                 Err((_, e)) => return Err(e),
             }
         };
+        Ok((gen, start))
+    }
+
+    /// Batches too large for one transaction (imports, 10,000 items, huge items): reserve the
+    /// sequence range and mark the batch pending in the metadata (one write), write the records
+    /// tagged with the batch id (BatchWriteItem, 25 at a time), then commit by removing the
+    /// pending mark (one write). Readers skip records of pending batches, so nobody sees part of
+    /// a batch; a crash leaves only invisible records, which `prune` reclaims.
+    async fn append_committed(
+        &self,
+        op: Operation,
+        session_id: &str,
+        prepared: &[Prepared],
+    ) -> Result<()> {
+        let k = prepared.len() as i64;
+        let batch = self.token();
+        // 1. Reserve.
+        let (gen, start) = self.reserve(op, session_id, &batch, k).await?;
         self.forget(session_id);
         // 2. Write the records, invisible while the batch is pending.
         let ttl_attr = self.item_ttl(self.ttl_ms().map(|t| now_ms() + t));
@@ -891,42 +918,7 @@ impl Inner {
         }
         self.batch_write(op, requests).await?;
         // 3. Commit.
-        let now = now_ms();
-        let expires_at = self.ttl_ms().map(|t| now + t);
-        let cond = "#gen = :gen AND attribute_exists(#b)";
-        let update = match expires_at {
-            Some(_) => "SET #count = #count + :k, #upd = :now, #exp = :exp, #ttl = :ttl, #stamp = if_not_exists(#stamp, :ttl) REMOVE #b",
-            None => "SET #count = #count + :k, #upd = :now REMOVE #b, #exp, #ttl, #stamp",
-        };
-        let (names, values) = expr_maps(
-            &[cond, update],
-            vec![
-                (":gen", n(gen)),
-                (":k", n(k)),
-                (":now", n(now)),
-                (":exp", n(expires_at.unwrap_or(0))),
-                (":ttl", n(self.item_ttl(expires_at).unwrap_or(0))),
-            ],
-            &extra,
-        );
-        self.stats.record_requests(op, 1);
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(meta_key(session_id)))
-            .condition_expression(cond)
-            .update_expression(update)
-            .set_expression_attribute_names(names)
-            .set_expression_attribute_values(values)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Cleared (or pruned) meanwhile: the batch is discarded, as if written just before.
-            Err(e) if is_condition_failure(&e) => Ok(()),
-            Err(e) => Err(map_sdk(op, &self.table, e)),
-        }
+        self.commit_batch(op, session_id, &batch, gen, k).await
     }
 
     /// BatchWriteItem in groups of 25, retrying unprocessed items with backoff.
@@ -972,18 +964,25 @@ impl Inner {
         session_id: &str,
         start: Option<HashMap<String, AttributeValue>>,
         limit: Option<i32>,
+        below: Option<&str>,
     ) -> Result<(
         Vec<HashMap<String, AttributeValue>>,
         Option<HashMap<String, AttributeValue>>,
     )> {
         self.stats.record_requests(op, 1);
+        // From the metadata down, or (during a staged replace, whose newer generation sorts
+        // above the current one) from just below a sort key.
+        let (condition, bound) = match below {
+            Some(b) => ("pk = :pk AND sk < :m", b),
+            None => ("pk = :pk AND sk <= :m", META_SK),
+        };
         let out = self
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND sk <= :m")
+            .key_condition_expression(condition)
             .expression_attribute_values(":pk", s(session_id))
-            .expression_attribute_values(":m", s(META_SK))
+            .expression_attribute_values(":m", s(bound))
             .scan_index_forward(false)
             .consistent_read(true)
             .set_limit(limit)
@@ -1080,12 +1079,15 @@ impl Inner {
         let now = now_ms();
         let mut start = None;
         let mut meta: Option<Meta> = None;
+        let mut below: Option<String> = None;
         loop {
             let limit = page_hint.map(|w| {
                 w.saturating_add(1 + meta.as_ref().map_or(0, |m| m.pending.len()))
                     .min(1000) as i32
             });
-            let (items, last) = self.query_page(op, session_id, start.take(), limit).await?;
+            let (items, last) = self
+                .query_page(op, session_id, start.take(), limit, below.as_deref())
+                .await?;
             let mut rows = items.iter();
             if meta.is_none() {
                 let Some(first) = rows.next() else {
@@ -1103,6 +1105,13 @@ impl Inner {
                 self.remember(session_id, m.state(now));
                 if m.expired(now) {
                     return Ok(None);
+                }
+                if !m.replacing.is_empty() {
+                    // A staged replace writes a newer generation, which sorts above this one:
+                    // read again from just below it.
+                    below = Some(item_prefix(m.gen + 1));
+                    meta = Some(m);
+                    continue;
                 }
                 meta = Some(m);
             }
@@ -1405,15 +1414,7 @@ impl DynamoDbBackend {
         // The records of the cleared life are invisible from now on (no metadata names their
         // generation); delete them in the background, or leave them to prune and TTL.
         if let Some(old) = out.attributes().and_then(|a| Meta::parse(a).ok()) {
-            let inner = Arc::clone(&self.inner);
-            let id = session_id.to_owned();
-            tokio::spawn(async move {
-                for prefix in [item_prefix(old.gen), format!("c#{:020}#", old.gen)] {
-                    if let Err(e) = inner.delete_prefix(Operation::Prune, &id, &prefix).await {
-                        tracing::debug!(error = %e, "background delete after clear failed; prune reclaims it");
-                    }
-                }
-            });
+            inner.delete_generation_later(session_id, old.gen);
         }
         Ok(())
     }
@@ -1586,7 +1587,7 @@ impl Inner {
 
     /// Scans the table: deletes expired sessions, records no live generation names (cleared
     /// or earlier lives) and records of batches left uncommitted for over an hour.
-    async fn prune(&self) -> Result<u64> {
+    async fn prune(&self) -> Result<PruneReport> {
         let op = Operation::Prune;
         let now = now_ms();
         // Pass 1: the metadata items.
@@ -1650,6 +1651,11 @@ impl Inner {
                     .get("b")
                     .and_then(|v| v.as_s().ok())
                     .is_some_and(|b| meta.abandoned.contains(b)),
+                // The new generation of a replace still being staged.
+                (Some(meta), Some(gen)) => meta
+                    .replacing
+                    .iter()
+                    .any(|(b, g)| *g == gen && !meta.abandoned.contains(b)),
                 _ => false,
             };
             if !keep {
@@ -1659,6 +1665,7 @@ impl Inner {
                 ]));
             }
         }
+        let leftovers = doomed.len() as u64;
         let mut requests = Vec::with_capacity(doomed.len());
         for key in doomed {
             let d = DeleteRequest::builder()
@@ -1678,13 +1685,14 @@ impl Inner {
                     .update_item()
                     .table_name(&self.table)
                     .set_key(Some(meta_key(pk)))
-                    .update_expression("REMOVE #b")
+                    .update_expression("REMOVE #b, #q")
                     .expression_attribute_names("#b", format!("{PENDING_PREFIX}{batch}"))
+                    .expression_attribute_names("#q", format!("{REPLACING_PREFIX}{batch}"))
                     .send()
                     .await;
             }
         }
-        Ok(removed_sessions)
+        Ok(PruneReport::new(removed_sessions, leftovers))
     }
 }
 
@@ -1737,7 +1745,7 @@ impl Backend for DynamoDbBackend {
         Box::pin(self.list(options))
     }
 
-    fn prune(&self) -> BoxFuture<'_, Result<u64>> {
+    fn prune(&self) -> BoxFuture<'_, Result<PruneReport>> {
         Box::pin(self.inner.prune())
     }
 
@@ -1751,6 +1759,467 @@ impl Backend for DynamoDbBackend {
 
     fn init(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(self.inner.create_table_if_not_exists())
+    }
+
+    fn read_page<'a>(
+        &'a self,
+        session_id: &'a str,
+        after: Option<u64>,
+        max_bytes: usize,
+    ) -> BoxFuture<'a, Result<Option<ItemPage>>> {
+        Box::pin(async move {
+            self.inner
+                .page(session_id, after, max_bytes)
+                .await
+                .map(Some)
+        })
+    }
+
+    fn stage<'a>(
+        &'a self,
+        session_id: &str,
+        mode: StageMode,
+        expected_items: Option<u64>,
+    ) -> BoxFuture<'a, Result<Option<Box<dyn StagedWrite + 'a>>>> {
+        let staged: Box<dyn StagedWrite + 'a> = Box::new(DynamoStaged {
+            inner: &self.inner,
+            session_id: session_id.to_owned(),
+            replace: mode == StageMode::Replace,
+            expected: expected_items.unwrap_or(0).min(i64::MAX as u64) as i64,
+            batch: self.inner.token(),
+            target: None,
+            count: 0,
+        });
+        Box::pin(async move { Ok(Some(staged)) })
+    }
+}
+
+/// Where a staged write's records go, once reserved.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// After the session's records: `capacity` sequences reserved from `start` in `gen`.
+    Append { gen: i64, start: i64, capacity: i64 },
+    /// A new generation, named by the pending replace; becomes the session's at the commit.
+    Replace { gen: i64 },
+}
+
+/// A staged write of the DynamoDB backend: the commit protocol with the batch kept open.
+/// Appends reserve the expected number of sequences up front (more later, still contiguous,
+/// unless another writer got in between: then the write fails and nothing is visible);
+/// replaces write a new generation that the commit makes current in one conditional update.
+/// Readers skip pending batches' records and never read another generation, so nothing is
+/// visible before the commit. Dropped without a commit, the records stay invisible and
+/// `prune` reclaims them after `stale_batch_secs`.
+struct DynamoStaged<'a> {
+    inner: &'a Arc<Inner>,
+    session_id: String,
+    replace: bool,
+    expected: i64,
+    batch: String,
+    target: Option<Target>,
+    count: i64,
+}
+
+impl DynamoStaged<'_> {
+    async fn open(&mut self, first: i64) -> Result<Target> {
+        if let Some(t) = self.target {
+            return Ok(t);
+        }
+        let op = Operation::AddItems;
+        let inner = self.inner;
+        let target = if self.replace {
+            match inner
+                .reserve_replace(op, &self.session_id, &self.batch)
+                .await?
+            {
+                Some(gen) => Target::Replace { gen },
+                None => self.reserve_append(first).await?,
+            }
+        } else {
+            self.reserve_append(first).await?
+        };
+        self.target = Some(target);
+        Ok(target)
+    }
+
+    async fn reserve_append(&mut self, first: i64) -> Result<Target> {
+        let capacity = self.expected.max(first).max(1);
+        let (gen, start) = self
+            .inner
+            .reserve(Operation::AddItems, &self.session_id, &self.batch, capacity)
+            .await?;
+        Ok(Target::Append {
+            gen,
+            start,
+            capacity,
+        })
+    }
+}
+
+impl StagedWrite for DynamoStaged<'_> {
+    fn append(&mut self, items: Vec<Item>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let op = Operation::AddItems;
+            let k = items.len() as i64;
+            let mut target = self.open(k).await?;
+            if let Target::Append {
+                gen,
+                start,
+                capacity,
+            } = target
+            {
+                if self.count + k > capacity {
+                    let more = (self.count + k - capacity).max(capacity);
+                    self.inner
+                        .extend_reservation(
+                            op,
+                            &self.session_id,
+                            &self.batch,
+                            gen,
+                            start + capacity,
+                            more,
+                        )
+                        .await?;
+                    target = Target::Append {
+                        gen,
+                        start,
+                        capacity: capacity + more,
+                    };
+                    self.target = Some(target);
+                }
+            }
+            let (gen, first_seq) = match target {
+                Target::Append { gen, start, .. } => (gen, start + self.count),
+                Target::Replace { gen } => (gen, self.count),
+            };
+            let inner = self.inner;
+            let prepared: Vec<Prepared> = items
+                .iter()
+                .map(|i| inner.prepare(inner.codec.encode(i)))
+                .collect();
+            drop(items);
+            let ttl_attr = inner.item_ttl(inner.ttl_ms().map(|t| now_ms() + t));
+            let mut requests = Vec::new();
+            for item in inner.record_puts(
+                &self.session_id,
+                gen,
+                first_seq,
+                &prepared,
+                ttl_attr,
+                Some(&self.batch),
+            ) {
+                let put = PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(|e| build_error(op, e))?;
+                requests.push(WriteRequest::builder().put_request(put).build());
+            }
+            inner.batch_write(op, requests).await?;
+            self.count += k;
+            Ok(())
+        })
+    }
+
+    fn commit(&mut self) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(async move {
+            let op = Operation::AddItems;
+            let target = self.open(0).await?;
+            let inner = self.inner;
+            match target {
+                Target::Append { gen, .. } => {
+                    inner
+                        .commit_batch(op, &self.session_id, &self.batch, gen, self.count)
+                        .await?
+                }
+                Target::Replace { gen } => {
+                    inner
+                        .commit_replace(op, &self.session_id, &self.batch, gen, self.count)
+                        .await?
+                }
+            }
+            Ok(self.count as u64)
+        })
+    }
+}
+
+impl Inner {
+    /// Deletes a generation no metadata names any more (cleared, replaced) in the background;
+    /// what this misses, prune and TTL reclaim.
+    fn delete_generation_later(self: &Arc<Self>, session_id: &str, gen: i64) {
+        let inner = Arc::clone(self);
+        let id = session_id.to_owned();
+        tokio::spawn(async move {
+            for prefix in [item_prefix(gen), format!("c#{gen:020}#")] {
+                if let Err(e) = inner.delete_prefix(Operation::Prune, &id, &prefix).await {
+                    tracing::debug!(error = %e, "background delete of an old generation failed; prune reclaims it");
+                }
+            }
+        });
+    }
+
+    /// One page of the live session's records after sequence `after`, oldest first: one
+    /// GetItem of the metadata, then ascending Queries of the current generation.
+    async fn page(
+        &self,
+        session_id: &str,
+        after: Option<u64>,
+        max_bytes: usize,
+    ) -> Result<ItemPage> {
+        let op = Operation::GetItems;
+        let now = now_ms();
+        let Some(meta) = self.get_meta(op, session_id).await? else {
+            return Ok(ItemPage::default());
+        };
+        if meta.expired(now) {
+            return Ok(ItemPage::default());
+        }
+        let from = after.map_or(0, |a| (a as i64).saturating_add(1));
+        let (mut items, mut bytes, mut last) = (Vec::new(), 0usize, from - 1);
+        let mut start = None;
+        loop {
+            self.stats.record_requests(op, 1);
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
+                .expression_attribute_values(":pk", s(session_id))
+                .expression_attribute_values(":a", s(item_sk(meta.gen, from)))
+                .expression_attribute_values(":b", s(item_sk(meta.gen, i64::MAX)))
+                .consistent_read(true)
+                .limit(100)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| map_sdk(op, &self.table, e))?;
+            for row in out.items() {
+                if bytes >= max_bytes {
+                    return Ok(ItemPage::new(items, Some(last as u64)));
+                }
+                let Some(seq) = row
+                    .get("sk")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|sk| seq_of(sk))
+                else {
+                    continue;
+                };
+                last = seq;
+                if let Some(AttributeValue::S(b)) = row.get("b") {
+                    if meta.pending.contains(b) {
+                        continue; // part of a batch not committed yet
+                    }
+                }
+                let record = self.record_bytes(op, session_id, meta.gen, row).await?;
+                if let Decoded::Valid(item) = self.codec.decode(&record) {
+                    bytes += item.len_bytes();
+                    items.push(item);
+                }
+            }
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(ItemPage::new(items, None));
+            }
+        }
+    }
+
+    /// A replace's reservation: marks the batch pending and names its new generation in the
+    /// metadata of an existing session (live or expired). `None` when the session does not
+    /// exist: a replace is then an append to a new session.
+    async fn reserve_replace(
+        &self,
+        op: Operation,
+        session_id: &str,
+        batch: &str,
+    ) -> Result<Option<i64>> {
+        let now = now_ms();
+        let Some(meta) = self.get_meta(op, session_id).await? else {
+            return Ok(None);
+        };
+        let gen = meta.gen.max(now) + 1;
+        let pending = format!("{PENDING_PREFIX}{batch}");
+        let replacing = format!("{REPLACING_PREFIX}{batch}");
+        let cond = "attribute_exists(#pk)";
+        let update = "SET #b = :now, #q = :gen";
+        let (names, values) = expr_maps(
+            &[cond, update],
+            vec![(":now", n(now)), (":gen", n(gen))],
+            &[("#b", pending.as_str()), ("#q", replacing.as_str())],
+        );
+        self.stats.record_requests(op, 1);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(meta_key(session_id)))
+            .condition_expression(cond)
+            .update_expression(update)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Some(gen)),
+            Err(e) if is_condition_failure(&e) => Ok(None), // cleared meanwhile
+            Err(e) => Err(map_sdk(op, &self.table, e)),
+        }
+    }
+
+    /// Reserves `more` sequences right after an append's reservation, only if nobody else
+    /// reserved any since (so the batch stays contiguous).
+    async fn extend_reservation(
+        &self,
+        op: Operation,
+        session_id: &str,
+        batch: &str,
+        gen: i64,
+        next: i64,
+        more: i64,
+    ) -> Result<()> {
+        let pending = format!("{PENDING_PREFIX}{batch}");
+        let cond = "#gen = :gen AND #next = :next AND attribute_exists(#b)";
+        let update = "SET #next = :n2";
+        let (names, values) = expr_maps(
+            &[cond, update],
+            vec![
+                (":gen", n(gen)),
+                (":next", n(next)),
+                (":n2", n(next + more)),
+            ],
+            &[("#b", pending.as_str())],
+        );
+        self.stats.record_requests(op, 1);
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(meta_key(session_id)))
+            .condition_expression(cond)
+            .update_expression(update)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .send()
+            .await
+            .map_err(|e| {
+                if is_condition_failure(&e) {
+                    Error::new(
+                        ErrorKind::Backend,
+                        op,
+                        "the session was written or cleared during a staged write that outgrew its reservation; nothing of it is visible",
+                    )
+                } else {
+                    map_sdk(op, &self.table, e)
+                }
+            })?;
+        self.forget(session_id);
+        Ok(())
+    }
+
+    /// The commit protocol's last step: removes the pending mark and counts the batch's `k`
+    /// records, with the new `updated_at` and expiry, in one conditional update. A session
+    /// cleared meanwhile discards the batch, as if it had been written just before the clear.
+    async fn commit_batch(
+        &self,
+        op: Operation,
+        session_id: &str,
+        batch: &str,
+        gen: i64,
+        k: i64,
+    ) -> Result<()> {
+        let pending_attr = format!("{PENDING_PREFIX}{batch}");
+        let extra = [("#b", pending_attr.as_str())];
+        let now = now_ms();
+        let expires_at = self.ttl_ms().map(|t| now + t);
+        let cond = "#gen = :gen AND attribute_exists(#b)";
+        let update = match expires_at {
+            Some(_) => "SET #count = #count + :k, #upd = :now, #exp = :exp, #ttl = :ttl, #stamp = if_not_exists(#stamp, :ttl) REMOVE #b",
+            None => "SET #count = #count + :k, #upd = :now REMOVE #b, #exp, #ttl, #stamp",
+        };
+        let (names, values) = expr_maps(
+            &[cond, update],
+            vec![
+                (":gen", n(gen)),
+                (":k", n(k)),
+                (":now", n(now)),
+                (":exp", n(expires_at.unwrap_or(0))),
+                (":ttl", n(self.item_ttl(expires_at).unwrap_or(0))),
+            ],
+            &extra,
+        );
+        self.stats.record_requests(op, 1);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(meta_key(session_id)))
+            .condition_expression(cond)
+            .update_expression(update)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .send()
+            .await;
+        self.forget(session_id);
+        match result {
+            Ok(_) => Ok(()),
+            // Cleared (or pruned) meanwhile: the batch is discarded, as if written just before.
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(map_sdk(op, &self.table, e)),
+        }
+    }
+
+    /// Commits a replace: one conditional update makes the staged generation current (with
+    /// `k` records, a new `created_at` and expiry) while the batch is still pending, then the
+    /// old generation's records are deleted in the background (or by prune and TTL).
+    async fn commit_replace(
+        self: &Arc<Self>,
+        op: Operation,
+        session_id: &str,
+        batch: &str,
+        gen: i64,
+        k: i64,
+    ) -> Result<()> {
+        let pending = format!("{PENDING_PREFIX}{batch}");
+        let replacing = format!("{REPLACING_PREFIX}{batch}");
+        let now = now_ms();
+        let expires_at = self.ttl_ms().map(|t| now + t);
+        let cond = "attribute_exists(#b) AND #q = :gen";
+        let update = match expires_at {
+            Some(_) => "SET #gen = :gen, #next = :k, #count = :k, #cre = :now, #upd = :now, #exp = :exp, #ttl = :ttl, #stamp = :ttl REMOVE #b, #q",
+            None => "SET #gen = :gen, #next = :k, #count = :k, #cre = :now, #upd = :now REMOVE #b, #q, #exp, #ttl, #stamp",
+        };
+        let (names, values) = expr_maps(
+            &[cond, update],
+            vec![
+                (":gen", n(gen)),
+                (":k", n(k)),
+                (":now", n(now)),
+                (":exp", n(expires_at.unwrap_or(0))),
+                (":ttl", n(self.item_ttl(expires_at).unwrap_or(0))),
+            ],
+            &[("#b", pending.as_str()), ("#q", replacing.as_str())],
+        );
+        self.stats.record_requests(op, 1);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(meta_key(session_id)))
+            .condition_expression(cond)
+            .update_expression(update)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        self.forget(session_id);
+        let old = match result {
+            Ok(out) => out.attributes().and_then(|a| Meta::parse(a).ok()),
+            // Cleared meanwhile: the replace is discarded, as if it had come just before.
+            Err(e) if is_condition_failure(&e) => None,
+            Err(e) => return Err(map_sdk(op, &self.table, e)),
+        };
+        if let Some(old) = old {
+            self.delete_generation_later(session_id, old.gen);
+        }
+        Ok(())
     }
 }
 
@@ -1937,7 +2406,53 @@ impl Inner {
 }
 
 /// Parses a DynamoDB URL and builds the client from the standard AWS chain.
-pub(crate) async fn open(mut url: StoreUrl, options: StoreOptions) -> Result<Store> {
+pub(crate) async fn open(url: StoreUrl, options: StoreOptions) -> Result<Store> {
+    open_with(url, options, None).await
+}
+
+/// Opens a `dynamodb://TABLE?...` URL (the same options as [`Store::open`]) with AWS credentials
+/// from `credentials` instead of the process's default chain. The SDK caches what the provider
+/// returns until shortly before its expiry and then asks it again, so a provider that hands out
+/// assumed-role or SSO credentials is asked whenever they need refreshing; nothing is copied
+/// once. The Python package passes one that asks the boto3 / aiobotocore client.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> openai_agents_session::Result<()> {
+/// use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
+/// use openai_agents_session::backend::dynamodb::open_with_credentials;
+/// let creds = Credentials::new("AKID", "secret", None, None, "example");
+/// let store = open_with_credentials(
+///     "dynamodb://sessions?region=us-east-1&endpoint=http://127.0.0.1:8000",
+///     SharedCredentialsProvider::new(creds),
+/// )
+/// .await?;
+/// # let _ = store; Ok(()) }
+/// ```
+pub async fn open_with_credentials(
+    url: &str,
+    credentials: aws_sdk_dynamodb::config::SharedCredentialsProvider,
+) -> Result<Store> {
+    let mut parsed = StoreUrl::parse(url)?;
+    if parsed.scheme != "dynamodb" {
+        return Err(Error::new(
+            ErrorKind::Config,
+            Operation::Open,
+            format!(
+                "open_with_credentials takes a dynamodb:// URL, got {:?}",
+                parsed.redacted
+            ),
+        ));
+    }
+    let options = parsed.take_store_options()?;
+    open_with(parsed, options, Some(credentials)).await
+}
+
+async fn open_with(
+    mut url: StoreUrl,
+    options: StoreOptions,
+    credentials: Option<aws_sdk_dynamodb::config::SharedCredentialsProvider>,
+) -> Result<Store> {
     let table = url.location()?;
     let table = table.trim_matches('/').to_owned();
     if table.is_empty()
@@ -1993,6 +2508,9 @@ pub(crate) async fn open(mut url: StoreUrl, options: StoreOptions) -> Result<Sto
     }
     if let Some(e) = endpoint {
         loader = loader.endpoint_url(e);
+    }
+    if let Some(provider) = credentials {
+        loader = loader.credentials_provider(provider);
     }
     let config = loader.load().await;
     if config.region().is_none() {

@@ -14,7 +14,7 @@ use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::item::Item;
 use crate::stats::RequestStats;
 use crate::store::{
-    Backend, BoxFuture, ListOptions, SessionInfo, SessionPage, Store, StoreOptions,
+    Backend, BoxFuture, ListOptions, PruneReport, SessionInfo, SessionPage, Store, StoreOptions,
 };
 use crate::time::Timestamp;
 
@@ -242,9 +242,9 @@ impl Backend for LegacyBackend {
         Box::pin(self.list(options))
     }
 
-    fn prune(&self) -> BoxFuture<'_, Result<u64>> {
+    fn prune(&self) -> BoxFuture<'_, Result<PruneReport>> {
         let denied = self.read_only(Operation::Prune);
-        Box::pin(async move { denied.await.map(|()| 0) })
+        Box::pin(async move { denied.await.map(|()| PruneReport::default()) })
     }
 
     fn stats(&self) -> &RequestStats {

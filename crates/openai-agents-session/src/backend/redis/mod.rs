@@ -17,6 +17,7 @@ mod scripts;
 /// with the matching version.
 pub use ::redis;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,12 +29,14 @@ use redis::{RedisError, Value};
 use crate::codec::{Decoded, RecordCodec, TailCollector};
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::item::Item;
+use crate::staged::{ItemPage, StageMode, StagedWrite};
 use crate::stats::RequestStats;
 use crate::store::{
-    Backend, BoxFuture, ListOptions, RawRecords, SessionInfo, SessionPage, Store, StoreOptions,
+    Backend, BoxFuture, ListOptions, PruneReport, RawRecords, SessionInfo, SessionPage, Store,
+    StoreOptions,
 };
 use crate::time::Timestamp;
-use crate::url::{parse_bool, StoreUrl};
+use crate::url::{parse_bool, parse_positive, StoreUrl};
 
 use scripts::{LuaScript, Scripts};
 
@@ -346,6 +349,8 @@ pub struct RedisBackend {
     scripts: Scripts,
     codec: RecordCodec,
     stats: RequestStats,
+    /// Age after which `prune` deletes a staging list never committed.
+    stale_batch_ms: i64,
 }
 
 /// Builds a store on a connection the caller owns (and keeps: we never close it), with the
@@ -386,6 +391,7 @@ impl RedisBackend {
             scripts: Scripts::new(),
             codec: RecordCodec::default(),
             stats: RequestStats::default(),
+            stale_batch_ms: STALE_STAGE_MS,
         }
     }
 
@@ -672,6 +678,93 @@ impl RedisBackend {
     }
 }
 
+impl RedisBackend {
+    /// One page of the live session's records from list position `start` on (LRANGE in
+    /// slices; the positions of records below the tail never change, see the layout doc).
+    async fn page(&self, session_id: &str, start: u64, max_bytes: usize) -> Result<ItemPage> {
+        const SLICE: u64 = 256;
+        let op = Operation::GetItems;
+        let keys = SessionKeys::new(&self.prefix, session_id);
+        if start == 0 {
+            // The first page goes through the GET script's checks (type, layout version,
+            // expiry, seed migration) by reading the session's size.
+            if self.info(session_id).await?.is_none() {
+                return Ok(ItemPage::default());
+            }
+        }
+        let (mut items, mut bytes, mut pos) = (Vec::new(), 0usize, start);
+        loop {
+            let mut cmd = redis::cmd("LRANGE");
+            cmd.arg(keys.items.as_slice()).arg(pos).arg(pos + SLICE - 1);
+            self.stats.record_requests(op, 1);
+            let reply = self.conn.query(&cmd).await.map_err(|e| map_redis(op, e))?;
+            let records = match reply {
+                Value::Array(records) => records,
+                Value::Nil => Vec::new(),
+                other => return Err(unexpected(op, "page", &[other])),
+            };
+            let fetched = records.len() as u64;
+            for record in records {
+                if bytes >= max_bytes {
+                    return Ok(ItemPage::new(items, Some(pos)));
+                }
+                pos += 1;
+                let raw = value_bytes(record).unwrap_or_default();
+                if let Decoded::Valid(item) = self.codec.decode(&raw) {
+                    bytes += item.len_bytes();
+                    items.push(item);
+                }
+            }
+            if fetched < SLICE {
+                return Ok(ItemPage::new(items, None));
+            }
+        }
+    }
+
+    /// Deletes staging lists of writes never committed and older than `stale_batch_secs`
+    /// (default an hour).
+    async fn prune_stages(&self) -> Result<PruneReport> {
+        let op = Operation::Prune;
+        let pattern = format!("{}:{{*}}:stage:*", glob_escape(&self.prefix));
+        let cutoff = Timestamp::now().as_millis() - self.stale_batch_ms;
+        let mut options = ListOptions::default().page_size(1000);
+        let mut removed = 0u64;
+        loop {
+            // Keys whose start time is past the cutoff, found with the same SCAN paging as
+            // listing (the "ids" here are the keys themselves).
+            let page = scan_pages(
+                &self.conn,
+                &self.stats,
+                op,
+                &options,
+                &pattern,
+                Some("list"),
+                |key| {
+                    let key = std::str::from_utf8(key).ok()?;
+                    let suffix = &key[key.rfind("}:stage:")? + "}:stage:".len()..];
+                    let started: i64 = suffix.split('-').next()?.parse().ok()?;
+                    (started < cutoff).then(|| key.to_owned())
+                },
+            )
+            .await?;
+            for key in &page.session_ids {
+                self.stats.record_requests(op, 1);
+                let deleted = self
+                    .conn
+                    .query(redis::cmd("DEL").arg(key.as_str()))
+                    .await
+                    .map_err(|e| map_redis(op, e))?;
+                removed += value_int(&deleted).unwrap_or(0).max(0) as u64;
+            }
+            match page.next_cursor {
+                Some(cursor) => options.cursor = Some(cursor),
+                None => break,
+            }
+        }
+        Ok(PruneReport::new(0, removed).with_note("Redis deletes expired sessions by itself"))
+    }
+}
+
 /// Pages through SCAN on every master. The cursor is `node:scan_cursor:skip`, where `skip`
 /// counts the ids of the batch at `scan_cursor` already returned (SCAN batches cannot be split).
 async fn scan_pages(
@@ -848,10 +941,11 @@ impl Backend for RedisBackend {
         Box::pin(self.list(options))
     }
 
-    fn prune(&self) -> BoxFuture<'_, Result<u64>> {
+    fn prune(&self) -> BoxFuture<'_, Result<PruneReport>> {
         // Redis deletes expired keys itself, and every script treats an expired session as
-        // missing at once; there is nothing left to prune.
-        Box::pin(async { Ok(0) })
+        // missing at once: what is left is staging lists of writes never committed (which
+        // also expire by themselves, a day after their last part).
+        Box::pin(self.prune_stages())
     }
 
     fn stats(&self) -> &RequestStats {
@@ -860,6 +954,170 @@ impl Backend for RedisBackend {
 
     fn raw_records(&self) -> Option<&dyn RawRecords> {
         Some(self)
+    }
+
+    fn read_page<'a>(
+        &'a self,
+        session_id: &'a str,
+        after: Option<u64>,
+        max_bytes: usize,
+    ) -> BoxFuture<'a, Result<Option<ItemPage>>> {
+        Box::pin(async move {
+            self.page(session_id, after.unwrap_or(0), max_bytes)
+                .await
+                .map(Some)
+        })
+    }
+
+    fn stage<'a>(
+        &'a self,
+        session_id: &str,
+        mode: StageMode,
+        _expected_items: Option<u64>,
+    ) -> BoxFuture<'a, Result<Option<Box<dyn StagedWrite + 'a>>>> {
+        static UNIQUE: AtomicU64 = AtomicU64::new(0);
+        let keys = SessionKeys::new(&self.prefix, session_id);
+        let mut stage_key = keys.meta.clone();
+        stage_key.truncate(stage_key.len() - "meta".len());
+        stage_key.extend_from_slice(
+            format!(
+                "stage:{}-{}-{}",
+                Timestamp::now().as_millis(),
+                std::process::id(),
+                UNIQUE.fetch_add(1, Ordering::Relaxed)
+            )
+            .as_bytes(),
+        );
+        let staged: Box<dyn StagedWrite + 'a> = Box::new(RedisStaged {
+            backend: self,
+            session_id: session_id.to_owned(),
+            keys,
+            stage_key,
+            replace: mode == StageMode::Replace,
+            count: 0,
+            committed: false,
+        });
+        Box::pin(async move { Ok(Some(staged)) })
+    }
+}
+
+/// How long a staging list outlives its last part when never committed.
+const STAGE_EXPIRY_MS: i64 = 24 * 3_600_000;
+/// Default age after which `prune` deletes a staging list never committed (URL option
+/// `stale_batch_secs`).
+const STALE_STAGE_MS: i64 = 3_600_000;
+
+/// A staged write of the Redis backend: parts go to a staging list in the session's slot (one
+/// EVALSHA each), and the commit script renames it into place (or appends it, in the server)
+/// in one atomic step.
+struct RedisStaged<'a> {
+    backend: &'a RedisBackend,
+    session_id: String,
+    keys: SessionKeys,
+    stage_key: Vec<u8>,
+    replace: bool,
+    count: u64,
+    committed: bool,
+}
+
+impl StagedWrite for RedisStaged<'_> {
+    fn append(&mut self, items: Vec<Item>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            let b = self.backend;
+            let records: Vec<Vec<u8>> = items.iter().map(|i| b.codec.encode(i)).collect();
+            drop(items);
+            let expiry = STAGE_EXPIRY_MS.to_string();
+            let mut args: Vec<&[u8]> = vec![expiry.as_bytes()];
+            args.extend(records.iter().map(Vec::as_slice));
+            let op = Operation::AddItems;
+            let reply = b
+                .eval(
+                    op,
+                    &b.scripts.stage,
+                    std::slice::from_ref(&self.stage_key),
+                    &args,
+                )
+                .await?;
+            let length = match tag(&reply) {
+                Some("OK") => reply.get(1).and_then(value_int).unwrap_or(-1),
+                _ => return Err(unexpected(op, "stage", &reply)),
+            };
+            self.count += records.len() as u64;
+            if length != self.count as i64 {
+                return Err(Error::new(
+                    ErrorKind::Backend,
+                    op,
+                    "the staging list does not hold what was staged (it expired, or another writer used it); nothing was committed",
+                ));
+            }
+            Ok(())
+        })
+    }
+
+    fn commit(&mut self) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(async move {
+            let b = self.backend;
+            let op = Operation::AddItems;
+            let mut keys = vec![
+                self.keys.meta.clone(),
+                self.keys.items.clone(),
+                self.stage_key.clone(),
+            ];
+            if b.check_seed && !b.conn.is_cluster() {
+                keys.push(self.keys.seed.clone());
+            }
+            let ttl = b.ttl_ms().to_string();
+            let mode: &[u8] = if self.replace { b"replace" } else { b"append" };
+            let count = self.count.to_string();
+            let mut checked = !(b.check_seed && b.conn.is_cluster()) || self.replace;
+            loop {
+                let check: &[u8] = if checked { b"1" } else { b"0" };
+                let reply = b
+                    .eval(
+                        op,
+                        &b.scripts.commit,
+                        &keys,
+                        &[ttl.as_bytes(), mode, check, count.as_bytes()],
+                    )
+                    .await?;
+                match tag(&reply) {
+                    Some("OK") => {
+                        self.committed = true;
+                        return Ok(self.count);
+                    }
+                    Some("NEW") if !checked => {
+                        b.check_seed_key(op, &self.keys, &self.session_id).await?;
+                        checked = true;
+                    }
+                    Some("LOST") => {
+                        return Err(Error::new(
+                            ErrorKind::Backend,
+                            op,
+                            "the staged write was lost before its commit (its staging list expired or was pruned); nothing was written",
+                        ))
+                    }
+                    _ => return Err(unexpected(op, "commit", &reply)),
+                }
+            }
+        })
+    }
+}
+
+impl Drop for RedisStaged<'_> {
+    fn drop(&mut self) {
+        // Abandoned: delete the staging list now when a runtime is at hand; otherwise it
+        // expires by itself (or `prune` deletes it).
+        if self.committed || self.count == 0 {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let conn = self.backend.conn.clone();
+        let key = self.stage_key.clone();
+        handle.spawn(async move {
+            let _ = conn.query(redis::cmd("DEL").arg(key.as_slice())).await;
+        });
     }
 }
 
@@ -899,6 +1157,10 @@ pub(crate) async fn open(mut url: StoreUrl, options: StoreOptions) -> Result<Sto
             "prefix must not be empty",
         ));
     }
+    let stale_batch_ms = match url.take_option("stale_batch_secs") {
+        Some(v) => (parse_positive("stale_batch_secs", &v)? as i64).saturating_mul(1000),
+        None => STALE_STAGE_MS,
+    };
     let opts = RedisOptions {
         prefix,
         layout,
@@ -930,7 +1192,8 @@ pub(crate) async fn open(mut url: StoreUrl, options: StoreOptions) -> Result<Sto
     let conn = connect(&url, cluster, tls, &opts).await?;
     Ok(match opts.layout {
         Layout::Native => {
-            let backend = RedisBackend::new(conn, opts.prefix, options.clone());
+            let mut backend = RedisBackend::new(conn, opts.prefix, options.clone());
+            backend.stale_batch_ms = stale_batch_ms;
             Store::from_backend(Arc::new(backend), options)
         }
         legacy_layout => legacy::store(conn, legacy_layout, opts.prefix, options),

@@ -190,6 +190,49 @@ local m = redis.call('HMGET', meta, 'created_at', 'updated_at', 'expires_at')
 return {'OK', m[1] or '0', m[2] or m[1] or '0', m[3] or '', redis.call('LLEN', items)}
 "#;
 
+/// Staged writes. KEYS[1] = the staging list (`P:{T}:stage:<start ms>-<unique>`, in the
+/// session's slot). ARGV: expiry of the staging list in ms, records... Returns its length.
+const STAGE: &str = r#"
+local stage = KEYS[1]
+for i = 2, #ARGV, 1000 do
+  redis.call('RPUSH', stage, unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+redis.call('PEXPIRE', stage, ARGV[1])
+return {'OK', redis.call('LLEN', stage)}
+"#;
+
+/// KEYS: meta, items, the staging list, and the seed's key where it may be migrated. ARGV:
+/// ttl_ms (0: none), mode (`append` or `replace`), legacy_checked ('1' when no legacy check is
+/// needed), the number of records staged. Returns {'OK', length}, {'NEW'} (as ADD) or {'LOST'}
+/// (the staging list is not what was staged: expired or pruned; nothing was changed).
+const COMMIT: &str = r#"
+local stage = table.remove(KEYS, 3)
+local err = check() if err then return redis.error_reply(err) end
+local staged = tonumber(ARGV[4])
+if redis.call('LLEN', stage) ~= staged then return {'LOST'} end
+local now, ttl = now_ms(), tonumber(ARGV[1])
+if ARGV[2] == 'replace' then
+  redis.call('DEL', meta, items)
+  if #KEYS >= 3 and KEYS[3] then redis.call('DEL', KEYS[3]) end
+  if staged == 0 then return {'OK', 0} end
+  redis.call('HSET', meta, 'v', '1', 'created_at', now)
+elseif not live(now) and not migrate(now) then
+  if ARGV[3] ~= '1' then return {'NEW'} end
+  redis.call('DEL', items)
+  redis.call('HSET', meta, 'v', '1', 'created_at', now)
+end
+if staged > 0 and redis.call('EXISTS', items) == 0 then
+  redis.call('RENAME', stage, items)
+elseif staged > 0 then
+  for i = 0, staged - 1, 1000 do
+    redis.call('RPUSH', items, unpack(redis.call('LRANGE', stage, i, i + 999)))
+  end
+  redis.call('DEL', stage)
+end
+touch(now, ttl)
+return {'OK', redis.call('LLEN', items)}
+"#;
+
 /// One script: its full source and its SHA-1 (for EVALSHA).
 #[derive(Debug)]
 pub(crate) struct LuaScript {
@@ -215,6 +258,8 @@ pub(crate) struct Scripts {
     pub(crate) pop_at: LuaScript,
     pub(crate) clear: LuaScript,
     pub(crate) info: LuaScript,
+    pub(crate) stage: LuaScript,
+    pub(crate) commit: LuaScript,
 }
 
 impl Scripts {
@@ -226,6 +271,8 @@ impl Scripts {
             pop_at: LuaScript::new("pop_at", POP_AT),
             clear: LuaScript::new("clear", CLEAR),
             info: LuaScript::new("info", INFO),
+            stage: LuaScript::new("stage", STAGE),
+            commit: LuaScript::new("commit", COMMIT),
         }
     }
 }
@@ -243,6 +290,8 @@ mod tests {
             ("pop_at", super::POP_AT),
             ("clear", super::CLEAR),
             ("info", super::INFO),
+            ("stage", super::STAGE),
+            ("commit", super::COMMIT),
         ] {
             assert!(
                 doc.contains(body.trim()),
