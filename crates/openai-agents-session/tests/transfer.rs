@@ -128,3 +128,248 @@ async fn export_then_import_on_every_backend() {
         }
     }
 }
+
+/// A session much larger than the chunk: many items and a 10 MB one.
+fn long_conversation() -> Vec<Item> {
+    let mut items = conversation(true);
+    for n in 0..400 {
+        items.push(
+            Item::from_value(serde_json::json!({"role": "user", "content": format!("turn {n} {}", "x".repeat(300))}))
+                .unwrap(),
+        );
+    }
+    items
+}
+
+/// With a 64 KB chunk every session here streams: pages from the source, a staged write in
+/// the target; copies are exact, and `append` / `replace` land in one step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_copy_between_every_pair_with_append_and_replace() {
+    use openai_agents_session::transfer::OnExisting;
+    let items = long_conversation();
+    let old: Vec<Item> = (0..5)
+        .map(|n| Item::from_value(serde_json::json!({ "old": n })).unwrap())
+        .collect();
+    let id = "stream:{big}";
+    for (src_name, src_url) in backends("ssrc") {
+        let from = Store::open(&src_url).await.unwrap();
+        let source = from.session(id).unwrap();
+        source.clear_session().await.unwrap();
+        source.add_items(items.clone()).await.unwrap();
+        for (dst_name, dst_url) in backends("sdst") {
+            let to = Store::open(&dst_url).await.unwrap();
+            let target = to.session(id).unwrap();
+            for mode in [OnExisting::Error, OnExisting::Append, OnExisting::Replace] {
+                target.clear_session().await.unwrap();
+                if mode != OnExisting::Error {
+                    target.add_items(old.clone()).await.unwrap();
+                }
+                let options = CopyOptions::default()
+                    .sessions(vec![id.to_owned()])
+                    .on_existing(mode)
+                    .chunk_bytes(64 * 1024);
+                let mut partial_reports = 0;
+                let summary = copy_sessions(&from, &to, &options, &mut |p| {
+                    partial_reports += u64::from(p.sessions_done == 0);
+                })
+                .await
+                .unwrap();
+                assert_eq!(
+                    summary.items,
+                    items.len() as u64,
+                    "{src_name} -> {dst_name} {mode:?}"
+                );
+                assert!(
+                    partial_reports >= 2,
+                    "progress inside the session: {partial_reports}"
+                );
+                let want: Vec<Item> = match mode {
+                    OnExisting::Append => old.iter().chain(items.iter()).cloned().collect(),
+                    _ => items.clone(),
+                };
+                let got = target.get_items(None).await.unwrap();
+                assert!(
+                    got == want,
+                    "{src_name} -> {dst_name} {mode:?}: history differs ({} items)",
+                    got.len()
+                );
+                let info = to.session_info(id).await.unwrap().unwrap();
+                assert_eq!(
+                    info.item_count,
+                    want.len() as u64,
+                    "{src_name} -> {dst_name} {mode:?}"
+                );
+            }
+        }
+    }
+}
+
+/// A reader polling the target while `--on-existing replace` streams a large session in sees
+/// the old history or the new one, never an empty or mixed one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_is_atomic_for_concurrent_readers() {
+    use openai_agents_session::transfer::OnExisting;
+    let items: Vec<Item> = (0..3000)
+        .map(|n| Item::from_value(serde_json::json!({"new": n, "pad": "y".repeat(100)})).unwrap())
+        .collect();
+    let old: Vec<Item> = (0..50)
+        .map(|n| Item::from_value(serde_json::json!({ "old": n })).unwrap())
+        .collect();
+    let dir = support::temp_dir("atomic-src");
+    let from = Store::open(&format!("sqlite://{}/src.db", dir.display()))
+        .await
+        .unwrap();
+    from.session("s")
+        .unwrap()
+        .add_items(items.clone())
+        .await
+        .unwrap();
+    for (name, url) in backends("atomic") {
+        if name == "cluster" {
+            continue; // the same scripts as standalone Redis
+        }
+        let to = Store::open(&url).await.unwrap();
+        let target = to.session("s").unwrap();
+        target.clear_session().await.unwrap();
+        target.add_items(old.clone()).await.unwrap();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = {
+            let (target, done, old, items) =
+                (target.clone(), done.clone(), old.clone(), items.clone());
+            tokio::spawn(async move {
+                let (mut reads, mut saw_new) = (0u64, false);
+                loop {
+                    let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+                    let got = target.get_items(None).await.unwrap();
+                    reads += 1;
+                    if got == items {
+                        saw_new = true;
+                    } else {
+                        assert!(
+                            !saw_new && got == old,
+                            "a reader saw {} items, neither history",
+                            got.len()
+                        );
+                    }
+                    if finished {
+                        return (reads, saw_new);
+                    }
+                }
+            })
+        };
+        let options = CopyOptions::default()
+            .on_existing(OnExisting::Replace)
+            .chunk_bytes(16 * 1024);
+        copy_sessions(&from, &to, &options, &mut |_| {})
+            .await
+            .unwrap();
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (reads, saw_new) = reader.await.unwrap();
+        assert!(saw_new, "{name}: the new history is visible after the copy");
+        assert!(
+            reads >= 2,
+            "{name}: the reader ran during the copy ({reads} reads)"
+        );
+        println!(
+            "{name}: {reads} reads during a streamed replace, each the old or the new history"
+        );
+    }
+}
+
+/// Import streams too: a session past the chunk goes through the staged write, exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_import_on_every_backend() {
+    use openai_agents_session::transfer::{import_sessions_chunked, OnExisting};
+    let items = long_conversation();
+    let dir = support::temp_dir("stream-import");
+    let path = dir.join("in.jsonl");
+    let mut text = String::new();
+    for item in &items {
+        text.push_str(&format!(
+            "{{\"session_id\":\"imp:{{1}}\",\"item\":{item}}}\n"
+        ));
+    }
+    text.push_str("{\"session_id\":\"imp:small\",\"item\":{\"a\":1}}\n");
+    std::fs::write(&path, text).unwrap();
+    for (name, url) in backends("simp") {
+        let store = Store::open(&url).await.unwrap();
+        for id in ["imp:{1}", "imp:small"] {
+            store.session(id).unwrap().clear_session().await.unwrap();
+        }
+        let summary =
+            import_sessions_chunked(&store, &path, OnExisting::Error, 32 * 1024, &mut |_| {})
+                .await
+                .unwrap();
+        assert_eq!(
+            (summary.sessions, summary.items),
+            (2, items.len() as u64 + 1),
+            "{name}"
+        );
+        let got = store
+            .session("imp:{1}")
+            .unwrap()
+            .get_items(None)
+            .await
+            .unwrap();
+        assert!(got == items, "{name}: the streamed session differs");
+        let small = store
+            .session("imp:small")
+            .unwrap()
+            .get_items(None)
+            .await
+            .unwrap();
+        assert_eq!(small.len(), 1, "{name}");
+    }
+}
+
+/// A staged write that never commits (a crashed copy: no destructor ran) stays invisible, and
+/// `prune` removes what it left and says so, on every backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashed_staged_write_is_invisible_and_pruned() {
+    use openai_agents_session::StageMode;
+    for (name, url) in backends("crash") {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let store = Store::open(&format!("{url}{sep}stale_batch_secs=1"))
+            .await
+            .unwrap();
+        let s = store.session("crashed").unwrap();
+        s.clear_session().await.unwrap();
+        s.add_items(conversation(false)).await.unwrap();
+        for mode in [StageMode::Append, StageMode::Replace] {
+            let mut staged = store.stage("crashed", mode, Some(100)).await.unwrap();
+            staged
+                .append(long_conversation()[..50].to_vec())
+                .await
+                .unwrap();
+            std::mem::forget(staged); // as if the process died here
+        }
+        assert!(
+            s.get_items(None).await.unwrap() == conversation(false),
+            "{name}: untouched"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+        let report = store.prune().await.unwrap();
+        assert!(
+            report.leftovers >= 2,
+            "{name}: prune reports the leftovers: {report}"
+        );
+        println!("{name}: prune after a crashed staged write: {report}");
+        assert!(
+            s.get_items(None).await.unwrap() == conversation(false),
+            "{name}: untouched after prune"
+        );
+        s.add_items(conversation(false)[..1].to_vec())
+            .await
+            .unwrap();
+        assert_eq!(
+            s.get_items(None).await.unwrap().len(),
+            conversation(false).len() + 1,
+            "{name}"
+        );
+        let again = store.prune().await.unwrap();
+        assert_eq!(
+            again.leftovers, 0,
+            "{name}: nothing left the second time: {again}"
+        );
+    }
+}

@@ -55,6 +55,9 @@ const MAX_TX_BYTES: usize = 3_500_000;
 /// Uncommitted batches older than this are reclaimed by `prune` (URL option `stale_batch_secs`).
 const DEFAULT_STALE_BATCH_SECS: u64 = 3600;
 const WRITE_ATTEMPTS: usize = 200;
+/// How long a replaced generation stays readable for readers that saw the metadata before the
+/// replace committed.
+const REPLACED_GENERATION_GRACE: Duration = Duration::from_secs(10);
 
 /// What the metadata item says, as far as a writer needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1414,7 +1417,7 @@ impl DynamoDbBackend {
         // The records of the cleared life are invisible from now on (no metadata names their
         // generation); delete them in the background, or leave them to prune and TTL.
         if let Some(old) = out.attributes().and_then(|a| Meta::parse(a).ok()) {
-            inner.delete_generation_later(session_id, old.gen);
+            inner.delete_generation_later(session_id, old.gen, Duration::ZERO);
         }
         Ok(())
     }
@@ -1943,12 +1946,13 @@ impl StagedWrite for DynamoStaged<'_> {
 }
 
 impl Inner {
-    /// Deletes a generation no metadata names any more (cleared, replaced) in the background;
-    /// what this misses, prune and TTL reclaim.
-    fn delete_generation_later(self: &Arc<Self>, session_id: &str, gen: i64) {
+    /// Deletes a generation no metadata names any more (cleared, replaced) in the background,
+    /// after `delay`; what this misses, prune and TTL reclaim.
+    fn delete_generation_later(self: &Arc<Self>, session_id: &str, gen: i64, delay: Duration) {
         let inner = Arc::clone(self);
         let id = session_id.to_owned();
         tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
             for prefix in [item_prefix(gen), format!("c#{gen:020}#")] {
                 if let Err(e) = inner.delete_prefix(Operation::Prune, &id, &prefix).await {
                     tracing::debug!(error = %e, "background delete of an old generation failed; prune reclaims it");
@@ -2217,7 +2221,9 @@ impl Inner {
             Err(e) => return Err(map_sdk(op, &self.table, e)),
         };
         if let Some(old) = old {
-            self.delete_generation_later(session_id, old.gen);
+            // Later, not now: a reader that saw the metadata just before this commit reads the
+            // old generation's records with its next request.
+            self.delete_generation_later(session_id, old.gen, REPLACED_GENERATION_GRACE);
         }
         Ok(())
     }
