@@ -346,6 +346,14 @@ fn works_with_every_redis_url_form() {
         assert_eq!(stdout(&run(&["pop", "cli:s1"])), "{\"n\":1}\n", "{var}");
         assert_eq!(code(&run(&["clear", "cli:s1"])), 0, "{var}");
         assert_eq!(code(&run(&["info", "cli:s1"])), 3, "{var}");
+        // Redis expires sessions by itself; prune says so, and what else it removed.
+        let o = run(&["prune"]);
+        assert_eq!(code(&o), 0, "{var}: {}", stderr(&o));
+        assert_eq!(
+            stdout(&o),
+            "pruned: 0 expired sessions, 0 leftovers of interrupted writes (Redis deletes expired sessions by itself)\n",
+            "{var}"
+        );
     }
     let acl = std::env::var("OAS_TEST_REDIS_ACL_URL").unwrap();
     let o = env
@@ -743,5 +751,94 @@ fn interrupted_copy_then_skip_completes() {
     println!(
         "interrupted copy: {} of 3000 sessions copied before SIGINT ({status}), all whole; re-run with skip completed",
         partial.lines().count()
+    );
+}
+
+/// `--chunk-bytes` sends sessions through the staged path (copy and import), `replace` swaps
+/// the history, and `prune` says what it removed.
+#[test]
+fn chunked_copy_and_import_and_prune_report() {
+    let env = Env::new("chunked");
+    let src = env.url();
+    let dst = format!("sqlite://{}/dst.db", env.dir.display());
+    let items: Vec<String> = (0..200)
+        .map(|n| {
+            format!(
+                r#"{{"role":"user","content":"turn {n} {}"}}"#,
+                "z".repeat(200)
+            )
+        })
+        .collect();
+    let args: Vec<&str> = ["add", "big"]
+        .into_iter()
+        .chain(items.iter().map(String::as_str))
+        .collect();
+    assert_eq!(code(&env.run(&args)), 0);
+    let o = env
+        .cmd()
+        .args(["--url", &dst, "add", "big", r#"{"old":1}"#])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = env
+        .cmd()
+        .args([
+            "copy",
+            "--quiet",
+            "--from",
+            &src,
+            "--to",
+            &dst,
+            "--on-existing",
+            "replace",
+            "--chunk-bytes",
+            "4096",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let got = stdout(
+        &env.cmd()
+            .args(["--url", &dst, "get", "big"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(
+        got,
+        items.iter().map(|i| format!("{i}\n")).collect::<String>()
+    );
+
+    let exported = stdout(&env.run(&["export", "--quiet"]));
+    let path = env.dir.join("big.jsonl");
+    std::fs::write(&path, exported).unwrap();
+    let o = env
+        .cmd()
+        .args([
+            "--url",
+            &dst,
+            "import",
+            "--quiet",
+            "--on-existing",
+            "append",
+            "--chunk-bytes",
+            "4096",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let got = stdout(
+        &env.cmd()
+            .args(["--url", &dst, "get", "big"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(got.lines().count(), 400, "appended in one step");
+
+    let o = env.cmd().args(["--url", &dst, "prune"]).output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "pruned: 0 expired sessions, 0 leftovers of interrupted writes\n"
     );
 }
