@@ -1971,6 +1971,28 @@ impl Inner {
     ) -> Result<ItemPage> {
         let op = Operation::GetItems;
         let now = now_ms();
+        if after.is_none() {
+            // The common case, a session within the budget, is one Query: the newest-first
+            // walk (metadata and records together), given up once past the budget.
+            let (mut items, mut bytes, mut over) = (Vec::new(), 0usize, false);
+            let meta = self
+                .walk(op, session_id, None, |_, _, decoded| {
+                    if let Decoded::Valid(item) = decoded {
+                        bytes += item.len_bytes();
+                        items.push(item);
+                    }
+                    over = bytes > max_bytes;
+                    over
+                })
+                .await?;
+            if meta.is_none() {
+                return Ok(ItemPage::default());
+            }
+            if !over {
+                items.reverse();
+                return Ok(ItemPage::new(items, None));
+            }
+        }
         let Some(meta) = self.get_meta(op, session_id).await? else {
             return Ok(ItemPage::default());
         };
