@@ -549,6 +549,8 @@ def test_the_readme_python_blocks_run_verbatim(monkeypatch, capsys):
     blocks = _readme_blocks()
     assert len(blocks) == 2, "the README marks its Redis and DynamoDB examples"
     monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", env("OAS_TEST_DYNAMODB_ENDPOINT"))
+    # The examples' session ids are fixed: start them empty (the offline example shares one).
+    run(RedisSession("user-123", _redis_client("OAS_TEST_REDIS_URL")).clear_session())
     for code in blocks:
         code = code.replace("redis://localhost:6379", env("OAS_TEST_REDIS_URL"))
         source = "async def __readme():\n" + "".join(f"    {line}\n" for line in code.splitlines())
@@ -575,3 +577,36 @@ def test_the_offline_runner_example(backend):
     lines = out.stdout.splitlines()
     assert lines[:2] == ["Hello! How can I help?", "You said: Hello!"], out.stdout
     assert lines[2].startswith("4 items in " + ("RedisSession" if backend == "redis" else "SQLiteSession")), lines
+
+
+def test_dynamodb_client_timeouts_and_retries_are_honoured():
+    """A boto3 client's botocore Config (read_timeout, connect_timeout, retries) carries over:
+    against an endpoint that accepts connections and never answers, a read fails typed after
+    about read_timeout x attempts, not the core's own defaults."""
+    import boto3
+    from botocore.config import Config
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    try:
+        client = boto3.client(
+            "dynamodb",
+            region_name="us-east-1",
+            endpoint_url=endpoint,
+            aws_access_key_id="AKIDTIMEOUT",
+            aws_secret_access_key="s",
+            config=Config(connect_timeout=1, read_timeout=1, retries={"total_max_attempts": 2}),
+        )
+        s = DynamoDBSession(f"timeouts-{TAG}", client, "never_answers")
+        assert "response_timeout=1" in repr(s) and "max_attempts=2" in repr(s), repr(s)
+        started = time.monotonic()
+        with pytest.raises(SessionTimeoutError) as caught:
+            run(s.get_items())
+        elapsed = time.monotonic() - started
+        assert 1.5 <= elapsed < 6, f"2 attempts of 1 s, got {elapsed:.2f} s"
+        assert isinstance(caught.value, TimeoutError)
+        assert "timeouts-" in str(caught.value) and "SessionTimeoutError(" in repr(caught.value)
+    finally:
+        silent.close()

@@ -23,6 +23,7 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::store::{Store, StoreOptions};
@@ -293,6 +294,22 @@ async fn open_dynamodb(url: StoreUrl, _options: StoreOptions) -> Result<Store> {
         "{:?} needs the `dynamodb` feature, which this build lacks",
         url.redacted
     )))
+}
+
+/// Parses a positive number of seconds (decimals allowed, at most a day).
+pub(crate) fn parse_seconds(name: &str, value: &str) -> Result<Duration> {
+    match value.trim().parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 => {
+            Ok(Duration::from_secs_f64(secs))
+        }
+        _ => Err(Error::new(
+            ErrorKind::InvalidInput,
+            Operation::Open,
+            format!(
+                "{name} must be a positive number of seconds (decimals allowed), got {value:?}"
+            ),
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -63,15 +63,24 @@ try:  # Redis connection and timeout errors are also redis-py's, so the seed's h
 
     _REDIS_CONNECTION: tuple = (_redis_exceptions.ConnectionError,)
     _REDIS_TIMEOUT: tuple = (_redis_exceptions.TimeoutError,)
+    # redis-py (>= 6) reads these in its __repr__ and handlers; its __init__ never runs for
+    # our classes (the builtin OSError base does not chain to it), so they are set here.
+    _REDIS_ERROR_TYPE: Any = getattr(getattr(_redis_exceptions, "ExceptionType", None), "NETWORK", None)
 except Exception:  # pragma: no cover
     _REDIS_CONNECTION = ()
     _REDIS_TIMEOUT = ()
+    _REDIS_ERROR_TYPE = None
 
 
 class SessionError(Exception):
     """Any failure of a session operation; the message names the operation and the session."""
 
     kind: str = "Backend"
+    error_type: Any = _REDIS_ERROR_TYPE
+    status_code: Optional[str] = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
 
 
 class SessionConnectionError(SessionError, ConnectionError, *_REDIS_CONNECTION):  # type: ignore[misc]
@@ -369,12 +378,27 @@ def _client_credentials(client: Any) -> Optional[_ClientCredentials]:
 
 
 def _dynamodb_url(table_name: str, client: Any, region_name: Optional[str], endpoint_url: Optional[str], ttl: Optional[int]) -> str:
+    """A store URL with the settings of a boto3 / aiobotocore client: region, endpoint, and its
+    botocore ``Config`` timeouts and retry attempts."""
     meta = getattr(client, "meta", None)
     region = region_name or getattr(meta, "region_name", None)
     endpoint = endpoint_url or getattr(meta, "endpoint_url", None)
     if endpoint and "amazonaws.com" in endpoint:
         endpoint = None  # the core resolves AWS's own endpoints
-    return _with_query(f"dynamodb://{table_name}", region=region, endpoint=endpoint, ttl=ttl)
+    config = getattr(meta, "config", None)
+    retries = getattr(config, "retries", None) or {}
+    attempts = retries.get("total_max_attempts")
+    if attempts is None and retries.get("max_attempts") is not None:
+        attempts = int(retries["max_attempts"]) + 1  # botocore's max_attempts counts retries
+    return _with_query(
+        f"dynamodb://{table_name}",
+        region=region,
+        endpoint=endpoint,
+        ttl=ttl,
+        connect_timeout=getattr(config, "connect_timeout", None),
+        response_timeout=getattr(config, "read_timeout", None),
+        max_attempts=max(1, int(attempts)) if attempts is not None else None,
+    )
 
 
 class DynamoDBSession(_NativeSession):

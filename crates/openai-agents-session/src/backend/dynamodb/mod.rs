@@ -35,7 +35,7 @@ use crate::store::{
     StoreOptions,
 };
 use crate::time::{advance_updated, Timestamp};
-use crate::url::{parse_bool, parse_positive, StoreUrl};
+use crate::url::{parse_bool, parse_positive, parse_seconds, StoreUrl};
 
 /// The layout version written into every session's metadata item (`v`).
 pub const LAYOUT_VERSION: i64 = 1;
@@ -2513,6 +2513,18 @@ async fn open_with(
         Some(v) => parse_positive("stale_batch_secs", &v)?,
         None => DEFAULT_STALE_BATCH_SECS,
     };
+    let connect_timeout = match url.take_option("connect_timeout") {
+        Some(v) => parse_seconds("connect_timeout", &v)?,
+        None => Duration::from_secs(5),
+    };
+    let response_timeout = match url.take_option("response_timeout") {
+        Some(v) => parse_seconds("response_timeout", &v)?,
+        None => Duration::from_secs(20),
+    };
+    let max_attempts = match url.take_option("max_attempts") {
+        Some(v) => parse_positive("max_attempts", &v)?.min(100) as u32,
+        None => 5,
+    };
     url.reject_unknown_options()?;
     if let Some(e) = &endpoint {
         if !(e.starts_with("http://") || e.starts_with("https://")) {
@@ -2524,11 +2536,11 @@ async fn open_with(
         }
     }
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(5))
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(max_attempts))
         .timeout_config(
             aws_config::timeout::TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .operation_attempt_timeout(Duration::from_secs(20))
+                .connect_timeout(connect_timeout)
+                .operation_attempt_timeout(response_timeout)
                 .build(),
         );
     if let Some(r) = region {

@@ -36,7 +36,7 @@ use crate::store::{
     StoreOptions,
 };
 use crate::time::Timestamp;
-use crate::url::{parse_bool, parse_positive, StoreUrl};
+use crate::url::{parse_bool, parse_positive, parse_seconds, StoreUrl};
 
 use scripts::{LuaScript, Scripts};
 
@@ -256,21 +256,6 @@ struct RedisOptions {
     response_timeout: Duration,
     tls_ca_file: Option<String>,
     tls_insecure: bool,
-}
-
-fn parse_seconds(name: &str, value: &str) -> Result<Duration> {
-    match value.trim().parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 => {
-            Ok(Duration::from_secs_f64(secs))
-        }
-        _ => Err(Error::new(
-            ErrorKind::InvalidInput,
-            Operation::Open,
-            format!(
-                "{name} must be a positive number of seconds (decimals allowed), got {value:?}"
-            ),
-        )),
-    }
 }
 
 fn config_error(message: impl Into<String>) -> Error {
