@@ -63,6 +63,19 @@ async fn prune_deletes_expired_rows_only() {
         "the expired session's rows are gone, the other's stay"
     );
     assert_eq!(forever.prune().await.unwrap().expired_sessions, 0);
+    // Orphaned rows (a hand edit deleted a session row but not its items) go too.
+    conn.execute("DELETE FROM oas_sessions WHERE session_id = 'keep'", [])
+        .unwrap();
+    let report = forever.prune().await.unwrap();
+    assert_eq!(
+        (report.expired_sessions, report.leftovers),
+        (0, 1),
+        "{report}"
+    );
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM oas_items", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 0, "the orphaned row is gone");
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -889,11 +889,22 @@ impl Backend for SqliteBackend {
             let abandoned = tx
                 .prepare_cached(&format!("DELETE FROM oas_stages WHERE id IN ({stale})"))?
                 .execute([cutoff])?;
+            // Rows no session row accounts for (this library never leaves any: only hand edits
+            // or foreign tools do), and staged rows whose stage row is gone.
+            let orphans = tx
+                .prepare_cached(
+                    "DELETE FROM oas_items WHERE session NOT IN (SELECT id FROM oas_sessions)",
+                )?
+                .execute([])?
+                + tx.prepare_cached(
+                    "DELETE FROM oas_staged WHERE stage NOT IN (SELECT id FROM oas_stages)",
+                )?
+                .execute([])?;
             tx.commit()?;
             inner
                 .last_prune_ms
                 .store(now.as_millis(), Ordering::Relaxed);
-            Ok(Ok(PruneReport::new(removed, abandoned as u64)))
+            Ok(Ok(PruneReport::new(removed, (abandoned + orphans) as u64)))
         }))
     }
 
