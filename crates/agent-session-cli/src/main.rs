@@ -435,8 +435,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
         },
         Command::Prune => {
-            let report = store.prune().await?;
-            writeln!(out, "pruned: {report}")?;
+            // A spinner on stderr when it is a terminal: a prune scans the whole store.
+            use std::io::IsTerminal;
+            let spinner = io::stderr().is_terminal().then(|| {
+                let s = indicatif::ProgressBar::new_spinner();
+                s.set_message("pruning expired sessions and leftovers of interrupted writes");
+                s.enable_steady_tick(std::time::Duration::from_millis(120));
+                s
+            });
+            let report = store.prune().await;
+            if let Some(s) = spinner {
+                s.finish_and_clear();
+            }
+            writeln!(out, "pruned: {}", report?)?;
         }
         Command::Bench(args) => bench::run(&store, &args, &mut out).await?,
         Command::Copy { .. } | Command::Import { .. } | Command::Export { .. } => {}

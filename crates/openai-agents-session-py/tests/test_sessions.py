@@ -481,10 +481,15 @@ def test_dynamodb_credentials_of_an_aiobotocore_client_static_and_refreshing():
         session._credentials = AioRefreshableCredentials.create_from_metadata(_expiring_metadata(issued), refresh, "test-sso")
         async with session.create_client("dynamodb", region_name="us-east-1", endpoint_url=proxy.endpoint) as client:
             s = DynamoDBSession(session_id=f"aio-rotating-{TAG}", dynamodb_client=client, table_name=f"py_{os.getpid()}")
+            twin = DynamoDBSession(session_id=f"aio-twin-{TAG}", dynamodb_client=client, table_name=f"py_{os.getpid()}")
+            assert twin._store is s._store, "sessions of one client share one store"
+            assert twin._credentials is s._credentials, "and one credentials source"
             for n in range(3):
                 await s.add_items([{"n": n}])
+                await twin.add_items([{"n": n}])
                 await asyncio.sleep(0.2)
             assert await s.get_items() == [{"n": n} for n in range(3)]
+            assert await twin.get_items() == [{"n": n} for n in range(3)]
 
     try:
         run(body())

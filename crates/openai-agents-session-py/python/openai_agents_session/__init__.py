@@ -140,23 +140,27 @@ _stores: Dict[str, NativeStore] = {}
 _stores_lock = threading.Lock()
 
 
-_client_stores: Dict[Any, NativeStore] = {}
+_client_stores: Dict[Any, Tuple[NativeStore, "_ClientCredentials"]] = {}
 
 
-def _shared_store(url: str, credentials: Optional["_ClientCredentials"] = None) -> NativeStore:
-    """One store per URL (and credentials source) in the process: sessions share its
-    connections and runtime."""
+def _shared_store(url: str) -> NativeStore:
+    """One store per URL in the process: sessions share its connections and runtime."""
     with _stores_lock:
-        if credentials is None:
-            store = _stores.get(url)
-            if store is None:
-                store = _stores[url] = NativeStore(url)
-            return store
-        key = (url, id(credentials.credentials))  # the store keeps the credentials alive
-        store = _client_stores.get(key)
+        store = _stores.get(url)
         if store is None:
-            store = _client_stores[key] = NativeStore(url, credentials)
+            store = _stores[url] = NativeStore(url)
         return store
+
+
+def _client_store(url: str, credentials: "_ClientCredentials") -> Tuple[NativeStore, "_ClientCredentials"]:
+    """One store per URL and client credentials: sessions made from the same client share it,
+    and its credentials source (whose event loop every session keeps current)."""
+    with _stores_lock:
+        key = (url, id(credentials.credentials))  # the store keeps the credentials alive
+        entry = _client_stores.get(key)
+        if entry is None:
+            entry = _client_stores[key] = (NativeStore(url, credentials), credentials)
+        return entry
 
 
 def _with_query(url: str, **options: Any) -> str:
@@ -424,8 +428,13 @@ class DynamoDBSession(_NativeSession):
         if not table_name:
             raise InvalidInputError("DynamoDBSession needs table_name")
         url = _dynamodb_url(table_name, dynamodb_client, region_name, endpoint_url, ttl_seconds)
-        self._credentials = _client_credentials(dynamodb_client)
-        super().__init__(session_id, _shared_store(url, self._credentials), session_settings)
+        credentials = _client_credentials(dynamodb_client)
+        self._credentials: Optional[_ClientCredentials] = None
+        if credentials is None:
+            store = _shared_store(url)
+        else:
+            store, self._credentials = _client_store(url, credentials)
+        super().__init__(session_id, store, session_settings)
 
     def _check_open(self) -> None:
         super()._check_open()
@@ -441,8 +450,11 @@ async def create_table_if_not_exists(dynamodb_client: Any, table_name: str, *, e
     sessions are hidden at read time and DynamoDB's sweep only reclaims their space. A table
     without a TTL attribute on its items is unaffected."""
     del enable_ttl
+    url = _dynamodb_url(table_name, dynamodb_client, region_name, endpoint_url, None)
     credentials = _client_credentials(dynamodb_client)
-    if credentials is not None:
+    if credentials is None:
+        store = _shared_store(url)
+    else:
+        store, credentials = _client_store(url, credentials)
         credentials.remember_loop()
-    store = _shared_store(_dynamodb_url(table_name, dynamodb_client, region_name, endpoint_url, None), credentials)
     await _call(lambda: store.init())
