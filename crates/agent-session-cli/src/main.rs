@@ -190,7 +190,22 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            outcome = run(cli) => outcome,
+            _ = tokio::signal::ctrl_c() => {
+                // Dropping the command's future abandons a staged write in flight: its
+                // destructor deletes what it staged (in tasks given a moment to run here);
+                // batches already written are whole.
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                Err(Failure {
+                    code: 130,
+                    message: "interrupted: sessions already written are complete; the one in flight was not written (`agent-session prune` removes anything it left)".to_owned(),
+                })
+            }
+        }
+    });
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             if !failure.message.is_empty() {

@@ -842,3 +842,88 @@ fn chunked_copy_and_import_and_prune_report() {
         "pruned: 0 expired sessions, 0 leftovers of interrupted writes\n"
     );
 }
+
+/// Ctrl-C during a streamed copy of one large session: exit 130 with a message, the session
+/// absent from the target, and the staging list it was filling deleted on the way out.
+#[test]
+fn ctrl_c_during_a_streamed_copy_leaves_nothing() {
+    let redis = std::env::var("OAS_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!("OAS_TEST_REDIS_URL is not set: run scripts/test.sh, or scripts/servers.sh start and source target/test-servers.env")
+    });
+    let port = redis
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    let env = Env::new("ctrl-c");
+    let src = env.url();
+    let prefix = format!("ctrlc_{}", std::process::id());
+    let dst = format!("{redis}?prefix={prefix}");
+    let mut lines = String::new();
+    for i in 0..3000 {
+        lines.push_str(&format!(
+            "{{\"session_id\":\"big\",\"item\":{{\"i\":{i},\"pad\":\"{}\"}}}}\n",
+            "q".repeat(4000)
+        ));
+    }
+    assert_eq!(code(&env.run_stdin(&["import", "--quiet"], &lines)), 0);
+    let staging_keys = || {
+        let o = Command::new("redis-cli")
+            .args([
+                "-p",
+                &port,
+                "--scan",
+                "--pattern",
+                &format!("{prefix}:*:stage:*"),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).lines().count()
+    };
+    let copy = env
+        .cmd()
+        .args([
+            "copy",
+            "--quiet",
+            "--from",
+            &src,
+            "--to",
+            &dst,
+            "--chunk-bytes",
+            "4096",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while staging_keys() == 0 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "the copy never started staging"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let _ = Command::new("kill")
+        .args(["-INT", &copy.id().to_string()])
+        .status();
+    let o = copy.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    let info = env
+        .cmd()
+        .args(["--url", &dst, "info", "big"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(&info),
+        3,
+        "the session in flight is absent: {}",
+        stdout(&info)
+    );
+    assert_eq!(
+        staging_keys(),
+        0,
+        "the staging list was deleted on the way out"
+    );
+}
