@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, Delete, DeleteRequest, GlobalSecondaryIndex,
     KeySchemaElement, KeyType, Projection, ProjectionType, Put, PutRequest, ReturnValue,
@@ -848,15 +849,7 @@ impl Inner {
                         ],
                         &extra,
                     );
-                    self.stats.record_requests(op, 1);
-                    self.client
-                        .update_item()
-                        .table_name(&self.table)
-                        .set_key(Some(meta_key(session_id)))
-                        .condition_expression(cond)
-                        .update_expression(update)
-                        .set_expression_attribute_names(names)
-                        .set_expression_attribute_values(values)
+                    self.update_meta(op, session_id, cond, update, (names, values))
                         .send()
                         .await
                         .map(|_| (gen, next))
@@ -1195,16 +1188,8 @@ impl DynamoDbBackend {
             ],
             &[],
         );
-        inner.stats.record_requests(op, 1);
         let result = inner
-            .client
-            .update_item()
-            .table_name(&inner.table)
-            .set_key(Some(meta_key(session_id)))
-            .condition_expression(cond)
-            .update_expression(update)
-            .set_expression_attribute_names(names)
-            .set_expression_attribute_values(values)
+            .update_meta(op, session_id, cond, update, (names, values))
             .send()
             .await;
         match result {
@@ -1541,16 +1526,14 @@ impl Inner {
             vec![(":gen", n(gen)), (":ttl", n(stamp))],
             &[],
         );
-        self.stats.record_requests(op, 1);
         let _ = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(meta_key(session_id)))
-            .condition_expression("#gen = :gen")
-            .update_expression("SET #stamp = :ttl")
-            .set_expression_attribute_names(names)
-            .set_expression_attribute_values(values)
+            .update_meta(
+                op,
+                session_id,
+                "#gen = :gen",
+                "SET #stamp = :ttl",
+                (names, values),
+            )
             .send()
             .await;
         Ok(stamp)
@@ -1946,6 +1929,42 @@ impl StagedWrite for DynamoStaged<'_> {
 }
 
 impl Inner {
+    /// A conditional `UpdateItem` of a session's metadata item, counted as one request, ready
+    /// to send (or to be given more settings first).
+    fn update_meta(
+        &self,
+        op: Operation,
+        session_id: &str,
+        condition: &str,
+        update: &str,
+        (names, values): ExprMaps,
+    ) -> UpdateItemFluentBuilder {
+        self.stats.record_requests(op, 1);
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(meta_key(session_id)))
+            .condition_expression(condition)
+            .update_expression(update)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+    }
+
+    /// The values every commit sets: the batch's generation and size, now, and the expiry
+    /// with its `ttl` stamp (zero without a TTL, when the update removes them instead).
+    fn commit_values(&self, gen: i64, k: i64) -> (bool, Vec<(&'static str, AttributeValue)>) {
+        let now = now_ms();
+        let expires_at = self.ttl_ms().map(|t| now + t);
+        let values = vec![
+            (":gen", n(gen)),
+            (":k", n(k)),
+            (":now", n(now)),
+            (":exp", n(expires_at.unwrap_or(0))),
+            (":ttl", n(self.item_ttl(expires_at).unwrap_or(0))),
+        ];
+        (expires_at.is_some(), values)
+    }
+
     /// Deletes a generation no metadata names any more (cleared, replaced) in the background,
     /// after `delay`; what this misses, prune and TTL reclaim.
     fn delete_generation_later(self: &Arc<Self>, session_id: &str, gen: i64, delay: Duration) {
@@ -2071,16 +2090,8 @@ impl Inner {
             vec![(":now", n(now)), (":gen", n(gen))],
             &[("#b", pending.as_str()), ("#q", replacing.as_str())],
         );
-        self.stats.record_requests(op, 1);
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(meta_key(session_id)))
-            .condition_expression(cond)
-            .update_expression(update)
-            .set_expression_attribute_names(names)
-            .set_expression_attribute_values(values)
+            .update_meta(op, session_id, cond, update, (names, values))
             .send()
             .await;
         match result {
@@ -2113,15 +2124,7 @@ impl Inner {
             ],
             &[("#b", pending.as_str())],
         );
-        self.stats.record_requests(op, 1);
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(meta_key(session_id)))
-            .condition_expression(cond)
-            .update_expression(update)
-            .set_expression_attribute_names(names)
-            .set_expression_attribute_values(values)
+        self.update_meta(op, session_id, cond, update, (names, values))
             .send()
             .await
             .map_err(|e| {
@@ -2151,35 +2154,16 @@ impl Inner {
         k: i64,
     ) -> Result<()> {
         let pending_attr = format!("{PENDING_PREFIX}{batch}");
-        let extra = [("#b", pending_attr.as_str())];
-        let now = now_ms();
-        let expires_at = self.ttl_ms().map(|t| now + t);
+        let (expires, values) = self.commit_values(gen, k);
         let cond = "#gen = :gen AND attribute_exists(#b)";
-        let update = match expires_at {
-            Some(_) => "SET #count = #count + :k, #upd = :now, #exp = :exp, #ttl = :ttl, #stamp = if_not_exists(#stamp, :ttl) REMOVE #b",
-            None => "SET #count = #count + :k, #upd = :now REMOVE #b, #exp, #ttl, #stamp",
+        let update = if expires {
+            "SET #count = #count + :k, #upd = :now, #exp = :exp, #ttl = :ttl, #stamp = if_not_exists(#stamp, :ttl) REMOVE #b"
+        } else {
+            "SET #count = #count + :k, #upd = :now REMOVE #b, #exp, #ttl, #stamp"
         };
-        let (names, values) = expr_maps(
-            &[cond, update],
-            vec![
-                (":gen", n(gen)),
-                (":k", n(k)),
-                (":now", n(now)),
-                (":exp", n(expires_at.unwrap_or(0))),
-                (":ttl", n(self.item_ttl(expires_at).unwrap_or(0))),
-            ],
-            &extra,
-        );
-        self.stats.record_requests(op, 1);
+        let (names, values) = expr_maps(&[cond, update], values, &[("#b", pending_attr.as_str())]);
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(meta_key(session_id)))
-            .condition_expression(cond)
-            .update_expression(update)
-            .set_expression_attribute_names(names)
-            .set_expression_attribute_values(values)
+            .update_meta(op, session_id, cond, update, (names, values))
             .send()
             .await;
         self.forget(session_id);
@@ -2204,34 +2188,20 @@ impl Inner {
     ) -> Result<()> {
         let pending = format!("{PENDING_PREFIX}{batch}");
         let replacing = format!("{REPLACING_PREFIX}{batch}");
-        let now = now_ms();
-        let expires_at = self.ttl_ms().map(|t| now + t);
+        let (expires, values) = self.commit_values(gen, k);
         let cond = "attribute_exists(#b) AND #q = :gen";
-        let update = match expires_at {
-            Some(_) => "SET #gen = :gen, #next = :k, #count = :k, #cre = :now, #upd = :now, #exp = :exp, #ttl = :ttl, #stamp = :ttl REMOVE #b, #q",
-            None => "SET #gen = :gen, #next = :k, #count = :k, #cre = :now, #upd = :now REMOVE #b, #q, #exp, #ttl, #stamp",
+        let update = if expires {
+            "SET #gen = :gen, #next = :k, #count = :k, #cre = :now, #upd = :now, #exp = :exp, #ttl = :ttl, #stamp = :ttl REMOVE #b, #q"
+        } else {
+            "SET #gen = :gen, #next = :k, #count = :k, #cre = :now, #upd = :now REMOVE #b, #q, #exp, #ttl, #stamp"
         };
         let (names, values) = expr_maps(
             &[cond, update],
-            vec![
-                (":gen", n(gen)),
-                (":k", n(k)),
-                (":now", n(now)),
-                (":exp", n(expires_at.unwrap_or(0))),
-                (":ttl", n(self.item_ttl(expires_at).unwrap_or(0))),
-            ],
+            values,
             &[("#b", pending.as_str()), ("#q", replacing.as_str())],
         );
-        self.stats.record_requests(op, 1);
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(meta_key(session_id)))
-            .condition_expression(cond)
-            .update_expression(update)
-            .set_expression_attribute_names(names)
-            .set_expression_attribute_values(values)
+            .update_meta(op, session_id, cond, update, (names, values))
             .return_values(ReturnValue::AllOld)
             .send()
             .await;
