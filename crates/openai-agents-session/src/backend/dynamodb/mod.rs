@@ -1775,6 +1775,9 @@ impl Backend for DynamoDbBackend {
             batch: self.inner.token(),
             target: None,
             count: 0,
+            split: Vec::new(),
+            used: 0,
+            committed: false,
         });
         Box::pin(async move { Ok(Some(staged)) })
     }
@@ -1804,6 +1807,12 @@ struct DynamoStaged<'a> {
     batch: String,
     target: Option<Target>,
     count: i64,
+    /// Records written split into parts, as (sequence, parts): what an abandon must delete
+    /// besides the records themselves.
+    split: Vec<(i64, usize)>,
+    /// Sequences (from the start) that parts may have written, failed ones included.
+    used: i64,
+    committed: bool,
 }
 
 impl DynamoStaged<'_> {
@@ -1900,6 +1909,16 @@ impl StagedWrite for DynamoStaged<'_> {
                     .map_err(|e| build_error(op, e))?;
                 requests.push(WriteRequest::builder().put_request(put).build());
             }
+            // Known before the write, so that an abandon after a failed part deletes it too.
+            self.split.extend(
+                prepared
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.head.is_none())
+                    .map(|(i, p)| (first_seq + i as i64, p.parts.len())),
+            );
+            // Sequences possibly written, for an abandon; `count` only once the part is whole.
+            self.used = self.used.max(self.count + k);
             inner.batch_write(op, requests).await?;
             self.count += k;
             Ok(())
@@ -1923,12 +1942,101 @@ impl StagedWrite for DynamoStaged<'_> {
                         .await?
                 }
             }
+            self.committed = true;
             Ok(self.count as u64)
         })
     }
 }
 
+impl Drop for DynamoStaged<'_> {
+    fn drop(&mut self) {
+        // Abandoned: delete what was written (in the background, when a runtime is at hand),
+        // then the pending marks. A crash leaves it all invisible, for prune.
+        let (false, Some(target)) = (self.committed, self.target) else {
+            return;
+        };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let inner = Arc::clone(self.inner);
+        let (id, batch) = (self.session_id.clone(), self.batch.clone());
+        let (count, split) = (self.used, std::mem::take(&mut self.split));
+        handle.spawn(async move {
+            if let Err(e) = inner.abandon(&id, &batch, target, count, &split).await {
+                tracing::debug!(error = %e, "cleaning up an abandoned staged write failed; prune reclaims it");
+            }
+        });
+    }
+}
+
 impl Inner {
+    /// Deletes an abandoned staged write's records (a replace's whole generation; an append's
+    /// `count` sequences from its start, and the parts of its split records), then its
+    /// pending marks, which must outlive the records they hide.
+    async fn abandon(
+        &self,
+        session_id: &str,
+        batch: &str,
+        target: Target,
+        count: i64,
+        split: &[(i64, usize)],
+    ) -> Result<()> {
+        let op = Operation::Prune;
+        let key = |sk: String| {
+            HashMap::from([("pk".to_owned(), s(session_id)), ("sk".to_owned(), s(sk))])
+        };
+        let keys: Vec<HashMap<String, AttributeValue>> =
+            match target {
+                Target::Replace { gen } => {
+                    let mut keys = self
+                        .keys_with_prefix(op, session_id, &item_prefix(gen), false)
+                        .await?;
+                    keys.extend(
+                        self.keys_with_prefix(op, session_id, &format!("c#{gen:020}#"), false)
+                            .await?,
+                    );
+                    keys
+                }
+                Target::Append { gen, start, .. } => (start..start + count)
+                    .map(|seq| key(item_sk(gen, seq)))
+                    .chain(split.iter().flat_map(|&(seq, parts)| {
+                        (0..parts).map(move |k| key(part_sk(gen, seq, k)))
+                    }))
+                    .collect(),
+            };
+        let mut requests = Vec::with_capacity(keys.len());
+        for k in keys {
+            let d = DeleteRequest::builder()
+                .set_key(Some(k))
+                .build()
+                .map_err(|e| build_error(op, e))?;
+            requests.push(WriteRequest::builder().delete_request(d).build());
+        }
+        self.batch_write(op, requests).await?;
+        let pending = format!("{PENDING_PREFIX}{batch}");
+        let replacing = format!("{REPLACING_PREFIX}{batch}");
+        let maps = expr_maps(
+            &["attribute_exists(#b)", "REMOVE #b, #q"],
+            Vec::new(),
+            &[("#b", pending.as_str()), ("#q", replacing.as_str())],
+        );
+        match self
+            .update_meta(
+                op,
+                session_id,
+                "attribute_exists(#b)",
+                "REMOVE #b, #q",
+                maps,
+            )
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()), // cleared or pruned meanwhile
+            Err(e) => Err(map_sdk(op, &self.table, e)),
+        }
+    }
+
     /// A conditional `UpdateItem` of a session's metadata item, counted as one request, ready
     /// to send (or to be given more settings first).
     fn update_meta(
