@@ -79,6 +79,7 @@ async fn one_round_trip_per_operation() {
     session.get_items(None).await.unwrap();
     session.pop_item().await.unwrap();
     store.session_info("rt").await.unwrap();
+    store.read_page("rt", None, 1 << 20).await.unwrap();
     session.clear_session().await.unwrap();
 
     let mut figures = Vec::new();
@@ -104,6 +105,18 @@ async fn one_round_trip_per_operation() {
     exchanges(&proxy, &server, &mut figures, "get_items(Some(2))", async {
         session.get_items(Some(2)).await.map(drop)
     })
+    .await;
+    exchanges(
+        &proxy,
+        &server,
+        &mut figures,
+        "read_page (a whole page)",
+        async {
+            let page = store.read_page("rt", None, 1 << 20).await?;
+            assert_eq!((page.items.len(), page.next), (3, None));
+            Ok(())
+        },
+    )
     .await;
     exchanges(&proxy, &server, &mut figures, "pop_item", async {
         session.pop_item().await.map(drop)
@@ -131,6 +144,14 @@ async fn one_round_trip_per_operation() {
         &mut figures,
         "get_items (missing)",
         async { session.get_items(Some(5)).await.map(drop) },
+    )
+    .await;
+    exchanges(
+        &proxy,
+        &server,
+        &mut figures,
+        "read_page (missing)",
+        async { store.read_page("rt", None, 1 << 20).await.map(drop) },
     )
     .await;
     println!("round trips per operation:\n  {}", figures.join("\n  "));

@@ -670,24 +670,30 @@ impl RedisBackend {
         const SLICE: u64 = 256;
         let op = Operation::GetItems;
         let keys = SessionKeys::new(&self.prefix, session_id);
-        if start == 0 {
-            // The first page goes through the GET script's checks (type, layout version,
-            // expiry, seed migration) by reading the session's size.
-            if self.info(session_id).await?.is_none() {
-                return Ok(ItemPage::default());
-            }
-        }
+        let script_keys = self.script_keys(&keys);
         let (mut items, mut bytes, mut pos) = (Vec::new(), 0usize, start);
         loop {
-            let mut cmd = redis::cmd("LRANGE");
-            cmd.arg(keys.items.as_slice()).arg(pos).arg(pos + SLICE - 1);
-            self.stats.record_requests(op, 1);
-            let reply = self.conn.query(&cmd).await.map_err(|e| map_redis(op, e))?;
-            let records = match reply {
-                Value::Array(records) => records,
-                Value::Nil => Vec::new(),
-                other => return Err(unexpected(op, "page", &[other])),
-            };
+            // One EVALSHA per slice: the checks and LRANGE together, so a session within one
+            // slice is one round trip.
+            let (from, count) = (pos.to_string(), SLICE.to_string());
+            let reply = self
+                .eval(
+                    op,
+                    &self.scripts.page,
+                    &script_keys,
+                    &[from.as_bytes(), count.as_bytes()],
+                )
+                .await?;
+            match tag(&reply) {
+                Some("MISSING") if items.is_empty() && pos == start => {
+                    self.check_seed_key(op, &keys, session_id).await?;
+                    return Ok(ItemPage::default());
+                }
+                Some("MISSING") => return Ok(ItemPage::new(items, None)), // cleared meanwhile
+                Some("OK") => {}
+                _ => return Err(unexpected(op, "page", &reply)),
+            }
+            let records: Vec<Value> = reply.into_iter().skip(2).collect();
             let fetched = records.len() as u64;
             for record in records {
                 if bytes >= max_bytes {

@@ -190,6 +190,20 @@ local m = redis.call('HMGET', meta, 'created_at', 'updated_at', 'expires_at')
 return {'OK', m[1] or '0', m[2] or m[1] or '0', m[3] or '', redis.call('LLEN', items)}
 "#;
 
+/// ARGV: start (list position), count. Returns {'MISSING'} or {'OK', length, records from
+/// `start` on, at most `count`, oldest first}: one page of `Store::read_page`, with the same
+/// checks as GET (types, layout version, expiry, seed migration) and no TTL refresh.
+const PAGE: &str = r#"
+local err = check() if err then return redis.error_reply(err) end
+local now = now_ms()
+if not live(now) and not migrate(now) then return {'MISSING'} end
+local start, count = tonumber(ARGV[1]), tonumber(ARGV[2])
+local reply = {'OK', redis.call('LLEN', items)}
+local slice = redis.call('LRANGE', items, start, start + count - 1)
+for i = 1, #slice do reply[#reply + 1] = slice[i] end
+return reply
+"#;
+
 /// Staged writes. KEYS[1] = the staging list (`P:{T}:stage:<start ms>-<unique>`, in the
 /// session's slot). ARGV: expiry of the staging list in ms, records... Returns its length.
 const STAGE: &str = r#"
@@ -258,6 +272,7 @@ pub(crate) struct Scripts {
     pub(crate) pop_at: LuaScript,
     pub(crate) clear: LuaScript,
     pub(crate) info: LuaScript,
+    pub(crate) page: LuaScript,
     pub(crate) stage: LuaScript,
     pub(crate) commit: LuaScript,
 }
@@ -271,6 +286,7 @@ impl Scripts {
             pop_at: LuaScript::new("pop_at", POP_AT),
             clear: LuaScript::new("clear", CLEAR),
             info: LuaScript::new("info", INFO),
+            page: LuaScript::new("page", PAGE),
             stage: LuaScript::new("stage", STAGE),
             commit: LuaScript::new("commit", COMMIT),
         }
@@ -290,6 +306,7 @@ mod tests {
             ("pop_at", super::POP_AT),
             ("clear", super::CLEAR),
             ("info", super::INFO),
+            ("page", super::PAGE),
             ("stage", super::STAGE),
             ("commit", super::COMMIT),
         ] {
