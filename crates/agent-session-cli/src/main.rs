@@ -98,17 +98,8 @@ enum Command {
     Import {
         /// The input file (stdin when absent).
         file: Option<std::path::PathBuf>,
-        /// A session that already exists: error (default; nothing is written), skip, replace or
-        /// append.
-        #[arg(long, default_value = "error")]
-        on_existing: String,
-        /// Sessions with more item JSON than this many bytes are written in parts through a
-        /// staged write (invisible until its commit), one part in memory at a time.
-        #[arg(long, default_value_t = openai_agents_session::transfer::DEFAULT_CHUNK_BYTES)]
-        chunk_bytes: usize,
-        /// No progress bar or summary on stderr.
-        #[arg(long)]
-        quiet: bool,
+        #[command(flatten)]
+        write: WriteArgs,
     },
     /// Copy sessions between any two stores (legacy layouts included, e.g.
     /// redis://...?layout=seed), exactly and in order, with the target's TTL.
@@ -124,18 +115,25 @@ enum Command {
         /// Only sessions whose id starts with this literal text.
         #[arg(long)]
         prefix: Option<String>,
-        /// A session that already exists in the target: error (default; nothing is written),
-        /// skip, replace (atomically) or append.
-        #[arg(long, default_value = "error")]
-        on_existing: String,
-        /// Sessions with more item JSON than this many bytes are read page by page and written
-        /// through a staged write (invisible until its commit), one page in memory at a time.
-        #[arg(long, default_value_t = openai_agents_session::transfer::DEFAULT_CHUNK_BYTES)]
-        chunk_bytes: usize,
-        /// No progress bar or summary on stderr.
-        #[arg(long)]
-        quiet: bool,
+        #[command(flatten)]
+        write: WriteArgs,
     },
+}
+
+/// How `import` and `copy` write each session into the target.
+#[derive(clap::Args, Debug)]
+struct WriteArgs {
+    /// A session that already exists in the target: error (default; nothing is written),
+    /// skip, replace (atomically) or append.
+    #[arg(long, default_value = "error")]
+    on_existing: String,
+    /// Sessions with more item JSON than this many bytes are read page by page and written
+    /// through a staged write (invisible until its commit), one chunk in memory at a time.
+    #[arg(long, default_value_t = openai_agents_session::transfer::DEFAULT_CHUNK_BYTES)]
+    chunk_bytes: usize,
+    /// No progress bar or summary on stderr.
+    #[arg(long)]
+    quiet: bool,
 }
 
 /// A failure with its exit code.
@@ -336,16 +334,14 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             to,
             sessions,
             prefix,
-            on_existing: mode,
-            chunk_bytes,
-            quiet,
+            write,
         } => {
-            let mode = on_existing(mode)?;
+            let mode = on_existing(&write.on_existing)?;
             let (from, to) = (Store::open(from).await?, Store::open(to).await?);
-            let reporter = Reporter::new(*quiet);
+            let reporter = Reporter::new(write.quiet);
             let mut options = transfer::CopyOptions::default()
                 .on_existing(mode)
-                .chunk_bytes(*chunk_bytes);
+                .chunk_bytes(write.chunk_bytes);
             options.sessions = sessions.clone();
             options.prefix = prefix.clone();
             let summary =
@@ -353,13 +349,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             reporter.finish("copied", &summary);
             return Ok(());
         }
-        Command::Import {
-            file,
-            on_existing: mode,
-            chunk_bytes,
-            quiet,
-        } => {
-            let mode = on_existing(mode)?;
+        Command::Import { file, write } => {
+            let mode = on_existing(&write.on_existing)?;
             let spooled;
             let path = match file {
                 Some(path) => path.clone(),
@@ -369,12 +360,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 }
             };
             let store = Store::open(cli.url.as_deref().unwrap_or(DEFAULT_URL)).await?;
-            let reporter = Reporter::new(*quiet);
-            let summary =
-                transfer::import_sessions_chunked(&store, &path, mode, *chunk_bytes, &mut |p| {
-                    reporter.update(p)
-                })
-                .await?;
+            let reporter = Reporter::new(write.quiet);
+            let summary = transfer::import_sessions_chunked(
+                &store,
+                &path,
+                mode,
+                write.chunk_bytes,
+                &mut |p| reporter.update(p),
+            )
+            .await?;
             reporter.finish("imported", &summary);
             return Ok(());
         }
