@@ -839,8 +839,11 @@ impl Inner {
                 MetaState::Live { gen, next, .. } => {
                     let cond = "#gen = :gen AND #next = :next AND (attribute_not_exists(#exp) OR #exp > :now)";
                     let update = "SET #next = :n2, #b = :now";
-                    let (names, values) = expr_maps(
-                        &[cond, update],
+                    self.update_meta(
+                        op,
+                        session_id,
+                        cond,
+                        update,
                         vec![
                             (":gen", n(gen)),
                             (":next", n(next)),
@@ -848,12 +851,11 @@ impl Inner {
                             (":n2", n(next + k)),
                         ],
                         &extra,
-                    );
-                    self.update_meta(op, session_id, cond, update, (names, values))
-                        .send()
-                        .await
-                        .map(|_| (gen, next))
-                        .map_err(|e| (is_condition_failure(&e), map_sdk(op, &self.table, e)))
+                    )
+                    .send()
+                    .await
+                    .map(|_| (gen, next))
+                    .map_err(|e| (is_condition_failure(&e), map_sdk(op, &self.table, e)))
                 }
                 MetaState::Missing | MetaState::Expired { .. } => {
                     let (gen, cond, (names, values)) = new_life(state, now);
@@ -1178,18 +1180,20 @@ impl DynamoDbBackend {
         let at = now + ttl;
         let cond = "#gen = :gen AND #exp > :now";
         let update = "SET #exp = :exp, #ttl = :ttl";
-        let (names, values) = expr_maps(
-            &[cond, update],
-            vec![
-                (":gen", n(m.gen)),
-                (":now", n(now)),
-                (":exp", n(at)),
-                (":ttl", n(inner.item_ttl(Some(at)).unwrap_or(0))),
-            ],
-            &[],
-        );
         let result = inner
-            .update_meta(op, session_id, cond, update, (names, values))
+            .update_meta(
+                op,
+                session_id,
+                cond,
+                update,
+                vec![
+                    (":gen", n(m.gen)),
+                    (":now", n(now)),
+                    (":exp", n(at)),
+                    (":ttl", n(inner.item_ttl(Some(at)).unwrap_or(0))),
+                ],
+                &[],
+            )
             .send()
             .await;
         match result {
@@ -1521,18 +1525,15 @@ impl Inner {
                 .send()
                 .await;
         }
-        let (names, values) = expr_maps(
-            &["#gen = :gen", "SET #stamp = :ttl"],
-            vec![(":gen", n(gen)), (":ttl", n(stamp))],
-            &[],
-        );
+
         let _ = self
             .update_meta(
                 op,
                 session_id,
                 "#gen = :gen",
                 "SET #stamp = :ttl",
-                (names, values),
+                vec![(":gen", n(gen)), (":ttl", n(stamp))],
+                &[],
             )
             .send()
             .await;
@@ -2015,18 +2016,14 @@ impl Inner {
         self.batch_write(op, requests).await?;
         let pending = format!("{PENDING_PREFIX}{batch}");
         let replacing = format!("{REPLACING_PREFIX}{batch}");
-        let maps = expr_maps(
-            &["attribute_exists(#b)", "REMOVE #b, #q"],
-            Vec::new(),
-            &[("#b", pending.as_str()), ("#q", replacing.as_str())],
-        );
         match self
             .update_meta(
                 op,
                 session_id,
                 "attribute_exists(#b)",
                 "REMOVE #b, #q",
-                maps,
+                Vec::new(),
+                &[("#b", pending.as_str()), ("#q", replacing.as_str())],
             )
             .send()
             .await
@@ -2038,15 +2035,18 @@ impl Inner {
     }
 
     /// A conditional `UpdateItem` of a session's metadata item, counted as one request, ready
-    /// to send (or to be given more settings first).
+    /// to send (or to be given more settings first); its names and values are those the two
+    /// expressions use (`expr_maps`).
     fn update_meta(
         &self,
         op: Operation,
         session_id: &str,
         condition: &str,
         update: &str,
-        (names, values): ExprMaps,
+        values: Vec<(&str, AttributeValue)>,
+        extra_names: &[(&str, &str)],
     ) -> UpdateItemFluentBuilder {
+        let (names, values) = expr_maps(&[condition, update], values, extra_names);
         self.stats.record_requests(op, 1);
         self.client
             .update_item()
@@ -2193,13 +2193,15 @@ impl Inner {
         let replacing = format!("{REPLACING_PREFIX}{batch}");
         let cond = "attribute_exists(#pk)";
         let update = "SET #b = :now, #q = :gen";
-        let (names, values) = expr_maps(
-            &[cond, update],
-            vec![(":now", n(now)), (":gen", n(gen))],
-            &[("#b", pending.as_str()), ("#q", replacing.as_str())],
-        );
         let result = self
-            .update_meta(op, session_id, cond, update, (names, values))
+            .update_meta(
+                op,
+                session_id,
+                cond,
+                update,
+                vec![(":now", n(now)), (":gen", n(gen))],
+                &[("#b", pending.as_str()), ("#q", replacing.as_str())],
+            )
             .send()
             .await;
         match result {
@@ -2223,16 +2225,11 @@ impl Inner {
         let pending = format!("{PENDING_PREFIX}{batch}");
         let cond = "#gen = :gen AND #next = :next AND attribute_exists(#b)";
         let update = "SET #next = :n2";
-        let (names, values) = expr_maps(
-            &[cond, update],
-            vec![
+        self.update_meta(op, session_id, cond, update, vec![
                 (":gen", n(gen)),
                 (":next", n(next)),
                 (":n2", n(next + more)),
-            ],
-            &[("#b", pending.as_str())],
-        );
-        self.update_meta(op, session_id, cond, update, (names, values))
+            ], &[("#b", pending.as_str())])
             .send()
             .await
             .map_err(|e| {
@@ -2269,9 +2266,15 @@ impl Inner {
         } else {
             "SET #count = #count + :k, #upd = :now REMOVE #b, #exp, #ttl, #stamp"
         };
-        let (names, values) = expr_maps(&[cond, update], values, &[("#b", pending_attr.as_str())]);
         let result = self
-            .update_meta(op, session_id, cond, update, (names, values))
+            .update_meta(
+                op,
+                session_id,
+                cond,
+                update,
+                values,
+                &[("#b", pending_attr.as_str())],
+            )
             .send()
             .await;
         self.forget(session_id);
@@ -2303,13 +2306,15 @@ impl Inner {
         } else {
             "SET #gen = :gen, #next = :k, #count = :k, #cre = :now, #upd = :now REMOVE #b, #q, #exp, #ttl, #stamp"
         };
-        let (names, values) = expr_maps(
-            &[cond, update],
-            values,
-            &[("#b", pending.as_str()), ("#q", replacing.as_str())],
-        );
         let result = self
-            .update_meta(op, session_id, cond, update, (names, values))
+            .update_meta(
+                op,
+                session_id,
+                cond,
+                update,
+                values,
+                &[("#b", pending.as_str()), ("#q", replacing.as_str())],
+            )
             .return_values(ReturnValue::AllOld)
             .send()
             .await;
