@@ -3,6 +3,7 @@
 //! event loop. The Python classes (`RedisSession`, `DynamoDBSession`, `SQLiteSession`,
 //! `open_session`) live in `python/openai_agents_session/__init__.py`.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use aws_credential_types::provider::SharedCredentialsProvider;
@@ -33,7 +34,7 @@ fn to_py(err: Error) -> PyErr {
 /// credentials (assumed roles, SSO) are fetched from the client whenever they need refreshing.
 #[derive(Debug)]
 struct PythonCredentials {
-    source: Arc<Py<PyAny>>,
+    source: PySource,
 }
 
 type CredentialTuple = (String, String, Option<String>, Option<f64>);
@@ -82,7 +83,7 @@ impl ProvideCredentials for PythonCredentials {
 #[pyclass(frozen)]
 struct NativeStore {
     url: String,
-    credentials: Option<Arc<Py<PyAny>>>,
+    credentials: Option<PySource>,
     store: Arc<OnceCell<Store>>,
 }
 
@@ -90,7 +91,7 @@ impl NativeStore {
     async fn get(
         store: Arc<OnceCell<Store>>,
         url: String,
-        credentials: Option<Arc<Py<PyAny>>>,
+        credentials: Option<PySource>,
     ) -> Result<Store, PyErr> {
         store
             .get_or_try_init(|| async {
@@ -107,13 +108,23 @@ impl NativeStore {
             .map_err(to_py)
     }
 
-    /// What every operation needs to reach the store.
-    fn handle(&self) -> (Arc<OnceCell<Store>>, String, Option<PySource>) {
-        (
+    /// A Python awaitable that opens the store if needed and runs `work` on it, on the shared
+    /// runtime (never blocking the event loop); errors become `NativeError`.
+    fn awaitable<'py, T, F, Fut>(&self, py: Python<'py>, work: F) -> PyResult<Bound<'py, PyAny>>
+    where
+        T: for<'p> IntoPyObject<'p> + Send + 'static,
+        F: FnOnce(Store) -> Fut + Send + 'static,
+        Fut: Future<Output = openai_agents_session::Result<T>> + Send + 'static,
+    {
+        let (cell, url, creds) = (
             Arc::clone(&self.store),
             self.url.clone(),
             self.credentials.clone(),
-        )
+        );
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let store = NativeStore::get(cell, url, creds).await?;
+            work(store).await.map_err(to_py)
+        })
     }
 }
 
@@ -140,11 +151,10 @@ impl NativeStore {
 
     /// Opens the store now (connects); an awaitable.
     fn connect<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let (cell, url, creds) = self.handle();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let store = NativeStore::get(cell, url, creds).await?;
-            Ok(store.backend_name().to_owned())
-        })
+        self.awaitable(
+            py,
+            |store| async move { Ok(store.backend_name().to_owned()) },
+        )
     }
 
     /// The newest `limit` items (all with None) as JSON texts, oldest first; an awaitable.
@@ -155,15 +165,8 @@ impl NativeStore {
         session_id: String,
         limit: Option<usize>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (cell, url, creds) = self.handle();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let store = NativeStore::get(cell, url, creds).await?;
-            let items = store
-                .session(&session_id)
-                .map_err(to_py)?
-                .get_items(limit)
-                .await
-                .map_err(to_py)?;
+        self.awaitable(py, move |store| async move {
+            let items = store.session(&session_id)?.get_items(limit).await?;
             Ok(items.into_iter().map(Item::into_string).collect::<Vec<_>>())
         })
     }
@@ -185,30 +188,15 @@ impl NativeStore {
                 })
             })
             .collect::<PyResult<Vec<Item>>>()?;
-        let (cell, url, creds) = self.handle();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let store = NativeStore::get(cell, url, creds).await?;
-            store
-                .session(&session_id)
-                .map_err(to_py)?
-                .add_items(parsed)
-                .await
-                .map_err(to_py)?;
-            Ok(())
+        self.awaitable(py, move |store| async move {
+            store.session(&session_id)?.add_items(parsed).await
         })
     }
 
     /// Removes and returns the newest item's JSON text, or None; an awaitable.
     fn pop_item<'py>(&self, py: Python<'py>, session_id: String) -> PyResult<Bound<'py, PyAny>> {
-        let (cell, url, creds) = self.handle();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let store = NativeStore::get(cell, url, creds).await?;
-            let item = store
-                .session(&session_id)
-                .map_err(to_py)?
-                .pop_item()
-                .await
-                .map_err(to_py)?;
+        self.awaitable(py, move |store| async move {
+            let item = store.session(&session_id)?.pop_item().await?;
             Ok(item.map(Item::into_string))
         })
     }
@@ -219,27 +207,14 @@ impl NativeStore {
         py: Python<'py>,
         session_id: String,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (cell, url, creds) = self.handle();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let store = NativeStore::get(cell, url, creds).await?;
-            store
-                .session(&session_id)
-                .map_err(to_py)?
-                .clear_session()
-                .await
-                .map_err(to_py)?;
-            Ok(())
+        self.awaitable(py, move |store| async move {
+            store.session(&session_id)?.clear_session().await
         })
     }
 
     /// Creates the storage's table if missing (DynamoDB); an awaitable.
     fn init<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let (cell, url, creds) = self.handle();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let store = NativeStore::get(cell, url, creds).await?;
-            store.init().await.map_err(to_py)?;
-            Ok(())
-        })
+        self.awaitable(py, |store| async move { store.init().await })
     }
 
     /// Validates a session id without I/O (raises on an invalid one).
