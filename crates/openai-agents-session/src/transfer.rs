@@ -540,7 +540,7 @@ pub async fn import_sessions_chunked(
     ensure_none_exist(store, &order, on_existing).await?;
     // Pass 2: write session by session, one chunk in memory at a time.
     let mut tally = Tally::new(order.len(), progress);
-    let mut current: Option<(usize, Option<SessionWriter<'_>>)> = None;
+    let mut current: Option<(String, Option<SessionWriter<'_>>)> = None;
     let mut lines = open()?.lines().enumerate();
     loop {
         let next = match lines.next() {
@@ -554,7 +554,7 @@ pub async fn import_sessions_chunked(
             None => None,
         };
         let switching = match (&current, &next) {
-            (Some((k, _)), Some((id, _))) => &order[*k] != id,
+            (Some((cur, _)), Some((id, _))) => cur != id,
             (Some(_), None) => true,
             _ => false,
         };
@@ -569,27 +569,19 @@ pub async fn import_sessions_chunked(
             return Ok(tally.summary);
         };
         if current.is_none() {
-            let k = current_index(&order, &id, tally.state.sessions_done as usize);
+            // Pass 1 checked that sessions are contiguous: this is the next one of `order`.
+            let k = tally.state.sessions_done as usize;
+            let expected = counts.get(k).copied();
             let writer =
-                SessionWriter::open(store, &id, on_existing, Some(counts[k]), chunk_bytes).await?;
-            current = Some((k, writer));
+                SessionWriter::open(store, &id, on_existing, expected, chunk_bytes).await?;
+            current = Some((id, writer));
         }
         if let Some((_, Some(writer))) = current.as_mut() {
-            let before = writer.items;
             writer.push(vec![item]).await?;
-            if writer.held.is_empty() && writer.items > before {
-                tally.partial(writer);
+            if writer.held.is_empty() {
+                tally.partial(writer); // a chunk was just staged
             }
         }
-    }
-}
-
-/// The index of session `id` in `order`: sessions are contiguous, so it is the next one.
-fn current_index(order: &[String], id: &str, done: usize) -> usize {
-    if order.get(done).map(String::as_str) == Some(id) {
-        done
-    } else {
-        order.iter().position(|o| o == id).unwrap_or(done)
     }
 }
 
