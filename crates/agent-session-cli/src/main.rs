@@ -325,6 +325,27 @@ fn on_existing(text: &str) -> Result<openai_agents_session::transfer::OnExisting
     text.parse().map_err(Failure::from)
 }
 
+/// Opens a store, warning on stderr when its TLS certificate is not verified (the library only
+/// logs it through `tracing`).
+async fn open_store(url: &str) -> Result<Store, Failure> {
+    let insecure = url
+        .split_once('?')
+        .map(|(_, query)| {
+            query.split('&').any(|pair| match pair.split_once('=') {
+                Some(("tls_insecure", v)) => {
+                    openai_agents_session::url::parse_bool("tls_insecure", v).unwrap_or(false)
+                }
+                _ => false,
+            })
+        })
+        .unwrap_or(false);
+    let store = Store::open(url).await?;
+    if insecure {
+        eprintln!("warning: tls_insecure=true: the Redis server's TLS certificate is NOT verified");
+    }
+    Ok(store)
+}
+
 async fn run(cli: Cli) -> Result<(), Failure> {
     use openai_agents_session::transfer;
     // Commands with two stores, or a file to validate, come first.
@@ -337,7 +358,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             write,
         } => {
             let mode = on_existing(&write.on_existing)?;
-            let (from, to) = (Store::open(from).await?, Store::open(to).await?);
+            let (from, to) = (open_store(from).await?, open_store(to).await?);
             let reporter = Reporter::new(write.quiet);
             let mut options = transfer::CopyOptions::default()
                 .on_existing(mode)
@@ -359,7 +380,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     spooled.path().to_path_buf()
                 }
             };
-            let store = Store::open(cli.url.as_deref().unwrap_or(DEFAULT_URL)).await?;
+            let store = open_store(cli.url.as_deref().unwrap_or(DEFAULT_URL)).await?;
             let reporter = Reporter::new(write.quiet);
             let summary = transfer::import_sessions_chunked(
                 &store,
@@ -377,7 +398,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             output,
             quiet,
         } => {
-            let store = Store::open(cli.url.as_deref().unwrap_or(DEFAULT_URL)).await?;
+            let store = open_store(cli.url.as_deref().unwrap_or(DEFAULT_URL)).await?;
             let reporter = Reporter::new(*quiet);
             let mut sink: Box<dyn Write> = match output {
                 Some(path) => Box::new(BufWriter::new(std::fs::File::create(path)?)),
@@ -397,7 +418,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         _ => None,
     };
     let url = cli.url.as_deref().unwrap_or(DEFAULT_URL);
-    let store = Store::open(url).await?;
+    let store = open_store(url).await?;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     match cli.command {

@@ -927,3 +927,36 @@ fn ctrl_c_during_a_streamed_copy_leaves_nothing() {
         "the staging list was deleted on the way out"
     );
 }
+
+/// `tls_insecure=true`: the library only logs the warning (through `tracing`); the CLI shows it.
+#[test]
+fn tls_insecure_warning_is_shown_by_the_cli() {
+    let env = Env::new("insecure");
+    let tls = std::env::var("OAS_TEST_REDISS_URL").unwrap_or_else(|_| {
+        panic!("OAS_TEST_REDISS_URL is not set: run scripts/test.sh, or scripts/servers.sh start and source target/test-servers.env")
+    });
+    let base = tls.split('?').next().unwrap_or(&tls);
+    let o = env
+        .cmd()
+        .arg("--url")
+        .arg(format!("{base}?tls_insecure=true"))
+        .args(["get", "insecure-probe"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o)
+            .contains("tls_insecure=true: the Redis server's TLS certificate is NOT verified"),
+        "{}",
+        stderr(&o)
+    );
+    let o = env
+        .cmd()
+        .arg("--url")
+        .arg(&tls)
+        .args(["get", "insecure-probe"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!stderr(&o).contains("NOT verified"), "{}", stderr(&o));
+}

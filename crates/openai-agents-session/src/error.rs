@@ -53,7 +53,50 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// A short, stable, lower-case name for messages and metrics.
+    /// Every kind, in declaration order (for tables and tests).
+    pub const ALL: [ErrorKind; 12] = [
+        ErrorKind::InvalidInput,
+        ErrorKind::InvalidSessionId,
+        ErrorKind::TooLarge,
+        ErrorKind::NotFound,
+        ErrorKind::Connection,
+        ErrorKind::Timeout,
+        ErrorKind::OutcomeUnknown,
+        ErrorKind::Unreadable,
+        ErrorKind::UnsupportedFormat,
+        ErrorKind::LegacyData,
+        ErrorKind::Config,
+        ErrorKind::Backend,
+    ];
+
+    /// The stable snake_case name of the kind: the `kind` attribute of the Python (and Node)
+    /// error classes, and the contract of the error table in the README. Never changes for a
+    /// kind once released.
+    ///
+    /// ```
+    /// use openai_agents_session::ErrorKind;
+    /// assert_eq!(ErrorKind::OutcomeUnknown.name(), "outcome_unknown");
+    /// assert_eq!(ErrorKind::InvalidSessionId.name(), "invalid_session_id");
+    /// ```
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::InvalidSessionId => "invalid_session_id",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Connection => "connection",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::OutcomeUnknown => "outcome_unknown",
+            ErrorKind::Unreadable => "unreadable",
+            ErrorKind::UnsupportedFormat => "unsupported_format",
+            ErrorKind::LegacyData => "legacy_data",
+            ErrorKind::Config => "config",
+            ErrorKind::Backend => "backend",
+        }
+    }
+
+    /// A short, lower-case phrase for messages (`"invalid input"`); see [`name`](Self::name)
+    /// for the stable identifier.
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::InvalidInput => "invalid input",
@@ -75,6 +118,41 @@ impl ErrorKind {
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// What a network failure was: the storage did not answer in time, or the connection to it
+/// failed. [`Error::cause`] gives it for `Timeout`, `Connection` and `OutcomeUnknown` errors, so
+/// that callers (and the Python classes `OutcomeUnknownTimeoutError` /
+/// `OutcomeUnknownConnectionError`) can treat a write whose answer was lost like the timeout or
+/// connection error it also is.
+///
+/// ```
+/// use openai_agents_session::{Error, ErrorKind, FailureCause, Operation};
+/// let err = Error::new(ErrorKind::OutcomeUnknown, Operation::AddItems, "no answer")
+///     .with_cause(FailureCause::Timeout);
+/// assert_eq!(err.cause(), Some(FailureCause::Timeout));
+/// assert_eq!(
+///     Error::new(ErrorKind::Connection, Operation::GetItems, "refused").cause(),
+///     Some(FailureCause::Connection)
+/// );
+/// ```
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FailureCause {
+    /// No answer within the configured timeout.
+    Timeout,
+    /// The connection could not be made, or failed while the request was in flight.
+    Connection,
+}
+
+impl FailureCause {
+    /// The stable snake_case name (`"timeout"`, `"connection"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureCause::Timeout => "timeout",
+            FailureCause::Connection => "connection",
+        }
     }
 }
 
@@ -181,6 +259,7 @@ pub struct Error {
     operation: Operation,
     session_id: Option<String>,
     message: String,
+    cause: Option<FailureCause>,
     source: Option<BoxError>,
 }
 
@@ -192,8 +271,26 @@ impl Error {
             operation,
             session_id: None,
             message: message.into(),
+            cause: None,
             source: None,
         }
+    }
+
+    /// Records what kind of network failure caused the error (meaningful for
+    /// `OutcomeUnknown`; `Timeout` and `Connection` imply their own).
+    pub fn with_cause(mut self, cause: FailureCause) -> Self {
+        self.cause = Some(cause);
+        self
+    }
+
+    /// The network failure behind the error: the recorded cause, else `Timeout` for a
+    /// `Timeout` error and `Connection` for a `Connection` error, else `None`.
+    pub fn cause(&self) -> Option<FailureCause> {
+        self.cause.or(match self.kind {
+            ErrorKind::Timeout => Some(FailureCause::Timeout),
+            ErrorKind::Connection => Some(FailureCause::Connection),
+            _ => None,
+        })
     }
 
     /// Names the session the error is about.
@@ -289,6 +386,34 @@ mod tests {
         );
         assert!(std::error::Error::source(&err).is_some());
         assert!(err.is_retryable());
+    }
+
+    #[test]
+    fn kind_names_are_unique_snake_case() {
+        let names: std::collections::HashSet<_> = ErrorKind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(names.len(), ErrorKind::ALL.len());
+        for name in names {
+            assert!(
+                name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn cause_defaults_from_the_kind() {
+        let lost = Error::new(ErrorKind::OutcomeUnknown, Operation::AddItems, "lost");
+        assert_eq!(lost.cause(), None);
+        assert_eq!(
+            lost.with_cause(FailureCause::Connection).cause(),
+            Some(FailureCause::Connection)
+        );
+        let timeout = Error::new(ErrorKind::Timeout, Operation::GetItems, "slow");
+        assert_eq!(timeout.cause(), Some(FailureCause::Timeout));
+        assert_eq!(
+            Error::new(ErrorKind::Backend, Operation::GetItems, "x").cause(),
+            None
+        );
     }
 
     #[test]

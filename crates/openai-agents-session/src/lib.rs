@@ -60,7 +60,7 @@ mod time;
 pub mod transfer;
 pub mod url;
 
-pub use error::{BoxError, Error, ErrorKind, Operation, Result};
+pub use error::{BoxError, Error, ErrorKind, FailureCause, Operation, Result};
 pub use item::Item;
 pub use staged::{ItemPage, StageMode, Staged, StagedWrite};
 pub use stats::{OperationStats, RequestStats};

@@ -887,3 +887,164 @@ async fn database_number_in_the_url() {
     );
     db3.session("same").unwrap().clear_session().await.unwrap();
 }
+
+/// Issue 1/10, item 1: a store idle across a SIGKILL and restart writes on its first try: the
+/// closed connection is replaced before anything is written to it, and nothing acknowledged is
+/// lost (append-only with fsync always).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_store_writes_after_a_restart_without_error() {
+    let mut server = OwnRedis::start("idle-restart");
+    let store = Store::open(&format!(
+        "{}?response_timeout=2&connect_timeout=1",
+        server.url()
+    ))
+    .await
+    .unwrap();
+    let s = store.session("idle").unwrap();
+    s.add_items(vec![item(json!({"before": 1}))]).await.unwrap();
+    for round in 0..3 {
+        server.kill();
+        server.spawn();
+        // The idle gap: the store learns of the close only from the socket.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let start = Instant::now();
+        s.add_items(vec![item(json!({"after": round}))])
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: first write after the restart: {e}"));
+        println!(
+            "restart {round}: first write after an idle restart took {:?}",
+            start.elapsed()
+        );
+    }
+    let all = s.get_items(None).await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|i| i.as_str().to_owned())
+            .collect::<Vec<_>>(),
+        vec![
+            r#"{"before":1}"#,
+            r#"{"after":0}"#,
+            r#"{"after":1}"#,
+            r#"{"after":2}"#
+        ]
+    );
+    // A read right after a restart works too.
+    server.kill();
+    server.spawn();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(s.get_items(Some(1)).await.unwrap().len(), 1);
+}
+
+/// The same on a cluster: every master restarted while the store is idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_cluster_store_writes_after_a_restart_without_error() {
+    let mut cluster = OwnCluster::start("idle-cluster");
+    let store = Store::open(&format!(
+        "{}?response_timeout=2&connect_timeout=1",
+        cluster.url()
+    ))
+    .await
+    .unwrap();
+    let ids: Vec<String> = (0..12).map(|n| format!("idle-{n}")).collect();
+    for id in &ids {
+        store
+            .session(id)
+            .unwrap()
+            .add_items(vec![item(json!({"n": 0}))])
+            .await
+            .unwrap();
+    }
+    for node in cluster.nodes.iter_mut() {
+        node.kill();
+        node.spawn();
+    }
+    let start = Instant::now();
+    while !cluster
+        .nodes
+        .iter()
+        .all(|n| n.cli(&["cluster", "info"]).contains("cluster_state:ok"))
+    {
+        assert!(start.elapsed() < Duration::from_secs(30), "cluster not ok");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    for id in &ids {
+        let s = store.session(id).unwrap();
+        s.add_items(vec![item(json!({"n": 1}))])
+            .await
+            .unwrap_or_else(|e| panic!("{id}: first write after the restart: {e}"));
+        assert_eq!(s.get_items(None).await.unwrap().len(), 2, "{id}");
+    }
+}
+
+/// A write that reached a live connection whose answer was lost stays `OutcomeUnknown` (caused
+/// by the lost connection), and is not sent again: the proxy cuts the connection after the
+/// request went through, so the server applied it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_answer_was_lost_is_outcome_unknown_and_not_resent() {
+    use openai_agents_session::FailureCause;
+    let server = OwnRedis::start("lost-answer");
+    let proxy = support::CutAfterRequestProxy::start(server.port);
+    let store = Store::open(&format!(
+        "redis://127.0.0.1:{}/?response_timeout=2&connect_timeout=1",
+        proxy.port
+    ))
+    .await
+    .unwrap();
+    let s = store.session("lost").unwrap();
+    s.add_items(vec![item(json!({"a": 1}))]).await.unwrap();
+    proxy.cut_next_answer();
+    let err = s.add_items(vec![item(json!({"b": 2}))]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    assert_eq!(err.cause(), Some(FailureCause::Connection), "{err}");
+    // It was applied exactly once by the server, never twice.
+    let direct = Store::open(&server.url()).await.unwrap();
+    let items = direct
+        .session("lost")
+        .unwrap()
+        .get_items(None)
+        .await
+        .unwrap();
+    assert_eq!(items.len(), 2, "{items:?}");
+    // A read whose answer is lost is sent again once, and succeeds.
+    proxy.cut_next_answer();
+    assert_eq!(s.get_items(None).await.unwrap().len(), 2);
+}
+
+/// Issue 1/10, item 4: against a SIGSTOPped server a write fails within response_timeout (no
+/// connect was needed), as an `OutcomeUnknown` caused by the timeout, and a read as a
+/// `Timeout`; after a restart, the reconnect's time is added once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_server_fails_within_the_response_timeout() {
+    use openai_agents_session::FailureCause;
+    let server = OwnRedis::start("bound");
+    let store = Store::open(&format!(
+        "{}?response_timeout=1&connect_timeout=1",
+        server.url()
+    ))
+    .await
+    .unwrap();
+    let s = store.session("bound").unwrap();
+    s.add_items(vec![item(json!({"a": 1}))]).await.unwrap();
+    server.signal("STOP");
+    let start = Instant::now();
+    let err = s.add_items(vec![item(json!({"b": 2}))]).await.unwrap_err();
+    let write_took = start.elapsed();
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    assert_eq!(err.cause(), Some(FailureCause::Timeout), "{err}");
+    let start = Instant::now();
+    let err = s.get_items(None).await.unwrap_err();
+    let read_took = start.elapsed();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    server.signal("CONT");
+    let slack = Duration::from_millis(300);
+    assert!(
+        write_took < Duration::from_secs(1) + slack,
+        "write {write_took:?}"
+    );
+    assert!(
+        read_took < Duration::from_secs(1) + slack,
+        "read {read_took:?}"
+    );
+    println!("SIGSTOP with response_timeout=1: write failed after {write_took:?}, read after {read_took:?}");
+}

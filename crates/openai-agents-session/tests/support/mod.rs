@@ -372,3 +372,59 @@ impl OwnCluster {
         format!("redis+cluster://{}/", hosts.join(","))
     }
 }
+
+/// A TCP proxy that, when told, swallows the server's next answer and closes the connection:
+/// the request reached the server (and was applied), its answer was lost.
+pub struct CutAfterRequestProxy {
+    pub port: u16,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl CutAfterRequestProxy {
+    pub fn start(target_port: u16) -> CutAfterRequestProxy {
+        use std::sync::atomic::AtomicBool;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&cut);
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)) else {
+                    continue;
+                };
+                let (c2, s2) = (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                );
+                let flag = Arc::clone(&flag);
+                std::thread::spawn(move || pump(client, server));
+                std::thread::spawn(move || pump_cutting(s2, c2, flag));
+            }
+        });
+        CutAfterRequestProxy { port, cut }
+    }
+
+    /// The next answer from the server is dropped and its connection closed.
+    pub fn cut_next_answer(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+    }
+}
+
+fn pump_cutting(mut from: TcpStream, mut to: TcpStream, cut: Arc<std::sync::atomic::AtomicBool>) {
+    use std::io::{Read, Write};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if cut.swap(false, Ordering::SeqCst) {
+            break;
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
+    let _ = from.shutdown(std::net::Shutdown::Both);
+}

@@ -27,7 +27,7 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 
 use crate::codec::{Decoded, RecordCodec, TailCollector};
-use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::error::{Error, ErrorKind, FailureCause, Operation, Result};
 use crate::item::Item;
 use crate::staged::{ItemPage, StageMode, StagedWrite};
 use crate::stats::RequestStats;
@@ -214,7 +214,17 @@ where
         },
         _ => (ErrorKind::Backend, "DynamoDB failed".to_owned()),
     };
-    Error::new(kind, op, message).with_source(err)
+    let cause = match &err {
+        SdkError::TimeoutError(_) => Some(FailureCause::Timeout),
+        SdkError::DispatchFailure(d) if d.is_timeout() => Some(FailureCause::Timeout),
+        SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => Some(FailureCause::Connection),
+        _ => None,
+    };
+    let error = Error::new(kind, op, message).with_source(err);
+    match cause {
+        Some(cause) if kind == ErrorKind::OutcomeUnknown => error.with_cause(cause),
+        _ => error,
+    }
 }
 
 /// Whether a transaction failed on a condition (someone else wrote first) or a conflict.
@@ -2624,6 +2634,9 @@ async fn open_with(
             aws_config::timeout::TimeoutConfig::builder()
                 .connect_timeout(connect_timeout)
                 .operation_attempt_timeout(response_timeout)
+                // The whole operation, retries included, fails within response_timeout plus
+                // one connect (the same bound as Redis; docs/storage/dynamodb.md).
+                .operation_timeout(response_timeout + connect_timeout)
                 .build(),
         );
     if let Some(r) = region {

@@ -64,7 +64,7 @@ impl LegacyBackend {
 
     async fn query(&self, op: Operation, cmd: &redis::Cmd) -> Result<Value> {
         self.stats.record_requests(op, 1);
-        self.conn.query(cmd).await.map_err(|e| map_redis(op, e))
+        self.conn.query(op, cmd).await.map_err(|e| map_redis(op, e))
     }
 
     fn read_only(&self, op: Operation) -> BoxFuture<'_, Result<()>> {

@@ -10,8 +10,10 @@
 //! shared options and `prefix`, `connect_timeout`, `response_timeout`, `tls_ca_file`,
 //! `tls_insecure`, `layout` (`seed` and `openai-agents` open older programs' data read-only).
 
+mod conn;
 mod legacy;
 mod scripts;
+mod tls;
 
 /// The redis-rs crate this backend is built on, for building a [`RedisConnection`] of your own
 /// with the matching version.
@@ -21,13 +23,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{RedisError, Value};
 
 use crate::codec::{Decoded, RecordCodec, TailCollector};
-use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::error::{Error, ErrorKind, FailureCause, Operation, Result};
 use crate::item::Item;
 use crate::staged::{ItemPage, StageMode, StagedWrite};
 use crate::stats::RequestStats;
@@ -44,7 +46,7 @@ use scripts::{LuaScript, Scripts};
 pub const DEFAULT_PREFIX: &str = "openai_agents_session";
 /// The layout version written into every session's metadata (`v`).
 pub const LAYOUT_VERSION: u32 = 1;
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many times one `pop_item` may start over (a concurrent writer changed the tail, or a
 /// record the script found plausible decoded as corrupt).
@@ -63,13 +65,34 @@ pub enum Layout {
     OpenAiAgents,
 }
 
-/// A connection to Redis: one server (with automatic reconnection) or a cluster.
+/// A connection to Redis: one server or a cluster, either opened by this crate from a URL or
+/// handed over by the caller.
 #[derive(Clone)]
+#[non_exhaustive]
 pub enum RedisConnection {
-    /// One server, through a multiplexed connection manager that reconnects by itself.
+    /// One server, through a connection manager the caller owns (reconnects by itself; a
+    /// request it sends on a connection that closed meanwhile fails once).
     Single(ConnectionManager),
-    /// A cluster, through redis-rs's cluster connection (follows MOVED and ASK).
+    /// A cluster, through a redis-rs cluster connection the caller owns (follows MOVED and ASK).
     Cluster(ClusterConnection),
+    /// A connection opened from a store URL, which follows the crate's retry rule (see
+    /// `docs/storage/redis.md`, "Connections and retries").
+    Managed(ManagedConnection),
+}
+
+/// A connection this crate opened from a store URL: one server or a cluster over sockets whose
+/// writes it watches, so that a request is sent again only when it never reached the server.
+#[derive(Clone)]
+pub struct ManagedConnection {
+    inner: Managed,
+    response_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+#[derive(Clone)]
+enum Managed {
+    Server(Arc<conn::Standalone>),
+    Cluster(ClusterConnection<conn::Watched>),
 }
 
 impl std::fmt::Debug for RedisConnection {
@@ -77,41 +100,147 @@ impl std::fmt::Debug for RedisConnection {
         match self {
             RedisConnection::Single(_) => f.write_str("RedisConnection::Single"),
             RedisConnection::Cluster(_) => f.write_str("RedisConnection::Cluster"),
+            RedisConnection::Managed(ManagedConnection {
+                inner: Managed::Server(_),
+                ..
+            }) => f.write_str("RedisConnection::Managed(server)"),
+            RedisConnection::Managed(ManagedConnection {
+                inner: Managed::Cluster(_),
+                ..
+            }) => f.write_str("RedisConnection::Managed(cluster)"),
+        }
+    }
+}
+
+impl std::fmt::Debug for ManagedConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagedConnection")
+            .field("response_timeout", &self.response_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a failed attempt may be sent again (once) under the retry rule.
+fn may_retry(op: Operation, err: &RedisError) -> bool {
+    match err.code() {
+        // Written, answer lost: a read is repeated, a write's outcome stays unknown.
+        Some(conn::LOST_CONNECTION) => !op.is_write(),
+        Some(conn::LOST_TIMEOUT) => false,
+        // Not written (the connection was known closed, writing failed, or connecting was
+        // refused): safe for every operation. A timeout used up the time budget.
+        _ => conn::is_transport_failure(err) && !err.is_timeout(),
+    }
+}
+
+fn budget_exhausted() -> RedisError {
+    RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "Redis did not answer within response_timeout",
+    ))
+}
+
+impl ManagedConnection {
+    /// Sends `cmd` under the retry rule, within `response_timeout`, plus `connect_timeout` when
+    /// a connection had to be made first.
+    async fn request(&self, op: Operation, cmd: &redis::Cmd) -> redis::RedisResult<Value> {
+        let start = tokio::time::Instant::now();
+        let mut deadline = start + self.response_timeout;
+        if matches!(self.inner, Managed::Cluster(_)) {
+            // The cluster client connects nodes by itself: allow for one connect.
+            deadline += self.connect_timeout;
+        }
+        let mut connected_once = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = match &self.inner {
+                Managed::Server(server) => match server.live().await {
+                    Ok((mut conn, connected)) => {
+                        if connected && !connected_once {
+                            connected_once = true;
+                            deadline += self.connect_timeout;
+                        }
+                        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                        if left.is_zero() {
+                            Err(budget_exhausted())
+                        } else {
+                            conn.send_within(cmd, left).await
+                        }
+                    }
+                    Err(e) => Err(e),
+                },
+                Managed::Cluster(cluster) => {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    let mut cluster = cluster.clone();
+                    match tokio::time::timeout(left, cmd.query_async(&mut cluster)).await {
+                        Ok(result) => result,
+                        Err(_) => Err(redis::make_extension_error(
+                            conn::LOST_TIMEOUT.to_owned(),
+                            Some("no answer within the time budget".to_owned()),
+                        )),
+                    }
+                }
+            };
+            match result {
+                Err(e) if attempt == 1 && may_retry(op, &e) => {
+                    tracing::debug!(operation = %op, error = %e, "Redis request not answered; sending it again on a fresh connection");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The cluster connection, for routing to one node.
+    fn cluster(&self) -> Option<&ClusterConnection<conn::Watched>> {
+        match &self.inner {
+            Managed::Cluster(c) => Some(c),
+            Managed::Server(_) => None,
         }
     }
 }
 
 impl RedisConnection {
-    async fn query(&self, cmd: &redis::Cmd) -> redis::RedisResult<Value> {
-        match self.clone() {
-            RedisConnection::Single(mut c) => cmd.query_async(&mut c).await,
-            RedisConnection::Cluster(mut c) => cmd.query_async(&mut c).await,
+    /// Sends one command on behalf of `op` (which decides whether a lost answer may be retried).
+    async fn query(&self, op: Operation, cmd: &redis::Cmd) -> redis::RedisResult<Value> {
+        match self {
+            RedisConnection::Single(c) => cmd.query_async(&mut c.clone()).await,
+            RedisConnection::Cluster(c) => cmd.query_async(&mut c.clone()).await,
+            RedisConnection::Managed(m) => m.request(op, cmd).await,
         }
     }
 
     /// Runs `cmd` on one node (`None`: the single server).
     async fn query_on(
         &self,
+        op: Operation,
         node: Option<&(String, u16)>,
         cmd: &redis::Cmd,
     ) -> redis::RedisResult<Value> {
-        match (self.clone(), node) {
-            (RedisConnection::Cluster(mut c), Some((host, port))) => {
-                c.route_command(
-                    cmd.clone(),
-                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                        host: host.clone(),
-                        port: *port,
-                    }),
-                )
-                .await
+        let route = |(host, port): &(String, u16)| {
+            RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                host: host.clone(),
+                port: *port,
+            })
+        };
+        match (self, node) {
+            (RedisConnection::Cluster(c), Some(addr)) => {
+                c.clone().route_command(cmd.clone(), route(addr)).await
             }
-            _ => self.query(cmd).await,
+            (RedisConnection::Managed(m), Some(addr)) => match m.cluster() {
+                Some(c) => c.clone().route_command(cmd.clone(), route(addr)).await,
+                None => self.query(op, cmd).await,
+            },
+            _ => self.query(op, cmd).await,
         }
     }
 
     fn is_cluster(&self) -> bool {
-        matches!(self, RedisConnection::Cluster(_))
+        match self {
+            RedisConnection::Cluster(_) => true,
+            RedisConnection::Managed(m) => m.cluster().is_some(),
+            RedisConnection::Single(_) => false,
+        }
     }
 
     /// The masters to scan: `[None]` for one server, every master's address in a cluster.
@@ -119,7 +248,9 @@ impl RedisConnection {
         if !self.is_cluster() {
             return Ok(vec![None]);
         }
-        let slots = self.query(redis::cmd("CLUSTER").arg("SLOTS")).await?;
+        let slots = self
+            .query(Operation::ListSessions, redis::cmd("CLUSTER").arg("SLOTS"))
+            .await?;
         let mut masters = Vec::new();
         if let Value::Array(ranges) = slots {
             for range in ranges {
@@ -266,32 +397,38 @@ fn config_error(message: impl Into<String>) -> Error {
 /// `OutcomeUnknown`, never retried blindly. A refused connection means nothing was sent.
 fn map_redis(op: Operation, err: RedisError) -> Error {
     use redis::{ErrorKind as K, ServerErrorKind as S};
+    let lost = match err.code() {
+        Some(conn::LOST_TIMEOUT) => Some(FailureCause::Timeout),
+        Some(conn::LOST_CONNECTION) => Some(FailureCause::Connection),
+        _ if err.is_connection_refusal() => None,
+        _ if err.is_timeout() => Some(FailureCause::Timeout),
+        _ if err.is_connection_dropped() || err.is_io_error() => Some(FailureCause::Connection),
+        _ => None,
+    };
     let (kind, message) = if err.is_connection_refusal() {
         (
             ErrorKind::Connection,
             "cannot connect to Redis (connection refused); nothing was sent".to_owned(),
         )
-    } else if err.is_timeout() {
-        if op.is_write() {
-            (
+    } else if let Some(cause) = lost {
+        match (cause, op.is_write()) {
+            (FailureCause::Timeout, true) => (
                 ErrorKind::OutcomeUnknown,
                 "Redis did not answer in time; the write may or may not have been applied"
                     .to_owned(),
-            )
-        } else {
-            (
+            ),
+            (FailureCause::Timeout, false) => (
                 ErrorKind::Timeout,
                 "Redis did not answer within response_timeout".to_owned(),
-            )
-        }
-    } else if err.is_connection_dropped() || err.is_io_error() {
-        if op.is_write() {
-            (ErrorKind::OutcomeUnknown, "the connection to Redis failed during the write; it may or may not have been applied".to_owned())
-        } else {
-            (
+            ),
+            (_, true) => (
+                ErrorKind::OutcomeUnknown,
+                "the connection to Redis failed during the write; it may or may not have been applied".to_owned(),
+            ),
+            (_, false) => (
                 ErrorKind::Connection,
                 "the connection to Redis failed".to_owned(),
-            )
+            ),
         }
     } else {
         match (err.kind(), err.code()) {
@@ -319,7 +456,11 @@ fn map_redis(op: Operation, err: RedisError) -> Error {
             _ => (ErrorKind::Backend, "Redis failed".to_owned()),
         }
     };
-    Error::new(kind, op, message).with_source(err)
+    let error = Error::new(kind, op, message).with_source(err);
+    match lost {
+        Some(cause) if kind == ErrorKind::OutcomeUnknown => error.with_cause(cause),
+        _ => error,
+    }
 }
 
 /// The Redis backend. Open it from a URL with [`Store::open`], or from a connection you own
@@ -415,14 +556,14 @@ impl RedisBackend {
             cmd
         };
         self.stats.record_requests(op, 1);
-        let reply = match self.conn.query(&build("EVALSHA", &script.sha)).await {
+        let reply = match self.conn.query(op, &build("EVALSHA", &script.sha)).await {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 tracing::debug!(
                     script = script.name,
                     "NOSCRIPT: sending the script with EVAL"
                 );
                 self.stats.record_requests(op, 1);
-                self.conn.query(&build("EVAL", &script.source)).await
+                self.conn.query(op, &build("EVAL", &script.source)).await
             }
             other => other,
         }
@@ -454,7 +595,7 @@ impl RedisBackend {
         self.stats.record_requests(op, 1);
         let kind = self
             .conn
-            .query(redis::cmd("TYPE").arg(keys.seed.as_slice()))
+            .query(op, redis::cmd("TYPE").arg(keys.seed.as_slice()))
             .await
             .map_err(|e| map_redis(Operation::GetItems, e).with_operation(op))?;
         if value_string(&kind).as_deref() == Some("list") {
@@ -742,7 +883,7 @@ impl RedisBackend {
                 self.stats.record_requests(op, 1);
                 let deleted = self
                     .conn
-                    .query(redis::cmd("DEL").arg(key.as_str()))
+                    .query(op, redis::cmd("DEL").arg(key.as_str()))
                     .await
                     .map_err(|e| map_redis(op, e))?;
                 removed += value_int(&deleted).unwrap_or(0).max(0) as u64;
@@ -794,7 +935,7 @@ async fn scan_pages(
         }
         stats.record_requests(op, 1);
         let reply = conn
-            .query_on(masters[node].as_ref(), &cmd)
+            .query_on(op, masters[node].as_ref(), &cmd)
             .await
             .map_err(|e| map_redis(op, e))?;
         let (next, keys) = match reply {
@@ -1107,7 +1248,9 @@ impl Drop for RedisStaged<'_> {
         let conn = self.backend.conn.clone();
         let key = self.stage_key.clone();
         handle.spawn(async move {
-            let _ = conn.query(redis::cmd("DEL").arg(key.as_slice())).await;
+            let _ = conn
+                .query(Operation::AddItems, redis::cmd("DEL").arg(key.as_slice()))
+                .await;
         });
     }
 }
@@ -1177,7 +1320,6 @@ pub(crate) async fn open(mut url: StoreUrl, options: StoreOptions) -> Result<Sto
         )));
     }
     if opts.tls_insecure {
-        eprintln!("warning: tls_insecure=true: the Redis server's TLS certificate is NOT verified");
         tracing::warn!("tls_insecure=true: the Redis server's TLS certificate is not verified");
     }
     let conn = connect(&url, cluster, tls, &opts).await?;
@@ -1204,6 +1346,17 @@ async fn connect(
         })?),
         None => None,
     };
+    let profile = conn::Profile {
+        tls: if tls {
+            Some(Arc::new(
+                tls::client_config(root_cert.as_deref(), opts.tls_insecure)
+                    .map_err(config_error)?,
+            ))
+        } else {
+            None
+        },
+        connect_timeout: opts.connect_timeout,
+    };
     let scheme = if tls { "rediss" } else { "redis" };
     let fragment = if opts.tls_insecure { "#insecure" } else { "" };
     let (userinfo, hosts) = match url.authority.rfind('@') {
@@ -1214,10 +1367,6 @@ async fn connect(
         return Err(config_error(format!("{:?} names no host", url.redacted)));
     }
     let path = url.path.trim_end_matches('/');
-    let certs = |root: &Option<Vec<u8>>| redis::TlsCertificates {
-        client_tls: None,
-        root_cert: root.clone(),
-    };
     let connect_error = |e: RedisError| {
         let mapped = map_redis(Operation::Open, e);
         let kind = mapped.kind();
@@ -1255,19 +1404,38 @@ async fn connect(
             .max_retry_wait(500);
         if tls {
             builder = builder.tls(redis::cluster::TlsMode::Secure);
-            if root_cert.is_some() {
-                builder = builder.certs(certs(&root_cert));
-            }
         }
         let client = builder.build().map_err(connect_error)?;
+        let seeds: Vec<(String, u16)> = hosts
+            .split(',')
+            .map(|h| {
+                match h
+                    .rsplit_once(':')
+                    .map(|(host, port)| (host, port.parse::<u16>()))
+                {
+                    Some((host, Ok(port))) => (
+                        host.trim_start_matches('[')
+                            .trim_end_matches(']')
+                            .to_owned(),
+                        port,
+                    ),
+                    _ => (h.to_owned(), 6379),
+                }
+            })
+            .collect();
+        conn::register(&seeds, &profile);
         let conn = tokio::time::timeout(
             opts.connect_timeout + opts.response_timeout,
-            client.get_async_connection(),
+            client.get_async_generic_connection::<conn::Watched>(),
         )
         .await
         .map_err(|_| config_timeout(url))?
         .map_err(connect_error)?;
-        Ok(RedisConnection::Cluster(conn))
+        Ok(RedisConnection::Managed(ManagedConnection {
+            inner: Managed::Cluster(conn),
+            response_timeout: opts.response_timeout,
+            connect_timeout: opts.connect_timeout,
+        }))
     } else {
         if hosts.contains(',') {
             return Err(config_error(format!(
@@ -1276,30 +1444,26 @@ async fn connect(
             )));
         }
         let target = format!("{scheme}://{userinfo}{hosts}{path}{fragment}");
-        let client = match &root_cert {
-            Some(_) => redis::Client::build_with_tls(target, certs(&root_cert)),
-            None => redis::Client::open(target),
-        }
-        .map_err(|e| {
-            config_error(format!(
-                "invalid Redis URL {:?} ({:?})",
-                url.redacted,
-                e.kind()
-            ))
-        })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(opts.connect_timeout))
-            .set_response_timeout(Some(opts.response_timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let manager = tokio::time::timeout(
+        let info =
+            redis::IntoConnectionInfo::into_connection_info(target.as_str()).map_err(|e| {
+                config_error(format!(
+                    "invalid Redis URL {:?} ({:?})",
+                    url.redacted,
+                    e.kind()
+                ))
+            })?;
+        let server = tokio::time::timeout(
             opts.connect_timeout + opts.response_timeout,
-            client.get_connection_manager_with_config(config),
+            conn::Standalone::open(info, opts.response_timeout, profile),
         )
         .await
         .map_err(|_| config_timeout(url))?
         .map_err(connect_error)?;
-        Ok(RedisConnection::Single(manager))
+        Ok(RedisConnection::Managed(ManagedConnection {
+            inner: Managed::Server(Arc::new(server)),
+            response_timeout: opts.response_timeout,
+            connect_timeout: opts.connect_timeout,
+        }))
     }
 }
 
