@@ -10,7 +10,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::provider::{error::CredentialsError, future, ProvideCredentials};
 use aws_credential_types::Credentials;
 use openai_agents_session::backend::dynamodb::open_with_credentials;
-use openai_agents_session::{Error, Item, Session, Store};
+use openai_agents_session::{Error, ErrorKind, FailureCause, Item, Operation, Session, Store};
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use tokio::sync::OnceCell;
@@ -19,12 +19,21 @@ pyo3::create_exception!(
     _native,
     NativeError,
     PyException,
-    "An error of the Rust core: args are (kind, message)."
+    "An error of the Rust core: args are (kind, cause, operation, session_id, message), the \
+     stable names of ErrorKind::name(), FailureCause::name() (or None), Operation::as_str(), \
+     the session id (or None) and the full message. The package raises the class of the \
+     error table for it."
 );
 
+/// The one transport of a core error to Python: its stable names, never a `Debug` string.
 fn to_py(err: Error) -> PyErr {
-    let kind = format!("{:?}", err.kind());
-    NativeError::new_err((kind, err.to_string()))
+    NativeError::new_err((
+        err.kind().name(),
+        err.cause().map(FailureCause::name),
+        err.operation().as_str(),
+        err.session_id().map(str::to_owned),
+        err.to_string(),
+    ))
 }
 
 /// AWS credentials asked of a Python callable (the package passes one that reads the boto3 or
@@ -92,7 +101,7 @@ impl NativeStore {
         store: Arc<OnceCell<Store>>,
         url: String,
         credentials: Option<PySource>,
-    ) -> Result<Store, PyErr> {
+    ) -> openai_agents_session::Result<Store> {
         store
             .get_or_try_init(|| async {
                 match credentials {
@@ -105,12 +114,18 @@ impl NativeStore {
             })
             .await
             .cloned()
-            .map_err(to_py)
     }
 
     /// A Python awaitable that opens the store if needed and runs `work` on it, on the shared
-    /// runtime (never blocking the event loop); errors become `NativeError`.
-    fn awaitable<'py, T, F, Fut>(&self, py: Python<'py>, work: F) -> PyResult<Bound<'py, PyAny>>
+    /// runtime (never blocking the event loop); errors become `NativeError`. A failure to open
+    /// the store is reported as a failure of `op` on `session_id`, the call the user made.
+    fn awaitable<'py, T, F, Fut>(
+        &self,
+        py: Python<'py>,
+        op: Operation,
+        session_id: Option<String>,
+        work: F,
+    ) -> PyResult<Bound<'py, PyAny>>
     where
         T: for<'p> IntoPyObject<'p> + Send + 'static,
         F: FnOnce(Store) -> Fut + Send + 'static,
@@ -122,7 +137,13 @@ impl NativeStore {
             self.credentials.clone(),
         );
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
-            let store = NativeStore::get(cell, url, creds).await?;
+            let store = NativeStore::get(cell, url, creds).await.map_err(|err| {
+                let err = err.with_operation(op);
+                to_py(match session_id {
+                    Some(id) if err.session_id().is_none() => err.with_session(id),
+                    _ => err,
+                })
+            })?;
             work(store).await.map_err(to_py)
         })
     }
@@ -151,10 +172,9 @@ impl NativeStore {
 
     /// Opens the store now (connects); an awaitable.
     fn connect<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.awaitable(
-            py,
-            |store| async move { Ok(store.backend_name().to_owned()) },
-        )
+        self.awaitable(py, Operation::Open, None, |store| async move {
+            Ok(store.backend_name().to_owned())
+        })
     }
 
     /// The newest `limit` items (all with None) as JSON texts, oldest first; an awaitable.
@@ -165,10 +185,15 @@ impl NativeStore {
         session_id: String,
         limit: Option<usize>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.awaitable(py, move |store| async move {
-            let items = store.session(&session_id)?.get_items(limit).await?;
-            Ok(items.into_iter().map(Item::into_string).collect::<Vec<_>>())
-        })
+        self.awaitable(
+            py,
+            Operation::GetItems,
+            Some(session_id.clone()),
+            move |store| async move {
+                let items = store.session(&session_id)?.get_items(limit).await?;
+                Ok(items.into_iter().map(Item::into_string).collect::<Vec<_>>())
+            },
+        )
     }
 
     /// Appends JSON object texts as one atomic batch; an awaitable. Every text is validated
@@ -184,21 +209,36 @@ impl NativeStore {
             .enumerate()
             .map(|(i, text)| {
                 Item::from_json_str(text).map_err(|e| {
-                    NativeError::new_err(("InvalidInput".to_owned(), format!("item {i}: {e}")))
+                    let detail = std::error::Error::source(&e)
+                        .map(|source| format!(": {source}"))
+                        .unwrap_or_default();
+                    let message = format!("item {i}: {}{detail}; nothing was written", e.message());
+                    to_py(
+                        Error::new(e.kind(), Operation::AddItems, message)
+                            .with_session(session_id.as_str()),
+                    )
                 })
             })
             .collect::<PyResult<Vec<Item>>>()?;
-        self.awaitable(py, move |store| async move {
-            store.session(&session_id)?.add_items(parsed).await
-        })
+        self.awaitable(
+            py,
+            Operation::AddItems,
+            Some(session_id.clone()),
+            move |store| async move { store.session(&session_id)?.add_items(parsed).await },
+        )
     }
 
     /// Removes and returns the newest item's JSON text, or None; an awaitable.
     fn pop_item<'py>(&self, py: Python<'py>, session_id: String) -> PyResult<Bound<'py, PyAny>> {
-        self.awaitable(py, move |store| async move {
-            let item = store.session(&session_id)?.pop_item().await?;
-            Ok(item.map(Item::into_string))
-        })
+        self.awaitable(
+            py,
+            Operation::PopItem,
+            Some(session_id.clone()),
+            move |store| async move {
+                let item = store.session(&session_id)?.pop_item().await?;
+                Ok(item.map(Item::into_string))
+            },
+        )
     }
 
     /// Deletes the session; an awaitable.
@@ -207,14 +247,19 @@ impl NativeStore {
         py: Python<'py>,
         session_id: String,
     ) -> PyResult<Bound<'py, PyAny>> {
-        self.awaitable(py, move |store| async move {
-            store.session(&session_id)?.clear_session().await
-        })
+        self.awaitable(
+            py,
+            Operation::ClearSession,
+            Some(session_id.clone()),
+            move |store| async move { store.session(&session_id)?.clear_session().await },
+        )
     }
 
     /// Creates the storage's table if missing (DynamoDB); an awaitable.
     fn init<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.awaitable(py, |store| async move { store.init().await })
+        self.awaitable(py, Operation::Open, None, |store| async move {
+            store.init().await
+        })
     }
 
     /// Validates a session id without I/O (raises on an invalid one).
@@ -224,9 +269,56 @@ impl NativeStore {
     }
 }
 
+/// The stable names of every `ErrorKind` of the core, in declaration order (for the test that
+/// the Python error table covers them all).
+#[pyfunction]
+fn _error_kinds() -> Vec<&'static str> {
+    ErrorKind::ALL.iter().map(|kind| kind.name()).collect()
+}
+
+/// Test hook: raises the `NativeError` of a real core `Error` of kind `kind` (an
+/// `ErrorKind::name()`), with `cause` (`"timeout"`, `"connection"` or None), `operation` (an
+/// `Operation::as_str()`) and `session_id`, through the same `to_py` as every operation, so
+/// that the error table is tested on the production transport.
+#[pyfunction]
+#[pyo3(signature = (kind, cause=None, operation="add_items", session_id=None))]
+fn _raise_for_test(
+    kind: &str,
+    cause: Option<&str>,
+    operation: &str,
+    session_id: Option<String>,
+) -> PyResult<()> {
+    let unknown = |what: &str, name: &str| {
+        pyo3::exceptions::PyValueError::new_err(format!("unknown {what} {name:?}"))
+    };
+    let kind = ErrorKind::ALL
+        .into_iter()
+        .find(|k| k.name() == kind)
+        .ok_or_else(|| unknown("kind", kind))?;
+    let operation = Operation::ALL
+        .into_iter()
+        .find(|op| op.as_str() == operation)
+        .ok_or_else(|| unknown("operation", operation))?;
+    let mut err = Error::new(kind, operation, format!("a test {} error", kind.name()));
+    if let Some(cause) = cause {
+        err = err.with_cause(
+            [FailureCause::Timeout, FailureCause::Connection]
+                .into_iter()
+                .find(|c| c.name() == cause)
+                .ok_or_else(|| unknown("cause", cause))?,
+        );
+    }
+    if let Some(id) = session_id {
+        err = err.with_session(id);
+    }
+    Err(to_py(err))
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeStore>()?;
+    m.add_function(wrap_pyfunction!(_error_kinds, m)?)?;
+    m.add_function(wrap_pyfunction!(_raise_for_test, m)?)?;
     m.add("NativeError", m.py().get_type::<NativeError>())?;
     Ok(())
 }

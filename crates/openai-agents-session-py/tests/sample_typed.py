@@ -3,7 +3,14 @@
 import asyncio
 from typing import Any, List, Optional
 
-from openai_agents_session import RedisSession, SQLiteSession, SessionError, open_session
+from openai_agents_session import (
+    OutcomeUnknownError,
+    RedisSession,
+    SessionError,
+    SessionTimeoutError,
+    SQLiteSession,
+    open_session,
+)
 
 
 async def main() -> None:
@@ -15,8 +22,14 @@ async def main() -> None:
     redis_session = RedisSession.from_url("user-2", url="redis://localhost:6379/0", ttl=60)
     try:
         await redis_session.ping()
+        await redis_session.add_items([{"role": "user", "content": "hello"}])
+    except OutcomeUnknownError as err:
+        outcome: str = err.kind
+        print(outcome, isinstance(err, SessionTimeoutError))
     except SessionError as err:
-        print(err, items, last, other.session_id)
+        operation: Optional[str] = err.operation
+        session_id: Optional[str] = err.session_id
+        print(err, err.kind, operation, session_id, items, last, other.session_id)
 
 
 if __name__ == "__main__":

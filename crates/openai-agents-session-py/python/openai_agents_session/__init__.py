@@ -26,16 +26,24 @@ from ._native import NativeError, NativeStore
 __version__ = "0.2.0.dev0"
 
 __all__ = [
+    "ConfigError",
     "DynamoDBSession",
     "InvalidInputError",
+    "InvalidSessionIdError",
+    "LegacyDataError",
+    "OutcomeUnknownConnectionError",
     "OutcomeUnknownError",
+    "OutcomeUnknownTimeoutError",
     "RedisSession",
     "SQLiteSession",
     "SessionClosedError",
     "SessionConnectionError",
     "SessionError",
+    "SessionNotFoundError",
     "SessionTimeoutError",
     "SessionTooLargeError",
+    "UnreadableRecordError",
+    "UnsupportedFormatError",
     "__version__",
     "create_table_if_not_exists",
     "open_session",
@@ -57,6 +65,29 @@ except Exception:  # pragma: no cover
 
 
 # ---------------------------------------------------------------------------------- errors ---
+#
+# One table for every surface (the Rust core's ErrorKind::name() is the `kind`; the Node package
+# uses the same class names and kinds):
+#
+#   kind                  class                           also an instance of
+#   invalid_input         InvalidInputError               SessionError, ValueError
+#   invalid_session_id    InvalidSessionIdError           InvalidInputError
+#   too_large             SessionTooLargeError            InvalidInputError
+#   config                ConfigError                     InvalidInputError
+#   not_found             SessionNotFoundError            SessionError, LookupError
+#   connection            SessionConnectionError          SessionError, ConnectionError, redis-py's
+#   timeout               SessionTimeoutError             SessionError, TimeoutError, redis-py's
+#   outcome_unknown       OutcomeUnknownTimeoutError      OutcomeUnknownError, SessionTimeoutError
+#     (cause timeout)
+#   outcome_unknown       OutcomeUnknownConnectionError   OutcomeUnknownError, SessionConnectionError
+#     (cause connection)
+#   outcome_unknown       OutcomeUnknownError             SessionError
+#     (no cause)
+#   unreadable            UnreadableRecordError           SessionError
+#   unsupported_format    UnsupportedFormatError          SessionError
+#   legacy_data           LegacyDataError                 SessionError
+#   backend (and any      SessionError                    Exception
+#     kind added later)
 
 try:  # Redis connection and timeout errors are also redis-py's, so the seed's handlers work.
     import redis.exceptions as _redis_exceptions
@@ -73,65 +104,159 @@ except Exception:  # pragma: no cover
 
 
 class SessionError(Exception):
-    """Any failure of a session operation; the message names the operation and the session."""
+    """Any failure of a session operation; the message names the operation and the session.
 
-    kind: str = "Backend"
+    ``kind`` is the stable name of the failure (the table above), ``operation`` the call that
+    failed (``get_items``, ``add_items``, ``pop_item``, ``clear_session``, ``open``...) and
+    ``session_id`` the session it was about, or None."""
+
+    kind: str = "backend"
+    operation: Optional[str] = None
+    session_id: Optional[str] = None
     error_type: Any = _REDIS_ERROR_TYPE
     status_code: Optional[str] = None
+
+    def __init__(self, message: str = "", *, kind: Optional[str] = None, operation: Optional[str] = None, session_id: Optional[str] = None) -> None:
+        super().__init__(message)
+        if kind is not None:
+            self.kind = kind
+        self.operation = operation
+        self.session_id = session_id
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self)!r})"
 
 
+class InvalidInputError(SessionError, ValueError):
+    """The input breaks the contract (not a JSON object, a bad option value...); nothing was written."""
+
+    kind = "invalid_input"
+
+
+class InvalidSessionIdError(InvalidInputError):
+    """The session id is empty or too long."""
+
+    kind = "invalid_session_id"
+
+
+class SessionTooLargeError(InvalidInputError):
+    """An item is larger than max_item_bytes; nothing was written."""
+
+    kind = "too_large"
+
+
+class ConfigError(InvalidInputError):
+    """The store URL is unusable: unknown scheme or option, missing path, failed authentication."""
+
+    kind = "config"
+
+
+class SessionNotFoundError(SessionError, LookupError):
+    """The session does not exist (or has expired)."""
+
+    kind = "not_found"
+
+
 class SessionConnectionError(SessionError, ConnectionError, *_REDIS_CONNECTION):  # type: ignore[misc]
-    """The store could not be reached; nothing was applied."""
+    """The store could not be reached (or the connection failed); nothing was applied."""
+
+    kind = "connection"
 
 
 class SessionTimeoutError(SessionError, TimeoutError, *_REDIS_TIMEOUT):  # type: ignore[misc]
-    """The store did not answer in time."""
+    """The store did not answer in time; nothing was applied."""
+
+    kind = "timeout"
 
 
 class OutcomeUnknownError(SessionError):
     """A write was sent but its answer was lost: it may or may not have been applied."""
 
-
-class InvalidInputError(SessionError, ValueError):
-    """The input breaks the contract (not a JSON object, a bad session id or option...)."""
+    kind = "outcome_unknown"
 
 
-class SessionTooLargeError(InvalidInputError):
-    """An item is larger than max_item_bytes; nothing was written."""
+class OutcomeUnknownTimeoutError(OutcomeUnknownError, SessionTimeoutError):
+    """A write got no answer in time: it may or may not have been applied. Also a
+    ``TimeoutError`` (and redis-py's), so the seed's ``except redis.TimeoutError:`` catches it."""
+
+    kind = "outcome_unknown"
+
+
+class OutcomeUnknownConnectionError(OutcomeUnknownError, SessionConnectionError):
+    """The connection failed while a write was in flight: it may or may not have been applied.
+    Also a ``ConnectionError`` (and redis-py's)."""
+
+    kind = "outcome_unknown"
+
+
+class UnreadableRecordError(SessionError):
+    """A stored record cannot be read with this configuration; it was left in place."""
+
+    kind = "unreadable"
+
+
+class UnsupportedFormatError(SessionError):
+    """Stored data is in a newer format version than this build understands."""
+
+    kind = "unsupported_format"
+
+
+class LegacyDataError(SessionError):
+    """Data in an older program's layout was found; the message names the migration to run."""
+
+    kind = "legacy_data"
 
 
 class SessionClosedError(SessionError, RuntimeError):
     """The session was closed."""
 
 
-_KINDS = {
-    "Connection": SessionConnectionError,
-    "Timeout": SessionTimeoutError,
-    "OutcomeUnknown": OutcomeUnknownError,
-    "InvalidInput": InvalidInputError,
-    "InvalidSessionId": InvalidInputError,
-    "TooLarge": SessionTooLargeError,
-    "Config": InvalidInputError,
+_KINDS: Dict[str, Any] = {
+    "invalid_input": InvalidInputError,
+    "invalid_session_id": InvalidSessionIdError,
+    "too_large": SessionTooLargeError,
+    "config": ConfigError,
+    "not_found": SessionNotFoundError,
+    "connection": SessionConnectionError,
+    "timeout": SessionTimeoutError,
+    "outcome_unknown": OutcomeUnknownError,
+    "unreadable": UnreadableRecordError,
+    "unsupported_format": UnsupportedFormatError,
+    "legacy_data": LegacyDataError,
+    "backend": SessionError,
+}
+
+_OUTCOME_UNKNOWN_BY_CAUSE: Dict[Optional[str], Any] = {
+    "timeout": OutcomeUnknownTimeoutError,
+    "connection": OutcomeUnknownConnectionError,
+    None: OutcomeUnknownError,
 }
 
 
-def _convert(err: NativeError) -> SessionError:
-    kind, message = err.args[:2] if len(err.args) >= 2 else ("Backend", str(err))
-    cls = _KINDS.get(kind, SessionError)
-    exc = cls(message)
-    exc.kind = kind
-    return exc
+def _error_class(kind: str, cause: Optional[str]) -> Any:
+    """The class of the error table for a core kind and cause (a kind added later: SessionError)."""
+    if kind == "outcome_unknown":
+        return _OUTCOME_UNKNOWN_BY_CAUSE.get(cause, OutcomeUnknownError)
+    return _KINDS.get(kind, SessionError)
 
 
-async def _call(make: Any) -> Any:
+def _convert(err: NativeError, session_id: Optional[str] = None) -> SessionError:
+    """The package's error for a core error (args: kind, cause, operation, session_id, message);
+    ``session_id`` names the session when the core's error names none."""
+    args = err.args
+    if len(args) == 5:
+        kind, cause, operation, sid, message = args
+    else:  # pragma: no cover - the transport always sends five
+        kind, cause, operation, sid, message = "backend", None, None, None, str(err)
+    return _error_class(kind, cause)(message, kind=kind, operation=operation, session_id=sid if sid is not None else session_id)  # type: ignore[no-any-return]
+
+
+async def _call(make: Any, session_id: Optional[str] = None) -> Any:
     try:
         awaitable = make()
         return await awaitable
     except NativeError as err:
-        raise _convert(err) from None
+        raise _convert(err, session_id) from None
 
 
 # ---------------------------------------------------------------------------------- stores ---
@@ -179,15 +304,23 @@ def _coerce_settings(settings: Any) -> Any:
     return settings
 
 
-def _dump(item: Any) -> str:
+def _dump(item: Any, session_id: str) -> str:
     if hasattr(item, "model_dump"):
         item = item.model_dump(mode="json")
     if not isinstance(item, dict):
-        raise InvalidInputError(f"add_items: an item must be a dict, got {type(item).__name__}; nothing was written")
+        raise InvalidInputError(
+            f"add_items on session {session_id!r}: an item must be a dict, got {type(item).__name__}; nothing was written",
+            operation="add_items",
+            session_id=session_id,
+        )
     try:
         return json.dumps(item, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as err:
-        raise InvalidInputError(f"add_items: an item is not JSON ({err}); nothing was written") from None
+        raise InvalidInputError(
+            f"add_items on session {session_id!r}: an item is not JSON ({err}); nothing was written",
+            operation="add_items",
+            session_id=session_id,
+        ) from None
 
 
 class _NativeSession(_SessionBase):
@@ -203,13 +336,13 @@ class _NativeSession(_SessionBase):
         self._store = store
         self._closed = False
 
-    def _check_open(self) -> None:
+    def _check_open(self, operation: str) -> None:
         if self._closed:
-            raise SessionClosedError(f"session {self.session_id!r} is closed")
+            raise SessionClosedError(f"{operation}: session {self.session_id!r} is closed", operation=operation, session_id=self.session_id)
 
     async def get_items(self, limit: Optional[int] = None) -> List[Any]:
         """The newest ``limit`` items (all with None), oldest first; ``0`` or less gives []."""
-        self._check_open()
+        self._check_open("get_items")
         if limit is None and self.session_settings is not None:
             limit = getattr(self.session_settings, "limit", None)
         if limit is not None and limit <= 0:
@@ -219,26 +352,26 @@ class _NativeSession(_SessionBase):
 
     async def add_items(self, items: List[Any]) -> None:
         """Appends the items as one atomic batch; nothing is written if any item is invalid."""
-        self._check_open()
-        texts = [_dump(item) for item in items]
+        self._check_open("add_items")
+        texts = [_dump(item, self.session_id) for item in items]
         if texts:
             await _call(lambda: self._store.add_items(self.session_id, texts))
 
     async def pop_item(self) -> Optional[Any]:
         """Removes and returns the newest item, or None."""
-        self._check_open()
+        self._check_open("pop_item")
         text = await _call(lambda: self._store.pop_item(self.session_id))
         return None if text is None else json.loads(text)
 
     async def clear_session(self) -> None:
         """Deletes the session (succeeds when it does not exist)."""
-        self._check_open()
+        self._check_open("clear_session")
         await _call(lambda: self._store.clear_session(self.session_id))
 
     async def ping(self) -> bool:
         """Connects if needed; True when the store answers."""
-        self._check_open()
-        await _call(lambda: self._store.connect())
+        self._check_open("open")
+        await _call(lambda: self._store.connect(), self.session_id)
         return True
 
     async def close(self) -> None:
@@ -282,7 +415,7 @@ def _redis_url(client: Any, key_prefix: str, ttl: Optional[int]) -> str:
         pool = client.connection_pool
         kwargs = dict(pool.connection_kwargs)
         if kwargs.get("path"):
-            raise InvalidInputError("Unix socket Redis connections are not supported; use host and port")
+            raise ConfigError("Unix socket Redis connections are not supported; use host and port", operation="open")
         ssl = "SSL" in getattr(pool.connection_class, "__name__", "") or bool(kwargs.get("ssl"))
         scheme = "rediss" if ssl else "redis"
         location, db = f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}", int(kwargs.get("db", 0) or 0)
@@ -324,7 +457,7 @@ class RedisSession(_NativeSession):
     ) -> None:
         if url is None:
             if redis_client is None:
-                raise InvalidInputError("RedisSession needs redis_client or url")
+                raise InvalidInputError("RedisSession needs redis_client or url", operation="open", session_id=session_id)
             url = _redis_url(redis_client, key_prefix, ttl)
         else:
             url = _with_query(url, prefix=key_prefix, ttl=ttl)
@@ -426,7 +559,7 @@ class DynamoDBSession(_NativeSession):
         session_settings: Any = None,
     ) -> None:
         if not table_name:
-            raise InvalidInputError("DynamoDBSession needs table_name")
+            raise InvalidInputError("DynamoDBSession needs table_name", operation="open", session_id=session_id)
         url = _dynamodb_url(table_name, dynamodb_client, region_name, endpoint_url, ttl_seconds)
         credentials = _client_credentials(dynamodb_client)
         self._credentials: Optional[_ClientCredentials] = None
@@ -436,8 +569,8 @@ class DynamoDBSession(_NativeSession):
             store, self._credentials = _client_store(url, credentials)
         super().__init__(session_id, store, session_settings)
 
-    def _check_open(self) -> None:
-        super()._check_open()
+    def _check_open(self, operation: str) -> None:
+        super()._check_open(operation)
         if self._credentials is not None:
             self._credentials.remember_loop()
 

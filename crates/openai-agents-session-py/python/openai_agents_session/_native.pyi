@@ -1,6 +1,11 @@
 from typing import Any, Awaitable, Callable, List, Optional, Tuple
 
-class NativeError(Exception): ...
+class NativeError(Exception):
+    # args: (kind, cause or None, operation, session_id or None, message)
+    args: Tuple[str, Optional[str], str, Optional[str], str]  # type: ignore[assignment]
+
+def _error_kinds() -> List[str]: ...
+def _raise_for_test(kind: str, cause: Optional[str] = None, operation: str = "add_items", session_id: Optional[str] = None) -> None: ...
 
 class NativeStore:
     def __init__(

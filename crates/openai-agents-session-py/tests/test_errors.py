@@ -1,0 +1,243 @@
+"""The error table (issue 10, item 3), the seed's signatures and defaults (items 5, 6): every
+kind of the Rust core through the production transport, real errors where they are cheap, and
+`session_settings` / `create_table_if_not_exists` as the seed's callers use them. Run by
+scripts/python-tests.sh."""
+
+import asyncio
+import inspect
+import os
+import time
+
+import pytest
+import redis.exceptions
+
+import openai_agents_session as oas
+from openai_agents_session import (
+    ConfigError,
+    DynamoDBSession,
+    InvalidInputError,
+    InvalidSessionIdError,
+    LegacyDataError,
+    OutcomeUnknownConnectionError,
+    OutcomeUnknownError,
+    OutcomeUnknownTimeoutError,
+    RedisSession,
+    SessionClosedError,
+    SessionConnectionError,
+    SessionError,
+    SessionNotFoundError,
+    SessionTimeoutError,
+    SessionTooLargeError,
+    SQLiteSession,
+    UnreadableRecordError,
+    UnsupportedFormatError,
+    create_table_if_not_exists,
+    open_session,
+)
+from openai_agents_session import _native
+
+
+def env(name):
+    value = os.environ.get(name)
+    if not value:
+        pytest.fail(f"{name} is not set: run scripts/test.sh (or scripts/servers.sh start and source target/test-servers.env)")
+    return value
+
+
+TAG = f"{os.getpid()}-{time.time_ns()}"
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+# (kind, cause) -> (class, every base it must also be an instance of). The issue's table.
+TABLE = {
+    ("invalid_input", None): (InvalidInputError, [SessionError, ValueError]),
+    ("invalid_session_id", None): (InvalidSessionIdError, [InvalidInputError, SessionError, ValueError]),
+    ("too_large", None): (SessionTooLargeError, [InvalidInputError, SessionError, ValueError]),
+    ("config", None): (ConfigError, [InvalidInputError, SessionError, ValueError]),
+    ("not_found", None): (SessionNotFoundError, [SessionError, LookupError]),
+    ("connection", None): (SessionConnectionError, [SessionError, ConnectionError, redis.exceptions.ConnectionError]),
+    ("timeout", None): (SessionTimeoutError, [SessionError, TimeoutError, redis.exceptions.TimeoutError]),
+    ("outcome_unknown", "timeout"): (
+        OutcomeUnknownTimeoutError,
+        [OutcomeUnknownError, SessionTimeoutError, SessionError, TimeoutError, redis.exceptions.TimeoutError],
+    ),
+    ("outcome_unknown", "connection"): (
+        OutcomeUnknownConnectionError,
+        [OutcomeUnknownError, SessionConnectionError, SessionError, ConnectionError, redis.exceptions.ConnectionError],
+    ),
+    ("outcome_unknown", None): (OutcomeUnknownError, [SessionError]),
+    ("unreadable", None): (UnreadableRecordError, [SessionError]),
+    ("unsupported_format", None): (UnsupportedFormatError, [SessionError]),
+    ("legacy_data", None): (LegacyDataError, [SessionError]),
+    ("backend", None): (SessionError, [Exception]),
+}
+
+# Builtin / redis-py bases a class must NOT have (an OutcomeUnknownError without a cause is
+# neither a timeout nor a connection error; input errors are not retryable network errors).
+NETWORK_BASES = [TimeoutError, ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.ConnectionError]
+
+
+def native_error(kind, cause=None, operation="add_items", session_id="table-1"):
+    """A real core Error of `kind`, through the production transport (`to_py` in src/lib.rs)
+    and the production conversion (`_call`)."""
+
+    async def body():
+        async def awaitable():
+            _native._raise_for_test(kind, cause, operation, session_id)
+
+        with pytest.raises(SessionError) as caught:
+            await oas._call(awaitable)
+        return caught.value
+
+    return run(body())
+
+
+def test_the_table_covers_every_kind_of_the_core():
+    kinds = _native._error_kinds()
+    assert len(kinds) == len(set(kinds)) == 12, kinds
+    assert {kind for kind, _ in TABLE} == set(kinds), "every ErrorKind of the Rust core is in the table"
+
+
+@pytest.mark.parametrize("kind,cause", list(TABLE), ids=[f"{k}-{c}" if c else k for k, c in TABLE])
+def test_error_table_kind_by_kind(kind, cause):
+    cls, bases = TABLE[(kind, cause)]
+    for operation, session_id in (("add_items", "table-1"), ("get_items", None), ("pop_item", "t:2")):
+        err = native_error(kind, cause, operation, session_id)
+        assert type(err) is cls, (kind, cause, type(err))
+        for base in bases:
+            assert isinstance(err, base), (cls, base)
+        if cls not in (OutcomeUnknownTimeoutError, OutcomeUnknownConnectionError, SessionTimeoutError, SessionConnectionError):
+            assert not any(isinstance(err, b) for b in NETWORK_BASES), (cls, type(err).__mro__)
+        assert err.kind == kind
+        assert err.operation == operation
+        assert err.session_id == session_id
+        assert f"a test {kind} error" in str(err) and str(err).startswith(operation)
+        assert repr(err) == f"{cls.__name__}({str(err)!r})"
+        assert getattr(oas, cls.__name__) is cls and cls.__name__ in oas.__all__
+
+
+def test_unknown_outcome_writes_are_caught_by_the_seeds_except_clauses():
+    """Item 2: a write whose answer timed out is caught by `except redis.TimeoutError:` and by
+    `except TimeoutError:` (the seed's documented handlers); a lost connection by the
+    ConnectionError handlers; both also by `except OutcomeUnknownError:`."""
+    for handler in (redis.exceptions.TimeoutError, TimeoutError, OutcomeUnknownError, SessionTimeoutError):
+        try:
+            raise native_error("outcome_unknown", "timeout")
+        except handler as err:
+            assert err.kind == "outcome_unknown" and err.operation == "add_items"
+    for handler in (redis.exceptions.ConnectionError, ConnectionError, OutcomeUnknownError, SessionConnectionError):
+        try:
+            raise native_error("outcome_unknown", "connection")
+        except handler:
+            pass
+    # redis-py 8's own __repr__ and handlers read these; the redis-py bases' __init__ never runs.
+    err = native_error("outcome_unknown", "timeout")
+    assert err.error_type == redis.exceptions.ExceptionType.NETWORK and err.status_code is None
+
+
+def test_every_class_is_exported_with_its_bases():
+    for name in ("SessionError", "InvalidInputError", "InvalidSessionIdError", "SessionTooLargeError", "ConfigError", "SessionNotFoundError",
+                 "SessionConnectionError", "SessionTimeoutError", "OutcomeUnknownError", "OutcomeUnknownTimeoutError",
+                 "OutcomeUnknownConnectionError", "UnreadableRecordError", "UnsupportedFormatError", "LegacyDataError", "SessionClosedError"):
+        assert name in oas.__all__ and issubclass(getattr(oas, name), SessionError), name
+    assert issubclass(SessionClosedError, RuntimeError)
+    assert SessionError.kind == "backend" and SessionError("x").operation is None and SessionError("x").session_id is None
+    built = InvalidSessionIdError("m", operation="open", session_id="s")
+    assert (built.kind, built.operation, built.session_id, str(built)) == ("invalid_session_id", "open", "s", "m")
+
+
+# ----------------------------------------------------------------------- real errors ---
+
+
+def test_real_input_errors_carry_kind_operation_and_session():
+    async def body():
+        s = SQLiteSession(f"input-{TAG}")
+        for bad in (["text"], [{"nan": float("nan")}], [{"ok": 1}, 42]):
+            with pytest.raises(InvalidInputError) as caught:
+                await s.add_items(bad)
+            err = caught.value
+            assert type(err) is InvalidInputError
+            assert (err.kind, err.operation, err.session_id) == ("invalid_input", "add_items", s.session_id), err
+        big = open_session("memory://?max_item_bytes=100", f"big-{TAG}")
+        with pytest.raises(SessionTooLargeError) as caught:
+            await big.add_items([{"ok": 1}, {"x": "a" * 200}])
+        err = caught.value
+        assert (err.kind, err.operation, err.session_id) == ("too_large", "add_items", big.session_id), err
+        assert await big.get_items() == [], "nothing was written"
+        # A bad option value is invalid input; an unusable URL is a config error.
+        with pytest.raises(InvalidInputError) as caught:
+            await open_session("memory://?ttl=0", f"ttl0-{TAG}").get_items()
+        err = caught.value
+        assert type(err) is InvalidInputError and err.kind == "invalid_input" and "ttl" in str(err)
+        assert (err.operation, err.session_id) == ("get_items", f"ttl0-{TAG}")
+        for url in ("ftp://nowhere", f"redis://127.0.0.1:1/?bogus_option=1&n={TAG}"):
+            with pytest.raises(ConfigError) as caught:
+                await open_session(url, f"cfg-{TAG}").add_items([{"a": 1}])
+            err = caught.value
+            assert isinstance(err, InvalidInputError) and isinstance(err, ValueError)
+            assert (err.kind, err.operation, err.session_id) == ("config", "add_items", f"cfg-{TAG}"), err
+            assert f"cfg-{TAG}" in str(err)
+
+    run(body())
+
+
+def test_real_invalid_session_ids():
+    for bad in ("", "x" * 5000):
+        with pytest.raises(InvalidSessionIdError) as caught:
+            SQLiteSession(bad)
+        err = caught.value
+        assert isinstance(err, InvalidInputError) and isinstance(err, ValueError)
+        assert err.kind == "invalid_session_id" and err.operation == "open"
+        assert err.session_id == bad[:64], "the core names (the start of) the id"
+        with pytest.raises(InvalidSessionIdError):
+            open_session("memory://", bad)
+
+
+def test_real_connection_error_and_closed_session():
+    async def body():
+        s = RedisSession.from_url(f"refused-{TAG}", url="redis://127.0.0.1:1/?connect_timeout=1")
+        for call, operation in ((lambda: s.get_items(), "get_items"), (lambda: s.add_items([{"a": 1}]), "add_items"), (lambda: s.pop_item(), "pop_item"), (lambda: s.clear_session(), "clear_session")):
+            with pytest.raises(SessionConnectionError) as caught:
+                await call()
+            err = caught.value
+            assert type(err) is SessionConnectionError, "refused before anything was sent: a plain connection error"
+            assert isinstance(err, redis.exceptions.ConnectionError) and isinstance(err, ConnectionError)
+            assert (err.kind, err.operation, err.session_id) == ("connection", operation, s.session_id), err
+            assert s.session_id in str(err)
+        with pytest.raises(SessionConnectionError) as caught:
+            await s.ping()
+        assert (caught.value.operation, caught.value.session_id) == ("open", s.session_id)
+        await s.close()
+        with pytest.raises(SessionClosedError) as caught:
+            await s.add_items([{"a": 1}])
+        err = caught.value
+        assert (err.operation, err.session_id) == ("add_items", s.session_id)
+
+    run(body())
+
+
+def test_real_legacy_data_in_a_cluster():
+    """The seed's list at a session's key (the seed's default prefix), in a cluster (which
+    cannot migrate it in place)."""
+    from redis.cluster import ClusterNode, RedisCluster
+
+    hosts = env("OAS_TEST_REDIS_CLUSTER_URL").split("://", 1)[1].strip("/").split(",")
+    nodes = [ClusterNode(h.split(":")[0], int(h.split(":")[1])) for h in hosts]
+    seed = RedisCluster(startup_nodes=nodes)
+    prefix, sid = "openai_agents_session", f"legacy-{TAG}"
+    seed.rpush(f"{prefix}:{sid}", '{"role": "user", "content": "from the seed"}')
+    try:
+        from redis.asyncio.cluster import ClusterNode as AioNode, RedisCluster as AioCluster
+
+        client = AioCluster(startup_nodes=[AioNode(n.host, n.port) for n in nodes])
+        with pytest.raises(LegacyDataError) as caught:
+            run(RedisSession(sid, client, key_prefix=prefix).get_items())
+        err = caught.value
+        assert (err.kind, err.operation, err.session_id) == ("legacy_data", "get_items", sid), err
+        assert "agent-session copy" in str(err)
+    finally:
+        seed.delete(f"{prefix}:{sid}")
+        seed.close()
