@@ -30,6 +30,8 @@ async def main() -> None:
         operation: Optional[str] = err.operation
         session_id: Optional[str] = err.session_id
         print(err, err.kind, operation, session_id, items, last, other.session_id)
+    limit: Optional[int] = session.session_settings.limit
+    print(limit)
 
 
 if __name__ == "__main__":

@@ -241,3 +241,63 @@ def test_real_legacy_data_in_a_cluster():
     finally:
         seed.delete(f"{prefix}:{sid}")
         seed.close()
+
+
+# --------------------------------------------------------------- item 5: session_settings ---
+
+
+def _makers(tmp_path):
+    import redis.asyncio as aioredis
+    import boto3
+
+    ddb = boto3.client("dynamodb", region_name="us-east-1", endpoint_url="http://127.0.0.1:1", aws_access_key_id="d", aws_secret_access_key="d")
+    return {
+        "SQLiteSession": lambda **kw: SQLiteSession("settings", **kw),
+        "SQLiteSession-file": lambda **kw: SQLiteSession("settings", str(tmp_path / "s.db"), **kw),
+        "RedisSession": lambda **kw: RedisSession("settings", aioredis.from_url("redis://127.0.0.1:1/"), **kw),
+        "RedisSession.from_url": lambda **kw: RedisSession.from_url("settings", url="redis://127.0.0.1:1/", **kw),
+        "DynamoDBSession": lambda **kw: DynamoDBSession("settings", ddb, "t", **kw),
+        "open_session": lambda **kw: open_session("memory://", "settings", **kw),
+    }
+
+
+def test_session_settings_default_to_the_sdks_session_settings(tmp_path):
+    """Item 5: as the SDK's own sessions, a session made without settings has
+    `SessionSettings()` (limit None), not None; given settings are kept or coerced."""
+    from agents import SessionSettings
+
+    for name, make in _makers(tmp_path).items():
+        s = make()
+        assert isinstance(s.session_settings, SessionSettings), name
+        assert s.session_settings == SessionSettings() and s.session_settings.limit is None, name
+        assert make(session_settings=None).session_settings == SessionSettings(), name
+        assert make(session_settings={"limit": 3}).session_settings == SessionSettings(limit=3), name
+        given = SessionSettings(limit=2)
+        assert make(session_settings=given).session_settings is given, name
+    assert SQLiteSession("a").session_settings is not SQLiteSession("b").session_settings, "one object per session"
+
+    async def body():
+        s = SQLiteSession("default-limit")
+        await s.add_items([{"n": n} for n in range(3)])
+        assert len(await s.get_items()) == 3, "limit None: every item"
+
+    run(body())
+
+
+def test_session_settings_without_openai_agents():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules['agents'] = None\n"
+        "import asyncio, openai_agents_session as m\n"
+        "for s in (m.SQLiteSession('x'), m.open_session('memory://', 'x'), m.RedisSession.from_url('x', url='redis://127.0.0.1:1/')):\n"
+        "    assert s.session_settings is not None and s.session_settings.limit is None, s.session_settings\n"
+        "s = m.SQLiteSession('y', session_settings={'limit': 1})\n"
+        "asyncio.run(s.add_items([{'a': 1}, {'a': 2}]))\n"
+        "assert asyncio.run(s.get_items()) == [{'a': 2}]\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr

@@ -60,8 +60,23 @@ except Exception:  # pragma: no cover - exercised without openai-agents
 
 try:
     from agents.memory import SessionSettings as _SessionSettings
-except Exception:  # pragma: no cover
-    _SessionSettings = None  # type: ignore[assignment,misc]
+except Exception:  # pragma: no cover - exercised without openai-agents
+    import dataclasses as _dataclasses
+
+    @_dataclasses.dataclass
+    class _SessionSettings:  # type: ignore[no-redef]
+        """The SDK's ``SessionSettings`` when openai-agents is not installed: ``limit`` is the
+        default of ``get_items()`` (None: every item)."""
+
+        limit: Optional[int] = None
+
+        def resolve(self, override: Any) -> "_SessionSettings":
+            if override is None:
+                return self
+            if isinstance(override, dict):
+                override = _SessionSettings(**override)
+            changes = {f.name: getattr(override, f.name) for f in _dataclasses.fields(self) if getattr(override, f.name) is not None}
+            return _dataclasses.replace(self, **changes)
 
 
 # ---------------------------------------------------------------------------------- errors ---
@@ -297,9 +312,11 @@ def _with_query(url: str, **options: Any) -> str:
 
 
 def _coerce_settings(settings: Any) -> Any:
+    """As the SDK's own sessions: None gives ``SessionSettings()`` (its ``limit`` None), a dict
+    is coerced, a ``SessionSettings`` is kept."""
+    if settings is None:
+        return _SessionSettings()
     if isinstance(settings, dict):
-        if _SessionSettings is None:
-            raise InvalidInputError("session_settings as a dict needs openai-agents installed")
         return _SessionSettings(**settings)
     return settings
 
@@ -325,6 +342,8 @@ def _dump(item: Any, session_id: str) -> str:
 
 class _NativeSession(_SessionBase):
     """A session of a shared native store."""
+
+    session_settings: "_SessionSettings"  # never None: SessionSettings() by default, as the SDK's
 
     def __init__(self, session_id: str, store: NativeStore, session_settings: Any = None) -> None:
         try:
