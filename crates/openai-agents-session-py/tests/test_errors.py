@@ -301,3 +301,80 @@ def test_session_settings_without_openai_agents():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+
+
+# -------------------------------------------------------- item 6: create_table_if_not_exists ---
+
+
+def test_create_table_if_not_exists_has_the_seeds_signature():
+    from openai_agents_session.dynamodb import create_table_if_not_exists as from_seed_path
+
+    assert from_seed_path is create_table_if_not_exists
+    sig = inspect.signature(create_table_if_not_exists)
+    params = list(sig.parameters.values())
+    assert [(p.name, p.kind) for p in params[:3]] == [
+        ("client", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        ("table_name", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        ("enable_ttl", inspect.Parameter.KEYWORD_ONLY),
+    ]
+    assert params[0].default is inspect.Parameter.empty and params[1].default is inspect.Parameter.empty
+    assert params[2].default is True
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not inspect.Parameter.empty for p in params[3:]), "extras keyword-only, optional"
+    assert inspect.iscoroutinefunction(create_table_if_not_exists), "awaited, as the seed's"
+
+
+def _ttl_status(client, table):
+    return client.describe_time_to_live(TableName=table)["TimeToLiveDescription"].get("TimeToLiveStatus")
+
+
+def test_create_table_if_not_exists_honours_enable_ttl():
+    """Item 6: enable_ttl=False leaves TTL off, True (the default) turns it on the attribute
+    `ttl`; the seed's keyword call works; the table is usable either way."""
+    import boto3
+
+    client = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=env("OAS_TEST_DYNAMODB_ENDPOINT"), aws_access_key_id="dummy", aws_secret_access_key="dummy")
+    off, on = f"py_ttl_off_{os.getpid()}", f"py_ttl_on_{os.getpid()}"
+    try:
+        run(create_table_if_not_exists(client=client, table_name=off, enable_ttl=False))
+        assert _ttl_status(client, off) == "DISABLED"
+        run(create_table_if_not_exists(client, off, enable_ttl=False))  # again: still off
+        assert _ttl_status(client, off) == "DISABLED"
+        run(create_table_if_not_exists(client=client, table_name=on))
+        ttl = client.describe_time_to_live(TableName=on)["TimeToLiveDescription"]
+        assert ttl["TimeToLiveStatus"] in ("ENABLED", "ENABLING") and ttl["AttributeName"] == "ttl", ttl
+        # The existing table turned on, then off again, as asked.
+        run(create_table_if_not_exists(client, off, enable_ttl=True))
+        assert _ttl_status(client, off) in ("ENABLED", "ENABLING")
+        run(create_table_if_not_exists(client, off, enable_ttl=False))
+        assert _ttl_status(client, off) == "DISABLED"
+
+        async def body():
+            for table in (off, on):
+                s = DynamoDBSession(f"ttl-table-{TAG}", client, table)
+                await s.add_items([{"a": 1}])
+                assert await s.get_items() == [{"a": 1}]
+
+        run(body())
+    finally:
+        for table in (off, on):
+            try:
+                client.delete_table(TableName=table)
+            except client.exceptions.ResourceNotFoundException:
+                pass
+
+
+def test_create_table_if_not_exists_with_an_aiobotocore_client():
+    from aiobotocore.session import get_session
+
+    table = f"py_ttl_aio_{os.getpid()}"
+
+    async def body():
+        async with get_session().create_client("dynamodb", region_name="us-east-1", endpoint_url=env("OAS_TEST_DYNAMODB_ENDPOINT"), aws_access_key_id="dummy", aws_secret_access_key="dummy") as client:
+            try:
+                await create_table_if_not_exists(client, table, enable_ttl=False)
+                described = await client.describe_time_to_live(TableName=table)
+                assert described["TimeToLiveDescription"]["TimeToLiveStatus"] == "DISABLED"
+            finally:
+                await client.delete_table(TableName=table)
+
+    run(body())

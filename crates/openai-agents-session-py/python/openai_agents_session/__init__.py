@@ -594,19 +594,79 @@ class DynamoDBSession(_NativeSession):
             self._credentials.remember_loop()
 
 
-async def create_table_if_not_exists(dynamodb_client: Any, table_name: str, *, enable_ttl: bool = True, region_name: Optional[str] = None, endpoint_url: Optional[str] = None) -> None:
-    """The seed's helper, with its signature: creates the table (this library's layout, on-demand
-    billing, TTL on ``ttl``) when it does not exist and waits until it is active.
+async def create_table_if_not_exists(client: Any, table_name: str, *, enable_ttl: bool = True, region_name: Optional[str] = None, endpoint_url: Optional[str] = None) -> None:
+    """The seed's helper, with its signature ``(client, table_name, *, enable_ttl=True)``: creates
+    the table when it does not exist (this library's layout, on-demand billing) and waits until
+    it is active. ``client`` is a boto3 or aiobotocore DynamoDB client (its region, endpoint and
+    credentials are used), or None for the standard AWS chain with ``region_name`` /
+    ``endpoint_url``.
 
-    ``enable_ttl`` is accepted for the seed's callers; TTL is always enabled, because expired
-    sessions are hidden at read time and DynamoDB's sweep only reclaims their space. A table
-    without a TTL attribute on its items is unaffected."""
-    del enable_ttl
-    url = _dynamodb_url(table_name, dynamodb_client, region_name, endpoint_url, None)
-    credentials = _client_credentials(dynamodb_client)
+    ``enable_ttl=True`` turns DynamoDB's TTL on the attribute ``ttl`` on, also on an existing
+    table. ``enable_ttl=False`` leaves it off: an existing table is left as it is but for TTL,
+    turned off with UpdateTimeToLive if it is on. Expired sessions are hidden at read time
+    either way; the TTL sweep only reclaims their space.
+    """
+    url = _dynamodb_url(table_name, client, region_name, endpoint_url, None)
+    credentials = _client_credentials(client)
     if credentials is None:
         store = _shared_store(url)
     else:
         store, credentials = _client_store(url, credentials)
         credentials.remember_loop()
-    await _call(lambda: store.init())
+    if enable_ttl:
+        await _call(lambda: store.init())  # creates the table, waits until active, TTL on `ttl`
+        return
+    client = _client_or_boto3(client, region_name, endpoint_url)
+    if not await _table_exists(client, table_name):
+        # The core's init also turns TTL on; it is turned off again below. (DynamoDB allows
+        # one TTL change per table per hour: on AWS that second change is refused, and the
+        # error says so.)
+        await _call(lambda: store.init())
+    await _disable_ttl(client, table_name)
+
+
+def _client_or_boto3(client: Any, region_name: Optional[str], endpoint_url: Optional[str]) -> Any:
+    if client is not None:
+        return client
+    try:
+        import boto3
+    except ImportError:
+        raise ConfigError("create_table_if_not_exists(None, ..., enable_ttl=False) needs a DynamoDB client (or boto3 installed) to read and turn off the table's TTL", operation="open") from None
+    return boto3.client("dynamodb", region_name=region_name, endpoint_url=endpoint_url)
+
+
+async def _client_call(client: Any, name: str, **kwargs: Any) -> Any:
+    """Calls a boto3 (in a worker thread, off the event loop) or aiobotocore client method."""
+    method = getattr(client, name)
+    if inspect.iscoroutinefunction(method):
+        return await method(**kwargs)
+    result = await asyncio.get_running_loop().run_in_executor(None, lambda: method(**kwargs))
+    return (await result) if inspect.isawaitable(result) else result
+
+
+def _client_error_code(err: BaseException) -> Optional[str]:
+    response = getattr(err, "response", None)
+    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+
+
+async def _table_exists(client: Any, table_name: str) -> bool:
+    try:
+        await _client_call(client, "describe_table", TableName=table_name)
+        return True
+    except Exception as err:
+        if _client_error_code(err) == "ResourceNotFoundException":
+            return False
+        raise SessionError(f"open: describing DynamoDB table {table_name!r} failed: {err}", operation="open") from err
+
+
+async def _disable_ttl(client: Any, table_name: str) -> None:
+    """Turns the table's TTL off through the caller's client, as the seed turns it on."""
+    try:
+        described = await _client_call(client, "describe_time_to_live", TableName=table_name)
+        ttl = described.get("TimeToLiveDescription", {})
+        if ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
+            spec = {"Enabled": False, "AttributeName": ttl.get("AttributeName", "ttl")}
+            await _client_call(client, "update_time_to_live", TableName=table_name, TimeToLiveSpecification=spec)
+    except Exception as err:
+        hint = " (DynamoDB accepts one TTL change per table per hour)" if _client_error_code(err) == "ValidationException" else ""
+        raise SessionError(f"open: turning TTL off on DynamoDB table {table_name!r} failed{hint}: {err}", operation="open") from err
