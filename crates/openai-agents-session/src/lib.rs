@@ -53,6 +53,7 @@ pub mod codec;
 pub mod conformance;
 mod error;
 mod item;
+pub mod open;
 pub mod staged;
 mod stats;
 mod store;

@@ -31,48 +31,8 @@
 
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::item::Item;
-use crate::store::{BoxFuture, Session, Store};
-
-/// How a staged write lands on its session when committed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum StageMode {
-    /// After the session's items (a new session when it has none), like one `add_items` batch.
-    Append,
-    /// In place of the session's items, in one step: readers see the old history or the new
-    /// one, never a mix and never an empty session in between (on backends with native
-    /// staging; see [`Staged::is_native`]).
-    Replace,
-}
-
-/// One page of a session's items, oldest first.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ItemPage {
-    /// The items of this page, oldest first (undecodable records skipped).
-    pub items: Vec<Item>,
-    /// Pass to the next [`Store::read_page`] call; `None` after the last page. Opaque.
-    pub next: Option<u64>,
-}
-
-impl ItemPage {
-    /// A page (for backend implementors).
-    pub fn new(items: Vec<Item>, next: Option<u64>) -> Self {
-        ItemPage { items, next }
-    }
-}
-
-/// A backend's staged write, returned by [`Backend::stage`](crate::Backend::stage). Items
-/// appended are stored but invisible; `commit` makes them all visible at once. Dropped without
-/// a commit, nothing becomes visible: the backend removes what it staged (at once where it
-/// can, or later through `prune` and expiry).
-pub trait StagedWrite: Send {
-    /// Stores more items, in order, after those already staged (never empty, sizes checked).
-    fn append(&mut self, items: Vec<Item>) -> BoxFuture<'_, Result<()>>;
-
-    /// Makes every staged item visible in one step; returns how many were committed.
-    fn commit(&mut self) -> BoxFuture<'_, Result<u64>>;
-}
+use crate::store::{context, validate_session_id, Session, Store};
+pub use crate::store::{ItemPage, StageMode, StagedWrite};
 
 enum Writer<'a> {
     Native(Box<dyn StagedWrite + 'a>),
@@ -190,5 +150,54 @@ impl<'a> Staged<'a> {
             }
         };
         result.map_err(|e| self.context(e))
+    }
+}
+
+impl Store {
+    /// One page of a session's items, oldest first, after `after` (the previous page's
+    /// [`ItemPage::next`]; `None` to start): at least one item when any remain, and no more
+    /// once `max_bytes` of item JSON are reached. Backends without paging return the whole
+    /// session as one page. Does not refresh the TTL.
+    pub async fn read_page(
+        &self,
+        session_id: &str,
+        after: Option<u64>,
+        max_bytes: usize,
+    ) -> Result<ItemPage> {
+        let op = Operation::GetItems;
+        validate_session_id(session_id).map_err(|e| e.with_operation(op))?;
+        self.stats().record_call(op);
+        match self
+            .backend
+            .read_page(session_id, after, max_bytes.max(1))
+            .await
+            .map_err(|e| context(e, op, session_id))?
+        {
+            Some(page) => Ok(page),
+            None if after.is_some() => Ok(ItemPage::default()),
+            None => Ok(ItemPage::new(
+                self.session(session_id)?.get_items(None).await?,
+                None,
+            )),
+        }
+    }
+
+    /// Starts a staged write on a session: items appended to it are invisible until
+    /// [`Staged::commit`] makes them all visible at once (see [`crate::staged`]).
+    /// `expected_items` (how many will be staged) lets some backends reserve space up front.
+    pub async fn stage(
+        &self,
+        session_id: &str,
+        mode: StageMode,
+        expected_items: Option<u64>,
+    ) -> Result<Staged<'_>> {
+        let op = Operation::AddItems;
+        validate_session_id(session_id).map_err(|e| e.with_operation(op))?;
+        let native = self
+            .backend
+            .stage(session_id, mode, expected_items)
+            .await
+            .map_err(|e| context(e, op, session_id))?;
+        Ok(Staged::new(self, session_id, mode, native))
     }
 }

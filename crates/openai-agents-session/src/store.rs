@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::item::Item;
-use crate::staged::{ItemPage, StageMode, Staged, StagedWrite};
 use crate::stats::RequestStats;
 use crate::time::Timestamp;
 
@@ -393,7 +392,7 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 /// ```
 #[derive(Clone)]
 pub struct Store {
-    backend: Arc<dyn Backend>,
+    pub(crate) backend: Arc<dyn Backend>,
     options: Arc<StoreOptions>,
 }
 
@@ -431,13 +430,6 @@ pub fn validate_session_id(session_id: &str) -> Result<()> {
 }
 
 impl Store {
-    /// Opens a store from a URL: `memory://`, `memory://NAME`, `sqlite://PATH`,
-    /// `sqlite:///ABS/PATH`, with query options (`ttl`, `refresh_on_read`, `max_item_bytes`, and
-    /// each backend's own). See [`crate::url`].
-    pub async fn open(url: &str) -> Result<Store> {
-        crate::url::open(url).await
-    }
-
     /// Wraps a backend (yours or ours) with the shared rules.
     pub fn from_backend(backend: Arc<dyn Backend>, options: StoreOptions) -> Store {
         Store {
@@ -493,53 +485,6 @@ impl Store {
         }
     }
 
-    /// One page of a session's items, oldest first, after `after` (the previous page's
-    /// [`ItemPage::next`]; `None` to start): at least one item when any remain, and no more
-    /// once `max_bytes` of item JSON are reached. Backends without paging return the whole
-    /// session as one page. Does not refresh the TTL.
-    pub async fn read_page(
-        &self,
-        session_id: &str,
-        after: Option<u64>,
-        max_bytes: usize,
-    ) -> Result<ItemPage> {
-        let op = Operation::GetItems;
-        validate_session_id(session_id).map_err(|e| e.with_operation(op))?;
-        self.stats().record_call(op);
-        match self
-            .backend
-            .read_page(session_id, after, max_bytes.max(1))
-            .await
-            .map_err(|e| context(e, op, session_id))?
-        {
-            Some(page) => Ok(page),
-            None if after.is_some() => Ok(ItemPage::default()),
-            None => Ok(ItemPage::new(
-                self.session(session_id)?.get_items(None).await?,
-                None,
-            )),
-        }
-    }
-
-    /// Starts a staged write on a session: items appended to it are invisible until
-    /// [`Staged::commit`] makes them all visible at once (see [`crate::staged`]).
-    /// `expected_items` (how many will be staged) lets some backends reserve space up front.
-    pub async fn stage(
-        &self,
-        session_id: &str,
-        mode: StageMode,
-        expected_items: Option<u64>,
-    ) -> Result<Staged<'_>> {
-        let op = Operation::AddItems;
-        validate_session_id(session_id).map_err(|e| e.with_operation(op))?;
-        let native = self
-            .backend
-            .stage(session_id, mode, expected_items)
-            .await
-            .map_err(|e| context(e, op, session_id))?;
-        Ok(Staged::new(self, session_id, mode, native))
-    }
-
     /// Deletes expired sessions' data now (backends also do it opportunistically), and what
     /// interrupted writes left behind; says what it removed.
     pub async fn prune(&self) -> Result<PruneReport> {
@@ -580,7 +525,7 @@ impl Store {
     }
 }
 
-fn context(err: Error, op: Operation, session_id: &str) -> Error {
+pub(crate) fn context(err: Error, op: Operation, session_id: &str) -> Error {
     let err = err.with_operation(op);
     if err.session_id().is_none() {
         err.with_session(session_id)
@@ -691,4 +636,45 @@ impl Session for StoreSession {
                 .map_err(|e| context(e, op, &self.session_id))
         })
     }
+}
+
+/// How a staged write lands on its session when committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StageMode {
+    /// After the session's items (a new session when it has none), like one `add_items` batch.
+    Append,
+    /// In place of the session's items, in one step: readers see the old history or the new
+    /// one, never a mix and never an empty session in between (on backends with native
+    /// staging; see [`Staged::is_native`]).
+    Replace,
+}
+
+/// One page of a session's items, oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ItemPage {
+    /// The items of this page, oldest first (undecodable records skipped).
+    pub items: Vec<Item>,
+    /// Pass to the next [`Store::read_page`] call; `None` after the last page. Opaque.
+    pub next: Option<u64>,
+}
+
+impl ItemPage {
+    /// A page (for backend implementors).
+    pub fn new(items: Vec<Item>, next: Option<u64>) -> Self {
+        ItemPage { items, next }
+    }
+}
+
+/// A backend's staged write, returned by [`Backend::stage`](crate::Backend::stage). Items
+/// appended are stored but invisible; `commit` makes them all visible at once. Dropped without
+/// a commit, nothing becomes visible: the backend removes what it staged (at once where it
+/// can, or later through `prune` and expiry).
+pub trait StagedWrite: Send {
+    /// Stores more items, in order, after those already staged (never empty, sizes checked).
+    fn append(&mut self, items: Vec<Item>) -> BoxFuture<'_, Result<()>>;
+
+    /// Makes every staged item visible in one step; returns how many were committed.
+    fn commit(&mut self) -> BoxFuture<'_, Result<u64>>;
 }

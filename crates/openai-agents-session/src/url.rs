@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Operation, Result};
-use crate::store::{Store, StoreOptions};
+use crate::store::StoreOptions;
 
 /// A parsed store URL: scheme, authority, percent-decoded path and query options.
 #[derive(Clone, PartialEq, Eq)]
@@ -223,80 +223,8 @@ pub fn parse_bool(name: &str, value: &str) -> Result<bool> {
     }
 }
 
-/// Opens the store a URL names (what [`Store::open`] calls).
-pub(crate) async fn open(url: &str) -> Result<Store> {
-    let mut parsed = StoreUrl::parse(url)?;
-    let options = parsed.take_store_options()?;
-    match parsed.scheme.as_str() {
-        "memory" => crate::backend::memory::open(parsed, options),
-        "sqlite" => open_sqlite(parsed, options).await,
-        "redis" | "rediss" | "redis+cluster" | "rediss+cluster" => {
-            open_redis(parsed, options).await
-        }
-        "dynamodb" => open_dynamodb(parsed, options).await,
-        other => Err(config_error(format!(
-            "unknown store URL scheme {other:?} in {:?} (this build knows: {})",
-            parsed.redacted,
-            known_schemes().join(", ")
-        ))),
-    }
-}
-
-/// The URL schemes this build can open.
-pub fn known_schemes() -> Vec<&'static str> {
-    let mut schemes = vec!["memory"];
-    if cfg!(feature = "sqlite") {
-        schemes.push("sqlite");
-    }
-    if cfg!(feature = "redis") {
-        schemes.extend(["redis", "rediss", "redis+cluster", "rediss+cluster"]);
-    }
-    if cfg!(feature = "dynamodb") {
-        schemes.push("dynamodb");
-    }
-    schemes
-}
-
-#[cfg(feature = "sqlite")]
-async fn open_sqlite(url: StoreUrl, options: StoreOptions) -> Result<Store> {
-    crate::backend::sqlite::open(url, options).await
-}
-
-#[cfg(not(feature = "sqlite"))]
-async fn open_sqlite(url: StoreUrl, _options: StoreOptions) -> Result<Store> {
-    Err(config_error(format!(
-        "{:?} needs the `sqlite` feature, which this build lacks",
-        url.redacted
-    )))
-}
-
-#[cfg(feature = "redis")]
-async fn open_redis(url: StoreUrl, options: StoreOptions) -> Result<Store> {
-    crate::backend::redis::open(url, options).await
-}
-
-#[cfg(not(feature = "redis"))]
-async fn open_redis(url: StoreUrl, _options: StoreOptions) -> Result<Store> {
-    Err(config_error(format!(
-        "{:?} needs the `redis` feature, which this build lacks",
-        url.redacted
-    )))
-}
-
-#[cfg(feature = "dynamodb")]
-async fn open_dynamodb(url: StoreUrl, options: StoreOptions) -> Result<Store> {
-    crate::backend::dynamodb::open(url, options).await
-}
-
-#[cfg(not(feature = "dynamodb"))]
-async fn open_dynamodb(url: StoreUrl, _options: StoreOptions) -> Result<Store> {
-    Err(config_error(format!(
-        "{:?} needs the `dynamodb` feature, which this build lacks",
-        url.redacted
-    )))
-}
-
 /// Parses a positive number of seconds (decimals allowed, at most a day).
+#[cfg_attr(not(any(feature = "redis", feature = "dynamodb")), allow(dead_code))]
 pub(crate) fn parse_seconds(name: &str, value: &str) -> Result<Duration> {
     match value.trim().parse::<f64>() {
         Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 => {
@@ -315,6 +243,7 @@ pub(crate) fn parse_seconds(name: &str, value: &str) -> Result<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Store;
 
     #[test]
     fn parses_paths_and_options() {

@@ -1,4 +1,7 @@
-//! The backends this crate ships, one module each, each behind its cargo feature.
+//! The backends this crate ships, one folder each, each behind its cargo feature, each with the
+//! same rooms (`mod.rs`: the type and its `Backend` impl; `config.rs`: its URL options;
+//! `layout.rs`: keys and formats; `read.rs`, `write.rs`, `staged.rs`, `prune.rs`, `error.rs`,
+//! `legacy.rs`: as it needs them). No backend refers to another.
 
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;
@@ -7,5 +10,3 @@ pub mod memory;
 pub mod redis;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
-#[cfg(feature = "sqlite")]
-mod sqlite_agents;

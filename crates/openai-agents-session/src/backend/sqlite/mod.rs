@@ -25,6 +25,8 @@ use crate::store::{
 use crate::time::{advance_updated, expiry_after, is_expired, Timestamp};
 use crate::url::{parse_positive, StoreUrl};
 
+mod legacy;
+
 /// The layout version this build writes (kept in `oas_meta`).
 pub const LAYOUT_VERSION: i64 = 1;
 
@@ -132,7 +134,7 @@ pub(crate) async fn open(mut url: StoreUrl, options: StoreOptions) -> Result<Sto
             let sessions = url.take_option("sessions_table");
             let messages = url.take_option("messages_table");
             url.reject_unknown_options()?;
-            return super::sqlite_agents::open(url.location()?, sessions, messages, options);
+            return legacy::open(url.location()?, sessions, messages, options);
         }
         Some(other) => {
             return Err(Error::new(

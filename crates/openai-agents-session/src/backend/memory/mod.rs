@@ -66,6 +66,26 @@ pub(crate) fn open(url: StoreUrl, options: StoreOptions) -> Result<Store> {
 }
 
 impl MemoryBackend {
+    /// A private in-memory backend (what `memory://` opens), for wrapping or testing.
+    ///
+    /// ```
+    /// use openai_agents_session::backend::memory::MemoryBackend;
+    /// use openai_agents_session::{Store, StoreOptions};
+    /// let store = Store::from_backend(
+    ///     std::sync::Arc::new(MemoryBackend::new(StoreOptions::default())),
+    ///     StoreOptions::default(),
+    /// );
+    /// assert!(store.session("chat").is_ok());
+    /// ```
+    pub fn new(options: StoreOptions) -> Self {
+        MemoryBackend {
+            sessions: Arc::default(),
+            options,
+            codec: RecordCodec::default(),
+            stats: RequestStats::default(),
+        }
+    }
+
     fn lock(&self, op: Operation) -> MutexGuard<'_, Sessions> {
         self.stats.record_requests(op, 1);
         // A panic while holding the lock cannot leave a half-applied batch: batches are applied
