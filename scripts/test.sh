@@ -26,22 +26,34 @@ stage() {
   echo "::: stage: $name done in ${dt}s"
 }
 
-summary() {
-  echo "::: stage timings"
-  local i
-  for i in "${!stage_names[@]}"; do
-    printf ':::   %-28s %5ss\n' "${stage_names[$i]}" "${stage_secs[$i]}"
-  done
+# One exit handler: stops the servers if they were started, then prints the stage table, once
+# (a guard, so that a second EXIT, e.g. after a signal, prints nothing more).
+servers_started=false
+summary_printed=false
+on_exit() {
+  local status=$?
+  if $servers_started; then
+    scripts/servers.sh stop || true
+    servers_started=false
+  fi
+  if ! $summary_printed; then
+    summary_printed=true
+    echo "::: stage timings"
+    local i
+    for i in "${!stage_names[@]}"; do
+      printf ':::   %-28s %5ss\n' "${stage_names[$i]}" "${stage_secs[$i]}"
+    done
+  fi
+  return "$status"
 }
-trap summary EXIT
+trap on_exit EXIT
 
-# Servers (none are needed yet by the sqlite and memory backends; later backends add theirs to
-# scripts/servers.sh, which installs what is missing and exports their URLs).
+# Servers (scripts/servers.sh installs what is missing and exports their URLs).
 if [ -x scripts/servers.sh ]; then
   stage "servers" scripts/servers.sh start
+  servers_started=true
   # shellcheck disable=SC1091
   [ -f target/test-servers.env ] && source target/test-servers.env
-  trap 'scripts/servers.sh stop || true; summary' EXIT
 fi
 
 if ! $quick; then

@@ -325,6 +325,19 @@ fn on_existing(text: &str) -> Result<openai_agents_session::transfer::OnExisting
     text.parse().map_err(Failure::from)
 }
 
+/// Copies stdin into a real temporary file (unique name, created exclusively, so a planted
+/// symlink is never followed; removed on drop), because import validates its whole input
+/// before writing and then reads it again.
+fn spool_stdin() -> Result<tempfile::NamedTempFile, Failure> {
+    let mut file = tempfile::Builder::new()
+        .prefix("agent-session-import-")
+        .suffix(".jsonl")
+        .tempfile()?;
+    io::copy(&mut io::stdin().lock(), file.as_file_mut())?;
+    io::Write::flush(file.as_file_mut())?;
+    Ok(file)
+}
+
 /// Opens a store, warning on stderr when its TLS certificate is not verified (the library only
 /// logs it through `tracing`).
 async fn open_store(url: &str) -> Result<Store, Failure> {
@@ -376,7 +389,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let path = match file {
                 Some(path) => path.clone(),
                 None => {
-                    spooled = transfer::spool(&mut io::stdin().lock())?;
+                    spooled = spool_stdin()?;
                     spooled.path().to_path_buf()
                 }
             };

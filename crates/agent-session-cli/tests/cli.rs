@@ -960,3 +960,50 @@ fn tls_insecure_warning_is_shown_by_the_cli() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(!stderr(&o).contains("NOT verified"), "{}", stderr(&o));
 }
+
+/// `import` from stdin spools into a real temporary file: a unique name created exclusively
+/// (a symlink planted at the old predictable name is not followed) and removed afterwards.
+#[test]
+fn import_from_stdin_spools_safely_and_leaves_nothing() {
+    let env = Env::new("spool");
+    let tmp = env.dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let victim = env.dir.join("victim.txt");
+    std::fs::write(&victim, "keep me").unwrap();
+    // The name the old spool used for this process would have been predictable; plant links at
+    // every such name pattern we can guess.
+    for n in 0..4 {
+        let _ = std::os::unix::fs::symlink(
+            &victim,
+            tmp.join(format!("agent-session-import-0-{n}.jsonl")),
+        );
+    }
+    let mut child = env
+        .cmd()
+        .env("TMPDIR", &tmp)
+        .arg("--url")
+        .arg(env.url())
+        .args(["import", "--quiet"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"session_id\":\"sp\",\"item\":{\"a\":1}}\n")
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .filter(|e| !e.file_type().map(|t| t.is_symlink()).unwrap_or(false))
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "spool files left behind: {left:?}");
+    assert_eq!(stdout(&env.run(&["get", "sp"])), "{\"a\":1}\n");
+}

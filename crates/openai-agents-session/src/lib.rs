@@ -19,9 +19,8 @@
 //! # async fn main() -> openai_agents_session::Result<()> {
 //! use openai_agents_session::{Item, Session, Store};
 //!
-//! let dir = std::env::temp_dir().join(format!("oas-doc-{}", std::process::id()));
-//! std::fs::create_dir_all(&dir).unwrap();
-//! let url = format!("sqlite://{}/sessions.db?ttl=86400", dir.display());
+//! # let dir = tempfile::tempdir().unwrap(); // removed when dropped
+//! let url = format!("sqlite://{}/sessions.db?ttl=86400", dir.path().display());
 //!
 //! let store = Store::open(&url).await?;
 //! let session = store.session("user-42:support-chat")?;
@@ -36,7 +35,6 @@
 //! let reopened = Store::open(&url).await?.session("user-42:support-chat")?;
 //! let last = reopened.get_items(Some(1)).await?;
 //! assert_eq!(last[0].item_type().as_deref(), Some("function_call"));
-//! # std::fs::remove_dir_all(&dir).ok();
 //! # Ok(()) }
 //! ```
 //!
@@ -66,9 +64,9 @@ pub use item::Item;
 pub use staged::{ItemPage, StageMode, Staged, StagedWrite};
 pub use stats::{OperationStats, RequestStats};
 pub use store::{
-    validate_session_id, Backend, BoxFuture, ListOptions, PruneReport, RawRecords, Session,
-    SessionInfo, SessionPage, Store, StoreOptions, StoreSession, DEFAULT_MAX_ITEM_BYTES,
-    MAX_SESSION_ID_BYTES, MAX_TTL_SECS,
+    check_item_sizes, validate_session_id, Backend, BoxFuture, ListOptions, PruneReport,
+    RawRecords, Session, SessionInfo, SessionPage, Store, StoreOptions, StoreSession,
+    DEFAULT_MAX_ITEM_BYTES, MAX_SESSION_ID_BYTES, MAX_TTL_SECS,
 };
 pub use time::Timestamp;
 

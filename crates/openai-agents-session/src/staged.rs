@@ -29,9 +29,9 @@
 //! # Ok(()) }
 //! ```
 
-use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::error::{Error, Operation, Result};
 use crate::item::Item;
-use crate::store::{context, validate_session_id, Session, Store};
+use crate::store::{context, validate_session_id, Store};
 pub use crate::store::{ItemPage, StageMode, StagedWrite};
 
 enum Writer<'a> {
@@ -100,18 +100,8 @@ impl<'a> Staged<'a> {
     /// Stages more items, after those already staged. Every item is checked against
     /// `max_item_bytes` before anything of this call is stored.
     pub async fn append(&mut self, items: Vec<Item>) -> Result<()> {
-        let max = self.store.options().max_item_bytes;
-        if let Some(item) = items.iter().find(|i| i.len_bytes() > max) {
-            let err = Error::new(
-                ErrorKind::TooLarge,
-                Operation::AddItems,
-                format!(
-                    "an item of {} bytes is over max_item_bytes {max}; nothing of this part was staged",
-                    item.len_bytes()
-                ),
-            );
-            return Err(self.context(err));
-        }
+        crate::store::check_item_sizes(&items, self.store.options().max_item_bytes)
+            .map_err(|e| self.context(e))?;
         if items.is_empty() {
             return Ok(());
         }
@@ -128,25 +118,44 @@ impl<'a> Staged<'a> {
         Ok(())
     }
 
+    /// Abandons the write and waits for what was staged to be deleted (where the backend can
+    /// do it now; otherwise `prune` removes it after `stale_batch_secs`). Nothing becomes
+    /// visible.
+    pub async fn abort(mut self) -> Result<()> {
+        match &mut self.writer {
+            Writer::Native(w) => w.abort().await.map_err(|e| self.context(e)),
+            Writer::Buffered(held) => {
+                held.clear();
+                Ok(())
+            }
+        }
+    }
+
     /// Makes every staged item visible in one step; returns how many were committed. A replace
     /// with nothing staged clears the session.
     pub async fn commit(mut self) -> Result<u64> {
         self.store.stats().record_call(Operation::AddItems);
         if self.mode == StageMode::Replace && self.staged == 0 {
             // Replacing with nothing is clearing (what a native writer reserved is abandoned).
-            let session = self.store.session(&self.session_id)?;
-            return session.clear_session().await.map(|()| 0);
+            return self
+                .store
+                .backend
+                .clear_session(&self.session_id)
+                .await
+                .map(|()| 0)
+                .map_err(|e| self.context(e));
         }
         let result = match &mut self.writer {
             Writer::Native(w) => w.commit().await,
             Writer::Buffered(held) => {
                 let items = std::mem::take(held);
                 let n = items.len() as u64;
-                let session = self.store.session(&self.session_id)?;
+                // The backend directly: this commit is the one counted AddItems call.
+                let backend = &self.store.backend;
                 if self.mode == StageMode::Replace {
-                    session.clear_session().await?;
+                    backend.clear_session(&self.session_id).await?;
                 }
-                session.add_items(items).await.map(|()| n)
+                backend.add_items(&self.session_id, items).await.map(|()| n)
             }
         };
         result.map_err(|e| self.context(e))
@@ -175,8 +184,13 @@ impl Store {
         {
             Some(page) => Ok(page),
             None if after.is_some() => Ok(ItemPage::default()),
+            // One counted call, one backend read. A backend without paging reads through its
+            // `get_items`, which refreshes the TTL if that backend refreshes on read.
             None => Ok(ItemPage::new(
-                self.session(session_id)?.get_items(None).await?,
+                self.backend
+                    .get_items(session_id, None)
+                    .await
+                    .map_err(|e| context(e, op, session_id))?,
                 None,
             )),
         }

@@ -557,22 +557,36 @@ impl StoreSession {
     }
 
     fn check_sizes(&self, items: &[Item]) -> Result<()> {
-        let max = self.store.options.max_item_bytes;
-        if let Some((index, item)) = items
-            .iter()
-            .enumerate()
-            .find(|(_, item)| item.len_bytes() > max)
-        {
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                Operation::AddItems,
-                format!(
-                    "item {index} is {} bytes, over max_item_bytes {max}; nothing was written",
-                    item.len_bytes()
-                ),
-            ));
-        }
-        Ok(())
+        check_item_sizes(items, self.store.options.max_item_bytes)
+    }
+}
+
+/// The one item size check of every write path (`add_items`, staged parts, imports): the first
+/// item over `max_item_bytes` fails the whole call with `TooLarge`, naming its index (within
+/// the call) and size. Nothing of the call is written.
+///
+/// ```
+/// use openai_agents_session::{check_item_sizes, ErrorKind, Item};
+/// let items: Vec<Item> = vec![r#"{"a":1}"#.parse().unwrap(), r#"{"b":"long"}"#.parse().unwrap()];
+/// let err = check_item_sizes(&items, 8).unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::TooLarge);
+/// assert_eq!(err.message(), "item 1 is 12 bytes, over max_item_bytes 8; nothing was written");
+/// ```
+pub fn check_item_sizes(items: &[Item], max_item_bytes: usize) -> Result<()> {
+    match items
+        .iter()
+        .enumerate()
+        .find(|(_, item)| item.len_bytes() > max_item_bytes)
+    {
+        Some((index, item)) => Err(Error::new(
+            ErrorKind::TooLarge,
+            Operation::AddItems,
+            format!(
+                "item {index} is {} bytes, over max_item_bytes {max_item_bytes}; nothing was written",
+                item.len_bytes()
+            ),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -677,4 +691,11 @@ pub trait StagedWrite: Send {
 
     /// Makes every staged item visible in one step; returns how many were committed.
     fn commit(&mut self) -> BoxFuture<'_, Result<u64>>;
+
+    /// Abandons the write: nothing becomes visible, and what was staged is deleted now where
+    /// the storage allows (the CLI awaits it on Ctrl-C). The default does nothing, leaving the
+    /// cleanup to `Drop` and to `prune`. Calling `commit` afterwards is an error.
+    fn abort(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
 }

@@ -512,16 +512,14 @@ pub async fn import_sessions_chunked(
             continue;
         }
         let (id, item) = parse_line(&line, index + 1)?;
-        if item.len_bytes() > store.options().max_item_bytes {
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                Operation::AddItems,
-                format!(
-                    "line {}: the item is over max_item_bytes; nothing was written",
-                    index + 1
-                ),
-            ));
-        }
+        crate::store::check_item_sizes(std::slice::from_ref(&item), store.options().max_item_bytes)
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::TooLarge,
+                    Operation::AddItems,
+                    format!("line {}: {}", index + 1, e.message()),
+                )
+            })?;
         if order.last() != Some(&id) {
             if !seen.insert(id.clone()) {
                 return Err(Error::new(
@@ -582,57 +580,5 @@ pub async fn import_sessions_chunked(
                 tally.partial(writer); // a chunk was just staged
             }
         }
-    }
-}
-
-/// Reads a whole input (stdin) into a temporary file, for [`import_sessions`].
-pub fn spool(input: &mut dyn BufRead) -> Result<tempfile_path::TempPath> {
-    tempfile_path::spool(input)
-}
-
-/// A minimal temporary file that deletes itself.
-pub mod tempfile_path {
-    use std::io::{BufRead, Write};
-    use std::path::{Path, PathBuf};
-
-    use crate::error::{Error, ErrorKind, Operation, Result};
-
-    /// A temporary file path, deleted on drop.
-    #[derive(Debug)]
-    pub struct TempPath(PathBuf);
-
-    impl TempPath {
-        /// The path.
-        pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for TempPath {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.0);
-        }
-    }
-
-    pub(crate) fn spool(input: &mut dyn BufRead) -> Result<TempPath> {
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "agent-session-import-{}-{}.jsonl",
-            std::process::id(),
-            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        let err = |e: std::io::Error| {
-            Error::new(
-                ErrorKind::InvalidInput,
-                Operation::AddItems,
-                "cannot spool the input",
-            )
-            .with_source(e)
-        };
-        let temp = TempPath(path);
-        let mut file = std::io::BufWriter::new(std::fs::File::create(temp.path()).map_err(err)?);
-        std::io::copy(input, &mut file).map_err(err)?;
-        file.flush().map_err(err)?;
-        Ok(temp)
     }
 }

@@ -23,14 +23,15 @@ async fn memory_named() {
 #[cfg(feature = "sqlite")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_file() {
-    let dir = std::env::temp_dir().join(format!("oas-conformance-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("oas-conformance-")
+        .tempdir()
+        .unwrap();
     let factory = UrlFactory::new(
-        format!("sqlite://{}/kit.db", dir.display()),
+        format!("sqlite://{}/kit.db", dir.path().display()),
         Capabilities::all(),
     );
     let report = run(&factory).await;
-    std::fs::remove_dir_all(&dir).ok();
     report.assert_passed();
     assert_eq!(report.unsupported().count(), 0);
 }

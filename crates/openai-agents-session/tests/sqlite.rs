@@ -2,21 +2,20 @@
 //! (Several OS processes writing one session: `tests/sqlite_processes.rs`.)
 #![cfg(feature = "sqlite")]
 
-use std::path::PathBuf;
-
 use openai_agents_session::{ErrorKind, Item, Operation, Session, Store};
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("oas-sqlite-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// Removed when dropped, also when the test fails.
+fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("oas-sqlite-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 #[tokio::test]
 async fn newer_layout_version_is_a_clear_error() {
     let dir = temp_dir("layout");
-    let path = dir.join("s.db");
+    let path = dir.path().join("s.db");
     let url = format!("sqlite://{}", path.display());
     Store::open(&url).await.unwrap();
     let conn = rusqlite::Connection::open(&path).unwrap();
@@ -30,13 +29,12 @@ async fn newer_layout_version_is_a_clear_error() {
     assert_eq!(err.kind(), ErrorKind::UnsupportedFormat);
     assert_eq!(err.operation(), Operation::Open);
     assert!(err.to_string().contains("99"), "{err}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test]
 async fn prune_deletes_expired_rows_only() {
     let dir = temp_dir("prune");
-    let path = dir.join("s.db");
+    let path = dir.path().join("s.db");
     let base = format!("sqlite://{}", path.display());
     let short = Store::open(&format!("{base}?ttl=1")).await.unwrap();
     let forever = Store::open(&base).await.unwrap();
@@ -76,13 +74,12 @@ async fn prune_deletes_expired_rows_only() {
         .query_row("SELECT count(*) FROM oas_items", [], |r| r.get(0))
         .unwrap();
     assert_eq!(rows, 0, "the orphaned row is gone");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test]
 async fn options_are_checked() {
     let dir = temp_dir("options");
-    let base = format!("sqlite://{}/s.db", dir.display());
+    let base = format!("sqlite://{}/s.db", dir.path().display());
     for ok in [
         "synchronous=full",
         "synchronous=NORMAL",
@@ -104,15 +101,14 @@ async fn options_are_checked() {
     }
     let err = Store::open("sqlite://").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test]
 async fn relative_and_percent_encoded_paths() {
     let dir = temp_dir("paths");
-    let nested = dir.join("my dir");
+    let nested = dir.path().join("my dir");
     std::fs::create_dir_all(&nested).unwrap();
-    let url = format!("sqlite://{}/my%20dir/s.db", dir.display());
+    let url = format!("sqlite://{}/my%20dir/s.db", dir.path().display());
     let store = Store::open(&url).await.unwrap();
     store
         .session("x")
@@ -121,13 +117,12 @@ async fn relative_and_percent_encoded_paths() {
         .await
         .unwrap();
     assert!(nested.join("s.db").exists());
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[tokio::test]
 async fn each_operation_is_one_transaction() {
     let dir = temp_dir("requests");
-    let store = Store::open(&format!("sqlite://{}/s.db", dir.display()))
+    let store = Store::open(&format!("sqlite://{}/s.db", dir.path().display()))
         .await
         .unwrap();
     let s = store.session("s").unwrap();
@@ -148,5 +143,4 @@ async fn each_operation_is_one_transaction() {
         assert_eq!(stats.requests(op), stats.calls(op), "{op}");
     }
     assert_eq!(stats.requests(Operation::GetItems), 2);
-    std::fs::remove_dir_all(&dir).ok();
 }

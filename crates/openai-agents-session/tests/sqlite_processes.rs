@@ -54,10 +54,11 @@ async fn child(spec: &str) {
 }
 
 async fn parent() {
-    let dir = std::env::temp_dir().join(format!("oas-processes-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("sqlite://{}/shared.db", dir.display());
+    let dir = tempfile::Builder::new()
+        .prefix("oas-processes-")
+        .tempdir()
+        .unwrap();
+    let url = format!("sqlite://{}/shared.db", dir.path().display());
     let exe = std::env::current_exe().unwrap();
     let children: Vec<_> = (0..PROCESSES)
         .map(|w| {
@@ -94,5 +95,4 @@ async fn parent() {
         *expected += 1;
     }
     assert_eq!(next.len(), PROCESSES);
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -110,7 +110,8 @@ async fn export_then_import_on_every_backend() {
         export_sessions(&store, &ids, &mut out, &mut |_| {})
             .await
             .unwrap();
-        let path = support::temp_dir("jsonl").join("export.jsonl");
+        let jsonl_dir = support::temp_dir("jsonl");
+        let path = jsonl_dir.join("export.jsonl");
         std::fs::write(&path, &out).unwrap();
         for id in &ids {
             store.session(id).unwrap().clear_session().await.unwrap();

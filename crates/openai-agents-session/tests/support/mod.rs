@@ -30,16 +30,30 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-pub fn temp_dir(name: &str) -> PathBuf {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "oas-test-{}-{name}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+/// A temporary directory removed when dropped, also when the test fails (unwinding drops it).
+#[derive(Debug)]
+pub struct TestDir(tempfile::TempDir);
+
+impl std::ops::Deref for TestDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<Path> for TestDir {
+    fn as_ref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+pub fn temp_dir(name: &str) -> TestDir {
+    TestDir(
+        tempfile::Builder::new()
+            .prefix(&format!("oas-test-{name}-"))
+            .tempdir()
+            .expect("temp dir"),
+    )
 }
 
 fn redis_server_bin() -> String {
@@ -50,7 +64,7 @@ fn redis_server_bin() -> String {
 /// that acknowledged writes survive SIGKILL.
 pub struct OwnRedis {
     pub port: u16,
-    pub dir: PathBuf,
+    pub dir: TestDir,
     extra: Vec<String>,
     child: Option<Child>,
 }
@@ -134,7 +148,6 @@ impl Drop for OwnRedis {
                 .status();
         }
         self.kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
