@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use redis::Value;
 
-use super::{
-    glob_escape, map_redis, scan_pages, value_bytes, value_int, value_string, Layout,
-    RedisConnection,
-};
+use super::error::map_redis;
+use super::layout::{glob_escape, value_bytes, value_int, value_string};
+use super::read::scan_pages;
+use super::{Layout, RedisConnection};
 use crate::codec::{RecordCodec, TailCollector};
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::item::Item;

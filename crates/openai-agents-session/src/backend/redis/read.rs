@@ -1,0 +1,253 @@
+//! Reads of the native layout: items (`GET`), pages (`PAGE`), info (`INFO`) and session lists
+//! (SCAN on every master, also used by the legacy layouts and `prune`).
+
+use std::collections::HashSet;
+
+use redis::Value;
+
+use crate::codec::{Decoded, TailCollector};
+use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::item::Item;
+use crate::staged::ItemPage;
+use crate::stats::RequestStats;
+use crate::store::{ListOptions, SessionInfo, SessionPage};
+
+use super::error::{map_redis, unexpected};
+use super::layout::{
+    info_from_reply, meta_pattern, session_id_of_meta_key, tag, value_bytes, value_int, ScanCursor,
+    SessionKeys,
+};
+use super::{RedisBackend, RedisConnection};
+
+/// Records per PAGE script call.
+const PAGE_SLICE: u64 = 256;
+
+impl RedisBackend {
+    pub(super) async fn get(&self, session_id: &str, limit: Option<usize>) -> Result<Vec<Item>> {
+        let op = Operation::GetItems;
+        let keys = SessionKeys::new(&self.prefix, session_id);
+        let script_keys = self.script_keys(&keys);
+        let refresh = if self.options.refreshes_on_read() {
+            self.ttl_ms()
+        } else {
+            0
+        }
+        .to_string();
+        let mut collector = TailCollector::new(limit);
+        let mut offset = 0usize;
+        loop {
+            let want = collector.wanted().map_or(-1, |w| w as i64).to_string();
+            let offset_arg = offset.to_string();
+            let reply = self
+                .eval(
+                    op,
+                    &self.scripts.get,
+                    &script_keys,
+                    &[want.as_bytes(), offset_arg.as_bytes(), refresh.as_bytes()],
+                )
+                .await?;
+            match tag(&reply) {
+                Some("MISSING") => {
+                    self.check_seed_key(op, &keys, session_id).await?;
+                    return Ok(Vec::new());
+                }
+                Some("OK") => {}
+                _ => return Err(unexpected(op, "get", &reply)),
+            }
+            let len = reply.get(1).and_then(value_int).unwrap_or(0).max(0) as usize;
+            let records: Vec<Value> = reply.into_iter().skip(2).collect();
+            let fetched = records.len();
+            // The script returns oldest first; the collector wants newest first.
+            for record in records.into_iter().rev() {
+                let bytes = value_bytes(record).unwrap_or_default();
+                if collector.push(self.codec.decode(&bytes)) {
+                    break;
+                }
+            }
+            offset += fetched;
+            // Another round trip only when the script's plausibility test let a corrupt record
+            // through and older records remain.
+            if collector.is_full() || limit.is_none() || fetched == 0 || offset >= len {
+                return Ok(collector.finish());
+            }
+        }
+    }
+
+    pub(super) async fn info(&self, session_id: &str) -> Result<Option<SessionInfo>> {
+        let op = Operation::SessionInfo;
+        let keys = SessionKeys::new(&self.prefix, session_id);
+        let reply = self
+            .eval(op, &self.scripts.info, &self.script_keys(&keys), &[])
+            .await?;
+        match tag(&reply) {
+            Some("MISSING") => {
+                self.check_seed_key(op, &keys, session_id).await?;
+                Ok(None)
+            }
+            Some("OK") => Ok(Some(info_from_reply(session_id, &reply))),
+            _ => Err(unexpected(op, "info", &reply)),
+        }
+    }
+
+    pub(super) async fn list(&self, options: &ListOptions) -> Result<SessionPage> {
+        let op = Operation::ListSessions;
+        let prefix = options.prefix.as_deref().unwrap_or("");
+        let pattern = meta_pattern(&self.prefix, prefix);
+        let parse = |key: &[u8]| {
+            session_id_of_meta_key(&self.prefix, key).filter(|id| id.starts_with(prefix))
+        };
+        scan_pages(
+            &self.conn,
+            &self.stats,
+            op,
+            options,
+            &pattern,
+            Some("hash"),
+            parse,
+        )
+        .await
+    }
+
+    /// One page of the live session's records from list position `start` on (LRANGE in
+    /// slices; the positions of records below the tail never change, see the layout doc).
+    pub(super) async fn page(
+        &self,
+        session_id: &str,
+        start: u64,
+        max_bytes: usize,
+    ) -> Result<ItemPage> {
+        let op = Operation::GetItems;
+        let keys = SessionKeys::new(&self.prefix, session_id);
+        let script_keys = self.script_keys(&keys);
+        let (mut items, mut bytes, mut pos) = (Vec::new(), 0usize, start);
+        loop {
+            // One EVALSHA per slice: the checks and LRANGE together, so a session within one
+            // slice is one round trip.
+            let (from, count) = (pos.to_string(), PAGE_SLICE.to_string());
+            let reply = self
+                .eval(
+                    op,
+                    &self.scripts.page,
+                    &script_keys,
+                    &[from.as_bytes(), count.as_bytes()],
+                )
+                .await?;
+            match tag(&reply) {
+                Some("MISSING") if items.is_empty() && pos == start => {
+                    self.check_seed_key(op, &keys, session_id).await?;
+                    return Ok(ItemPage::default());
+                }
+                Some("MISSING") => return Ok(ItemPage::new(items, None)), // cleared meanwhile
+                Some("OK") => {}
+                _ => return Err(unexpected(op, "page", &reply)),
+            }
+            let records: Vec<Value> = reply.into_iter().skip(2).collect();
+            let fetched = records.len() as u64;
+            for record in records {
+                if bytes >= max_bytes {
+                    return Ok(ItemPage::new(items, Some(pos)));
+                }
+                pos += 1;
+                let raw = value_bytes(record).unwrap_or_default();
+                if let Decoded::Valid(item) = self.codec.decode(&raw) {
+                    bytes += item.len_bytes();
+                    items.push(item);
+                }
+            }
+            if fetched < PAGE_SLICE {
+                return Ok(ItemPage::new(items, None));
+            }
+        }
+    }
+}
+
+/// Pages through SCAN on every master, keeping the keys `parse` turns into ids. The page cursor
+/// is a [`ScanCursor`] (`node:scan_cursor:skip`).
+pub(super) async fn scan_pages(
+    conn: &RedisConnection,
+    stats: &RequestStats,
+    op: Operation,
+    options: &ListOptions,
+    pattern: &str,
+    key_type: Option<&str>,
+    parse: impl Fn(&[u8]) -> Option<String>,
+) -> Result<SessionPage> {
+    let page_size = options.effective_page_size();
+    stats.record_requests(op, 1);
+    let masters = conn.masters().await.map_err(|e| map_redis(op, e))?;
+    let mut at = match &options.cursor {
+        Some(c) => ScanCursor::parse(c).ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                op,
+                format!("invalid list cursor {c:?}"),
+            )
+        })?,
+        None => ScanCursor::default(),
+    };
+    let mut ids = Vec::new();
+    let mut seen = HashSet::new();
+    while at.node < masters.len() {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(at.scan)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(page_size.clamp(100, 10_000));
+        if let Some(t) = key_type {
+            cmd.arg("TYPE").arg(t);
+        }
+        stats.record_requests(op, 1);
+        let reply = conn
+            .query_on(op, masters[at.node].as_ref(), &cmd)
+            .await
+            .map_err(|e| map_redis(op, e))?;
+        let (next, keys) = match reply {
+            Value::Array(mut parts) if parts.len() == 2 => {
+                let keys = parts.pop().unwrap_or(Value::Nil);
+                let next = parts.pop().as_ref().and_then(value_int).unwrap_or(0) as u64;
+                (next, keys)
+            }
+            other => {
+                return Err(Error::new(
+                    ErrorKind::Backend,
+                    op,
+                    format!("unexpected SCAN reply {other:?}"),
+                ))
+            }
+        };
+        let batch: Vec<String> = match keys {
+            Value::Array(keys) => keys
+                .into_iter()
+                .filter_map(value_bytes)
+                .filter_map(|k| parse(&k))
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (taken, id) in batch.iter().skip(at.skip).enumerate() {
+            if ids.len() == page_size {
+                // The page is full inside this batch: resume here next time.
+                let resume = ScanCursor {
+                    skip: at.skip + taken,
+                    ..at
+                };
+                return Ok(SessionPage::new(ids, Some(resume.to_string())));
+            }
+            if seen.insert(id.clone()) {
+                ids.push(id.clone());
+            }
+        }
+        at.skip = 0;
+        if next == 0 {
+            at.node += 1;
+            at.scan = 0;
+        } else {
+            at.scan = next;
+        }
+        if ids.len() == page_size {
+            let more = at.node < masters.len();
+            return Ok(SessionPage::new(ids, more.then(|| at.to_string())));
+        }
+    }
+    Ok(SessionPage::new(ids, None))
+}

@@ -1,0 +1,127 @@
+//! Writes of the native layout: append (`ADD`), pop (`POP`, and `POP_AT` for a record only
+//! the client can decode) and clear (`CLEAR`), each one script call.
+
+use crate::codec::Decoded;
+use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::item::Item;
+
+use super::error::unexpected;
+use super::layout::{tag, value_bytes, value_int, SessionKeys};
+use super::RedisBackend;
+
+/// How many times one `pop_item` may start over (a concurrent writer changed the tail, or a
+/// record the script found plausible decoded as corrupt).
+const POP_ATTEMPTS: usize = 64;
+
+impl RedisBackend {
+    pub(super) async fn append(
+        &self,
+        op: Operation,
+        session_id: &str,
+        records: Vec<Vec<u8>>,
+    ) -> Result<()> {
+        let keys = SessionKeys::new(&self.prefix, session_id);
+        let script_keys = self.script_keys(&keys);
+        let ttl = self.ttl_ms().to_string();
+        let mut checked = !(self.check_seed && self.conn.is_cluster());
+        loop {
+            let mut args: Vec<&[u8]> = vec![ttl.as_bytes(), if checked { b"1" } else { b"0" }];
+            args.extend(records.iter().map(Vec::as_slice));
+            let reply = self
+                .eval(op, &self.scripts.add, &script_keys, &args)
+                .await?;
+            match tag(&reply) {
+                Some("OK") => return Ok(()),
+                Some("NEW") if !checked => {
+                    self.check_seed_key(op, &keys, session_id).await?;
+                    checked = true;
+                }
+                _ => return Err(unexpected(op, "add", &reply)),
+            }
+        }
+    }
+
+    pub(super) async fn pop(&self, session_id: &str) -> Result<Option<Item>> {
+        let op = Operation::PopItem;
+        let keys = SessionKeys::new(&self.prefix, session_id);
+        let script_keys = self.script_keys(&keys);
+        let ttl = self.ttl_ms().to_string();
+        for _ in 0..POP_ATTEMPTS {
+            let reply = self
+                .eval(op, &self.scripts.pop, &script_keys, &[ttl.as_bytes()])
+                .await?;
+            match tag(&reply) {
+                Some("MISSING") => {
+                    self.check_seed_key(op, &keys, session_id).await?;
+                    return Ok(None);
+                }
+                Some("EMPTY") => return Ok(None),
+                Some("OK") => {
+                    let bytes = reply
+                        .into_iter()
+                        .nth(1)
+                        .and_then(value_bytes)
+                        .unwrap_or_default();
+                    match self.codec.decode(&bytes) {
+                        Decoded::Valid(item) => return Ok(Some(item)),
+                        // It looked like an object but is not one: dropped, as corrupt records
+                        // are; pop the next.
+                        _ => continue,
+                    }
+                }
+                Some("CHECK") => {
+                    let mut parts = reply.into_iter().skip(1);
+                    let record = parts.next().and_then(value_bytes).unwrap_or_default();
+                    let above = parts.next().and_then(|v| value_int(&v)).unwrap_or(0);
+                    let len = parts.next().and_then(|v| value_int(&v)).unwrap_or(0);
+                    let decoded = self.codec.decode(&record);
+                    if let Decoded::Unreadable(reason) = &decoded {
+                        return Err(Error::new(
+                            ErrorKind::Unreadable,
+                            op,
+                            format!(
+                                "the newest record is unreadable: {reason}; nothing was removed"
+                            ),
+                        ));
+                    }
+                    let (above, len) = (above.to_string(), len.to_string());
+                    let done = self
+                        .eval(
+                            op,
+                            &self.scripts.pop_at,
+                            &script_keys,
+                            &[ttl.as_bytes(), above.as_bytes(), len.as_bytes(), &record],
+                        )
+                        .await?;
+                    match (tag(&done), decoded) {
+                        (Some("OK"), Decoded::Valid(item)) => return Ok(Some(item)),
+                        (Some("OK" | "CHANGED"), _) => continue,
+                        _ => return Err(unexpected(op, "pop_at", &done)),
+                    }
+                }
+                _ => return Err(unexpected(op, "pop", &reply)),
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Backend,
+            op,
+            format!("the session kept changing under pop_item ({POP_ATTEMPTS} attempts)"),
+        ))
+    }
+
+    pub(super) async fn clear(&self, session_id: &str) -> Result<()> {
+        let keys = SessionKeys::new(&self.prefix, session_id);
+        let reply = self
+            .eval(
+                Operation::ClearSession,
+                &self.scripts.clear,
+                &self.script_keys(&keys),
+                &[],
+            )
+            .await?;
+        match tag(&reply) {
+            Some("OK") => Ok(()),
+            _ => Err(unexpected(Operation::ClearSession, "clear", &reply)),
+        }
+    }
+}
