@@ -185,6 +185,39 @@ impl StoreUrl {
         Ok(opts)
     }
 
+    /// Takes an option given under `name` or one of its `aliases` (names users already write,
+    /// kept working), parsed with `parse`, which receives the name actually used. Giving two
+    /// of them is an error naming both.
+    ///
+    /// ```
+    /// use openai_agents_session::url::{parse_bool, StoreUrl};
+    /// let mut url = StoreUrl::parse("memory://?old_name=true").unwrap();
+    /// let value = url.take_parsed("new_name", &["old_name"], parse_bool).unwrap();
+    /// assert_eq!(value, Some(true));
+    /// assert!(url.options.is_empty());
+    /// ```
+    pub fn take_parsed<T>(
+        &mut self,
+        name: &str,
+        aliases: &[&str],
+        parse: impl Fn(&str, &str) -> Result<T>,
+    ) -> Result<Option<T>> {
+        let mut found: Option<(String, String)> = None;
+        for key in std::iter::once(name).chain(aliases.iter().copied()) {
+            if let Some(value) = self.take_option(key) {
+                if let Some((first, _)) = &found {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        Operation::Open,
+                        format!("options {first:?} and {key:?} are the same option; give one"),
+                    ));
+                }
+                found = Some((key.to_owned(), value));
+            }
+        }
+        found.map(|(key, value)| parse(&key, &value)).transpose()
+    }
+
     /// Fails naming the first option no one took.
     pub fn reject_unknown_options(&self) -> Result<()> {
         match self.options.keys().next() {
@@ -223,8 +256,33 @@ pub fn parse_bool(name: &str, value: &str) -> Result<bool> {
     }
 }
 
+/// Parses a duration option: seconds (decimals allowed, at most a day), or whole milliseconds
+/// when the option's name ends in `_ms` (names users already write, such as
+/// `busy_timeout_ms`). One parser for every duration of every backend.
+///
+/// ```
+/// use std::time::Duration;
+/// use openai_agents_session::url::parse_duration;
+/// assert_eq!(parse_duration("busy_timeout", "2.5").unwrap(), Duration::from_millis(2500));
+/// assert_eq!(parse_duration("busy_timeout_ms", "250").unwrap(), Duration::from_millis(250));
+/// assert!(parse_duration("ttl", "0").is_err());
+/// ```
+pub fn parse_duration(name: &str, value: &str) -> Result<Duration> {
+    if name.ends_with("_ms") {
+        let ms = parse_positive(name, value)?;
+        if ms > 86_400_000 {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                Operation::Open,
+                format!("{name} must be at most a day, got {value:?}"),
+            ));
+        }
+        return Ok(Duration::from_millis(ms));
+    }
+    parse_seconds(name, value)
+}
+
 /// Parses a positive number of seconds (decimals allowed, at most a day).
-#[cfg_attr(not(any(feature = "redis", feature = "dynamodb")), allow(dead_code))]
 pub(crate) fn parse_seconds(name: &str, value: &str) -> Result<Duration> {
     match value.trim().parse::<f64>() {
         Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 => {

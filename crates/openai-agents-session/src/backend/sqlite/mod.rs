@@ -23,9 +23,12 @@ use crate::store::{
     StoreOptions,
 };
 use crate::time::{advance_updated, expiry_after, is_expired, Timestamp};
-use crate::url::{parse_positive, StoreUrl};
+use crate::url::StoreUrl;
 
+mod config;
 mod legacy;
+
+use config::{SqliteConfig, SqliteLayout};
 
 /// The layout version this build writes (kept in `oas_meta`).
 pub const LAYOUT_VERSION: i64 = 1;
@@ -66,10 +69,6 @@ CREATE TABLE IF NOT EXISTS oas_staged (
 );
 ";
 
-/// Default age after which `prune` removes a staged write never committed (URL option
-/// `stale_batch_secs`).
-const STALE_STAGE_MS: i64 = 3_600_000;
-
 /// How often (at most) a write also deletes expired sessions' rows.
 const OPPORTUNISTIC_PRUNE_EVERY_MS: i64 = 60_000;
 /// How many expired sessions one opportunistic prune deletes at most.
@@ -105,7 +104,7 @@ struct Config {
     synchronous: Synchronous,
     busy_timeout: Duration,
     /// Age after which `prune` removes a staged write never committed.
-    stale_stage_ms: i64,
+    stale_stage_after: Duration,
     options: StoreOptions,
 }
 
@@ -128,61 +127,20 @@ struct Inner {
 }
 
 pub(crate) async fn open(mut url: StoreUrl, options: StoreOptions) -> Result<Store> {
-    match url.take_option("layout").as_deref() {
-        None | Some("native") => {}
-        Some("openai-agents") => {
-            let sessions = url.take_option("sessions_table");
-            let messages = url.take_option("messages_table");
-            url.reject_unknown_options()?;
-            return legacy::open(url.location()?, sessions, messages, options);
-        }
-        Some(other) => {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                Operation::Open,
-                format!("layout must be native or openai-agents, got {other:?}"),
-            ))
-        }
-    }
-    let synchronous = match url.take_option("synchronous") {
-        None => Synchronous::Normal,
-        Some(v) => match v.to_ascii_lowercase().as_str() {
-            "normal" => Synchronous::Normal,
-            "full" => Synchronous::Full,
-            _ => {
-                return Err(Error::new(
-                    ErrorKind::InvalidInput,
-                    Operation::Open,
-                    format!("synchronous must be normal or full, got {v:?}"),
-                ))
-            }
-        },
-    };
-    let busy_timeout_ms = match url.take_option("busy_timeout_ms") {
-        Some(v) => parse_positive("busy_timeout_ms", &v)?,
-        None => 5000,
-    };
-    let stale_stage_ms = match url.take_option("stale_batch_secs") {
-        Some(v) => (parse_positive("stale_batch_secs", &v)? as i64).saturating_mul(1000),
-        None => STALE_STAGE_MS,
-    };
-    url.reject_unknown_options()?;
-    let path = url.location()?;
-    if path.is_empty() {
-        return Err(Error::new(
-            ErrorKind::Config,
-            Operation::Open,
-            format!(
-                "{:?} names no file (use sqlite://relative/path.db or sqlite:///absolute/path.db)",
-                url.redacted
-            ),
-        ));
+    let config = SqliteConfig::from_url(&mut url)?;
+    if let SqliteLayout::OpenAiAgents {
+        sessions_table,
+        messages_table,
+    } = config.layout
+    {
+        let path = config.path.to_string_lossy().into_owned();
+        return legacy::open(path, sessions_table, messages_table, options);
     }
     let backend = SqliteBackend::open(Config {
-        path: PathBuf::from(path),
-        synchronous,
-        busy_timeout: Duration::from_millis(busy_timeout_ms),
-        stale_stage_ms,
+        path: config.path,
+        synchronous: config.synchronous,
+        busy_timeout: config.busy_timeout,
+        stale_stage_after: config.stale_stage_after,
         options: options.clone(),
     })
     .await?;
@@ -885,7 +843,8 @@ impl Backend for SqliteBackend {
             let now = Timestamp::now();
             let removed = prune_expired(&tx, now, -1)?;
             let stale = "SELECT id FROM oas_stages WHERE created_at < ?1";
-            let cutoff = now.as_millis() - inner.config.stale_stage_ms;
+            let cutoff = now.as_millis()
+                - i64::try_from(inner.config.stale_stage_after.as_millis()).unwrap_or(i64::MAX);
             tx.prepare_cached(&format!("DELETE FROM oas_staged WHERE stage IN ({stale})"))?
                 .execute([cutoff])?;
             let abandoned = tx
