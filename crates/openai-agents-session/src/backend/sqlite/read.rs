@@ -1,0 +1,175 @@
+//! Reads: the newest items, pages, session info and the session list, each one transaction.
+
+use super::*;
+
+impl Inner {
+    /// One page of the live session's items after sequence `after`.
+    pub(super) fn read_page(
+        &self,
+        conn: &mut Connection,
+        session_id: &str,
+        after: i64,
+        max_bytes: usize,
+    ) -> TxResult<ItemPage> {
+        let now = Timestamp::now();
+        let tx = conn.transaction()?;
+        let Some(row) = find_session(&tx, session_id)? else {
+            return Ok(Ok(ItemPage::default()));
+        };
+        if is_expired(row.expires_at, now) {
+            return Ok(Ok(ItemPage::default()));
+        }
+        let (mut items, mut bytes, mut last) = (Vec::new(), 0usize, after);
+        let mut query = tx.prepare_cached(
+            "SELECT seq, record FROM oas_items WHERE session = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )?;
+        loop {
+            let mut rows = query.query(params![row.key, last, 256])?;
+            let mut fetched = 0;
+            while let Some(r) = rows.next()? {
+                if bytes >= max_bytes {
+                    return Ok(Ok(ItemPage::new(items, Some(last as u64))));
+                }
+                fetched += 1;
+                last = r.get(0)?;
+                if let Decoded::Valid(item) = self.codec.decode(record_bytes(r.get_ref(1)?)) {
+                    bytes += item.len_bytes();
+                    items.push(item);
+                }
+            }
+            if fetched < 256 {
+                return Ok(Ok(ItemPage::new(items, None)));
+            }
+        }
+    }
+
+    pub(super) fn read_tail(
+        &self,
+        conn: &mut Connection,
+        session_id: &str,
+        limit: Option<usize>,
+    ) -> TxResult<Vec<Item>> {
+        let now = Timestamp::now();
+        let refresh = self.config.options.refreshes_on_read();
+        let tx = if refresh {
+            conn.transaction_with_behavior(TransactionBehavior::Immediate)?
+        } else {
+            conn.transaction()?
+        };
+        let Some(row) = find_session(&tx, session_id)? else {
+            return Ok(Ok(Vec::new()));
+        };
+        if is_expired(row.expires_at, now) {
+            return Ok(Ok(Vec::new()));
+        }
+        let mut collector = TailCollector::new(limit);
+        let mut before = i64::MAX;
+        {
+            let mut page_query = tx.prepare_cached(
+                "SELECT seq, record FROM oas_items WHERE session = ?1 AND seq < ?2
+                 ORDER BY seq DESC LIMIT ?3",
+            )?;
+            'pages: loop {
+                // LIMIT -1 is no limit: the whole history in one pass.
+                let page = collector.wanted().map_or(-1, |w| w as i64);
+                let mut rows = page_query.query(params![row.key, before, page])?;
+                let mut fetched = 0i64;
+                while let Some(r) = rows.next()? {
+                    fetched += 1;
+                    before = r.get(0)?;
+                    if collector.push(self.codec.decode(record_bytes(r.get_ref(1)?))) {
+                        break 'pages;
+                    }
+                }
+                if page < 0 || fetched < page {
+                    break;
+                }
+            }
+        }
+        if refresh {
+            tx.prepare_cached("UPDATE oas_sessions SET expires_at = ?2 WHERE id = ?1")?
+                .execute(params![
+                    row.key,
+                    expiry_after(now, self.config.options.ttl).map(Timestamp::as_millis)
+                ])?;
+        }
+        tx.commit()?;
+        Ok(Ok(collector.finish()))
+    }
+
+    pub(super) fn info(
+        &self,
+        conn: &mut Connection,
+        session_id: &str,
+    ) -> TxResult<Option<SessionInfo>> {
+        let now = Timestamp::now();
+        let info = conn
+            .prepare_cached(
+                "SELECT item_count, created_at, updated_at, expires_at FROM oas_sessions
+                 WHERE session_id = ?1",
+            )?
+            .query_row([session_id], |r| {
+                Ok(SessionInfo::new(
+                    session_id,
+                    r.get::<_, i64>(0)?.max(0) as u64,
+                    Timestamp::from_millis(r.get(1)?),
+                    Timestamp::from_millis(r.get(2)?),
+                    r.get::<_, Option<i64>>(3)?.map(Timestamp::from_millis),
+                ))
+            })
+            .optional()?;
+        Ok(Ok(info.filter(|i| !is_expired(i.expires_at, now))))
+    }
+
+    pub(super) fn list(
+        &self,
+        conn: &mut Connection,
+        options: &ListOptions,
+    ) -> TxResult<SessionPage> {
+        let now = Timestamp::now();
+        let prefix = options.prefix.clone().unwrap_or_default();
+        let page_size = options.effective_page_size();
+        // One range on the primary-key index: from the cursor (or the prefix) up to the first
+        // id past every id with this prefix; the byte-wise prefix test stays as the filter.
+        let (lower_op, lower) = match &options.cursor {
+            Some(cursor) if cursor.as_str() >= prefix.as_str() => (">", cursor.clone()),
+            _ => (">=", prefix.clone()),
+        };
+        let upper = prefix_successor(&prefix);
+        let sql = format!(
+            "SELECT session_id FROM oas_sessions
+             WHERE session_id {lower_op} ?1 {}
+               AND substr(CAST(session_id AS BLOB), 1, ?3) = CAST(?2 AS BLOB)
+               AND (expires_at IS NULL OR expires_at > ?4)
+             ORDER BY session_id LIMIT ?5",
+            if upper.is_some() {
+                "AND session_id < ?6"
+            } else {
+                ""
+            }
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut bound: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(6);
+        let (len, now_ms, limit) = (prefix.len() as i64, now.as_millis(), page_size as i64 + 1);
+        bound.extend([
+            &lower as &dyn rusqlite::ToSql,
+            &prefix,
+            &len,
+            &now_ms,
+            &limit,
+        ]);
+        if let Some(upper) = &upper {
+            bound.push(upper);
+        }
+        let mut ids = stmt
+            .query_map(bound.as_slice(), |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let next_cursor = if ids.len() > page_size {
+            ids.truncate(page_size);
+            ids.last().cloned()
+        } else {
+            None
+        };
+        Ok(Ok(SessionPage::new(ids, next_cursor)))
+    }
+}

@@ -1,0 +1,167 @@
+//! Writes: appends (with the opportunistic prune), pops and clears, each one `BEGIN IMMEDIATE`
+//! transaction.
+
+use super::*;
+
+impl Inner {
+    pub(super) fn append(
+        &self,
+        conn: &mut Connection,
+        session_id: &str,
+        records: &[Vec<u8>],
+    ) -> TxResult<()> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let pruned = self.append_in(
+            &tx,
+            session_id,
+            records.len() as i64,
+            |tx, key, next_seq| {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO oas_items (session, seq, record) VALUES (?1, ?2, ?3)",
+                )?;
+                for (offset, record) in records.iter().enumerate() {
+                    insert.execute(params![key, next_seq + offset as i64, record])?;
+                }
+                Ok(())
+            },
+        )?;
+        tx.commit()?;
+        self.note_prune(pruned);
+        Ok(Ok(()))
+    }
+
+    /// Inside a write transaction: finds (or starts) the live session, lets `insert` write
+    /// `count` records from sequence `next_seq` on, and updates the session row. Returns the
+    /// time of the opportunistic prune it ran, if any.
+    pub(super) fn append_in(
+        &self,
+        tx: &Connection,
+        session_id: &str,
+        count: i64,
+        insert: impl FnOnce(&Connection, i64, i64) -> rusqlite::Result<()>,
+    ) -> rusqlite::Result<Option<Timestamp>> {
+        let now = Timestamp::now();
+        let ttl = self.config.options.ttl;
+        let (key, next_seq, previous_update) = match find_session(tx, session_id)? {
+            Some(row) if !is_expired(row.expires_at, now) => {
+                (row.key, row.next_seq, Some(row.updated_at))
+            }
+            Some(row) => {
+                // Expired: the write starts a new, empty session; the old items never reappear.
+                tx.prepare_cached("DELETE FROM oas_items WHERE session = ?1")?
+                    .execute([row.key])?;
+                tx.prepare_cached(
+                    "UPDATE oas_sessions SET created_at = ?2, item_count = 0, next_seq = 1 WHERE id = ?1",
+                )?
+                .execute(params![row.key, now.as_millis()])?;
+                (row.key, 1, None)
+            }
+            None => {
+                tx.prepare_cached(
+                    "INSERT INTO oas_sessions (session_id, created_at, updated_at, expires_at, item_count, next_seq)
+                     VALUES (?1, ?2, ?2, NULL, 0, 1)",
+                )?
+                .execute(params![session_id, now.as_millis()])?;
+                (tx.last_insert_rowid(), 1, None)
+            }
+        };
+        insert(tx, key, next_seq)?;
+        tx.prepare_cached(
+            "UPDATE oas_sessions SET updated_at = ?2, expires_at = ?3,
+                    item_count = item_count + ?4, next_seq = ?5 WHERE id = ?1",
+        )?
+        .execute(params![
+            key,
+            advance_updated(previous_update, now).as_millis(),
+            expiry_after(now, ttl).map(Timestamp::as_millis),
+            count,
+            next_seq + count
+        ])?;
+        let last_prune = self.last_prune_ms.load(Ordering::Relaxed);
+        if now.as_millis() - last_prune > OPPORTUNISTIC_PRUNE_EVERY_MS {
+            // Bounded, so that a large backlog never holds the write lock for long.
+            prune_expired(tx, now, OPPORTUNISTIC_PRUNE_LIMIT)?;
+            return Ok(Some(now));
+        }
+        Ok(None)
+    }
+
+    /// Remembers a committed opportunistic prune.
+    pub(super) fn note_prune(&self, pruned: Option<Timestamp>) {
+        if let Some(at) = pruned {
+            self.last_prune_ms.store(at.as_millis(), Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn pop(&self, conn: &mut Connection, session_id: &str) -> TxResult<Option<Item>> {
+        let now = Timestamp::now();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let Some(row) = find_session(&tx, session_id)? else {
+            return Ok(Ok(None));
+        };
+        if is_expired(row.expires_at, now) {
+            return Ok(Ok(None));
+        }
+        let mut popped = None;
+        let mut lowest_removed = None;
+        let mut removed = 0i64;
+        {
+            let mut newest_first = tx.prepare_cached(
+                "SELECT seq, record FROM oas_items WHERE session = ?1 ORDER BY seq DESC",
+            )?;
+            let mut rows = newest_first.query([row.key])?;
+            while let Some(r) = rows.next()? {
+                let seq: i64 = r.get(0)?;
+                match self.codec.decode(record_bytes(r.get_ref(1)?)) {
+                    Decoded::Valid(item) => {
+                        popped = Some(item);
+                        lowest_removed = Some(seq);
+                        removed += 1;
+                        break;
+                    }
+                    Decoded::Corrupt(reason) => {
+                        tracing::debug!(seq, %reason, "pop_item drops a corrupt record");
+                        lowest_removed = Some(seq);
+                        removed += 1;
+                    }
+                    Decoded::Unreadable(reason) => {
+                        // Dropping `tx` rolls back: nothing is removed.
+                        return Ok(Err(Error::new(
+                            ErrorKind::Unreadable,
+                            Operation::PopItem,
+                            format!("newest record (sequence {seq}) is unreadable: {reason}; nothing was removed"),
+                        )));
+                    }
+                }
+            }
+        }
+        if let Some(lowest) = lowest_removed {
+            tx.prepare_cached("DELETE FROM oas_items WHERE session = ?1 AND seq >= ?2")?
+                .execute(params![row.key, lowest])?;
+            tx.prepare_cached(
+                "UPDATE oas_sessions SET item_count = item_count - ?2, updated_at = ?3, expires_at = ?4
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                row.key,
+                removed,
+                advance_updated(Some(row.updated_at), now).as_millis(),
+                expiry_after(now, self.config.options.ttl).map(Timestamp::as_millis)
+            ])?;
+            tx.commit()?;
+        }
+        Ok(Ok(popped))
+    }
+
+    pub(super) fn clear(&self, conn: &mut Connection, session_id: &str) -> TxResult<()> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.prepare_cached(
+            "DELETE FROM oas_items WHERE session = (SELECT id FROM oas_sessions WHERE session_id = ?1)",
+        )?
+        .execute([session_id])?;
+        tx.prepare_cached("DELETE FROM oas_sessions WHERE session_id = ?1")?
+            .execute([session_id])?;
+        tx.commit()?;
+        Ok(Ok(()))
+    }
+}
