@@ -12,11 +12,12 @@
 //! programs' data read-only).
 //!
 //! Where things are: this file holds the backend type, its connections and its `Backend` impl,
-//! and opens a store from a URL; `layout.rs` the keys and
+//! and opens a store from a URL; `config.rs` reads the URL's options; `layout.rs` the keys and
 //! reply shapes (pure); `scripts.rs` the Lua scripts; `read.rs`, `write.rs`, `staged.rs` and
 //! `prune.rs` the operations; `error.rs` maps driver errors; `conn.rs` and `tls.rs` the sockets
 //! under a URL-opened store; `legacy.rs` the read-only older layouts.
 
+mod config;
 mod conn;
 mod error;
 mod layout;
@@ -32,6 +33,7 @@ mod write;
 /// with the matching version.
 pub use ::redis;
 
+pub use config::Layout;
 pub use layout::{escape_id, unescape_id, SessionKeys, DEFAULT_PREFIX, LAYOUT_VERSION};
 
 use std::sync::Arc;
@@ -51,31 +53,13 @@ use crate::store::{
     Backend, BoxFuture, ListOptions, PruneReport, RawRecords, SessionInfo, SessionPage, Store,
     StoreOptions,
 };
-use crate::url::{parse_bool, parse_positive, parse_seconds, StoreUrl};
+use crate::url::StoreUrl;
 
+use config::{RedisConfig, DEFAULT_CONNECT_TIMEOUT, DEFAULT_STALE_STAGE_AFTER};
 use error::{config_error, map_redis};
 use layout::{value_int, value_string};
 use scripts::{LuaScript, Scripts};
 use staged::RedisStaged;
-
-pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default age after which `prune` deletes a staging list never committed (URL option
-/// `stale_batch_secs`).
-const STALE_STAGE_MS: i64 = 3_600_000;
-
-/// Which layout a store reads and writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Layout {
-    /// This library's layout (read and write).
-    Native,
-    /// The seed's: one list per session at `{prefix}:{session_id}` (read-only).
-    Seed,
-    /// The official Agents SDK `RedisSession`'s: a hash at `{prefix}:{id}` and a list at
-    /// `{prefix}:{id}:messages` (read-only).
-    OpenAiAgents,
-}
 
 /// A connection to Redis: one server or a cluster, either opened by this crate from a URL or
 /// handed over by the caller.
@@ -285,17 +269,6 @@ impl RedisConnection {
     }
 }
 
-/// Options of a Redis store, beyond the shared ones.
-#[derive(Debug, Clone)]
-struct RedisOptions {
-    prefix: String,
-    layout: Layout,
-    connect_timeout: Duration,
-    response_timeout: Duration,
-    tls_ca_file: Option<String>,
-    tls_insecure: bool,
-}
-
 /// The Redis backend. Open it from a URL with [`Store::open`], or from a connection you own
 /// with [`RedisBackend::store_from_connection`].
 #[derive(Debug)]
@@ -309,7 +282,7 @@ pub struct RedisBackend {
     codec: RecordCodec,
     stats: RequestStats,
     /// Age after which `prune` deletes a staging list never committed.
-    stale_batch_ms: i64,
+    stale_stage_after: Duration,
 }
 
 /// Builds a store on a connection the caller owns (and keeps: we never close it), with the
@@ -350,7 +323,7 @@ impl RedisBackend {
             scripts: Scripts::new(),
             codec: RecordCodec::default(),
             stats: RequestStats::default(),
-            stale_batch_ms: STALE_STAGE_MS,
+            stale_stage_after: DEFAULT_STALE_STAGE_AFTER,
         }
     }
 
@@ -538,78 +511,24 @@ impl RawRecords for RedisBackend {
 
 /// Parses a Redis URL and connects.
 pub(crate) async fn open(mut url: StoreUrl, options: StoreOptions) -> Result<Store> {
-    let tls = url.scheme.starts_with("rediss");
-    let layout = match url.take_option("layout").as_deref() {
-        None | Some("native") => Layout::Native,
-        Some("seed") => Layout::Seed,
-        Some("openai-agents") => Layout::OpenAiAgents,
-        Some(other) => {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                Operation::Open,
-                format!("layout must be native, seed or openai-agents, got {other:?}"),
-            ))
-        }
-    };
-    let default_prefix = match layout {
-        Layout::OpenAiAgents => legacy::OPENAI_AGENTS_PREFIX,
-        _ => DEFAULT_PREFIX,
-    };
-    let prefix = url
-        .take_option("prefix")
-        .unwrap_or_else(|| default_prefix.to_owned());
-    if prefix.is_empty() {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            Operation::Open,
-            "prefix must not be empty",
-        ));
-    }
-    let stale_batch_ms = match url.take_option("stale_batch_secs") {
-        Some(v) => (parse_positive("stale_batch_secs", &v)? as i64).saturating_mul(1000),
-        None => STALE_STAGE_MS,
-    };
-    let opts = RedisOptions {
-        prefix,
-        layout,
-        connect_timeout: match url.take_option("connect_timeout") {
-            Some(v) => parse_seconds("connect_timeout", &v)?,
-            None => DEFAULT_CONNECT_TIMEOUT,
-        },
-        response_timeout: match url.take_option("response_timeout") {
-            Some(v) => parse_seconds("response_timeout", &v)?,
-            None => DEFAULT_RESPONSE_TIMEOUT,
-        },
-        tls_ca_file: url.take_option("tls_ca_file"),
-        tls_insecure: match url.take_option("tls_insecure") {
-            Some(v) => parse_bool("tls_insecure", &v)?,
-            None => false,
-        },
-    };
-    url.reject_unknown_options()?;
-    if !tls && (opts.tls_ca_file.is_some() || opts.tls_insecure) {
-        return Err(config_error(format!(
-            "tls_ca_file and tls_insecure need a rediss:// URL, not {:?}",
-            url.redacted
-        )));
-    }
-    if opts.tls_insecure {
+    let config = RedisConfig::from_url(&mut url)?;
+    if config.tls_insecure {
         tracing::warn!("tls_insecure=true: the Redis server's TLS certificate is not verified");
     }
-    let conn = connect(&url, &opts).await?;
-    Ok(match opts.layout {
+    let conn = connect(&url, &config).await?;
+    Ok(match config.layout {
         Layout::Native => {
-            let mut backend = RedisBackend::new(conn, opts.prefix, options.clone());
-            backend.stale_batch_ms = stale_batch_ms;
+            let mut backend = RedisBackend::new(conn, config.prefix, options.clone());
+            backend.stale_stage_after = config.stale_stage_after;
             Store::from_backend(Arc::new(backend), options)
         }
-        legacy_layout => legacy::store(conn, legacy_layout, opts.prefix, options),
+        legacy_layout => legacy::store(conn, legacy_layout, config.prefix, options),
     })
 }
 
 /// Connects as the URL and its options say: one server or a cluster, over sockets of
 /// [`conn`] (which the retry rule needs), within `connect_timeout + response_timeout`.
-async fn connect(url: &StoreUrl, opts: &RedisOptions) -> Result<RedisConnection> {
+async fn connect(url: &StoreUrl, opts: &RedisConfig) -> Result<RedisConnection> {
     let cluster = url.scheme.ends_with("+cluster");
     let tls = url.scheme.starts_with("rediss");
     install_crypto_provider();
@@ -773,23 +692,4 @@ fn install_crypto_provider() {
         // Fails only when the application installed one already, which is then used.
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn seconds_accept_decimals() {
-        assert_eq!(
-            parse_seconds("t", "0.5").unwrap(),
-            Duration::from_millis(500)
-        );
-        for bad in ["0", "-1", "abc", "inf", "NaN"] {
-            assert_eq!(
-                parse_seconds("t", bad).unwrap_err().kind(),
-                ErrorKind::InvalidInput
-            );
-        }
-    }
 }

@@ -17,7 +17,8 @@ impl RedisBackend {
     pub(super) async fn prune_staged(&self) -> Result<PruneReport> {
         let op = Operation::Prune;
         let pattern = stage_pattern(&self.prefix);
-        let cutoff = Timestamp::now().as_millis() - self.stale_batch_ms;
+        let stale_ms = i64::try_from(self.stale_stage_after.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = Timestamp::now().as_millis() - stale_ms;
         let mut options = ListOptions::default().page_size(1000);
         let mut removed = 0u64;
         loop {

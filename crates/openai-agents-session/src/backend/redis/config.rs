@@ -1,0 +1,238 @@
+//! The options of a Redis store URL, beyond the shared ones (`docs/storage/redis.md`, "URLs and
+//! options"), read in one place: [`RedisConfig::from_url`].
+
+use std::time::Duration;
+
+use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::url::{parse_bool, parse_positive, parse_seconds, StoreUrl};
+
+use super::error::config_error;
+use super::layout::DEFAULT_PREFIX;
+use super::legacy::OPENAI_AGENTS_PREFIX;
+
+pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default age after which `prune` deletes the staging list of a write never committed.
+pub(super) const DEFAULT_STALE_STAGE_AFTER: Duration = Duration::from_secs(3600);
+
+/// Which layout a store reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Layout {
+    /// This library's layout (read and write).
+    Native,
+    /// The seed's: one list per session at `{prefix}:{session_id}` (read-only).
+    Seed,
+    /// The official Agents SDK `RedisSession`'s: a hash at `{prefix}:{id}` and a list at
+    /// `{prefix}:{id}:messages` (read-only).
+    OpenAiAgents,
+}
+
+/// Options of a Redis store, beyond the shared ones.
+#[derive(Debug, Clone)]
+pub(super) struct RedisConfig {
+    /// `prefix`: the first part of every key (default: the layout's).
+    pub prefix: String,
+    /// `layout`: `native`, or an older program's layout to read.
+    pub layout: Layout,
+    /// `connect_timeout` (seconds, decimals allowed).
+    pub connect_timeout: Duration,
+    /// `response_timeout` (seconds, decimals allowed).
+    pub response_timeout: Duration,
+    /// `tls_ca_file`: the PEM file of the CA to trust instead of the system roots.
+    pub tls_ca_file: Option<String>,
+    /// `tls_insecure`: skip verifying the server's certificate.
+    pub tls_insecure: bool,
+    /// `stale_batch_secs` (whole seconds): age after which `prune` deletes a staging list
+    /// never committed.
+    pub stale_stage_after: Duration,
+}
+
+impl RedisConfig {
+    /// Takes this backend's options out of `url` (the caller has taken the shared ones) and
+    /// fails on any option left, naming it.
+    pub(super) fn from_url(url: &mut StoreUrl) -> Result<Self> {
+        let layout = take(url, "layout", parse_layout)?.unwrap_or(Layout::Native);
+        let prefix = take(url, "prefix", parse_prefix)?.unwrap_or_else(|| {
+            match layout {
+                Layout::OpenAiAgents => OPENAI_AGENTS_PREFIX,
+                _ => DEFAULT_PREFIX,
+            }
+            .to_owned()
+        });
+        let stale_stage_after = take(url, "stale_batch_secs", parse_whole_seconds)?
+            .unwrap_or(DEFAULT_STALE_STAGE_AFTER);
+        let config = RedisConfig {
+            prefix,
+            layout,
+            connect_timeout: take(url, "connect_timeout", parse_seconds)?
+                .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            response_timeout: take(url, "response_timeout", parse_seconds)?
+                .unwrap_or(DEFAULT_RESPONSE_TIMEOUT),
+            tls_ca_file: take(url, "tls_ca_file", |_, v| Ok(v.to_owned()))?,
+            tls_insecure: take(url, "tls_insecure", parse_bool)?.unwrap_or(false),
+            stale_stage_after,
+        };
+        url.reject_unknown_options()?;
+        let tls = url.scheme.starts_with("rediss");
+        if !tls && (config.tls_ca_file.is_some() || config.tls_insecure) {
+            return Err(config_error(format!(
+                "tls_ca_file and tls_insecure need a rediss:// URL, not {:?}",
+                url.redacted
+            )));
+        }
+        Ok(config)
+    }
+}
+
+/// Takes option `key` and parses it with `parse(key, value)`, so that the key is named once,
+/// and error messages name it.
+fn take<T>(
+    url: &mut StoreUrl,
+    key: &str,
+    parse: impl FnOnce(&str, &str) -> Result<T>,
+) -> Result<Option<T>> {
+    url.take_option(key).map(|v| parse(key, &v)).transpose()
+}
+
+fn parse_layout(key: &str, value: &str) -> Result<Layout> {
+    match value {
+        "native" => Ok(Layout::Native),
+        "seed" => Ok(Layout::Seed),
+        "openai-agents" => Ok(Layout::OpenAiAgents),
+        other => Err(invalid(format!(
+            "{key} must be native, seed or openai-agents, got {other:?}"
+        ))),
+    }
+}
+
+fn parse_prefix(key: &str, value: &str) -> Result<String> {
+    if value.is_empty() {
+        return Err(invalid(format!("{key} must not be empty")));
+    }
+    Ok(value.to_owned())
+}
+
+/// Whole seconds, as `stale_batch_secs` has always been written.
+fn parse_whole_seconds(key: &str, value: &str) -> Result<Duration> {
+    parse_positive(key, value).map(Duration::from_secs)
+}
+
+fn invalid(message: String) -> Error {
+    Error::new(ErrorKind::InvalidInput, Operation::Open, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: &str) -> Result<RedisConfig> {
+        let mut url = StoreUrl::parse(url)?;
+        url.take_store_options()?;
+        RedisConfig::from_url(&mut url)
+    }
+
+    fn error(url: &str) -> (ErrorKind, String) {
+        let e = config(url).unwrap_err();
+        (e.kind(), e.message().to_owned())
+    }
+
+    #[test]
+    fn seconds_accept_decimals() {
+        assert_eq!(
+            parse_seconds("t", "0.5").unwrap(),
+            Duration::from_millis(500)
+        );
+        for bad in ["0", "-1", "abc", "inf", "NaN"] {
+            assert_eq!(
+                parse_seconds("t", bad).unwrap_err().kind(),
+                ErrorKind::InvalidInput
+            );
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config("redis://localhost/").unwrap();
+        assert_eq!(c.prefix, DEFAULT_PREFIX);
+        assert_eq!(c.layout, Layout::Native);
+        assert_eq!(c.connect_timeout, Duration::from_secs(5));
+        assert_eq!(c.response_timeout, Duration::from_secs(10));
+        assert_eq!(c.tls_ca_file, None);
+        assert!(!c.tls_insecure);
+        assert_eq!(c.stale_stage_after, Duration::from_secs(3600));
+        let c = config("redis://localhost/?layout=openai-agents").unwrap();
+        assert_eq!(c.prefix, OPENAI_AGENTS_PREFIX);
+        let c = config("redis://localhost/?layout=seed").unwrap();
+        assert_eq!(
+            (c.layout, c.prefix.as_str()),
+            (Layout::Seed, DEFAULT_PREFIX)
+        );
+    }
+
+    #[test]
+    fn every_option_is_read() {
+        let c = config(
+            "rediss+cluster://h1:1,h2:2/?prefix=app&layout=native&connect_timeout=0.25\
+             &response_timeout=3&tls_ca_file=/ca.pem&tls_insecure=yes&stale_batch_secs=90&ttl=60",
+        )
+        .unwrap();
+        assert_eq!(c.prefix, "app");
+        assert_eq!(c.layout, Layout::Native);
+        assert_eq!(c.connect_timeout, Duration::from_millis(250));
+        assert_eq!(c.response_timeout, Duration::from_secs(3));
+        assert_eq!(c.tls_ca_file.as_deref(), Some("/ca.pem"));
+        assert!(c.tls_insecure);
+        assert_eq!(c.stale_stage_after, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn bad_options_are_named() {
+        let cases = [
+            (
+                "redis://h/?layout=v2",
+                ErrorKind::InvalidInput,
+                "layout must be native, seed or openai-agents, got \"v2\"",
+            ),
+            (
+                "redis://h/?prefix=",
+                ErrorKind::InvalidInput,
+                "prefix must not be empty",
+            ),
+            (
+                "redis://h/?stale_batch_secs=1.5",
+                ErrorKind::InvalidInput,
+                "stale_batch_secs must be a positive whole number, got \"1.5\"",
+            ),
+            (
+                "redis://h/?connect_timeout=0",
+                ErrorKind::InvalidInput,
+                "connect_timeout must be a positive number of seconds (decimals allowed), got \"0\"",
+            ),
+            (
+                "redis://h/?response_timeout=x",
+                ErrorKind::InvalidInput,
+                "response_timeout must be a positive number of seconds (decimals allowed), got \"x\"",
+            ),
+            (
+                "rediss://h/?tls_insecure=maybe",
+                ErrorKind::InvalidInput,
+                "tls_insecure must be true or false, got \"maybe\"",
+            ),
+            (
+                "redis://h/?tls_insecure=true",
+                ErrorKind::Config,
+                "tls_ca_file and tls_insecure need a rediss:// URL, not \"redis://h/?tls_insecure=true\"",
+            ),
+        ];
+        for (url, kind, message) in cases {
+            assert_eq!(error(url), (kind, message.to_owned()), "{url}");
+        }
+        let (kind, message) = error("redis://h/?prefix=a&stale_batch_ms=5");
+        assert_eq!(kind, ErrorKind::Config);
+        assert!(
+            message.contains("unknown option \"stale_batch_ms\""),
+            "{message}"
+        );
+    }
+}
