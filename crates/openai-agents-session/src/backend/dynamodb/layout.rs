@@ -1,0 +1,746 @@
+//! The storage layout (`docs/storage/dynamodb.md`): sort keys, attribute names, the metadata
+//! item and its version gate, expression maps, and records compressed then split into parts.
+//! Pure functions only: everything that talks to DynamoDB lives in the other files.
+
+use std::collections::{HashMap, HashSet};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::codec::RecordCodec;
+use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::item::Item;
+
+/// The layout version written into every session's metadata item (`v`).
+pub const LAYOUT_VERSION: i64 = 1;
+/// The name of the sparse global secondary index over metadata items (for listing).
+pub const SESSIONS_INDEX: &str = "sessions";
+/// The largest record stored in one DynamoDB item; larger ones are compressed, then split.
+pub const PART_BYTES: usize = 350_000;
+/// Metadata attributes naming uncommitted batches start with this.
+pub(super) const PENDING_PREFIX: &str = "p_";
+/// Metadata attributes naming the generation a pending replace writes start with this.
+pub(super) const REPLACING_PREFIX: &str = "q_";
+/// The sort key of a session's metadata item.
+pub(super) const META_SK: &str = "m";
+
+/// A DynamoDB item: attribute name -> value.
+pub(super) type Row = HashMap<String, AttributeValue>;
+
+/// What the metadata item says, as far as a writer needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum MetaState {
+    Missing,
+    /// `stamp`: the oldest `ttl` stamp on the session's records (0: none).
+    Live {
+        gen: i64,
+        next: i64,
+        updated: i64,
+        stamp: i64,
+    },
+    Expired {
+        gen: i64,
+    },
+}
+
+#[derive(Debug, Clone, Default)]
+pub(super) struct Meta {
+    pub(super) gen: i64,
+    pub(super) next: i64,
+    pub(super) count: i64,
+    pub(super) created_at: i64,
+    pub(super) updated_at: i64,
+    pub(super) expires_at: Option<i64>,
+    pub(super) stamp: Option<i64>,
+    pub(super) pending: HashSet<String>,
+    /// Pending replaces: batch id -> the generation they write (`q_<batch>`).
+    pub(super) replacing: HashMap<String, i64>,
+    /// Pending batches older than the stale threshold (filled in by `prune`).
+    pub(super) abandoned: HashSet<String>,
+}
+
+impl Meta {
+    pub(super) fn parse(item: &Row) -> Result<Meta> {
+        let num = |k: &str| num_attr(item, k);
+        if let Some(v) = num("v") {
+            if v > LAYOUT_VERSION {
+                return Err(Error::new(
+                    ErrorKind::UnsupportedFormat,
+                    Operation::Open,
+                    format!("the session's metadata has layout version {v}; this build reads up to {LAYOUT_VERSION}"),
+                ));
+            }
+        }
+        Ok(Meta {
+            gen: num("gen").unwrap_or(0),
+            next: num("next").unwrap_or(0),
+            count: num("count").unwrap_or(0),
+            created_at: num("created_at").unwrap_or(0),
+            updated_at: num("updated_at").unwrap_or(0),
+            expires_at: num("expires_at"),
+            stamp: num("stamp"),
+            // Pending (uncommitted) batches are top-level attributes `p_<batch id>`.
+            pending: item
+                .keys()
+                .filter_map(|k| k.strip_prefix(PENDING_PREFIX))
+                .map(str::to_owned)
+                .collect(),
+            replacing: item
+                .iter()
+                .filter_map(|(k, v)| {
+                    let batch = k.strip_prefix(REPLACING_PREFIX)?;
+                    Some((batch.to_owned(), v.as_n().ok()?.parse::<i64>().ok()?))
+                })
+                .collect(),
+            abandoned: HashSet::new(),
+        })
+    }
+
+    pub(super) fn expired(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    pub(super) fn state(&self, now: i64) -> MetaState {
+        if self.expired(now) {
+            MetaState::Expired { gen: self.gen }
+        } else {
+            MetaState::Live {
+                gen: self.gen,
+                next: self.next,
+                updated: self.updated_at,
+                stamp: self.stamp.unwrap_or(0),
+            }
+        }
+    }
+}
+
+pub(super) fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub(super) fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+/// A number attribute, when present and a whole number.
+pub(super) fn num_attr(item: &Row, name: &str) -> Option<i64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse::<i64>().ok())
+}
+
+/// A string attribute, when present and a string.
+pub(super) fn str_attr<'a>(item: &'a Row, name: &str) -> Option<&'a String> {
+    item.get(name).and_then(|v| v.as_s().ok())
+}
+
+/// The sort key of an item.
+pub(super) fn sk_of(item: &Row) -> Option<&str> {
+    str_attr(item, "sk").map(String::as_str)
+}
+
+/// The batch a record was written by (the commit protocol tags its records with `b`).
+pub(super) fn batch_of(item: &Row) -> Option<&str> {
+    str_attr(item, "b").map(String::as_str)
+}
+
+/// How many parts a split record has (0: not split).
+pub(super) fn parts_of(item: &Row) -> usize {
+    item.get("parts")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0)
+}
+
+pub(super) fn item_sk(gen: i64, seq: i64) -> String {
+    format!("i#{gen:020}#{seq:020}")
+}
+
+pub(super) fn item_prefix(gen: i64) -> String {
+    format!("i#{gen:020}#")
+}
+
+/// The prefix of every part of every split record of a generation.
+pub(super) fn gen_part_prefix(gen: i64) -> String {
+    format!("c#{gen:020}#")
+}
+
+pub(super) fn part_prefix(gen: i64, seq: i64) -> String {
+    format!("c#{gen:020}#{seq:020}#")
+}
+
+pub(super) fn part_sk(gen: i64, seq: i64, k: usize) -> String {
+    format!("c#{gen:020}#{seq:020}#{k:05}")
+}
+
+/// The sequence of a record's sort key (of a part's: its index).
+pub(super) fn seq_of(sk: &str) -> Option<i64> {
+    sk.rsplit('#').next()?.parse().ok()
+}
+
+/// The generation of a record's or a part's sort key.
+pub(super) fn gen_of(sk: &str) -> Option<i64> {
+    sk.split('#').nth(1).and_then(|g| g.parse::<i64>().ok())
+}
+
+/// The metadata attribute marking `batch` pending.
+pub(super) fn pending_attr(batch: &str) -> String {
+    format!("{PENDING_PREFIX}{batch}")
+}
+
+/// The metadata attribute naming the generation a pending replace `batch` writes.
+pub(super) fn replacing_attr(batch: &str) -> String {
+    format!("{REPLACING_PREFIX}{batch}")
+}
+
+/// The primary key of an item of the session.
+pub(super) fn item_key(session_id: &str, sk: impl Into<String>) -> Row {
+    HashMap::from([("pk".to_owned(), s(session_id)), ("sk".to_owned(), s(sk))])
+}
+
+pub(super) fn meta_key(session_id: &str) -> Row {
+    item_key(session_id, META_SK)
+}
+
+/// The key of a session's metadata item in the `sessions` index (a listing cursor).
+pub(super) fn index_key(session_id: &str) -> Row {
+    HashMap::from([
+        ("lk".to_owned(), s("s")),
+        ("sid".to_owned(), s(session_id)),
+        ("pk".to_owned(), s(session_id)),
+        ("sk".to_owned(), s(META_SK)),
+    ])
+}
+
+/// The metadata item of a new session (or of a new life after expiry). `expiry`: the
+/// session's `expires_at` (ms) and its records' `ttl` stamp (s), when it has a TTL.
+pub(super) fn meta_item(
+    session_id: &str,
+    gen: i64,
+    next: i64,
+    count: i64,
+    now: i64,
+    expiry: Option<(i64, i64)>,
+    pending: Option<&str>,
+) -> Row {
+    let mut item = meta_key(session_id);
+    for (k, v) in [
+        ("v", n(LAYOUT_VERSION)),
+        ("gen", n(gen)),
+        ("next", n(next)),
+        ("count", n(count)),
+        ("created_at", n(now)),
+        ("updated_at", n(now)),
+        ("lk", s("s")),
+        ("sid", s(session_id)),
+    ] {
+        item.insert(k.to_owned(), v);
+    }
+    if let Some((at, ttl)) = expiry {
+        item.insert("expires_at".to_owned(), n(at));
+        item.insert("ttl".to_owned(), n(ttl));
+        item.insert("stamp".to_owned(), n(ttl));
+    }
+    if let Some(batch) = pending {
+        item.insert(pending_attr(batch), n(now));
+    }
+    item
+}
+
+/// Expression attribute names and values, as the SDK's setters take them.
+pub(super) type ExprMaps = (
+    Option<HashMap<String, String>>,
+    Option<HashMap<String, AttributeValue>>,
+);
+
+/// Expression attribute names and values for a set of expressions: only the `#name`s and
+/// `:value`s that appear (DynamoDB rejects unused ones).
+pub(super) fn expr_maps(
+    texts: &[&str],
+    values: Vec<(&str, AttributeValue)>,
+    extra_names: &[(&str, &str)],
+) -> ExprMaps {
+    const NAMES: &[(&str, &str)] = &[
+        ("#pk", "pk"),
+        ("#gen", "gen"),
+        ("#next", "next"),
+        ("#count", "count"),
+        ("#ttl", "ttl"),
+        ("#exp", "expires_at"),
+        ("#upd", "updated_at"),
+        ("#cre", "created_at"),
+        ("#stamp", "stamp"),
+        ("#v", "v"),
+        ("#lk", "lk"),
+        ("#sid", "sid"),
+    ];
+    let joined = texts.join(" ");
+    let tokens: HashSet<&str> = joined
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '#' || c == ':' || c == '_'))
+        .filter(|t| t.starts_with('#') || t.starts_with(':'))
+        .collect();
+    let names: HashMap<String, String> = NAMES
+        .iter()
+        .chain(extra_names.iter())
+        .filter(|(k, _)| tokens.contains(k))
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let values: HashMap<String, AttributeValue> = values
+        .into_iter()
+        .filter(|(k, _)| tokens.contains(k))
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    (
+        (!names.is_empty()).then_some(names),
+        (!values.is_empty()).then_some(values),
+    )
+}
+
+/// A new session, or a new life after expiry: its generation (newer than any earlier one, so
+/// records of an earlier life never reappear) and the condition that the metadata is still
+/// missing, or still the expired life we saw, with the condition's names and values.
+pub(super) fn new_life(state: MetaState, now: i64) -> (i64, &'static str, ExprMaps) {
+    let (gen, cond, old) = match state {
+        MetaState::Expired { gen } => (gen.max(now) + 1, "#gen = :old AND #exp <= :now", gen),
+        _ => (now, "attribute_not_exists(#pk)", 0),
+    };
+    (
+        gen,
+        cond,
+        expr_maps(&[cond], vec![(":old", n(old)), (":now", n(now))], &[]),
+    )
+}
+
+/// A prepared record: inline, or split into parts.
+pub(super) struct Prepared {
+    pub(super) head: Option<Vec<u8>>,
+    pub(super) parts: Vec<Vec<u8>>,
+}
+
+impl Prepared {
+    pub(super) fn bytes(&self) -> usize {
+        self.head.as_ref().map_or(0, Vec::len) + self.parts.iter().map(Vec::len).sum::<usize>()
+    }
+    pub(super) fn actions(&self) -> usize {
+        1 + self.parts.len()
+    }
+}
+
+/// Makes a record fit DynamoDB's item size limit: inline when small enough, else compressed
+/// and, when still too large, split into parts of [`PART_BYTES`].
+pub(super) fn prepare(codec: &RecordCodec, record: Vec<u8>) -> Prepared {
+    if record.len() <= PART_BYTES {
+        return Prepared {
+            head: Some(record),
+            parts: Vec::new(),
+        };
+    }
+    // Compress large plain records (the codec keeps the smaller form), then split.
+    let record = match Item::from_json_slice(&record) {
+        Ok(item) => codec.encode_compressed(&item),
+        Err(_) => record,
+    };
+    if record.len() <= PART_BYTES {
+        return Prepared {
+            head: Some(record),
+            parts: Vec::new(),
+        };
+    }
+    Prepared {
+        head: None,
+        parts: record.chunks(PART_BYTES).map(<[u8]>::to_vec).collect(),
+    }
+}
+
+/// The items that store prepared records from sequence `start` of generation `gen`: each
+/// record item followed by its parts.
+pub(super) fn record_items(
+    session_id: &str,
+    gen: i64,
+    start: i64,
+    prepared: &[Prepared],
+    ttl: Option<i64>,
+    batch: Option<&str>,
+) -> Vec<Row> {
+    let mut out = Vec::new();
+    for (i, p) in prepared.iter().enumerate() {
+        let seq = start + i as i64;
+        let mut head = item_key(session_id, item_sk(gen, seq));
+        match &p.head {
+            Some(bytes) => {
+                head.insert("r".to_owned(), AttributeValue::B(bytes.clone().into()));
+            }
+            None => {
+                head.insert("parts".to_owned(), n(p.parts.len() as i64));
+            }
+        }
+        if let Some(t) = ttl {
+            head.insert("ttl".to_owned(), n(t));
+        }
+        if let Some(b) = batch {
+            head.insert("b".to_owned(), s(b));
+        }
+        out.push(head);
+        for (k, part) in p.parts.iter().enumerate() {
+            let mut item = item_key(session_id, part_sk(gen, seq, k));
+            item.insert("r".to_owned(), AttributeValue::B(part.clone().into()));
+            if let Some(t) = ttl {
+                item.insert("ttl".to_owned(), n(t));
+            }
+            out.push(item);
+        }
+    }
+    out
+}
+
+/// Where a record item's bytes are.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Body<'a> {
+    /// In the item itself (`r`).
+    Inline(&'a [u8]),
+    /// In `parts` items under [`part_prefix`]`(gen, seq)`.
+    Split { seq: i64, parts: usize },
+    /// Nowhere this build can find: the record is corrupt.
+    Missing,
+}
+
+pub(super) fn body_of(item: &Row) -> Body<'_> {
+    if let Some(AttributeValue::B(b)) = item.get("r") {
+        return Body::Inline(b.as_ref());
+    }
+    match sk_of(item).and_then(seq_of) {
+        Some(seq) => Body::Split {
+            seq,
+            parts: parts_of(item),
+        },
+        None => Body::Missing,
+    }
+}
+
+/// A split record's bytes from the part items found under its prefix (in sort-key order), or
+/// nothing when a part is missing: that makes the record corrupt, not an error.
+pub(super) fn reassemble(parts: usize, found: &[Row]) -> Vec<u8> {
+    if found.len() != parts || parts == 0 {
+        return Vec::new();
+    }
+    let mut bytes = Vec::new();
+    for part in found {
+        if let Some(AttributeValue::B(b)) = part.get("r") {
+            bytes.extend_from_slice(b.as_ref());
+        }
+    }
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Decoded;
+
+    #[test]
+    fn sort_keys_round_trip_and_sort_as_the_queries_need() {
+        for (gen, seq) in [
+            (0, 0),
+            (1, 9),
+            (1_733_000_000_000, 123_456),
+            (i64::MAX, i64::MAX),
+        ] {
+            let sk = item_sk(gen, seq);
+            assert!(sk.starts_with(&item_prefix(gen)));
+            assert_eq!(seq_of(&sk), Some(seq));
+            assert_eq!(gen_of(&sk), Some(gen));
+            for k in [0usize, 7, 99_999] {
+                let part = part_sk(gen, seq, k);
+                assert!(part.starts_with(&part_prefix(gen, seq)));
+                assert!(part.starts_with(&gen_part_prefix(gen)));
+                assert_eq!(gen_of(&part), Some(gen));
+                assert_eq!(seq_of(&part), Some(k as i64));
+            }
+        }
+        // Zero padding: lexical order is numeric order.
+        assert!(item_sk(1, 9) < item_sk(1, 10));
+        assert!(item_sk(1, i64::MAX) < item_sk(2, 0));
+        assert!(part_sk(1, 1, 9) < part_sk(1, 1, 10));
+        // One descending Query from `m` down meets the metadata, then records, then parts.
+        assert!(item_sk(i64::MAX, i64::MAX).as_str() < META_SK);
+        assert!(part_sk(i64::MAX, i64::MAX, 99_999) < item_sk(0, 0));
+        assert_eq!(gen_of(META_SK), None);
+        assert_eq!(seq_of(META_SK), None);
+        assert_eq!(seq_of("i#x#y"), None);
+    }
+
+    #[test]
+    fn meta_item_parses_back() {
+        let item = meta_item("s1", 42, 5, 3, 1_000, Some((61_000, 70)), Some("b1"));
+        assert_eq!(str_attr(&item, "pk").map(String::as_str), Some("s1"));
+        assert_eq!(sk_of(&item), Some(META_SK));
+        assert_eq!(item.get("lk"), Some(&s("s")));
+        assert_eq!(item.get("sid"), Some(&s("s1")));
+        assert_eq!(num_attr(&item, "v"), Some(LAYOUT_VERSION));
+        assert_eq!(num_attr(&item, "ttl"), Some(70));
+        let meta = Meta::parse(&item).unwrap();
+        assert_eq!((meta.gen, meta.next, meta.count), (42, 5, 3));
+        assert_eq!((meta.created_at, meta.updated_at), (1_000, 1_000));
+        assert_eq!((meta.expires_at, meta.stamp), (Some(61_000), Some(70)));
+        assert_eq!(meta.pending, HashSet::from(["b1".to_owned()]));
+        assert!(meta.replacing.is_empty() && meta.abandoned.is_empty());
+        assert!(!meta.expired(60_999));
+        assert!(meta.expired(61_000));
+        assert_eq!(
+            meta.state(1_000),
+            MetaState::Live {
+                gen: 42,
+                next: 5,
+                updated: 1_000,
+                stamp: 70
+            }
+        );
+        assert_eq!(meta.state(61_000), MetaState::Expired { gen: 42 });
+
+        let plain = Meta::parse(&meta_item("s2", 1, 0, 0, 5, None, None)).unwrap();
+        assert_eq!((plain.expires_at, plain.stamp), (None, None));
+        assert!(plain.pending.is_empty());
+        assert!(!plain.expired(i64::MAX));
+        assert_eq!(
+            plain.state(0),
+            MetaState::Live {
+                gen: 1,
+                next: 0,
+                updated: 5,
+                stamp: 0
+            }
+        );
+    }
+
+    #[test]
+    fn meta_names_pending_batches_and_replaces() {
+        let mut item = meta_item("s", 7, 0, 0, 0, None, Some("a"));
+        item.insert(pending_attr("b"), n(3));
+        item.insert(replacing_attr("b"), n(8));
+        assert_eq!(pending_attr("b"), "p_b");
+        assert_eq!(replacing_attr("b"), "q_b");
+        let meta = Meta::parse(&item).unwrap();
+        assert_eq!(
+            meta.pending,
+            HashSet::from(["a".to_owned(), "b".to_owned()])
+        );
+        assert_eq!(meta.replacing, HashMap::from([("b".to_owned(), 8)]));
+    }
+
+    #[test]
+    fn a_newer_layout_version_is_refused() {
+        let mut item = meta_item("s", 1, 0, 0, 0, None, None);
+        item.insert("v".to_owned(), n(LAYOUT_VERSION + 1));
+        let e = Meta::parse(&item).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::UnsupportedFormat);
+        assert_eq!(e.operation(), Operation::Open);
+        assert_eq!(
+            e.message(),
+            format!(
+                "the session's metadata has layout version {}; this build reads up to {LAYOUT_VERSION}",
+                LAYOUT_VERSION + 1
+            )
+        );
+        // The current version and an older or absent one read.
+        for v in [Some(LAYOUT_VERSION), Some(0), None] {
+            let mut item = meta_item("s", 1, 0, 0, 0, None, None);
+            match v {
+                Some(v) => item.insert("v".to_owned(), n(v)),
+                None => item.remove("v"),
+            };
+            assert_eq!(Meta::parse(&item).unwrap().gen, 1);
+        }
+    }
+
+    #[test]
+    fn malformed_meta_attributes_read_as_absent() {
+        let item = HashMap::from([
+            ("pk".to_owned(), s("s")),
+            ("sk".to_owned(), s(META_SK)),
+            ("v".to_owned(), s("99")), // not a number: no version gate
+            ("gen".to_owned(), n(3)),
+            ("next".to_owned(), AttributeValue::N("1.5".into())),
+            ("count".to_owned(), AttributeValue::Bool(true)),
+            ("expires_at".to_owned(), AttributeValue::N("junk".into())),
+            (replacing_attr("x"), s("9")), // a replace without a number is ignored
+            (replacing_attr("y"), n(4)),
+        ]);
+        let meta = Meta::parse(&item).unwrap();
+        assert_eq!((meta.gen, meta.next, meta.count), (3, 0, 0));
+        assert_eq!(meta.expires_at, None);
+        assert_eq!(meta.replacing, HashMap::from([("y".to_owned(), 4)]));
+        let empty = Meta::parse(&HashMap::new()).unwrap();
+        assert_eq!((empty.gen, empty.next, empty.stamp), (0, 0, None));
+    }
+
+    #[test]
+    fn expression_maps_hold_only_what_the_expressions_use() {
+        let (names, values) = expr_maps(
+            &[
+                "#gen = :gen AND attribute_not_exists(#pk)",
+                "SET #next = :n2, #b = :now REMOVE #stamp",
+            ],
+            vec![
+                (":gen", n(1)),
+                (":n2", n(2)),
+                (":now", n(3)),
+                (":n", n(4)), // a prefix of `:n2`, unused
+                (":unused", n(5)),
+            ],
+            &[("#b", "p_batch"), ("#q", "q_batch")],
+        );
+        let names = names.unwrap();
+        assert_eq!(
+            names,
+            HashMap::from(
+                [
+                    ("#gen", "gen"),
+                    ("#pk", "pk"),
+                    ("#next", "next"),
+                    ("#stamp", "stamp"),
+                    ("#b", "p_batch"),
+                ]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            )
+        );
+        let values = values.unwrap();
+        assert_eq!(
+            values,
+            HashMap::from([
+                (":gen".to_owned(), n(1)),
+                (":n2".to_owned(), n(2)),
+                (":now".to_owned(), n(3)),
+            ])
+        );
+        // Nothing used: no maps at all (DynamoDB rejects empty ones).
+        assert_eq!(
+            expr_maps(&["REMOVE x"], vec![(":a", n(1))], &[]),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn a_new_life_is_newer_than_the_expired_one() {
+        let (gen, cond, (names, values)) = new_life(MetaState::Missing, 1_000);
+        assert_eq!((gen, cond), (1_000, "attribute_not_exists(#pk)"));
+        assert_eq!(
+            names,
+            Some(HashMap::from([("#pk".to_owned(), "pk".to_owned())]))
+        );
+        assert_eq!(values, None);
+
+        let (gen, cond, (names, values)) = new_life(MetaState::Expired { gen: 5_000 }, 1_000);
+        assert_eq!((gen, cond), (5_001, "#gen = :old AND #exp <= :now"));
+        assert_eq!(names.unwrap().len(), 2);
+        assert_eq!(
+            values,
+            Some(HashMap::from([
+                (":old".to_owned(), n(5_000)),
+                (":now".to_owned(), n(1_000)),
+            ]))
+        );
+        assert_eq!(new_life(MetaState::Expired { gen: 10 }, 1_000).0, 1_001);
+    }
+
+    /// Text that zstd cannot shrink much: a pseudo-random walk over the alphabet.
+    fn noise(len: usize) -> String {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'a' + (x % 26) as u8)
+            })
+            .collect()
+    }
+
+    fn item_of(text: &str) -> Item {
+        Item::from_json_str(&format!(r#"{{"role":"user","content":"{text}"}}"#)).unwrap()
+    }
+
+    #[test]
+    fn small_records_stay_inline_and_plain() {
+        let codec = RecordCodec::default();
+        let record = codec.encode(&item_of("hi"));
+        let p = prepare(&codec, record.clone());
+        assert_eq!(p.head.as_deref(), Some(record.as_slice()));
+        assert!(p.parts.is_empty());
+        assert_eq!((p.bytes(), p.actions()), (record.len(), 1));
+        let rows = record_items("s", 3, 7, &[p], Some(99), Some("b1"));
+        assert_eq!(rows.len(), 1);
+        assert_eq!(sk_of(&rows[0]), Some(item_sk(3, 7).as_str()));
+        assert_eq!(batch_of(&rows[0]), Some("b1"));
+        assert_eq!(num_attr(&rows[0], "ttl"), Some(99));
+        assert_eq!(body_of(&rows[0]), Body::Inline(record.as_slice()));
+    }
+
+    #[test]
+    fn large_compressible_records_are_compressed_inline() {
+        let codec = RecordCodec::default();
+        let item = item_of(&"ab".repeat(PART_BYTES));
+        let p = prepare(&codec, codec.encode(&item));
+        let head = p.head.as_deref().unwrap();
+        assert!(p.parts.is_empty());
+        assert!(head.len() < PART_BYTES && head[0] != b'{');
+        assert_eq!(codec.decode(head), Decoded::Valid(item));
+    }
+
+    #[test]
+    fn large_records_are_compressed_then_split_and_reassemble() {
+        let codec = RecordCodec::default();
+        let item = item_of(&noise(4 * PART_BYTES));
+        let plain = codec.encode(&item);
+        let p = prepare(&codec, plain.clone());
+        assert!(p.head.is_none());
+        let whole: Vec<u8> = p.parts.concat();
+        // Compressed first (an envelope, smaller than the plain record), then split.
+        assert_eq!(whole, codec.encode_compressed(&item));
+        assert!(whole[0] != b'{' && whole.len() < plain.len());
+        let parts = p.parts.len();
+        assert!(parts >= 2);
+        assert_eq!(parts, whole.len().div_ceil(PART_BYTES));
+        assert!(p.parts.iter().all(|part| part.len() <= PART_BYTES));
+        assert_eq!((p.bytes(), p.actions()), (whole.len(), 1 + parts));
+
+        let next = prepare(&codec, codec.encode(&item_of("next")));
+        let rows = record_items("s", 9, 41, &[p, next], None, None);
+        assert_eq!(rows.len(), 1 + parts + 1); // the head, its parts, the next record
+        let head = &rows[0];
+        assert_eq!(parts_of(head), parts);
+        assert!(!head.contains_key("r") && !head.contains_key("ttl") && !head.contains_key("b"));
+        assert_eq!(body_of(head), Body::Split { seq: 41, parts });
+        let found: Vec<Row> = rows[1..=parts].to_vec();
+        for (k, part) in found.iter().enumerate() {
+            assert_eq!(sk_of(part), Some(part_sk(9, 41, k).as_str()));
+            assert!(sk_of(part).unwrap().starts_with(&part_prefix(9, 41)));
+        }
+        assert_eq!(sk_of(&rows[parts + 1]), Some(item_sk(9, 42).as_str()));
+        assert_eq!(
+            codec.decode(&reassemble(parts, &found)),
+            Decoded::Valid(item)
+        );
+        // A missing part leaves nothing to decode: the record is corrupt, not an error.
+        assert!(reassemble(parts, &found[..parts - 1]).is_empty());
+        assert!(reassemble(0, &[]).is_empty());
+        assert!(matches!(codec.decode(&[]), Decoded::Corrupt(_)));
+    }
+
+    #[test]
+    fn a_record_without_bytes_or_key_is_missing() {
+        assert_eq!(body_of(&HashMap::new()), Body::Missing);
+        assert_eq!(
+            body_of(&item_key("s", item_sk(1, 2))),
+            Body::Split { seq: 2, parts: 0 }
+        );
+    }
+
+    #[test]
+    fn keys_name_the_session() {
+        assert_eq!(meta_key("s"), item_key("s", META_SK));
+        let key = index_key("s");
+        assert_eq!(key.get("lk"), Some(&s("s")));
+        assert_eq!(key.get("sid"), Some(&s("s")));
+        assert_eq!(key.get("pk"), Some(&s("s")));
+        assert_eq!(sk_of(&key), Some(META_SK));
+    }
+}

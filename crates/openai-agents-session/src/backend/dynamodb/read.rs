@@ -1,0 +1,327 @@
+//! Reads: the metadata item, the newest-first walk over a session's records (one Query for
+//! the metadata and the newest records together), split records reassembled, session info and
+//! listing through the `sessions` index.
+
+use super::error::{is_condition_failure, map_sdk};
+use super::layout::{
+    batch_of, body_of, index_key, item_prefix, n, num_attr, part_prefix, reassemble, s, sk_of,
+    str_attr, Body, Meta, MetaState, Row, META_SK, SESSIONS_INDEX,
+};
+use super::{now_ms, DynamoDbBackend, Inner};
+use crate::codec::{Decoded, TailCollector};
+use crate::error::{Operation, Result};
+use crate::item::Item;
+use crate::store::{ListOptions, SessionInfo, SessionPage};
+use crate::time::Timestamp;
+
+impl Inner {
+    pub(super) async fn get_meta(&self, op: Operation, session_id: &str) -> Result<Option<Meta>> {
+        self.stats.record_requests(op, 1);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(session_id))
+            .key("sk", s(META_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| map_sdk(op, &self.table, e))?;
+        match out.item() {
+            Some(item) => Ok(Some(Meta::parse(item).map_err(|e| e.with_operation(op))?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(super) async fn read_state(&self, op: Operation, session_id: &str) -> Result<MetaState> {
+        let now = now_ms();
+        let state = match self.get_meta(op, session_id).await? {
+            None => MetaState::Missing,
+            Some(meta) => meta.state(now),
+        };
+        self.remember(session_id, state);
+        Ok(state)
+    }
+
+    /// One strongly consistent Query from the top of the session's key range: the metadata
+    /// item first (its sort key `m` sorts above every record), then the newest records.
+    async fn query_page(
+        &self,
+        op: Operation,
+        session_id: &str,
+        start: Option<Row>,
+        limit: Option<i32>,
+        below: Option<&str>,
+    ) -> Result<(Vec<Row>, Option<Row>)> {
+        self.stats.record_requests(op, 1);
+        // From the metadata down, or (during a staged replace, whose newer generation sorts
+        // above the current one) from just below a sort key.
+        let (condition, bound) = match below {
+            Some(b) => ("pk = :pk AND sk < :m", b),
+            None => ("pk = :pk AND sk <= :m", META_SK),
+        };
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression(condition)
+            .expression_attribute_values(":pk", s(session_id))
+            .expression_attribute_values(":m", s(bound))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .set_limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| map_sdk(op, &self.table, e))?;
+        Ok((out.items().to_vec(), out.last_evaluated_key().cloned()))
+    }
+
+    /// Every key under a prefix of the session's range (for parts, clear and prune).
+    pub(super) async fn keys_with_prefix(
+        &self,
+        op: Operation,
+        session_id: &str,
+        prefix: &str,
+        with_values: bool,
+    ) -> Result<Vec<Row>> {
+        let mut out_items = Vec::new();
+        let mut start = None;
+        loop {
+            self.stats.record_requests(op, 1);
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+                .expression_attribute_values(":pk", s(session_id))
+                .expression_attribute_values(":p", s(prefix))
+                .consistent_read(true)
+                .set_exclusive_start_key(start);
+            if !with_values {
+                q = q.projection_expression("pk, sk");
+            }
+            let out = q.send().await.map_err(|e| map_sdk(op, &self.table, e))?;
+            out_items.extend(out.items().iter().cloned());
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(out_items);
+            }
+        }
+    }
+
+    /// The bytes of a record item: inline, or reassembled from its parts (one more Query).
+    pub(super) async fn record_bytes(
+        &self,
+        op: Operation,
+        session_id: &str,
+        gen: i64,
+        item: &Row,
+    ) -> Result<Vec<u8>> {
+        match body_of(item) {
+            Body::Inline(bytes) => Ok(bytes.to_vec()),
+            Body::Missing => Ok(Vec::new()),
+            Body::Split { seq, parts } => {
+                let found = self
+                    .keys_with_prefix(op, session_id, &part_prefix(gen, seq), true)
+                    .await?;
+                Ok(reassemble(parts, &found))
+            }
+        }
+    }
+
+    /// Reads the metadata and walks the current generation's records newest first, calling
+    /// `visit` with (sort key, record item, decoded) until it returns true.
+    pub(super) async fn walk<F>(
+        &self,
+        op: Operation,
+        session_id: &str,
+        page_hint: Option<usize>,
+        mut visit: F,
+    ) -> Result<Option<Meta>>
+    where
+        F: FnMut(&str, &Row, Decoded) -> bool,
+    {
+        let now = now_ms();
+        let mut start = None;
+        let mut meta: Option<Meta> = None;
+        let mut below: Option<String> = None;
+        loop {
+            let limit = page_hint.map(|w| {
+                w.saturating_add(1 + meta.as_ref().map_or(0, |m| m.pending.len()))
+                    .min(1000) as i32
+            });
+            let (items, last) = self
+                .query_page(op, session_id, start.take(), limit, below.as_deref())
+                .await?;
+            let mut rows = items.iter();
+            if meta.is_none() {
+                let Some(first) = rows.next() else {
+                    return Ok(None);
+                };
+                if sk_of(first) != Some(META_SK) {
+                    return Ok(None); // no metadata: the session does not exist
+                }
+                let m = Meta::parse(first).map_err(|e| e.with_operation(op))?;
+                self.remember(session_id, m.state(now));
+                if m.expired(now) {
+                    return Ok(None);
+                }
+                if !m.replacing.is_empty() {
+                    // A staged replace writes a newer generation, which sorts above this one:
+                    // read again from just below it.
+                    below = Some(item_prefix(m.gen + 1));
+                    meta = Some(m);
+                    continue;
+                }
+                meta = Some(m);
+            }
+            let Some(m) = meta.as_ref() else {
+                return Ok(None);
+            };
+            let prefix = item_prefix(m.gen);
+            for row in rows {
+                let sk = sk_of(row).unwrap_or_default().to_owned();
+                if !sk.starts_with(&prefix) {
+                    return Ok(meta); // an earlier life's records, or parts: the history ends
+                }
+                if batch_of(row).is_some_and(|b| m.pending.contains(b)) {
+                    continue; // part of a batch not committed yet
+                }
+                let bytes = self.record_bytes(op, session_id, m.gen, row).await?;
+                if visit(&sk, row, self.codec.decode(&bytes)) {
+                    return Ok(meta);
+                }
+            }
+            match last {
+                Some(key) => start = Some(key),
+                None => return Ok(meta),
+            }
+        }
+    }
+}
+
+impl DynamoDbBackend {
+    pub(super) async fn get(&self, session_id: &str, limit: Option<usize>) -> Result<Vec<Item>> {
+        let op = Operation::GetItems;
+        let now = now_ms();
+        let mut collector = TailCollector::new(limit);
+        let meta = self
+            .inner
+            .walk(op, session_id, limit, |_, _, decoded| {
+                collector.push(decoded)
+            })
+            .await?;
+        if let Some(m) = &meta {
+            self.maybe_refresh(op, session_id, m, now).await?;
+        }
+        Ok(collector.finish())
+    }
+
+    /// With `refresh_on_read`, pushes the expiry forward: at most one UpdateItem, skipped when
+    /// it was extended less than max(1 s, 1% of the TTL) ago.
+    async fn maybe_refresh(
+        &self,
+        op: Operation,
+        session_id: &str,
+        m: &Meta,
+        now: i64,
+    ) -> Result<()> {
+        let inner = &self.inner;
+        let (Some(ttl), Some(expires)) = (inner.ttl_ms(), m.expires_at) else {
+            return Ok(());
+        };
+        if !inner.options.refresh_on_read || now - (expires - ttl) < (ttl / 100).max(1000) {
+            return Ok(());
+        }
+        let at = now + ttl;
+        let cond = "#gen = :gen AND #exp > :now";
+        let update = "SET #exp = :exp, #ttl = :ttl";
+        let result = inner
+            .update_meta(
+                op,
+                session_id,
+                cond,
+                update,
+                vec![
+                    (":gen", n(m.gen)),
+                    (":now", n(now)),
+                    (":exp", n(at)),
+                    (":ttl", n(inner.item_ttl(Some(at)).unwrap_or(0))),
+                ],
+                &[],
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => {
+                self.maybe_restamp(session_id, m, at);
+                Ok(())
+            }
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(map_sdk(op, &inner.table, e)),
+        }
+    }
+
+    pub(super) async fn info(&self, session_id: &str) -> Result<Option<SessionInfo>> {
+        let op = Operation::SessionInfo;
+        let now = now_ms();
+        Ok(self
+            .inner
+            .get_meta(op, session_id)
+            .await?
+            .filter(|m| !m.expired(now))
+            .map(|m| {
+                SessionInfo::new(
+                    session_id,
+                    m.count.max(0) as u64,
+                    Timestamp::from_millis(m.created_at),
+                    Timestamp::from_millis(m.updated_at),
+                    m.expires_at.map(Timestamp::from_millis),
+                )
+            }))
+    }
+
+    pub(super) async fn list(&self, options: &ListOptions) -> Result<SessionPage> {
+        let op = Operation::ListSessions;
+        let inner = &self.inner;
+        let page_size = options.effective_page_size();
+        let prefix = options.prefix.clone().unwrap_or_default();
+        let now = now_ms();
+        let mut ids = Vec::new();
+        let mut start = options.cursor.as_deref().map(index_key);
+        loop {
+            let mut q = inner
+                .client
+                .query()
+                .table_name(&inner.table)
+                .index_name(SESSIONS_INDEX)
+                .expression_attribute_values(":lk", s("s"))
+                .limit((page_size - ids.len()).clamp(1, 1000) as i32)
+                .set_exclusive_start_key(start.take());
+            q = if prefix.is_empty() {
+                q.key_condition_expression("lk = :lk")
+            } else {
+                q.key_condition_expression("lk = :lk AND begins_with(sid, :p)")
+                    .expression_attribute_values(":p", s(prefix.clone()))
+            };
+            inner.stats.record_requests(op, 1);
+            let out = q.send().await.map_err(|e| map_sdk(op, &inner.table, e))?;
+            for row in out.items() {
+                let expired = num_attr(row, "expires_at").is_some_and(|at| at <= now);
+                if let (false, Some(id)) = (expired, str_attr(row, "sid")) {
+                    ids.push(id.clone());
+                }
+            }
+            let last = out.last_evaluated_key().cloned();
+            match last {
+                Some(key) if ids.len() < page_size => start = Some(key),
+                Some(key) => {
+                    let cursor = str_attr(&key, "sid").cloned();
+                    return Ok(SessionPage::new(ids, cursor));
+                }
+                None => return Ok(SessionPage::new(ids, None)),
+            }
+        }
+    }
+}
