@@ -1,10 +1,20 @@
 //! The options of a Redis store URL, beyond the shared ones (`docs/storage/redis.md`, "URLs and
 //! options"), read in one place: [`RedisConfig::from_url`].
+//!
+//! | option | default | meaning |
+//! |---|---|---|
+//! | `prefix` | `openai_agents_session` (`agents:session` for `layout=openai-agents`) | first part of every key |
+//! | `layout` | `native` | `seed` or `openai-agents`: older programs' data, read-only |
+//! | `connect_timeout` | 5 s | to establish a connection |
+//! | `response_timeout` | 10 s | to wait for an answer |
+//! | `tls_ca_file` | none | PEM file of the CA to trust instead of the system roots (`rediss` only) |
+//! | `tls_insecure` | `false` | skip verifying the server's certificate (`rediss` only) |
+//! | `stale_stage_after` (alias `stale_batch_secs`, whole seconds) | 1 h | age after which `prune` deletes the staging list of a write never committed |
 
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Operation, Result};
-use crate::url::{parse_bool, parse_positive, parse_seconds, StoreUrl};
+use crate::url::{parse_bool, parse_duration, parse_positive, StoreUrl};
 
 use super::error::config_error;
 use super::layout::DEFAULT_PREFIX;
@@ -14,6 +24,9 @@ pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default age after which `prune` deletes the staging list of a write never committed.
 pub(super) const DEFAULT_STALE_STAGE_AFTER: Duration = Duration::from_secs(3600);
+/// The name users have written for `stale_stage_after` (the one word for staged writes is
+/// "stage"), kept working with its unit: whole seconds.
+const STALE_BATCH_SECS: &str = "stale_batch_secs";
 
 /// Which layout a store reads and writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,8 +56,8 @@ pub(super) struct RedisConfig {
     pub tls_ca_file: Option<String>,
     /// `tls_insecure`: skip verifying the server's certificate.
     pub tls_insecure: bool,
-    /// `stale_batch_secs` (whole seconds): age after which `prune` deletes a staging list
-    /// never committed.
+    /// `stale_stage_after` (alias `stale_batch_secs`): age after which `prune` deletes a
+    /// staging list never committed.
     pub stale_stage_after: Duration,
 }
 
@@ -52,25 +65,34 @@ impl RedisConfig {
     /// Takes this backend's options out of `url` (the caller has taken the shared ones) and
     /// fails on any option left, naming it.
     pub(super) fn from_url(url: &mut StoreUrl) -> Result<Self> {
-        let layout = take(url, "layout", parse_layout)?.unwrap_or(Layout::Native);
-        let prefix = take(url, "prefix", parse_prefix)?.unwrap_or_else(|| {
-            match layout {
-                Layout::OpenAiAgents => OPENAI_AGENTS_PREFIX,
-                _ => DEFAULT_PREFIX,
-            }
-            .to_owned()
-        });
-        let stale_stage_after = take(url, "stale_batch_secs", parse_whole_seconds)?
+        let layout = url
+            .take_parsed("layout", &[], parse_layout)?
+            .unwrap_or(Layout::Native);
+        let prefix = url
+            .take_parsed("prefix", &[], parse_prefix)?
+            .unwrap_or_else(|| {
+                match layout {
+                    Layout::OpenAiAgents => OPENAI_AGENTS_PREFIX,
+                    _ => DEFAULT_PREFIX,
+                }
+                .to_owned()
+            });
+        let stale_stage_after = url
+            .take_parsed("stale_stage_after", &[STALE_BATCH_SECS], parse_stale_age)?
             .unwrap_or(DEFAULT_STALE_STAGE_AFTER);
         let config = RedisConfig {
             prefix,
             layout,
-            connect_timeout: take(url, "connect_timeout", parse_seconds)?
+            connect_timeout: url
+                .take_parsed("connect_timeout", &[], parse_duration)?
                 .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
-            response_timeout: take(url, "response_timeout", parse_seconds)?
+            response_timeout: url
+                .take_parsed("response_timeout", &[], parse_duration)?
                 .unwrap_or(DEFAULT_RESPONSE_TIMEOUT),
-            tls_ca_file: take(url, "tls_ca_file", |_, v| Ok(v.to_owned()))?,
-            tls_insecure: take(url, "tls_insecure", parse_bool)?.unwrap_or(false),
+            tls_ca_file: url.take_parsed("tls_ca_file", &[], |_, v| Ok(v.to_owned()))?,
+            tls_insecure: url
+                .take_parsed("tls_insecure", &[], parse_bool)?
+                .unwrap_or(false),
             stale_stage_after,
         };
         url.reject_unknown_options()?;
@@ -83,16 +105,6 @@ impl RedisConfig {
         }
         Ok(config)
     }
-}
-
-/// Takes option `key` and parses it with `parse(key, value)`, so that the key is named once,
-/// and error messages name it.
-fn take<T>(
-    url: &mut StoreUrl,
-    key: &str,
-    parse: impl FnOnce(&str, &str) -> Result<T>,
-) -> Result<Option<T>> {
-    url.take_option(key).map(|v| parse(key, &v)).transpose()
 }
 
 fn parse_layout(key: &str, value: &str) -> Result<Layout> {
@@ -113,9 +125,14 @@ fn parse_prefix(key: &str, value: &str) -> Result<String> {
     Ok(value.to_owned())
 }
 
-/// Whole seconds, as `stale_batch_secs` has always been written.
-fn parse_whole_seconds(key: &str, value: &str) -> Result<Duration> {
-    parse_positive(key, value).map(Duration::from_secs)
+/// A duration like every other under the new name; under the old one whole seconds without an
+/// upper bound, as it has always been read, so that no URL in use stops working.
+fn parse_stale_age(key: &str, value: &str) -> Result<Duration> {
+    if key == STALE_BATCH_SECS {
+        parse_positive(key, value).map(Duration::from_secs)
+    } else {
+        parse_duration(key, value)
+    }
 }
 
 fn invalid(message: String) -> Error {
@@ -140,15 +157,43 @@ mod tests {
     #[test]
     fn seconds_accept_decimals() {
         assert_eq!(
-            parse_seconds("t", "0.5").unwrap(),
+            parse_duration("t", "0.5").unwrap(),
             Duration::from_millis(500)
         );
         for bad in ["0", "-1", "abc", "inf", "NaN"] {
             assert_eq!(
-                parse_seconds("t", bad).unwrap_err().kind(),
+                parse_duration("t", bad).unwrap_err().kind(),
                 ErrorKind::InvalidInput
             );
         }
+    }
+
+    #[test]
+    fn stale_stage_after_and_its_alias() {
+        let age = |url: &str| config(url).map(|c| c.stale_stage_after);
+        assert_eq!(
+            age("redis://h/?stale_stage_after=1.5").unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            age("redis://h/?stale_batch_secs=90").unwrap(),
+            Duration::from_secs(90)
+        );
+        // The old name keeps its old range: more than a day is accepted as it always was.
+        assert_eq!(
+            age("redis://h/?stale_batch_secs=172800").unwrap(),
+            Duration::from_secs(172_800)
+        );
+        assert_eq!(
+            error("redis://h/?stale_stage_after=172800").0,
+            ErrorKind::InvalidInput
+        );
+        let (kind, message) = error("redis://h/?stale_stage_after=60&stale_batch_secs=60");
+        assert_eq!(kind, ErrorKind::InvalidInput);
+        assert!(
+            message.contains("\"stale_stage_after\" and \"stale_batch_secs\""),
+            "{message}"
+        );
     }
 
     #[test]

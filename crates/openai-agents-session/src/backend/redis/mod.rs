@@ -8,8 +8,8 @@
 //! URLs: `redis://[user:password@]host[:port][/db]`, `rediss://...` (TLS), and
 //! `redis+cluster://host1:port1,host2:port2/` / `rediss+cluster://...` (Cluster), with the
 //! shared options and `prefix`, `connect_timeout`, `response_timeout`, `tls_ca_file`,
-//! `tls_insecure`, `stale_batch_secs`, `layout` (`seed` and `openai-agents` open older
-//! programs' data read-only).
+//! `tls_insecure`, `stale_stage_after` (alias `stale_batch_secs`), `layout` (`seed` and
+//! `openai-agents` open older programs' data read-only).
 //!
 //! Where things are: this file holds the backend type, its connections and its `Backend` impl,
 //! and opens a store from a URL; `config.rs` reads the URL's options; `layout.rs` the keys and

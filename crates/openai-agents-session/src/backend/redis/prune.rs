@@ -12,7 +12,7 @@ use super::read::scan_pages;
 use super::RedisBackend;
 
 impl RedisBackend {
-    /// Deletes staging lists of writes never committed and older than `stale_batch_secs`
+    /// Deletes staging lists of writes never committed and older than `stale_stage_after`
     /// (default an hour).
     pub(super) async fn prune_staged(&self) -> Result<PruneReport> {
         let op = Operation::Prune;
