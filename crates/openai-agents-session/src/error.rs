@@ -50,11 +50,15 @@ pub enum ErrorKind {
     Config,
     /// The backend failed in a way not covered above (a server error, a wrong key type, I/O).
     Backend,
+    /// A history transaction was refused: its operation id was used for another transaction,
+    /// or the history does not end with its expected suffix ([`Error::conflict_reason`]).
+    /// Nothing was changed; not retryable as is.
+    Conflict,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order (for tables and tests).
-    pub const ALL: [ErrorKind; 12] = [
+    pub const ALL: [ErrorKind; 13] = [
         ErrorKind::InvalidInput,
         ErrorKind::InvalidSessionId,
         ErrorKind::TooLarge,
@@ -67,6 +71,7 @@ impl ErrorKind {
         ErrorKind::LegacyData,
         ErrorKind::Config,
         ErrorKind::Backend,
+        ErrorKind::Conflict,
     ];
 
     /// The stable snake_case name of the kind: the `kind` attribute of the Python (and Node)
@@ -92,6 +97,7 @@ impl ErrorKind {
             ErrorKind::LegacyData => "legacy_data",
             ErrorKind::Config => "config",
             ErrorKind::Backend => "backend",
+            ErrorKind::Conflict => "conflict",
         }
     }
 
@@ -111,6 +117,7 @@ impl ErrorKind {
             ErrorKind::LegacyData => "legacy data",
             ErrorKind::Config => "configuration error",
             ErrorKind::Backend => "backend error",
+            ErrorKind::Conflict => "conflict",
         }
     }
 }
@@ -156,6 +163,31 @@ impl FailureCause {
     }
 }
 
+/// Why a history transaction was refused: the reason of an [`ErrorKind::Conflict`] error.
+///
+/// ```
+/// use openai_agents_session::ConflictReason;
+/// assert_eq!(ConflictReason::SuffixMismatch.name(), "suffix_mismatch");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConflictReason {
+    /// The operation id was used before for another transaction.
+    OperationReused,
+    /// The newest items are not the transaction's expected suffix.
+    SuffixMismatch,
+}
+
+impl ConflictReason {
+    /// The stable name: `"operation_reused"` or `"suffix_mismatch"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConflictReason::OperationReused => "operation_reused",
+            ConflictReason::SuffixMismatch => "suffix_mismatch",
+        }
+    }
+}
+
 /// The operation during which an [`Error`] happened.
 ///
 /// ```
@@ -185,11 +217,13 @@ pub enum Operation {
     RawWrite,
     /// Building an [`Item`](crate::Item) from JSON.
     ParseItem,
+    /// [`StoreSession::apply_history_transaction`](crate::StoreSession::apply_history_transaction).
+    ApplyTransaction,
 }
 
 impl Operation {
     /// Every operation, in declaration order (for metrics tables).
-    pub const ALL: [Operation; 10] = [
+    pub const ALL: [Operation; 11] = [
         Operation::Open,
         Operation::GetItems,
         Operation::AddItems,
@@ -200,6 +234,7 @@ impl Operation {
         Operation::Prune,
         Operation::RawWrite,
         Operation::ParseItem,
+        Operation::ApplyTransaction,
     ];
 
     /// The snake_case name used in messages and metrics.
@@ -215,6 +250,7 @@ impl Operation {
             Operation::Prune => "prune",
             Operation::RawWrite => "raw_write",
             Operation::ParseItem => "parse_item",
+            Operation::ApplyTransaction => "apply_history_transaction",
         }
     }
 
@@ -227,6 +263,7 @@ impl Operation {
                 | Operation::ClearSession
                 | Operation::Prune
                 | Operation::RawWrite
+                | Operation::ApplyTransaction
         )
     }
 }
@@ -260,6 +297,7 @@ pub struct Error {
     session_id: Option<String>,
     message: String,
     cause: Option<FailureCause>,
+    conflict: Option<ConflictReason>,
     source: Option<BoxError>,
 }
 
@@ -272,8 +310,20 @@ impl Error {
             session_id: None,
             message: message.into(),
             cause: None,
+            conflict: None,
             source: None,
         }
+    }
+
+    /// Records why a history transaction was refused (for `Conflict` errors).
+    pub fn with_conflict(mut self, reason: ConflictReason) -> Self {
+        self.conflict = Some(reason);
+        self
+    }
+
+    /// Why a history transaction was refused: `Some` for `Conflict` errors.
+    pub fn conflict_reason(&self) -> Option<ConflictReason> {
+        self.conflict
     }
 
     /// Records what kind of network failure caused the error (meaningful for

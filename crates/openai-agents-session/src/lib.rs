@@ -50,6 +50,7 @@ pub mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+pub mod history;
 mod item;
 pub mod open;
 pub mod staged;
@@ -59,7 +60,8 @@ mod time;
 pub mod transfer;
 pub mod url;
 
-pub use error::{BoxError, Error, ErrorKind, FailureCause, Operation, Result};
+pub use error::{BoxError, ConflictReason, Error, ErrorKind, FailureCause, Operation, Result};
+pub use history::{Applied, HistoryTransaction};
 pub use item::Item;
 pub use staged::{ItemPage, StageMode, Staged, StagedWrite};
 pub use stats::{OperationStats, RequestStats};

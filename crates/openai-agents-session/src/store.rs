@@ -6,8 +6,12 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::history::{
+    Applied, HistoryTransaction, PreparedTransaction, DEFAULT_OPERATION_RETENTION,
+};
 use crate::item::Item;
 use crate::stats::RequestStats;
 use crate::time::Timestamp;
@@ -58,6 +62,24 @@ pub trait Session: Send + Sync + fmt::Debug {
 
     /// Deletes the session; clearing a missing session succeeds.
     fn clear_session(&self) -> BoxFuture<'_, Result<()>>;
+
+    /// Applies a history transaction under `operation_id`, atomically and idempotently (see
+    /// [`crate::history`]). The default says the session does not support them; a
+    /// [`StoreSession`] supports them on every backend of this crate.
+    fn apply_history_transaction<'a>(
+        &'a self,
+        operation_id: &'a str,
+        transaction: &'a HistoryTransaction,
+    ) -> BoxFuture<'a, Result<Applied>> {
+        let _ = (operation_id, transaction);
+        Box::pin(async {
+            Err(Error::new(
+                ErrorKind::Backend,
+                Operation::ApplyTransaction,
+                "this session does not support history transactions",
+            ))
+        })
+    }
 }
 
 /// What a session store knows about one session, without loading its items.
@@ -234,6 +256,9 @@ pub struct StoreOptions {
     pub refresh_on_read: bool,
     /// The largest item accepted, in bytes of compact JSON.
     pub max_item_bytes: usize,
+    /// How long history transactions' operation ids are remembered (URL option
+    /// `operation_retention`, seconds; default a day).
+    pub operation_retention: Duration,
 }
 
 impl Default for StoreOptions {
@@ -242,6 +267,7 @@ impl Default for StoreOptions {
             ttl: None,
             refresh_on_read: true,
             max_item_bytes: DEFAULT_MAX_ITEM_BYTES,
+            operation_retention: DEFAULT_OPERATION_RETENTION,
         }
     }
 }
@@ -371,6 +397,28 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     ) -> BoxFuture<'a, Result<Option<Box<dyn StagedWrite + 'a>>>> {
         let _ = (session_id, mode, expected_items);
         Box::pin(async { Ok(None) })
+    }
+
+    /// Applies a prepared history transaction atomically: checks the operation id (applied
+    /// before with the same digest: [`Applied::Before`]; with another:
+    /// [`history::operation_reused`](crate::history::operation_reused)), checks the expected
+    /// suffix against the newest records ([`PreparedTransaction::suffix_matches`]; else
+    /// [`history::suffix_mismatch`](crate::history::suffix_mismatch)), then replaces the suffix
+    /// with the transaction's items and remembers the id for `retention`, all in one step, or
+    /// changes nothing. Items are within size. The default: not supported.
+    fn apply_transaction<'a>(
+        &'a self,
+        session_id: &'a str,
+        transaction: &'a PreparedTransaction,
+    ) -> BoxFuture<'a, Result<Applied>> {
+        let _ = (session_id, transaction);
+        Box::pin(async {
+            Err(Error::new(
+                ErrorKind::Backend,
+                Operation::ApplyTransaction,
+                "this backend does not support history transactions",
+            ))
+        })
     }
 }
 
@@ -636,6 +684,32 @@ impl Session for StoreSession {
                 .pop_item(&self.session_id)
                 .await
                 .map_err(|e| context(e, op, &self.session_id))
+        })
+    }
+
+    fn apply_history_transaction<'a>(
+        &'a self,
+        operation_id: &'a str,
+        transaction: &'a HistoryTransaction,
+    ) -> BoxFuture<'a, Result<Applied>> {
+        Box::pin(async move {
+            let op = Operation::ApplyTransaction;
+            self.store.stats().record_call(op);
+            let prepared =
+                check_item_sizes(transaction.items_added(), self.store.options.max_item_bytes)
+                    .and_then(|()| {
+                        PreparedTransaction::new(
+                            operation_id,
+                            transaction,
+                            self.store.options.operation_retention,
+                        )
+                    })
+                    .map_err(|e| context(e.with_operation(op), op, &self.session_id))?;
+            self.store
+                .backend
+                .apply_transaction(&self.session_id, &prepared)
+                .await
+                .map_err(|e| context(e.with_operation(op), op, &self.session_id))
         })
     }
 

@@ -176,6 +176,11 @@ impl StoreUrl {
         if let Some(refresh) = self.take_option("refresh_on_read") {
             opts = opts.with_refresh_on_read(parse_bool("refresh_on_read", &refresh)?);
         }
+        if let Some(retention) = self.take_parsed("operation_retention", &[], |name, v| {
+            parse_positive(name, v).map(std::time::Duration::from_secs)
+        })? {
+            opts.operation_retention = retention;
+        }
         if let Some(max) = self.take_option("max_item_bytes") {
             let bytes = parse_positive("max_item_bytes", &max)?;
             let bytes = usize::try_from(bytes)

@@ -30,7 +30,7 @@ fn item(v: serde_json::Value) -> Item {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn conformance() {
-    let report = run(&UrlFactory::new(table_url("kit", ""), Capabilities::all())).await;
+    let report = run(&UrlFactory::new(table_url("kit", ""), Capabilities::all().transactions(false))).await;
     report.assert_passed();
     assert_eq!(report.unsupported().count(), 0, "{report}");
 }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use crate::codec::{Decoded, RecordCodec, TailCollector};
 use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::history::{self, Applied, PreparedTransaction};
 use crate::item::Item;
 use crate::staged::{ItemPage, StageMode, StagedWrite};
 use crate::stats::RequestStats;
@@ -27,6 +28,8 @@ struct MemorySession {
     next_seq: u64,
     /// Records by sequence, oldest first.
     records: BTreeMap<u64, Arc<[u8]>>,
+    /// History transactions applied: operation id -> (digest, forgotten at).
+    operations: HashMap<String, ([u8; 32], Timestamp)>,
 }
 
 type Sessions = BTreeMap<String, MemorySession>;
@@ -213,6 +216,66 @@ impl Backend for MemoryBackend {
         })
     }
 
+    fn apply_transaction<'a>(
+        &'a self,
+        session_id: &'a str,
+        tx: &'a PreparedTransaction,
+    ) -> BoxFuture<'a, Result<Applied>> {
+        Box::pin(async move {
+            let records: Vec<Arc<[u8]>> = tx
+                .transaction
+                .items_added()
+                .iter()
+                .map(|item| Arc::from(self.codec.encode(item)))
+                .collect();
+            let now = Timestamp::now();
+            let mut sessions = self.lock(Operation::ApplyTransaction);
+            if let Some(session) = Self::live(&mut sessions, session_id, now) {
+                session.operations.retain(|_, (_, until)| *until > now);
+                if let Some((digest, _)) = session.operations.get(&tx.operation_id) {
+                    return if *digest == tx.digest {
+                        Ok(Applied::Before)
+                    } else {
+                        Err(history::operation_reused(&tx.operation_id))
+                    };
+                }
+            }
+            let expected = tx.transaction.expected_suffix().len();
+            let empty = BTreeMap::new();
+            let stored = sessions.get(session_id).map_or(&empty, |s| &s.records);
+            let suffix: Vec<u64> = stored.keys().rev().take(expected).copied().collect();
+            let matches =
+                tx.suffix_matches(&self.codec, suffix.iter().rev().map(|seq| &*stored[seq]));
+            if !matches {
+                return Err(history::suffix_mismatch());
+            }
+            let session = sessions
+                .entry(session_id.to_owned())
+                .or_insert_with(|| MemorySession {
+                    created_at: now,
+                    next_seq: 1,
+                    ..MemorySession::default()
+                });
+            for seq in suffix {
+                session.records.remove(&seq);
+            }
+            for record in records {
+                session.records.insert(session.next_seq, record);
+                session.next_seq += 1;
+            }
+            let until = Timestamp::from_millis(
+                now.as_millis()
+                    .saturating_add(i64::try_from(tx.retention.as_millis()).unwrap_or(i64::MAX)),
+            );
+            session
+                .operations
+                .insert(tx.operation_id.clone(), (tx.digest, until));
+            session.updated_at = Some(advance_updated(session.updated_at, now));
+            session.expires_at = expiry_after(now, self.options.ttl);
+            Ok(Applied::Now)
+        })
+    }
+
     fn clear_session<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             self.lock(Operation::ClearSession).remove(session_id);
@@ -365,6 +428,12 @@ impl StagedWrite for MemoryStaged<'_> {
                     expires_at: expiry_after(now, b.options.ttl),
                     next_seq: n + 1,
                     records: BTreeMap::new(),
+                    // A replaced history keeps the operation ids it remembers.
+                    operations: sessions
+                        .get(&self.session_id)
+                        .filter(|s| !is_expired(s.expires_at, now))
+                        .map(|s| s.operations.clone())
+                        .unwrap_or_default(),
                 };
                 session.records.extend((1..).zip(records));
                 if n == 0 {

@@ -37,6 +37,13 @@ CREATE TABLE IF NOT EXISTS oas_staged (
     record BLOB    NOT NULL,
     PRIMARY KEY (stage, seq)
 );
+CREATE TABLE IF NOT EXISTS oas_operations (
+    session    INTEGER NOT NULL,
+    op_id      TEXT    NOT NULL,
+    digest     BLOB    NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (session, op_id)
+) WITHOUT ROWID;
 ";
 
 pub(super) fn record_bytes<'r>(value: ValueRef<'r>) -> &'r [u8] {

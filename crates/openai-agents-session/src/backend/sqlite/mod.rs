@@ -15,6 +15,7 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBeha
 
 use crate::codec::{Decoded, RecordCodec, TailCollector};
 use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::history::{self, Applied, PreparedTransaction};
 use crate::item::Item;
 use crate::staged::{ItemPage, StageMode, StagedWrite};
 use crate::stats::RequestStats;
@@ -328,6 +329,9 @@ impl Backend for SqliteBackend {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = Timestamp::now();
             let removed = prune_expired(&tx, now, -1)?;
+            // Operation ids past their retention, of live sessions too.
+            tx.prepare_cached("DELETE FROM oas_operations WHERE expires_at <= ?1")?
+                .execute([now.as_millis()])?;
             let stale = "SELECT id FROM oas_stages WHERE created_at < ?1";
             let cutoff = now.as_millis()
                 - i64::try_from(inner.config.stale_stage_after.as_millis()).unwrap_or(i64::MAX);
@@ -353,6 +357,28 @@ impl Backend for SqliteBackend {
                 .store(now.as_millis(), Ordering::Relaxed);
             Ok(Ok(PruneReport::new(removed, (abandoned + orphans) as u64)))
         }))
+    }
+
+    fn apply_transaction<'a>(
+        &'a self,
+        session_id: &'a str,
+        prepared: &'a PreparedTransaction,
+    ) -> BoxFuture<'a, Result<Applied>> {
+        let inner = Arc::clone(&self.inner);
+        let id = session_id.to_owned();
+        let prepared = prepared.clone();
+        Box::pin(async move {
+            let records: Vec<Vec<u8>> = prepared
+                .transaction
+                .items_added()
+                .iter()
+                .map(|i| inner.codec.encode(i))
+                .collect();
+            self.run(Operation::ApplyTransaction, move |conn| {
+                inner.apply_transaction(conn, &id, &prepared, &records)
+            })
+            .await
+        })
     }
 
     fn stats(&self) -> &RequestStats {

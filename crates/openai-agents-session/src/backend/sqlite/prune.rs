@@ -15,6 +15,10 @@ pub(super) fn prune_expired(
         "DELETE FROM oas_items WHERE session IN ({EXPIRED})"
     ))?
     .execute(params![now.as_millis(), limit])?;
+    conn.prepare_cached(&format!(
+        "DELETE FROM oas_operations WHERE session IN ({EXPIRED})"
+    ))?
+    .execute(params![now.as_millis(), limit])?;
     let removed = conn
         .prepare_cached(&format!("DELETE FROM oas_sessions WHERE id IN ({EXPIRED})"))?
         .execute(params![now.as_millis(), limit])?;

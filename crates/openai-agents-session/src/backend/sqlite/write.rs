@@ -47,8 +47,11 @@ impl Inner {
                 (row.key, row.next_seq, Some(row.updated_at))
             }
             Some(row) => {
-                // Expired: the write starts a new, empty session; the old items never reappear.
+                // Expired: the write starts a new, empty session; the old items never reappear,
+                // and its operation ids are forgotten.
                 tx.prepare_cached("DELETE FROM oas_items WHERE session = ?1")?
+                    .execute([row.key])?;
+                tx.prepare_cached("DELETE FROM oas_operations WHERE session = ?1")?
                     .execute([row.key])?;
                 tx.prepare_cached(
                     "UPDATE oas_sessions SET created_at = ?2, item_count = 0, next_seq = 1 WHERE id = ?1",
@@ -159,9 +162,99 @@ impl Inner {
             "DELETE FROM oas_items WHERE session = (SELECT id FROM oas_sessions WHERE session_id = ?1)",
         )?
         .execute([session_id])?;
+        tx.prepare_cached(
+            "DELETE FROM oas_operations WHERE session = (SELECT id FROM oas_sessions WHERE session_id = ?1)",
+        )?
+        .execute([session_id])?;
         tx.prepare_cached("DELETE FROM oas_sessions WHERE session_id = ?1")?
             .execute([session_id])?;
         tx.commit()?;
         Ok(Ok(()))
+    }
+
+    /// A history transaction in one `BEGIN IMMEDIATE` transaction: the operation id looked up,
+    /// the newest records compared, the suffix replaced and the id remembered, or nothing.
+    pub(super) fn apply_transaction(
+        &self,
+        conn: &mut Connection,
+        session_id: &str,
+        prepared: &PreparedTransaction,
+        records: &[Vec<u8>],
+    ) -> TxResult<Applied> {
+        let now = Timestamp::now();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let live = find_session(&tx, session_id)?.filter(|row| !is_expired(row.expires_at, now));
+        if let Some(row) = &live {
+            tx.prepare_cached(
+                "DELETE FROM oas_operations WHERE session = ?1 AND expires_at <= ?2",
+            )?
+            .execute(params![row.key, now.as_millis()])?;
+            let known: Option<Vec<u8>> = tx
+                .prepare_cached(
+                    "SELECT digest FROM oas_operations WHERE session = ?1 AND op_id = ?2",
+                )?
+                .query_row(params![row.key, prepared.operation_id], |r| r.get(0))
+                .optional()?;
+            if let Some(digest) = known {
+                return Ok(if digest == prepared.digest {
+                    Ok(Applied::Before)
+                } else {
+                    Err(history::operation_reused(&prepared.operation_id))
+                });
+            }
+        }
+        let expected = prepared.transaction.expected_suffix().len();
+        let mut suffix: Vec<(i64, Vec<u8>)> = Vec::new();
+        if let (Some(row), true) = (&live, expected > 0) {
+            let mut newest = tx.prepare_cached(
+                "SELECT seq, record FROM oas_items WHERE session = ?1 ORDER BY seq DESC LIMIT ?2",
+            )?;
+            let mut rows = newest.query(params![row.key, expected as i64])?;
+            while let Some(r) = rows.next()? {
+                suffix.push((r.get(0)?, record_bytes(r.get_ref(1)?).to_vec()));
+            }
+        }
+        if !prepared.suffix_matches(&self.codec, suffix.iter().rev().map(|(_, r)| r.as_slice())) {
+            // Dropping `tx` rolls back: nothing changes, and the id stays unused.
+            return Ok(Err(history::suffix_mismatch()));
+        }
+        if let (Some(row), Some((lowest, _))) = (&live, suffix.last()) {
+            tx.prepare_cached("DELETE FROM oas_items WHERE session = ?1 AND seq >= ?2")?
+                .execute(params![row.key, lowest])?;
+            tx.prepare_cached(
+                "UPDATE oas_sessions SET item_count = item_count - ?2 WHERE id = ?1",
+            )?
+            .execute(params![row.key, suffix.len() as i64])?;
+        }
+        let forget_at = now
+            .as_millis()
+            .saturating_add(i64::try_from(prepared.retention.as_millis()).unwrap_or(i64::MAX));
+        let pruned = self.append_in(
+            &tx,
+            session_id,
+            records.len() as i64,
+            |tx, key, next_seq| {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO oas_items (session, seq, record) VALUES (?1, ?2, ?3)",
+                )?;
+                for (offset, record) in records.iter().enumerate() {
+                    insert.execute(params![key, next_seq + offset as i64, record])?;
+                }
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO oas_operations (session, op_id, digest, expires_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![
+                    key,
+                    prepared.operation_id,
+                    &prepared.digest[..],
+                    forget_at
+                ])?;
+                Ok(())
+            },
+        )?;
+        tx.commit()?;
+        self.note_prune(pruned);
+        Ok(Ok(Applied::Now))
     }
 }

@@ -40,6 +40,8 @@ pub struct Capabilities {
     pub raw_records: bool,
     /// The store honours `ttl` and `refresh_on_read`.
     pub ttl: bool,
+    /// The store applies history transactions ([`crate::history`]).
+    pub transactions: bool,
 }
 
 impl Capabilities {
@@ -49,6 +51,7 @@ impl Capabilities {
             persistent: true,
             raw_records: true,
             ttl: true,
+            transactions: true,
         }
     }
 
@@ -58,7 +61,14 @@ impl Capabilities {
             persistent: false,
             raw_records: false,
             ttl: false,
+            transactions: false,
         }
+    }
+
+    /// Sets `transactions`.
+    pub fn transactions(mut self, yes: bool) -> Self {
+        self.transactions = yes;
+        self
     }
 
     /// Sets `persistent`.
@@ -90,6 +100,8 @@ pub struct FactoryOptions {
     pub refresh_on_read: Option<bool>,
     /// `max_item_bytes`.
     pub max_item_bytes: Option<usize>,
+    /// `operation_retention` in seconds.
+    pub operation_retention: Option<u64>,
 }
 
 /// Opens stores of the backend under test. When the backend is `persistent`, every call must
@@ -128,6 +140,9 @@ impl UrlFactory {
         }
         if let Some(max) = options.max_item_bytes {
             query.push(format!("max_item_bytes={max}"));
+        }
+        if let Some(secs) = options.operation_retention {
+            query.push(format!("operation_retention={secs}"));
         }
         if query.is_empty() {
             return self.base_url.clone();
@@ -347,6 +362,8 @@ enum Needs {
     Persistent,
     RawRecords,
     Ttl,
+    Transactions,
+    TransactionsRawRecords,
 }
 
 impl Needs {
@@ -355,6 +372,10 @@ impl Needs {
             Needs::Persistent if !caps.persistent => Some("persistent"),
             Needs::RawRecords if !caps.raw_records => Some("raw_records"),
             Needs::Ttl if !caps.ttl => Some("ttl"),
+            Needs::Transactions | Needs::TransactionsRawRecords if !caps.transactions => {
+                Some("transactions")
+            }
+            Needs::TransactionsRawRecords if !caps.raw_records => Some("raw_records"),
             _ => None,
         }
     }
@@ -496,7 +517,24 @@ cases! {
     staged_write_checks_item_sizes: Nothing,
     read_pages_walk_the_history_in_order: Nothing,
     read_pages_skip_corrupt_records: RawRecords,
+    tx_append_applies_once_and_says_so: Transactions,
+    tx_retry_from_another_store_is_applied_before: Transactions,
+    tx_reused_id_with_another_transaction_conflicts: Transactions,
+    tx_suffix_mismatch_changes_nothing: Transactions,
+    tx_failed_transaction_leaves_its_id_unused: Transactions,
+    tx_equality_ignores_key_order_and_number_spelling: Transactions,
+    tx_rewind_and_compaction: Transactions,
+    tx_compaction_loses_to_a_concurrent_append: Transactions,
+    tx_concurrent_applies_of_one_id_apply_once: Transactions,
+    tx_racing_replace_suffix_one_wins: Transactions,
+    tx_clear_forgets_operation_ids: Transactions,
+    tx_retention_expiry_forgets_operation_ids: Transactions,
+    tx_invalid_input_writes_nothing: Transactions,
+    tx_undecodable_record_never_matches: TransactionsRawRecords,
 }
+
+mod history;
+use history::*;
 
 // ---- limits ----
 
@@ -1604,7 +1642,7 @@ fn ttl_options(ttl: u64, refresh: bool) -> FactoryOptions {
     FactoryOptions {
         ttl: Some(ttl),
         refresh_on_read: Some(refresh),
-        max_item_bytes: None,
+        ..FactoryOptions::default()
     }
 }
 
