@@ -11,7 +11,7 @@ use crate::staged::{StageMode, StagedWrite};
 use crate::store::BoxFuture;
 use crate::time::Timestamp;
 
-use super::error::unexpected;
+use super::error::{map_redis, unexpected};
 use super::layout::{tag, value_int, SessionKeys};
 use super::RedisBackend;
 
@@ -29,6 +29,9 @@ pub(super) struct RedisStaged<'a> {
     replace: bool,
     count: u64,
     committed: bool,
+    /// Set by `abort`: a later commit must not run (with nothing staged, a replace would
+    /// clear the session).
+    aborted: bool,
 }
 
 impl<'a> RedisStaged<'a> {
@@ -50,6 +53,7 @@ impl<'a> RedisStaged<'a> {
             replace: mode == StageMode::Replace,
             count: 0,
             committed: false,
+            aborted: false,
         }
     }
 }
@@ -92,6 +96,13 @@ impl StagedWrite for RedisStaged<'_> {
         Box::pin(async move {
             let b = self.backend;
             let op = Operation::AddItems;
+            if self.aborted {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    op,
+                    "the staged write was aborted; nothing was written",
+                ));
+            }
             let mut keys = vec![
                 self.keys.meta.clone(),
                 self.keys.items.clone(),
@@ -135,12 +146,32 @@ impl StagedWrite for RedisStaged<'_> {
             }
         })
     }
+
+    fn abort(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            self.aborted = true;
+            if self.committed || self.count == 0 {
+                return Ok(());
+            }
+            // Awaited, unlike `Drop`'s: a caller about to exit (the CLI on Ctrl-C) knows the
+            // staging list is gone. On failure `Drop` tries once more, then expiry or `prune`.
+            let op = Operation::AddItems;
+            let b = self.backend;
+            b.stats.record_requests(op, 1);
+            b.conn
+                .query(op, redis::cmd("DEL").arg(self.stage_key.as_slice()))
+                .await
+                .map_err(|e| map_redis(op, e))?;
+            self.count = 0;
+            Ok(())
+        })
+    }
 }
 
 impl Drop for RedisStaged<'_> {
     fn drop(&mut self) {
-        // Abandoned: delete the staging list now when a runtime is at hand; otherwise it
-        // expires by itself (or `prune` deletes it).
+        // Abandoned without `abort`: delete the staging list now when a runtime is at hand;
+        // otherwise it expires by itself (or `prune` deletes it).
         if self.committed || self.count == 0 {
             return;
         }
