@@ -26,7 +26,7 @@ fn unique(name: &str) -> String {
 }
 
 async fn kit(url: String) {
-    let report = run(&UrlFactory::new(url, Capabilities::all().transactions(false))).await;
+    let report = run(&UrlFactory::new(url, Capabilities::all())).await;
     report.assert_passed();
     assert_eq!(report.unsupported().count(), 0, "{report}");
 }

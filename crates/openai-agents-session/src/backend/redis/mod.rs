@@ -20,6 +20,7 @@
 mod config;
 mod conn;
 mod error;
+mod history;
 mod layout;
 mod legacy;
 mod prune;
@@ -46,6 +47,7 @@ use redis::{RedisError, Value};
 
 use crate::codec::RecordCodec;
 use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::history::{Applied, PreparedTransaction};
 use crate::item::Item;
 use crate::staged::{ItemPage, StageMode, StagedWrite};
 use crate::stats::RequestStats;
@@ -447,6 +449,14 @@ impl Backend for RedisBackend {
 
     fn pop_item<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<Option<Item>>> {
         Box::pin(self.pop(session_id))
+    }
+
+    fn apply_transaction<'a>(
+        &'a self,
+        session_id: &'a str,
+        prepared: &'a PreparedTransaction,
+    ) -> BoxFuture<'a, Result<Applied>> {
+        Box::pin(self.apply_history(session_id, prepared))
     }
 
     fn clear_session<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<()>> {

@@ -247,6 +247,77 @@ touch(now, ttl)
 return {'OK', redis.call('LLEN', items)}
 "#;
 
+/// History transactions, first step of `replace_suffix`. ARGV: k (the suffix length),
+/// operation id. Returns {'MISSING'}, {'KNOWN', digest} (the id is remembered) or
+/// {'OK', the newest k records oldest first} for the client to compare.
+const TAIL: &str = r#"
+local err = check() if err then return redis.error_reply(err) end
+local now = now_ms()
+if not live(now) and not migrate(now) then return {'MISSING'} end
+local known = redis.call('HGET', meta, 'op:' .. ARGV[2])
+if known then
+  local d, u = string.match(known, '^(%x+):(%d+)$')
+  if d and tonumber(u) > now then return {'KNOWN', d} end
+end
+local reply = {'OK'}
+local tail = redis.call('LRANGE', items, -tonumber(ARGV[1]), -1)
+for i = 1, #tail do reply[#reply + 1] = tail[i] end
+return reply
+"#;
+
+/// History transactions. ARGV: ttl_ms (0: none), legacy_checked, operation id, digest (hex),
+/// retention_ms, k, the k expected records (byte for byte, as TAIL read them), then the
+/// replacement records. Returns {'NOW'}, {'BEFORE'}, {'REUSED'} (the id was used for another
+/// digest), {'CHANGED'} (the newest k records are not the expected ones: nothing was changed)
+/// or {'NEW'} (as ADD). Operation ids live in the metadata hash (`op:<id>` -> `digest:until`),
+/// so they share the session's TTL and go with it; expired ones are swept at most once a
+/// minute per session.
+const APPLY: &str = r#"
+local err = check() if err then return redis.error_reply(err) end
+local now, ttl = now_ms(), tonumber(ARGV[1])
+local op, digest, k = 'op:' .. ARGV[3], ARGV[4], tonumber(ARGV[6])
+local exists = live(now) or migrate(now)
+if exists then
+  local known = redis.call('HGET', meta, op)
+  if known then
+    local d, u = string.match(known, '^(%x+):(%d+)$')
+    if d and tonumber(u) > now then
+      if d == digest then return {'BEFORE'} end
+      return {'REUSED'}
+    end
+  end
+end
+if k > 0 then
+  if not exists then return {'CHANGED'} end
+  local tail = redis.call('LRANGE', items, -k, -1)
+  if #tail ~= k then return {'CHANGED'} end
+  for i = 1, k do
+    if tail[i] ~= ARGV[6 + i] then return {'CHANGED'} end
+  end
+  redis.call('LTRIM', items, 0, -(k + 1))
+elseif not exists then
+  if ARGV[2] ~= '1' then return {'NEW'} end
+  redis.call('DEL', items)
+  redis.call('HSET', meta, 'v', '1', 'created_at', now)
+end
+for i = 7 + k, #ARGV, 1000 do
+  redis.call('RPUSH', items, unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+redis.call('HSET', meta, op, digest .. ':' .. (now + tonumber(ARGV[5])))
+local swept = tonumber(redis.call('HGET', meta, 'ops_swept_at') or '0')
+if now - swept > 60000 then
+  for _, f in ipairs(redis.call('HKEYS', meta)) do
+    if string.sub(f, 1, 3) == 'op:' then
+      local u = tonumber(string.match(redis.call('HGET', meta, f) or '', ':(%d+)$') or '0')
+      if u <= now then redis.call('HDEL', meta, f) end
+    end
+  end
+  redis.call('HSET', meta, 'ops_swept_at', now)
+end
+touch(now, ttl)
+return {'NOW'}
+"#;
+
 /// One script: its full source and its SHA-1 (for EVALSHA).
 #[derive(Debug)]
 pub(crate) struct LuaScript {
@@ -275,6 +346,8 @@ pub(crate) struct Scripts {
     pub(crate) page: LuaScript,
     pub(crate) stage: LuaScript,
     pub(crate) commit: LuaScript,
+    pub(crate) tail: LuaScript,
+    pub(crate) apply: LuaScript,
 }
 
 impl Scripts {
@@ -289,6 +362,8 @@ impl Scripts {
             page: LuaScript::new("page", PAGE),
             stage: LuaScript::new("stage", STAGE),
             commit: LuaScript::new("commit", COMMIT),
+            tail: LuaScript::new("tail", TAIL),
+            apply: LuaScript::new("apply", APPLY),
         }
     }
 }
@@ -309,6 +384,8 @@ mod tests {
             ("page", super::PAGE),
             ("stage", super::STAGE),
             ("commit", super::COMMIT),
+            ("tail", super::TAIL),
+            ("apply", super::APPLY),
         ] {
             assert!(
                 doc.contains(body.trim()),
