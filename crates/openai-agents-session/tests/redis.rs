@@ -1048,3 +1048,80 @@ async fn a_hung_server_fails_within_the_response_timeout() {
     );
     println!("SIGSTOP with response_timeout=1: write failed after {write_took:?}, read after {read_took:?}");
 }
+
+/// Issue 4/10: a server killed (SIGKILL, AOF fsync always) in the middle of history
+/// transactions: after the restart each operation is fully applied or not at all, and a retry
+/// under the same id applies it exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_apply_then_retries_apply_exactly_once() {
+    use openai_agents_session::{Applied, HistoryTransaction};
+    let mut server = OwnRedis::start("kill-apply");
+    let store = Store::open(&format!(
+        "{}?response_timeout=1&connect_timeout=1",
+        server.url()
+    ))
+    .await
+    .unwrap();
+    let s = store.session("applies").unwrap();
+    let batch = |n: u64| {
+        HistoryTransaction::append_items((0..3).map(|i| item(json!({"n": n, "i": i}))).collect())
+    };
+    let writer = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            let mut attempted = 0u64;
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(3) {
+                let _ = s
+                    .apply_history_transaction(&format!("op-{attempted}"), &batch(attempted))
+                    .await;
+                attempted += 1;
+            }
+            attempted
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.spawn();
+    let attempted = writer.await.unwrap();
+    let (mut now, mut before) = (0, 0);
+    for n in 0..attempted {
+        let mut tries = 0;
+        loop {
+            match s
+                .apply_history_transaction(&format!("op-{n}"), &batch(n))
+                .await
+            {
+                Ok(Applied::Now) => now += 1,
+                Ok(_) => before += 1,
+                Err(e) if tries < 50 && e.kind() != ErrorKind::Conflict => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Err(e) => panic!("op-{n}: {e}"),
+            }
+            break;
+        }
+    }
+    let all = s.get_items(None).await.unwrap();
+    assert_eq!(
+        all.len() as u64,
+        attempted * 3,
+        "every operation exactly once, whole"
+    );
+    let mut seen = HashMap::new();
+    for chunk in all.chunks(3) {
+        let n = chunk[0].to_value()["n"].as_u64().unwrap();
+        for (i, it) in chunk.iter().enumerate() {
+            let v = it.to_value();
+            assert_eq!(
+                (v["n"].as_u64().unwrap(), v["i"].as_u64().unwrap()),
+                (n, i as u64)
+            );
+        }
+        assert!(seen.insert(n, ()).is_none(), "op-{n} applied twice");
+    }
+    println!("kill mid-apply: {attempted} operations attempted; retries applied {now} now and found {before} applied before");
+}
