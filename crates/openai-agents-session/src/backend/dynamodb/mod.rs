@@ -6,12 +6,13 @@
 //! sessions are invisible at once. The layout is in `docs/storage/dynamodb.md`.
 //!
 //! The rooms: this file holds the backend type, its `Backend` impl, table creation and
-//! opening with the URL options; `layout.rs` keys, item formats and expression maps
+//! opening; `config.rs` the URL options; `layout.rs` keys, item formats and expression maps
 //! (pure, unit-tested); `read.rs` the newest-first walk and listing; `write.rs` appends
 //! (one transaction, or the commit protocol), pop and clear; `staged.rs` staged writes and
 //! pages; `prune.rs` prune, re-stamping and background deletes; `error.rs` SDK errors as
 //! `ErrorKind`s; `legacy.rs` the seed's read-only layout.
 
+mod config;
 mod error;
 mod layout;
 mod legacy;
@@ -46,24 +47,12 @@ use crate::store::{
     StoreOptions,
 };
 use crate::time::Timestamp;
-use crate::url::{parse_bool, parse_positive, parse_seconds, StoreUrl};
+use crate::url::StoreUrl;
 
+use config::{DynamoConfig, Layout};
 use error::{build_error, map_sdk};
 use layout::{s, MetaState};
 use staged::DynamoStaged;
-
-/// Uncommitted batches older than this are reclaimed by `prune` (URL option `stale_batch_secs`).
-const DEFAULT_STALE_BATCH_SECS: u64 = 3600;
-
-/// Options of a DynamoDB store beyond the shared ones.
-#[derive(Debug, Clone)]
-struct DynamoOptions {
-    table: String,
-    /// Seconds items outlive their session's expiry (default: the TTL).
-    grace_secs: Option<u64>,
-    /// Seconds after which `prune` treats an uncommitted batch as abandoned.
-    stale_batch_secs: u64,
-}
 
 /// The DynamoDB backend. Open it with [`Store::open`]`("dynamodb://TABLE?region=...")`, or
 /// from a client you own with [`DynamoDbBackend::store_from_client`].
@@ -77,8 +66,10 @@ struct Inner {
     client: Client,
     table: String,
     options: StoreOptions,
-    grace_secs: u64,
-    stale_batch_ms: i64,
+    /// How long records outlive their session's expiry (whole seconds).
+    grace: Duration,
+    /// After this, `prune` treats an uncommitted batch as abandoned.
+    stale_stage_after: Duration,
     codec: RecordCodec,
     stats: RequestStats,
     /// The last metadata state seen per session: lets a write guess its sequence numbers and
@@ -93,6 +84,11 @@ struct Inner {
 
 fn now_ms() -> i64 {
     Timestamp::now().as_millis()
+}
+
+/// A duration in the layout's milliseconds (saturating).
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// One writer's turn on a session; the entry is dropped when nobody else waits for it.
@@ -122,25 +118,23 @@ impl DynamoDbBackend {
     ) -> Store {
         let backend = DynamoDbBackend::new(
             client,
-            DynamoOptions {
-                table: table.into(),
-                grace_secs: None,
-                stale_batch_secs: DEFAULT_STALE_BATCH_SECS,
-            },
+            &DynamoConfig::for_table(table.into()),
             options.clone(),
         );
         Store::from_backend(Arc::new(backend), options)
     }
 
-    fn new(client: Client, opts: DynamoOptions, options: StoreOptions) -> Self {
-        let grace_secs = opts.grace_secs.or(options.ttl).unwrap_or(0);
+    fn new(client: Client, config: &DynamoConfig, options: StoreOptions) -> Self {
+        let grace = config
+            .grace
+            .unwrap_or_else(|| Duration::from_secs(options.ttl.unwrap_or(0)));
         DynamoDbBackend {
             inner: Arc::new(Inner {
                 client,
-                table: opts.table,
+                table: config.table.clone(),
                 options,
-                grace_secs,
-                stale_batch_ms: (opts.stale_batch_secs as i64).saturating_mul(1000),
+                grace,
+                stale_stage_after: config.stale_stage_after,
                 codec: RecordCodec::default(),
                 stats: RequestStats::default(),
                 known: Mutex::new(HashMap::new()),
@@ -204,7 +198,7 @@ impl Inner {
 
     /// The `ttl` attribute (epoch seconds) for records of a session expiring at `expires_at`.
     fn item_ttl(&self, expires_at: Option<i64>) -> Option<i64> {
-        expires_at.map(|at| at / 1000 + self.grace_secs as i64)
+        expires_at.map(|at| at / 1000 + self.grace.as_secs() as i64)
     }
 
     async fn create_table_if_not_exists(&self) -> Result<()> {
@@ -531,110 +525,43 @@ async fn open_with(
     options: StoreOptions,
     credentials: Option<aws_sdk_dynamodb::config::SharedCredentialsProvider>,
 ) -> Result<Store> {
-    let table = url.location()?;
-    let table = table.trim_matches('/').to_owned();
-    if table.is_empty()
-        || table.len() > 255
-        || !table
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-    {
-        return Err(Error::new(
-            ErrorKind::Config,
-            Operation::Open,
-            format!(
-                "{:?} does not name a valid DynamoDB table (dynamodb://TABLE?region=...)",
-                url.redacted
-            ),
-        ));
-    }
-    let region = url.take_option("region");
-    let endpoint = url.take_option("endpoint");
-    let layout = url.take_option("layout");
-    let create = match url.take_option("create_table") {
-        Some(v) => parse_bool("create_table", &v)?,
-        None => false,
-    };
-    let grace_secs = match url.take_option("grace") {
-        Some(v) => Some(parse_positive("grace", &v)?),
-        None => None,
-    };
-    let stale_batch_secs = match url.take_option("stale_batch_secs") {
-        Some(v) => parse_positive("stale_batch_secs", &v)?,
-        None => DEFAULT_STALE_BATCH_SECS,
-    };
-    let connect_timeout = match url.take_option("connect_timeout") {
-        Some(v) => parse_seconds("connect_timeout", &v)?,
-        None => Duration::from_secs(5),
-    };
-    let response_timeout = match url.take_option("response_timeout") {
-        Some(v) => parse_seconds("response_timeout", &v)?,
-        None => Duration::from_secs(20),
-    };
-    let max_attempts = match url.take_option("max_attempts") {
-        Some(v) => parse_positive("max_attempts", &v)?.min(100) as u32,
-        None => 5,
-    };
-    url.reject_unknown_options()?;
-    if let Some(e) = &endpoint {
-        if !(e.starts_with("http://") || e.starts_with("https://")) {
-            return Err(Error::new(
-                ErrorKind::Config,
-                Operation::Open,
-                format!("endpoint must be an http:// or https:// URL, got {e:?}"),
-            ));
-        }
-    }
+    let config = DynamoConfig::from_url(&mut url)?;
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(max_attempts))
+        .retry_config(
+            aws_config::retry::RetryConfig::standard().with_max_attempts(config.max_attempts),
+        )
         .timeout_config(
             aws_config::timeout::TimeoutConfig::builder()
-                .connect_timeout(connect_timeout)
-                .operation_attempt_timeout(response_timeout)
+                .connect_timeout(config.connect_timeout)
+                .operation_attempt_timeout(config.response_timeout)
                 // The whole operation, retries included, fails within response_timeout plus
                 // one connect (the same bound as Redis; docs/storage/dynamodb.md).
-                .operation_timeout(response_timeout + connect_timeout)
+                .operation_timeout(config.response_timeout + config.connect_timeout)
                 .build(),
         );
-    if let Some(r) = region {
-        loader = loader.region(aws_config::Region::new(r));
+    if let Some(r) = &config.region {
+        loader = loader.region(aws_config::Region::new(r.clone()));
     }
-    if let Some(e) = endpoint {
+    if let Some(e) = &config.endpoint {
         loader = loader.endpoint_url(e);
     }
     if let Some(provider) = credentials {
         loader = loader.credentials_provider(provider);
     }
-    let config = loader.load().await;
-    if config.region().is_none() {
+    let sdk_config = loader.load().await;
+    if sdk_config.region().is_none() {
         return Err(Error::new(
             ErrorKind::Config,
             Operation::Open,
             "no AWS region: add ?region=... to the URL or set AWS_REGION",
         ));
     }
-    let client = Client::new(&config);
-    match layout.as_deref() {
-        None | Some("native") => {}
-        Some("seed") => return Ok(legacy::store(client, table, options)),
-        Some(other) => {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                Operation::Open,
-                format!("layout must be native or seed, got {other:?}"),
-            ));
-        }
+    let client = Client::new(&sdk_config);
+    if config.layout == Layout::Seed {
+        return Ok(legacy::store(client, config.table, options));
     }
-    let backend = DynamoDbBackend::new(
-        client,
-        DynamoOptions {
-            table,
-            grace_secs,
-            stale_batch_secs,
-        },
-        options.clone(),
-    );
-    if create {
+    let backend = DynamoDbBackend::new(client, &config, options.clone());
+    if config.create_table {
         backend.create_table_if_not_exists().await?;
     }
     Ok(Store::from_backend(Arc::new(backend), options))

@@ -14,7 +14,7 @@ use super::layout::{
     batch_of, expr_maps, gen_of, gen_part_prefix, item_key, item_prefix, meta_key, n, pending_attr,
     replacing_attr, s, sk_of, str_attr, Meta, MetaState, Row, META_SK, PENDING_PREFIX,
 };
-use super::{now_ms, DynamoDbBackend, Inner};
+use super::{millis, now_ms, DynamoDbBackend, Inner};
 use crate::error::{Operation, Result};
 use crate::store::PruneReport;
 
@@ -154,7 +154,7 @@ impl Inner {
                         .ok()
                         .and_then(|v| v.parse::<i64>().ok())
                         .unwrap_or(now);
-                    if now - started > self.stale_batch_ms {
+                    if now - started > millis(self.stale_stage_after) {
                         meta.abandoned.insert(batch.to_owned());
                     }
                 }
@@ -247,7 +247,7 @@ impl DynamoDbBackend {
     /// Starts a background re-stamp when the session's expiry came within half a grace period
     /// of its records' oldest stamp (at most one at a time per session).
     pub(super) fn restamp_if_due(&self, session_id: &str, gen: i64, stamp: i64, expires_at: i64) {
-        let half_grace = (self.inner.grace_secs as i64) / 2;
+        let half_grace = (self.inner.grace.as_secs() as i64) / 2;
         if stamp == 0 || expires_at / 1000 + half_grace < stamp {
             return;
         }

@@ -37,8 +37,9 @@ enum Target {
 /// unless another writer got in between: then the write fails and nothing is visible);
 /// replaces write a new generation that the commit makes current in one conditional update.
 /// Readers skip pending batches' records and never read another generation, so nothing is
-/// visible before the commit. Dropped without a commit, the records stay invisible and
-/// `prune` reclaims them after `stale_batch_secs`.
+/// visible before the commit. Dropped without a commit, it deletes what it wrote in the
+/// background; what a crash leaves stays invisible, and `prune` reclaims it after
+/// `stale_stage_after`.
 pub(super) struct DynamoStaged<'a> {
     inner: &'a Arc<Inner>,
     session_id: String,
