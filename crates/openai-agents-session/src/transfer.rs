@@ -110,6 +110,8 @@ pub struct CopyOptions {
     pub on_existing: OnExisting,
     /// Sessions with more item JSON than this are streamed in parts of about this size.
     pub chunk_bytes: usize,
+    /// Stops the copy before its next write when set (see [`Interrupt`]).
+    pub interrupt: Interrupt,
 }
 
 impl Default for CopyOptions {
@@ -119,8 +121,49 @@ impl Default for CopyOptions {
             prefix: None,
             on_existing: OnExisting::Error,
             chunk_bytes: DEFAULT_CHUNK_BYTES,
+            interrupt: Interrupt::new(),
         }
     }
+}
+
+/// A request to stop a transfer (Ctrl-C): the transfer notices it before its next write, aborts
+/// the staged write in flight (awaiting the deletion of what it staged) and fails with an
+/// [`ErrorKind::InvalidInput`] error saying it was interrupted. Sessions already written are
+/// whole. Clones share the flag.
+///
+/// ```
+/// let interrupt = openai_agents_session::transfer::Interrupt::new();
+/// assert!(!interrupt.is_set());
+/// interrupt.clone().set();
+/// assert!(interrupt.is_set());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Interrupt(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Interrupt {
+    /// A flag not yet set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks every transfer holding a clone to stop.
+    pub fn set(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether a stop was asked for.
+    pub fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+fn interrupted(id: &str) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        Operation::AddItems,
+        "interrupted: the session in flight was not written",
+    )
+    .with_session(id)
 }
 
 /// Progress of a transfer, reported after each session.
@@ -202,6 +245,7 @@ struct SessionWriter<'s> {
     staged: Option<crate::staged::Staged<'s>>,
     items: u64,
     bytes: u64,
+    interrupt: Interrupt,
 }
 
 impl<'s> SessionWriter<'s> {
@@ -212,6 +256,7 @@ impl<'s> SessionWriter<'s> {
         on_existing: OnExisting,
         expected: Option<u64>,
         chunk_bytes: usize,
+        interrupt: &Interrupt,
     ) -> Result<Option<SessionWriter<'s>>> {
         let exists = to.session_info(id).await?.is_some();
         let mode = match (exists, on_existing) {
@@ -231,6 +276,7 @@ impl<'s> SessionWriter<'s> {
             staged: None,
             items: 0,
             bytes: 0,
+            interrupt: interrupt.clone(),
         }))
     }
 
@@ -248,7 +294,19 @@ impl<'s> SessionWriter<'s> {
         Ok(())
     }
 
+    /// When interrupted: the staged write in flight is aborted (awaited), and the transfer fails.
+    async fn check_interrupt(&mut self) -> Result<()> {
+        if !self.interrupt.is_set() {
+            return Ok(());
+        }
+        if let Some(staged) = self.staged.take() {
+            staged.abort().await?;
+        }
+        Err(interrupted(&self.id))
+    }
+
     async fn flush(&mut self) -> Result<()> {
+        self.check_interrupt().await?;
         if self.staged.is_none() {
             self.staged = Some(self.to.stage(&self.id, self.mode, self.expected).await?);
         }
@@ -262,6 +320,7 @@ impl<'s> SessionWriter<'s> {
 
     /// Lands the session in one step; returns whether anything was written.
     async fn finish(mut self) -> Result<bool> {
+        self.check_interrupt().await?;
         match self.staged.take() {
             Some(mut staged) => {
                 staged.append(std::mem::take(&mut self.held)).await?;
@@ -363,8 +422,15 @@ pub async fn copy_sessions(
             tally.done(Some((false, 0, 0)));
             continue;
         }
-        let Some(mut writer) =
-            SessionWriter::open(to, id, options.on_existing, expected, options.chunk_bytes).await?
+        let Some(mut writer) = SessionWriter::open(
+            to,
+            id,
+            options.on_existing,
+            expected,
+            options.chunk_bytes,
+            &options.interrupt,
+        )
+        .await?
         else {
             tally.done(None);
             continue;
@@ -481,6 +547,27 @@ pub async fn import_sessions_chunked(
     chunk_bytes: usize,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Summary> {
+    import_sessions_interruptible(
+        store,
+        path,
+        on_existing,
+        chunk_bytes,
+        &Interrupt::new(),
+        progress,
+    )
+    .await
+}
+
+/// [`import_sessions_chunked`] that stops before its next write once `interrupt` is set,
+/// aborting the staged write in flight.
+pub async fn import_sessions_interruptible(
+    store: &Store,
+    path: &std::path::Path,
+    on_existing: OnExisting,
+    chunk_bytes: usize,
+    interrupt: &Interrupt,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Summary> {
     let chunk_bytes = chunk_bytes.max(1);
     let open = || {
         std::fs::File::open(path)
@@ -571,7 +658,8 @@ pub async fn import_sessions_chunked(
             let k = tally.state.sessions_done as usize;
             let expected = counts.get(k).copied();
             let writer =
-                SessionWriter::open(store, &id, on_existing, expected, chunk_bytes).await?;
+                SessionWriter::open(store, &id, on_existing, expected, chunk_bytes, interrupt)
+                    .await?;
             current = Some((id, writer));
         }
         if let Some((_, Some(writer))) = current.as_mut() {
