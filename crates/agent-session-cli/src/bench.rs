@@ -1,27 +1,1008 @@
 //! `agent-session bench`: latency, throughput and round trips per operation against any store.
 //!
-//! Every scenario writes sessions under `bench:<pid>:` and clears them afterwards.
+//! Two workloads:
+//!
+//! * `scenarios` (the default): single-client scenarios, one operation kind each (`--ops`,
+//!   `--history`, `--item-bytes`);
+//! * `turns`: the agent-like turn, `get_items(Some(limit))` then `add_items` of one user and one
+//!   assistant message, from `--concurrency` clients over `--sessions` sessions, for
+//!   `--duration` seconds (or `--turns`) after `--warmup`, on histories pre-filled with
+//!   `--prefill` items.
+//!
+//! Every workload writes sessions under `bench:<pid>:` and clears them afterwards.
+//!
+//! The turn engine ([`run_turns`], the [`TurnTarget`] trait, the items, the report) uses nothing
+//! of the CLI but its dependencies: the comparison harness's Rust driver (`bench/rust-driver`)
+//! compiles this very file (through `#[path]`) and runs the peers (the Rust Agents SDK port's
+//! sessions, bare redis-rs) through the same loop, timing and report.
 
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io::{BufRead, BufReader, Write as _};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openai_agents_session::{Error, Item, Operation, Session, Store};
+use openai_agents_session::{BoxError, Error, Item, Operation, Session, Store, StoreSession};
+use serde_json::{json, Value};
+
+/// Which benchmark `agent-session bench` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// Single-client scenarios, one operation kind each.
+    Scenarios,
+    /// Concurrent agent-like turns: `get_items(limit)` then `add_items`.
+    Turns,
+}
 
 /// Options of the benchmark.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Operations per scenario.
+    /// The workload: `scenarios` (single-client scenarios) or `turns` (concurrent agent turns).
+    #[arg(long, value_enum, default_value_t = Workload::Scenarios)]
+    pub workload: Workload,
+    /// Scenarios: operations per scenario.
     #[arg(long, default_value_t = 1000)]
     pub ops: usize,
-    /// The long history `get_items(Some(10))` is measured on (against a 100-item one).
+    /// Scenarios: the long history `get_items(Some(10))` is measured on (against a 100-item one).
     #[arg(long, default_value_t = 100_000)]
     pub history: usize,
-    /// Bytes of text in each item.
+    /// Scenarios: bytes of text in each item.
     #[arg(long, default_value_t = 512)]
     pub item_bytes: usize,
-    /// Print one JSON object per scenario instead of a table.
+    /// Print JSON instead of a table (scenarios: one object per scenario; turns: one object).
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub turns: TurnArgs,
 }
+
+/// Options of `--workload turns`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TurnArgs {
+    /// Turns: concurrent clients.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+    /// Turns: sessions the clients spread over [default: max(concurrency, 16)].
+    #[arg(long)]
+    pub sessions: Option<usize>,
+    /// Turns: seconds measured (after the warm-up).
+    #[arg(long, default_value_t = 10.0, conflicts_with = "turns")]
+    pub duration: f64,
+    /// Turns: measure this many turns (all clients together) instead of a duration.
+    #[arg(long)]
+    pub turns: Option<u64>,
+    /// Turns: seconds of turns run before measuring (not counted).
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Turns: items written into every session before the run (the history length).
+    #[arg(long, default_value_t = 0)]
+    pub prefill: usize,
+    /// Turns: items added per turn, alternately a user message and an assistant output message.
+    #[arg(long, default_value_t = 2)]
+    pub items_per_turn: usize,
+    /// Turns: compact JSON size in bytes of the items of a turn, in turn (the last one repeats).
+    #[arg(long, value_delimiter = ',', default_values_t = [205, 986])]
+    pub turn_item_bytes: Vec<usize>,
+    /// Turns: every N-th turn of a client is followed by a `pop_item` on the same session.
+    #[arg(long)]
+    pub pop_every: Option<u64>,
+    /// Turns: the `limit` of each turn's `get_items`.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+}
+
+/// A boxed future, as the targets return.
+pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Calls and storage requests of the three operations of a turn run (from `RequestStats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestCounts {
+    /// `(calls, requests)` of `get_items`.
+    pub get: (u64, u64),
+    /// `(calls, requests)` of `add_items`.
+    pub add: (u64, u64),
+    /// `(calls, requests)` of `pop_item`.
+    pub pop: (u64, u64),
+}
+
+impl RequestCounts {
+    fn since(self, before: RequestCounts) -> RequestCounts {
+        let d = |a: (u64, u64), b: (u64, u64)| (a.0.saturating_sub(b.0), a.1.saturating_sub(b.1));
+        RequestCounts {
+            get: d(self.get, before.get),
+            add: d(self.add, before.add),
+            pop: d(self.pop, before.pop),
+        }
+    }
+}
+
+/// A store the turn workload runs against: sessions are known by their index among the names
+/// the target was made for ([`session_names`]).
+pub trait TurnTarget: Send + Sync + 'static {
+    /// `get_items(Some(limit))`: how many items came back.
+    fn get_items(&self, session: usize, limit: usize) -> BoxFut<'_, Result<usize, BoxError>>;
+    /// `add_items(items)`, the items given as the JSON objects an agent framework holds.
+    fn add_items(&self, session: usize, items: Vec<Value>) -> BoxFut<'_, Result<(), BoxError>>;
+    /// `pop_item()`: whether an item came back.
+    fn pop_item(&self, session: usize) -> BoxFut<'_, Result<bool, BoxError>>;
+    /// The session's whole length (after the run: the lost-items check).
+    fn count_items(&self, session: usize) -> BoxFut<'_, Result<usize, BoxError>>;
+    /// Deletes the session.
+    fn clear(&self, session: usize) -> BoxFut<'_, Result<(), BoxError>>;
+    /// The store's own request counters, where it has them.
+    fn requests(&self) -> Option<RequestCounts> {
+        None
+    }
+}
+
+/// The settings a turn run states with its results.
+#[derive(Debug, Clone, Default)]
+pub struct TurnSettings {
+    /// What runs: `rust-ours`, `rust-port`, `rust-bare`...
+    pub target: String,
+    /// `redis`, `sqlite`, `memory`, `dynamodb`...
+    pub backend: String,
+    /// The store URL, password redacted.
+    pub url: String,
+    /// Session TTL in seconds (`None`: never expires).
+    pub ttl_secs: Option<u64>,
+    /// Whether reads refresh the TTL.
+    pub refresh_on_read: bool,
+    /// What a write waits for (SQLite `synchronous`, Redis persistence...).
+    pub durability: String,
+    /// Encryption at rest of the items.
+    pub encryption: String,
+}
+
+/// The names of `n` benchmark sessions: `bench:<pid>:<i>`.
+pub fn session_names(n: usize) -> Vec<String> {
+    let pid = std::process::id();
+    (0..n).map(|i| format!("bench:{pid}:{i}")).collect()
+}
+
+// ------------------------------------------------------------------------------ turn items ---
+
+const FILLER: &str = "lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod \
+                      tempor incididunt ut labore et dolore magna aliqua. ";
+
+fn filler(tag: &str, len: usize) -> String {
+    let mut text = String::with_capacity(len + FILLER.len());
+    text.push_str(tag);
+    text.push(' ');
+    while text.len() < len {
+        text.push_str(FILLER);
+    }
+    text.truncate(len);
+    text
+}
+
+/// Item `index` of a turn (`tag` makes it unique), of `bytes` bytes of compact JSON (or the
+/// smallest such item when `bytes` is less): even indexes are a user message
+/// `{"role":"user","content":...}`, odd ones an assistant output message shaped like the Agents
+/// SDK's.
+pub fn turn_item(index: usize, tag: &str, bytes: usize) -> Value {
+    let make = |text: String| {
+        if index % 2 == 0 {
+            json!({"role": "user", "content": text})
+        } else {
+            json!({
+                "id": format!("msg_{tag}_{index}"),
+                "type": "message",
+                "role": "assistant",
+                "status": "completed",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            })
+        }
+    };
+    let skeleton = make(String::new()).to_string().len();
+    make(filler(tag, bytes.saturating_sub(skeleton)))
+}
+
+/// The items of one turn.
+pub fn turn_items(args: &TurnArgs, tag: &str) -> Vec<Value> {
+    (0..args.items_per_turn)
+        .map(|i| {
+            let sizes = &args.turn_item_bytes;
+            let bytes = sizes
+                .get(i)
+                .or(sizes.last())
+                .copied()
+                .unwrap_or(if i % 2 == 0 { 205 } else { 986 });
+            turn_item(i, tag, bytes)
+        })
+        .collect()
+}
+
+// ------------------------------------------------------------------ our store as a target ---
+
+/// Our [`Store`] as a turn target.
+pub struct StoreTarget {
+    store: Store,
+    sessions: Vec<StoreSession>,
+}
+
+impl StoreTarget {
+    /// A target over the sessions `names` of `store`.
+    pub fn new(store: &Store, names: &[String]) -> Result<StoreTarget, Error> {
+        Ok(StoreTarget {
+            store: store.clone(),
+            sessions: names
+                .iter()
+                .map(|n| store.session(n))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+impl TurnTarget for StoreTarget {
+    fn get_items(&self, session: usize, limit: usize) -> BoxFut<'_, Result<usize, BoxError>> {
+        Box::pin(async move {
+            Ok(self.sessions[session]
+                .get_items(Some(limit))
+                .await
+                .map(|v| v.len())?)
+        })
+    }
+
+    fn add_items(&self, session: usize, items: Vec<Value>) -> BoxFut<'_, Result<(), BoxError>> {
+        Box::pin(async move {
+            let items = items
+                .into_iter()
+                .map(Item::from_value)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(self.sessions[session].add_items(items).await?)
+        })
+    }
+
+    fn pop_item(&self, session: usize) -> BoxFut<'_, Result<bool, BoxError>> {
+        Box::pin(async move { Ok(self.sessions[session].pop_item().await?.is_some()) })
+    }
+
+    fn count_items(&self, session: usize) -> BoxFut<'_, Result<usize, BoxError>> {
+        Box::pin(async move { Ok(self.sessions[session].get_items(None).await?.len()) })
+    }
+
+    fn clear(&self, session: usize) -> BoxFut<'_, Result<(), BoxError>> {
+        Box::pin(async move { Ok(self.sessions[session].clear_session().await?) })
+    }
+
+    fn requests(&self) -> Option<RequestCounts> {
+        let s = self.store.stats();
+        let pair = |op| (s.calls(op), s.requests(op));
+        Some(RequestCounts {
+            get: pair(Operation::GetItems),
+            add: pair(Operation::AddItems),
+            pop: pair(Operation::PopItem),
+        })
+    }
+}
+
+/// The settings our store runs with, read from its options and URL (and, for Redis, the
+/// server's persistence settings).
+pub fn store_settings(store: &Store, url: &str, probe: Option<&RedisProbe>) -> TurnSettings {
+    let parsed = openai_agents_session::url::StoreUrl::parse(url).ok();
+    let option = |name: &str| parsed.as_ref().and_then(|u| u.options.get(name).cloned());
+    let backend = store.backend_name().to_owned();
+    let durability = match backend.as_str() {
+        "sqlite" => format!(
+            "WAL, synchronous={}",
+            option("synchronous")
+                .unwrap_or_else(|| "normal".into())
+                .to_ascii_lowercase()
+        ),
+        "redis" => probe
+            .and_then(|p| p.persistence().ok())
+            .unwrap_or_else(|| "the server's (not read)".into()),
+        "memory" => "none (process memory)".into(),
+        "dynamodb" => "DynamoDB (acknowledged writes)".into(),
+        other => format!("{other}'s default"),
+    };
+    let encryption = parsed
+        .as_ref()
+        .and_then(|u| {
+            u.options
+                .keys()
+                .find(|k| k.contains("encrypt") || k.contains("cipher") || k.contains("kms"))
+                .map(|k| format!("on ({k})"))
+        })
+        .unwrap_or_else(|| "off".into());
+    TurnSettings {
+        target: "rust-ours".into(),
+        backend,
+        url: openai_agents_session::url::redact(url),
+        ttl_secs: store.options().ttl,
+        refresh_on_read: store.options().refreshes_on_read(),
+        durability,
+        encryption,
+    }
+}
+
+// ------------------------------------------------------------ Redis statistics, by hand ---
+
+/// A plain connection to a standalone Redis server (RESP over TCP, no TLS), to read
+/// `INFO commandstats`, `INFO cpu` and persistence settings before and after a run.
+#[derive(Debug, Clone)]
+pub struct RedisProbe {
+    addr: String,
+    user: Option<String>,
+    password: Option<String>,
+}
+
+/// What a probe reads from the server at one instant.
+#[derive(Debug, Clone, Default)]
+pub struct ServerSnapshot {
+    /// Calls per command name (`evalsha`, `type`...), the probe's own commands left out.
+    pub commands: BTreeMap<String, u64>,
+    /// Server CPU seconds (user + system).
+    pub cpu_secs: f64,
+}
+
+impl RedisProbe {
+    /// A probe for `redis://[user:password@]host[:port][/db]` URLs; `None` for any other
+    /// (TLS, cluster, other backends).
+    pub fn from_url(url: &str) -> Option<RedisProbe> {
+        let parsed = openai_agents_session::url::StoreUrl::parse(url).ok()?;
+        if parsed.scheme != "redis" {
+            return None;
+        }
+        let (userinfo, hostport) = match parsed.authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, parsed.authority.as_str()),
+        };
+        let decode = |s: &str| openai_agents_session::url::percent_decode(s).ok();
+        let (user, password) = match userinfo {
+            Some(u) => match u.split_once(':') {
+                Some((user, pass)) => (decode(user).filter(|s| !s.is_empty()), decode(pass)),
+                None => (decode(u).filter(|s| !s.is_empty()), None),
+            },
+            None => (None, None),
+        };
+        let hostport = if hostport.is_empty() {
+            "127.0.0.1"
+        } else {
+            hostport
+        };
+        let has_port = match hostport.rfind(']') {
+            Some(end) => hostport[end..].contains(':'),
+            None => hostport.contains(':'),
+        };
+        let addr = if has_port {
+            hostport.to_owned()
+        } else {
+            format!("{hostport}:6379")
+        };
+        Some(RedisProbe {
+            addr,
+            user,
+            password,
+        })
+    }
+
+    fn call(&self, commands: &[&[&str]]) -> std::io::Result<Vec<String>> {
+        let mut stream = std::net::TcpStream::connect(&self.addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut all: Vec<Vec<&str>> = Vec::new();
+        if let Some(pass) = &self.password {
+            match &self.user {
+                Some(user) => all.push(vec!["AUTH", user, pass]),
+                None => all.push(vec!["AUTH", pass]),
+            }
+        }
+        all.extend(commands.iter().map(|c| c.to_vec()));
+        let mut request = Vec::new();
+        for cmd in &all {
+            request.extend_from_slice(format!("*{}\r\n", cmd.len()).as_bytes());
+            for arg in cmd {
+                request.extend_from_slice(format!("${}\r\n{arg}\r\n", arg.len()).as_bytes());
+            }
+        }
+        stream.write_all(&request)?;
+        let mut reader = BufReader::new(stream);
+        let mut replies = Vec::new();
+        for _ in &all {
+            replies.push(read_reply(&mut reader)?);
+        }
+        if self.password.is_some() {
+            replies.remove(0);
+        }
+        Ok(replies)
+    }
+
+    /// `INFO commandstats` and `INFO cpu` now.
+    pub fn snapshot(&self) -> std::io::Result<ServerSnapshot> {
+        let replies = self.call(&[&["INFO", "commandstats"], &["INFO", "cpu"]])?;
+        let mut snap = ServerSnapshot::default();
+        for line in replies[0].lines() {
+            // cmdstat_evalsha:calls=12,usec=...
+            let Some(rest) = line.strip_prefix("cmdstat_") else {
+                continue;
+            };
+            let Some((name, fields)) = rest.split_once(':') else {
+                continue;
+            };
+            let probe_own = ["info", "auth", "config", "hello", "client", "ping"];
+            if probe_own
+                .iter()
+                .any(|p| name == *p || name.starts_with(&format!("{p}|")))
+            {
+                continue;
+            }
+            let calls = fields
+                .split(',')
+                .find_map(|f| f.strip_prefix("calls="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            snap.commands.insert(name.to_owned(), calls);
+        }
+        for line in replies[1].lines() {
+            for key in ["used_cpu_sys:", "used_cpu_user:"] {
+                if let Some(v) = line.trim().strip_prefix(key) {
+                    snap.cpu_secs += v.parse::<f64>().unwrap_or(0.0);
+                }
+            }
+        }
+        Ok(snap)
+    }
+
+    /// The server's persistence settings: `appendonly=..., appendfsync=..., save='...'`.
+    pub fn persistence(&self) -> std::io::Result<String> {
+        let replies = self.call(&[&["INFO", "persistence"], &["INFO", "server"]])?;
+        let field = |text: &str, key: &str| {
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix(key).map(str::to_owned))
+                .unwrap_or_default()
+        };
+        let aof = field(&replies[0], "aof_enabled:");
+        let version = field(&replies[1], "redis_version:");
+        Ok(format!(
+            "Redis {version}, appendonly={}",
+            if aof == "1" { "yes" } else { "no" }
+        ))
+    }
+}
+
+/// Reads one RESP reply, flattened to text (bulk strings and simple strings as they are, arrays
+/// joined by newlines).
+fn read_reply(reader: &mut impl BufRead) -> std::io::Result<String> {
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let line = line.trim_end_matches(['\r', '\n']);
+    let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
+    let (kind, rest) = line.split_at(line.len().min(1));
+    match kind {
+        "+" | ":" => Ok(rest.to_owned()),
+        "-" => Err(bad(format!("redis error: {rest}"))),
+        "$" => {
+            let len: i64 = rest
+                .parse()
+                .map_err(|_| bad(format!("bad length {rest}")))?;
+            if len < 0 {
+                return Ok(String::new());
+            }
+            let mut buf = vec![0; len as usize + 2];
+            reader.read_exact(&mut buf)?;
+            buf.truncate(len as usize);
+            Ok(String::from_utf8_lossy(&buf).into_owned())
+        }
+        "*" => {
+            let n: i64 = rest
+                .parse()
+                .map_err(|_| bad(format!("bad length {rest}")))?;
+            let mut parts = Vec::new();
+            for _ in 0..n.max(0) {
+                parts.push(read_reply(reader)?);
+            }
+            Ok(parts.join("\n"))
+        }
+        _ => Err(bad(format!("unexpected reply {line:?}"))),
+    }
+}
+
+async fn probe_snapshot(probe: Option<&RedisProbe>) -> Option<ServerSnapshot> {
+    let probe = probe?.clone();
+    tokio::task::spawn_blocking(move || probe.snapshot().ok())
+        .await
+        .ok()
+        .flatten()
+}
+
+// -------------------------------------------------------------------------- turn engine ---
+
+/// Latencies of one operation, in nanoseconds.
+#[derive(Debug, Default, Clone)]
+struct Latencies {
+    nanos: Vec<u64>,
+    errors: u64,
+}
+
+impl Latencies {
+    fn push(&mut self, d: Duration) {
+        self.nanos.push(d.as_nanos().min(u64::MAX as u128) as u64);
+    }
+
+    fn merge(&mut self, other: Latencies) {
+        self.nanos.extend(other.nanos);
+        self.errors += other.errors;
+    }
+
+    /// Nearest-rank percentile in microseconds (`nanos` sorted).
+    fn percentile_us(&self, p: f64) -> f64 {
+        if self.nanos.is_empty() {
+            return 0.0;
+        }
+        let rank = ((self.nanos.len() as f64 * p).ceil() as usize).clamp(1, self.nanos.len());
+        self.nanos[rank - 1] as f64 / 1000.0
+    }
+
+    fn mean_us(&self) -> f64 {
+        if self.nanos.is_empty() {
+            return 0.0;
+        }
+        self.nanos.iter().sum::<u64>() as f64 / self.nanos.len() as f64 / 1000.0
+    }
+}
+
+#[derive(Debug, Default)]
+struct ClientResult {
+    get: Latencies,
+    add: Latencies,
+    pop: Latencies,
+    turn: Latencies,
+    first_error: Option<String>,
+}
+
+const WARMUP: u8 = 0;
+const MEASURE: u8 = 1;
+const STOP: u8 = 2;
+
+struct Shared {
+    target: Arc<dyn TurnTarget>,
+    args: TurnArgs,
+    phase: AtomicU8,
+    /// Turns claimed in the measured phase (`--turns`).
+    claimed: AtomicU64,
+    /// Turns finished in the measured phase (`--turns`).
+    finished: AtomicU64,
+    done: tokio::sync::Notify,
+    /// Items added to / popped from each session since the start (lost-items check).
+    added: Vec<AtomicU64>,
+    popped: Vec<AtomicU64>,
+}
+
+/// The sessions client `k` of `c` works on: `k, k + c, k + 2c...`, or, with fewer sessions than
+/// clients, session `k mod s` (shared).
+fn client_sessions(k: usize, c: usize, s: usize) -> Vec<usize> {
+    if s >= c {
+        (k..s).step_by(c).collect()
+    } else {
+        vec![k % s]
+    }
+}
+
+fn error_text(e: &BoxError) -> String {
+    e.to_string()
+}
+
+async fn client(shared: Arc<Shared>, k: usize) -> ClientResult {
+    let args = &shared.args;
+    let target = &shared.target;
+    let sessions = client_sessions(k, args.concurrency, shared.added.len());
+    let mut out = ClientResult::default();
+    let mut n: u64 = 0;
+    loop {
+        let phase = shared.phase.load(Ordering::Acquire);
+        if phase == STOP {
+            break;
+        }
+        let measured = phase == MEASURE;
+        if measured {
+            if let Some(max) = args.turns {
+                if shared.claimed.fetch_add(1, Ordering::AcqRel) >= max {
+                    break;
+                }
+            }
+        }
+        let s = sessions[(n as usize) % sessions.len()];
+        n += 1;
+        let items = turn_items(args, &format!("c{k}t{n}"));
+        let added = items.len() as u64;
+        let t0 = Instant::now();
+        let got = target.get_items(s, args.limit).await;
+        let t1 = Instant::now();
+        let put = target.add_items(s, items).await;
+        let t2 = Instant::now();
+        if put.is_ok() {
+            shared.added[s].fetch_add(added, Ordering::Relaxed);
+        }
+        let popped = match args.pop_every {
+            Some(every) if every > 0 && n % every == 0 => {
+                let r = target.pop_item(s).await;
+                if let Ok(true) = r {
+                    shared.popped[s].fetch_add(1, Ordering::Relaxed);
+                }
+                Some((r, t2.elapsed()))
+            }
+            _ => None,
+        };
+        let in_window = measured && shared.phase.load(Ordering::Acquire) == MEASURE;
+        if in_window {
+            let mut ok = true;
+            match got {
+                Ok(_) => out.get.push(t1 - t0),
+                Err(e) => {
+                    ok = false;
+                    out.get.errors += 1;
+                    out.first_error.get_or_insert_with(|| error_text(&e));
+                }
+            }
+            match put {
+                Ok(()) => out.add.push(t2 - t1),
+                Err(e) => {
+                    ok = false;
+                    out.add.errors += 1;
+                    out.first_error.get_or_insert_with(|| error_text(&e));
+                }
+            }
+            if ok {
+                out.turn.push(t2 - t0);
+            }
+            if let Some((r, d)) = popped {
+                match r {
+                    Ok(_) => out.pop.push(d),
+                    Err(e) => {
+                        out.pop.errors += 1;
+                        out.first_error.get_or_insert_with(|| error_text(&e));
+                    }
+                }
+            }
+        }
+        if measured {
+            if let Some(max) = args.turns {
+                if shared.finished.fetch_add(1, Ordering::AcqRel) + 1 == max {
+                    shared.done.notify_one();
+                }
+            }
+        }
+    }
+    out
+}
+
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+fn op_json(l: &Latencies, counts: Option<(u64, u64)>) -> Value {
+    json!({
+        "count": l.nanos.len(),
+        "errors": l.errors,
+        "p50_us": round(l.percentile_us(0.5), 1),
+        "p99_us": round(l.percentile_us(0.99), 1),
+        "p999_us": round(l.percentile_us(0.999), 1),
+        "mean_us": round(l.mean_us(), 1),
+        "requests_per_op": counts
+            .filter(|c| c.0 > 0)
+            .map(|(calls, requests)| round(requests as f64 / calls as f64, 3)),
+    })
+}
+
+/// Runs the turn workload against `target` (made for [`session_names`] of the session count,
+/// see [`sessions_for`]) and returns its report as one JSON object.
+pub async fn run_turns(
+    target: Arc<dyn TurnTarget>,
+    settings: &TurnSettings,
+    args: &TurnArgs,
+    probe: Option<&RedisProbe>,
+) -> Result<Value, String> {
+    let concurrency = args.concurrency.max(1);
+    let sessions = sessions_for(args);
+    if args.items_per_turn == 0 {
+        return Err("--items-per-turn must be at least 1".into());
+    }
+    if args.turns.is_none() && (args.duration.is_nan() || args.duration <= 0.0) {
+        return Err("--duration must be positive".into());
+    }
+    if args.turns == Some(0) {
+        return Err("--turns must be at least 1".into());
+    }
+    let mut args = args.clone();
+    args.concurrency = concurrency;
+    let shared = Arc::new(Shared {
+        target: target.clone(),
+        args: args.clone(),
+        phase: AtomicU8::new(WARMUP),
+        claimed: AtomicU64::new(0),
+        finished: AtomicU64::new(0),
+        done: tokio::sync::Notify::new(),
+        added: (0..sessions).map(|_| AtomicU64::new(0)).collect(),
+        popped: (0..sessions).map(|_| AtomicU64::new(0)).collect(),
+    });
+
+    // Pre-fill: every client fills its own sessions, 50 items per add_items.
+    let prefill_start = Instant::now();
+    if args.prefill > 0 {
+        let mut tasks = Vec::new();
+        for k in 0..concurrency.min(sessions) {
+            let shared = shared.clone();
+            tasks.push(tokio::spawn(async move {
+                let a = &shared.args;
+                for s in client_sessions(k, a.concurrency, shared.added.len()) {
+                    let mut written = 0;
+                    while written < a.prefill {
+                        let n = (a.prefill - written).min(50);
+                        let items = (written..written + n)
+                            .map(|i| {
+                                let sizes = &a.turn_item_bytes;
+                                let j = i % a.items_per_turn;
+                                let bytes = sizes.get(j).or(sizes.last()).copied().unwrap_or(205);
+                                turn_item(j, &format!("p{s}i{i}"), bytes)
+                            })
+                            .collect();
+                        shared
+                            .target
+                            .add_items(s, items)
+                            .await
+                            .map_err(|e| format!("pre-filling session {s}: {}", error_text(&e)))?;
+                        shared.added[s].fetch_add(n as u64, Ordering::Relaxed);
+                        written += n;
+                    }
+                }
+                Ok::<(), String>(())
+            }));
+        }
+        for t in tasks {
+            t.await.map_err(|e| e.to_string())??;
+        }
+    }
+    let prefill_secs = prefill_start.elapsed().as_secs_f64();
+
+    let clients: Vec<_> = (0..concurrency)
+        .map(|k| tokio::spawn(client(shared.clone(), k)))
+        .collect();
+    tokio::time::sleep(Duration::from_secs_f64(args.warmup.max(0.0))).await;
+    let requests_before = target.requests();
+    let server_before = probe_snapshot(probe).await;
+    let start = Instant::now();
+    shared.phase.store(MEASURE, Ordering::Release);
+    match args.turns {
+        Some(_) => shared.done.notified().await,
+        None => tokio::time::sleep(Duration::from_secs_f64(args.duration)).await,
+    }
+    let elapsed = start.elapsed();
+    let requests = target
+        .requests()
+        .zip(requests_before)
+        .map(|(a, b)| a.since(b));
+    let server_after = probe_snapshot(probe).await;
+    shared.phase.store(STOP, Ordering::Release);
+    let mut total = ClientResult::default();
+    for c in clients {
+        let r = c.await.map_err(|e| e.to_string())?;
+        total.get.merge(r.get);
+        total.add.merge(r.add);
+        total.pop.merge(r.pop);
+        total.turn.merge(r.turn);
+        if total.first_error.is_none() {
+            total.first_error = r.first_error;
+        }
+    }
+    for l in [
+        &mut total.get,
+        &mut total.add,
+        &mut total.pop,
+        &mut total.turn,
+    ] {
+        l.nanos.sort_unstable();
+    }
+
+    // Lost items: each session holds what was written to it, less what was popped.
+    let mut lost = 0u64;
+    let mut extra = 0u64;
+    let mut check_error = None;
+    for s in 0..sessions {
+        let expected = shared.added[s].load(Ordering::Relaxed) as i64
+            - shared.popped[s].load(Ordering::Relaxed) as i64;
+        match target.count_items(s).await {
+            Ok(n) => {
+                let diff = expected - n as i64;
+                if diff > 0 {
+                    lost += diff as u64;
+                } else {
+                    extra += (-diff) as u64;
+                }
+            }
+            Err(e) => {
+                check_error.get_or_insert_with(|| error_text(&e));
+            }
+        }
+    }
+    for s in 0..sessions {
+        if let Err(e) = target.clear(s).await {
+            check_error.get_or_insert_with(|| format!("clearing: {}", error_text(&e)));
+        }
+    }
+
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let turns = total.turn.nanos.len() as u64;
+    let ops = (total.get.nanos.len() + total.add.nanos.len() + total.pop.nanos.len()) as f64;
+    let server = match (server_before, server_after) {
+        (Some(b), Some(a)) => {
+            let mut per_turn = serde_json::Map::new();
+            let mut all = 0u64;
+            for (name, calls) in &a.commands {
+                let d = calls.saturating_sub(b.commands.get(name).copied().unwrap_or(0));
+                if d > 0 {
+                    all += d;
+                    per_turn.insert(
+                        name.clone(),
+                        json!(round(d as f64 / turns.max(1) as f64, 2)),
+                    );
+                }
+            }
+            json!({
+                "commands_per_turn": round(all as f64 / turns.max(1) as f64, 2),
+                "by_command_per_turn": per_turn,
+                "cpu_us_per_turn": round((a.cpu_secs - b.cpu_secs) * 1e6 / turns.max(1) as f64, 1),
+                "cpu_percent": round((a.cpu_secs - b.cpu_secs) / secs * 100.0, 1),
+            })
+        }
+        _ => Value::Null,
+    };
+    let requests_total = requests.map(|r| r.get.1 + r.add.1 + r.pop.1);
+    Ok(json!({
+        "workload": "turns",
+        "target": settings.target,
+        "backend": settings.backend,
+        "url": settings.url,
+        "concurrency": concurrency,
+        "sessions": sessions,
+        "prefill": args.prefill,
+        "limit": args.limit,
+        "items_per_turn": args.items_per_turn,
+        "turn_item_bytes": args.turn_item_bytes,
+        "pop_every": args.pop_every,
+        "warmup_s": args.warmup,
+        "measured_s": round(secs, 3),
+        "prefill_s": round(prefill_secs, 2),
+        "turns": turns,
+        "turns_per_sec": round(turns as f64 / secs, 1),
+        "ops_per_sec": round(ops / secs, 1),
+        "ops": {
+            "get_items": op_json(&total.get, requests.map(|r| r.get)),
+            "add_items": op_json(&total.add, requests.map(|r| r.add)),
+            "pop_item": op_json(&total.pop, requests.map(|r| r.pop)),
+            "turn": op_json(&total.turn, None),
+        },
+        "requests_per_turn": requests_total.map(|t| round(t as f64 / turns.max(1) as f64, 3)),
+        "redis_server": server,
+        "peak_rss_kib": peak_rss_kib(),
+        "settings": {
+            "ttl_s": settings.ttl_secs,
+            "refresh_on_read": settings.refresh_on_read,
+            "durability": settings.durability,
+            "encryption": settings.encryption,
+        },
+        "items_lost": lost,
+        "items_extra": extra,
+        "errors": total.get.errors + total.add.errors + total.pop.errors,
+        "first_error": total.first_error.or(check_error),
+    }))
+}
+
+/// The session count of a turn run: `--sessions`, else max(concurrency, 16).
+pub fn sessions_for(args: &TurnArgs) -> usize {
+    args.sessions
+        .unwrap_or_else(|| args.concurrency.max(1).max(16))
+        .max(1)
+}
+
+/// The report of [`run_turns`] as a table.
+pub fn turns_table(r: &Value) -> String {
+    let mut t = String::new();
+    let s = &r["settings"];
+    let ttl = match s["ttl_s"].as_u64() {
+        Some(ttl) => format!(
+            "{ttl} s{}",
+            if s["refresh_on_read"].as_bool() == Some(true) {
+                ", refreshed on read"
+            } else {
+                ", not refreshed on read"
+            }
+        ),
+        None => "none".into(),
+    };
+    t.push_str(&format!(
+        "turns workload: {} on {} ({})\n\
+         {} clients, {} sessions, {}-item histories, get_items(limit={}) + add_items({} items of {:?} B){}\n\
+         TTL {ttl}; durability {}; encryption {}\n",
+        r["target"].as_str().unwrap_or(""),
+        r["backend"].as_str().unwrap_or(""),
+        r["url"].as_str().unwrap_or(""),
+        r["concurrency"],
+        r["sessions"],
+        r["prefill"],
+        r["limit"],
+        r["items_per_turn"],
+        r["turn_item_bytes"].as_array().map(|a| a.iter().map(|v| v.as_u64().unwrap_or(0)).collect::<Vec<_>>()).unwrap_or_default(),
+        match r["pop_every"].as_u64() {
+            Some(n) => format!(", pop_item every {n} turns"),
+            None => String::new(),
+        },
+        s["durability"].as_str().unwrap_or(""),
+        s["encryption"].as_str().unwrap_or(""),
+    ));
+    t.push_str(&format!(
+        "{} turns in {:.2} s: {:.1} turns/s, {:.1} ops/s\n",
+        r["turns"],
+        r["measured_s"].as_f64().unwrap_or(0.0),
+        r["turns_per_sec"].as_f64().unwrap_or(0.0),
+        r["ops_per_sec"].as_f64().unwrap_or(0.0),
+    ));
+    t.push_str(&format!(
+        "{:<10} {:>9} {:>7} {:>10} {:>10} {:>10} {:>10} {:>8}\n",
+        "operation", "count", "errors", "mean us", "p50 us", "p99 us", "p99.9 us", "req/op"
+    ));
+    for name in ["get_items", "add_items", "pop_item", "turn"] {
+        let o = &r["ops"][name];
+        if o["count"].as_u64() == Some(0) && o["errors"].as_u64() == Some(0) {
+            continue;
+        }
+        let f = |k: &str| o[k].as_f64().unwrap_or(0.0);
+        t.push_str(&format!(
+            "{:<10} {:>9} {:>7} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>8}\n",
+            name,
+            o["count"].as_u64().unwrap_or(0),
+            o["errors"].as_u64().unwrap_or(0),
+            f("mean_us"),
+            f("p50_us"),
+            f("p99_us"),
+            f("p999_us"),
+            o["requests_per_op"]
+                .as_f64()
+                .map(|v| format!("{v:.2}"))
+                .unwrap_or_else(|| "-".into()),
+        ));
+    }
+    if let Some(server) = r["redis_server"].as_object() {
+        let by: Vec<String> = server["by_command_per_turn"]
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| format!("{k} {v}")).collect())
+            .unwrap_or_default();
+        t.push_str(&format!(
+            "Redis INFO commandstats: {} commands per turn ({}); server CPU {} us per turn ({}% busy)\n",
+            server["commands_per_turn"],
+            by.join(", "),
+            server["cpu_us_per_turn"],
+            server["cpu_percent"],
+        ));
+    }
+    if let Some(kib) = r["peak_rss_kib"].as_u64() {
+        t.push_str(&format!("peak RSS {:.1} MiB\n", kib as f64 / 1024.0));
+    }
+    t.push_str(&format!(
+        "items lost: {}, unexpected extra items: {}\n",
+        r["items_lost"], r["items_extra"]
+    ));
+    if let Some(e) = r["first_error"].as_str() {
+        t.push_str(&format!("first error: {e}\n"));
+    }
+    t
+}
+
+// --------------------------------------------------------------------------- scenarios ---
 
 struct Scenario {
     name: String,
@@ -85,19 +1066,59 @@ where
     })
 }
 
-fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+fn output_error(e: std::io::Error) -> Error {
+    Error::new(
+        openai_agents_session::ErrorKind::Backend,
+        Operation::Open,
+        "cannot write output",
+    )
+    .with_source(e)
+}
+
+/// Runs the chosen workload against the store at `url` and prints the results.
+pub async fn run(
+    store: &Store,
+    url: &str,
+    args: &BenchArgs,
+    out: &mut impl std::io::Write,
+) -> Result<(), Error> {
+    match args.workload {
+        Workload::Scenarios => run_scenarios(store, args, out).await,
+        Workload::Turns => {
+            let names = session_names(sessions_for(&args.turns));
+            let target: Arc<dyn TurnTarget> = Arc::new(StoreTarget::new(store, &names)?);
+            let probe = RedisProbe::from_url(url).filter(|_| store.backend_name() == "redis");
+            let settings = store_settings(store, url, probe.as_ref());
+            let fail = |m: String| {
+                Error::new(
+                    openai_agents_session::ErrorKind::Backend,
+                    Operation::Open,
+                    m,
+                )
+            };
+            let report = run_turns(target, &settings, &args.turns, probe.as_ref())
+                .await
+                .map_err(|m| fail(format!("bench: {m}")))?;
+            if args.json {
+                writeln!(out, "{report}").map_err(output_error)?;
+            } else {
+                write!(out, "{}", turns_table(&report)).map_err(output_error)?;
+            }
+            let errors = report["errors"].as_u64().unwrap_or(0);
+            let lost = report["items_lost"].as_u64().unwrap_or(0);
+            if errors > 0 || lost > 0 {
+                return Err(fail(format!(
+                    "bench: {errors} operations failed, {lost} items lost (first error: {})",
+                    report["first_error"].as_str().unwrap_or("none")
+                )));
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Runs every scenario and prints the results.
-pub async fn run(
+async fn run_scenarios(
     store: &Store,
     args: &BenchArgs,
     out: &mut impl std::io::Write,
@@ -181,14 +1202,7 @@ pub async fn run(
     }
 
     let rss = peak_rss_kib();
-    let w = |e: std::io::Error| {
-        Error::new(
-            openai_agents_session::ErrorKind::Backend,
-            Operation::Open,
-            "cannot write output",
-        )
-        .with_source(e)
-    };
+    let w = output_error;
     if args.json {
         for s in &scenarios {
             let line = serde_json::json!({
@@ -235,4 +1249,68 @@ pub async fn run(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turn_items_have_the_sizes_and_shapes_asked_for() {
+        let args = TurnArgs {
+            concurrency: 1,
+            sessions: None,
+            duration: 1.0,
+            turns: None,
+            warmup: 0.0,
+            prefill: 0,
+            items_per_turn: 3,
+            turn_item_bytes: vec![205, 986],
+            pop_every: None,
+            limit: 20,
+        };
+        let items = turn_items(&args, "c0t1");
+        let sizes: Vec<usize> = items.iter().map(|v| v.to_string().len()).collect();
+        assert_eq!(sizes, vec![205, 986, 986]);
+        assert_eq!(items[0]["role"], "user");
+        assert_eq!(items[1]["type"], "message");
+        assert_eq!(items[1]["content"][0]["type"], "output_text");
+        assert_eq!(items[1]["content"][0]["annotations"], json!([]));
+        assert_eq!(items[2]["role"], "user");
+        // Too small a size gives the smallest item, never a panic.
+        assert_eq!(turn_item(1, "x", 3)["status"], "completed");
+    }
+
+    #[test]
+    fn clients_share_no_session_while_there_are_enough() {
+        assert_eq!(client_sessions(0, 1, 16).len(), 16);
+        assert_eq!(client_sessions(3, 8, 16), vec![3, 11]);
+        assert_eq!(client_sessions(63, 64, 64), vec![63]);
+        assert_eq!(client_sessions(5, 8, 4), vec![1]);
+    }
+
+    #[test]
+    fn probe_addresses() {
+        let p = RedisProbe::from_url("redis://u:p%40ss@127.0.0.2:6390/2?ttl=3").unwrap();
+        assert_eq!(p.addr, "127.0.0.2:6390");
+        assert_eq!(p.user.as_deref(), Some("u"));
+        assert_eq!(p.password.as_deref(), Some("p@ss"));
+        let p = RedisProbe::from_url("redis://:secret@[::1]").unwrap();
+        assert_eq!(p.addr, "[::1]:6379");
+        assert_eq!(p.user, None);
+        assert!(RedisProbe::from_url("rediss://host/").is_none());
+        assert!(RedisProbe::from_url("sqlite://x.db").is_none());
+    }
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let mut l = Latencies::default();
+        for us in 1..=1000u64 {
+            l.push(Duration::from_micros(us));
+        }
+        assert_eq!(l.percentile_us(0.5), 500.0);
+        assert_eq!(l.percentile_us(0.99), 990.0);
+        assert_eq!(l.percentile_us(0.999), 999.0);
+        assert_eq!(Latencies::default().percentile_us(0.5), 0.0);
+    }
 }

@@ -492,7 +492,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
             writeln!(out, "pruned: {}", report?)?;
         }
-        Command::Bench(args) => bench::run(&store, &args, &mut out).await?,
+        Command::Bench(args) => bench::run(&store, url, &args, &mut out).await?,
         Command::Copy { .. } | Command::Import { .. } | Command::Export { .. } => {}
         Command::Init => {
             store.init().await?;

@@ -1007,3 +1007,78 @@ fn import_from_stdin_spools_safely_and_leaves_nothing() {
     assert!(left.is_empty(), "spool files left behind: {left:?}");
     assert_eq!(stdout(&env.run(&["get", "sp"])), "{\"a\":1}\n");
 }
+
+/// Smoke run of `bench --workload turns` with tiny parameters: JSON report, the table, the
+/// stated settings, no lost items, and no benchmark session left behind.
+#[test]
+fn bench_turn_workload_smoke() {
+    let env = Env::new("bench-turns");
+    let o = env.run(&[
+        "bench",
+        "--workload",
+        "turns",
+        "--turns",
+        "24",
+        "--warmup",
+        "0",
+        "--concurrency",
+        "2",
+        "--sessions",
+        "3",
+        "--prefill",
+        "7",
+        "--pop-every",
+        "4",
+        "--limit",
+        "5",
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(report["workload"], "turns");
+    assert_eq!(report["backend"], "sqlite");
+    assert_eq!(report["turns"], 24);
+    assert_eq!(report["concurrency"], 2);
+    assert_eq!(report["sessions"], 3);
+    assert_eq!(report["errors"], 0);
+    assert_eq!(report["items_lost"], 0);
+    assert_eq!(report["items_extra"], 0);
+    assert_eq!(report["ops"]["get_items"]["count"], 24);
+    assert_eq!(report["ops"]["add_items"]["count"], 24);
+    // Every 4th turn of each client: 24 turns split between two clients give 4 to 8 pops.
+    let pops = report["ops"]["pop_item"]["count"].as_u64().unwrap();
+    assert!((4..=8).contains(&pops), "{pops} pops");
+    // One transaction per call, more when SQLite retries a busy one.
+    assert!(
+        report["ops"]["get_items"]["requests_per_op"]
+            .as_f64()
+            .unwrap()
+            >= 1.0
+    );
+    assert!(report["ops"]["turn"]["p99_us"].as_f64().unwrap() > 0.0);
+    assert!(report["turns_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(report["peak_rss_kib"].as_u64().unwrap() > 0);
+    assert_eq!(report["turn_item_bytes"], serde_json::json!([205, 986]));
+    assert_eq!(report["settings"]["durability"], "WAL, synchronous=normal");
+    assert_eq!(report["settings"]["encryption"], "off");
+    assert!(report["settings"]["ttl_s"].is_null());
+
+    let o = env.run(&[
+        "bench",
+        "--workload",
+        "turns",
+        "--turns",
+        "5",
+        "--warmup",
+        "0",
+        "--turn-item-bytes",
+        "100,300",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let table = stdout(&o);
+    assert!(table.contains("1 clients, 16 sessions"), "{table}");
+    assert!(table.contains("get_items"), "{table}");
+    assert!(table.contains("[100, 300] B"), "{table}");
+    assert!(table.contains("items lost: 0"), "{table}");
+    assert_eq!(stdout(&env.run(&["list", "--prefix", "bench:"])), "");
+}
