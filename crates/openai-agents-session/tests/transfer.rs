@@ -12,10 +12,48 @@ use openai_agents_session::transfer::{
 use openai_agents_session::{Item, Session, Store};
 use support::shared_url;
 
-fn backends(tag: &str) -> Vec<(&'static str, String)> {
+/// Every backend's URL, with the SQLite file's directory, removed when the last use is done.
+struct Backends {
+    _dir: support::TestDir,
+    list: Vec<(&'static str, String)>,
+}
+
+/// Iterates the URLs while holding the directory.
+struct BackendsIter {
+    _dir: support::TestDir,
+    list: std::vec::IntoIter<(&'static str, String)>,
+}
+
+impl Iterator for BackendsIter {
+    type Item = (&'static str, String);
+    fn next(&mut self) -> Option<Self::Item> {
+        self.list.next()
+    }
+}
+
+impl IntoIterator for Backends {
+    type Item = (&'static str, String);
+    type IntoIter = BackendsIter;
+    fn into_iter(self) -> BackendsIter {
+        BackendsIter {
+            _dir: self._dir,
+            list: self.list.into_iter(),
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Backends {
+    type Item = &'a (&'static str, String);
+    type IntoIter = std::slice::Iter<'a, (&'static str, String)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.list.iter()
+    }
+}
+
+fn backends(tag: &str) -> Backends {
     let dir = support::temp_dir("transfer");
     let pid = std::process::id();
-    vec![
+    let list = vec![
         ("sqlite", format!("sqlite://{}/t.db", dir.display())),
         (
             "redis",
@@ -38,7 +76,8 @@ fn backends(tag: &str) -> Vec<(&'static str, String)> {
                 shared_url("OAS_TEST_DYNAMODB_ENDPOINT")
             ),
         ),
-    ]
+    ];
+    Backends { _dir: dir, list }
 }
 
 fn conversation(big: bool) -> Vec<Item> {

@@ -9,25 +9,16 @@
 /// Helpers shared by every script (prepended to each).
 const PRELUDE: &str = r#"
 local meta, items = KEYS[1], KEYS[2]
-local function kind(key) return redis.call('TYPE', key)['ok'] end
--- Refuses keys of another type, and metadata of a newer layout, before any side effect.
-local function check()
-  local m, i = kind(meta), kind(items)
-  if m ~= 'none' and m ~= 'hash' then
-    return 'WRONGTYPE key ' .. meta .. ' holds a ' .. m .. ', not the session metadata hash'
+-- One read of the metadata and one of the list, before any side effect: a key of another
+-- type fails right here (WRONGTYPE), and metadata of a newer layout is refused.
+local function load()
+  local m = redis.call('HMGET', meta, 'v', 'expires_at', 'created_at', 'updated_at')
+  local len = redis.call('LLEN', items)
+  if m[1] and (tonumber(m[1]) == nil or tonumber(m[1]) > 1) then
+    return nil, 'OAS_VERSION session metadata ' .. meta .. ' has layout version ' .. m[1]
   end
-  if i ~= 'none' and i ~= 'list' then
-    return 'WRONGTYPE key ' .. items .. ' holds a ' .. i .. ', not the session item list'
-  end
-  if #KEYS >= 3 then
-    local l = kind(KEYS[3])
-    if l ~= 'none' and l ~= 'list' then KEYS[3] = nil end
-  end
-  local v = redis.call('HGET', meta, 'v')
-  if v and (tonumber(v) == nil or tonumber(v) > 1) then
-    return 'OAS_VERSION session metadata ' .. meta .. ' has layout version ' .. v
-  end
-  return nil
+  return {exists = (m[1] or m[3]) ~= false, exp = tonumber(m[2] or ''), raw_exp = m[2],
+          created = m[3], updated = tonumber(m[4] or '0') or 0, raw_updated = m[4], len = len}
 end
 local function now_ms()
   local t = redis.call('TIME')
@@ -35,44 +26,53 @@ local function now_ms()
 end
 -- True when the session exists and is live; an expired one is deleted first, whatever
 -- Redis's own expiry has done so far.
-local function live(now)
-  local exp = redis.call('HGET', meta, 'expires_at')
-  if exp and tonumber(exp) <= now then
+local function live(st, now)
+  if st.exp and st.exp <= now then
     redis.call('DEL', meta, items)
-    return false
+    st.exists, st.exp, st.len, st.updated = false, nil, 0, 0
   end
-  return redis.call('EXISTS', meta) == 1
+  return st.exists
 end
--- Standalone only: moves the seed layout's list into this layout, atomically.
-local function migrate(now)
-  if #KEYS < 3 or KEYS[3] == nil or kind(KEYS[3]) ~= 'list' then return false end
+-- Standalone only, for a session that does not exist: moves the seed layout's list into this
+-- layout, atomically.
+local function migrate(st, now)
+  if #KEYS < 3 or redis.call('TYPE', KEYS[3])['ok'] ~= 'list' then return false end
   local old = redis.call('LRANGE', KEYS[3], 0, -1)
   for i = 1, #old, 1000 do
     redis.call('RPUSH', items, unpack(old, i, math.min(i + 999, #old)))
   end
   redis.call('DEL', KEYS[3])
   redis.call('HSET', meta, 'v', '1', 'created_at', now, 'updated_at', now, 'migrated_from', 'seed')
+  st.exists, st.created, st.updated, st.len = true, tostring(now), now, redis.call('LLEN', items)
   return true
 end
--- A read with refresh_on_read: push the expiry of every key to now + ttl.
-local function refresh(now, ttl)
-  if ttl > 0 then
-    local at = now + ttl
-    redis.call('HSET', meta, 'expires_at', at)
-    redis.call('PEXPIREAT', meta, at)
-    redis.call('PEXPIREAT', items, at)
+-- Sets every key's expiry to `at`.
+local function expire_at(st, at)
+  redis.call('HSET', meta, 'expires_at', at)
+  redis.call('PEXPIREAT', meta, at)
+  if st.len > 0 then redis.call('PEXPIREAT', items, at) end
+  st.exp = at
+end
+-- A read with refresh_on_read: pushes the expiry to now + ttl, skipped while that would move
+-- it by less than the granularity (ttl / 100, so 36 s of a one-hour TTL): the session expires
+-- between ttl - ttl/100 and ttl after its last access, and most reads write nothing.
+local function refresh(st, now, ttl)
+  if ttl > 0 and st.exists and (st.exp == nil or now + ttl - st.exp >= math.floor(ttl / 100)) then
+    expire_at(st, now + ttl)
   end
 end
--- A write: advance updated_at, then set (ttl > 0) or remove the expiry of every key.
-local function touch(now, ttl)
-  local prev = tonumber(redis.call('HGET', meta, 'updated_at') or '0')
-  redis.call('HSET', meta, 'updated_at', math.max(now, prev + 1))
+-- A write: advances updated_at, then sets (ttl > 0) or removes the expiry of every key.
+local function touch(st, now, ttl)
+  st.updated = math.max(now, st.updated + 1)
+  redis.call('HSET', meta, 'updated_at', st.updated)
+  st.len = redis.call('LLEN', items)
   if ttl > 0 then
-    refresh(now, ttl)
-  else
+    expire_at(st, now + ttl)
+  elseif st.exp then
     redis.call('HDEL', meta, 'expires_at')
     redis.call('PERSIST', meta)
     redis.call('PERSIST', items)
+    st.exp = nil
   end
 end
 -- A cheap plausibility test; the client decodes every record exactly.
@@ -84,29 +84,29 @@ end
 /// ARGV: ttl_ms (0: none), legacy_checked ('1' when no legacy check is needed), records...
 /// Returns {'OK', length} or {'NEW'} (a new session whose legacy key the client must check).
 const ADD: &str = r#"
-local err = check() if err then return redis.error_reply(err) end
+local st, err = load() if err then return redis.error_reply(err) end
 local now, ttl = now_ms(), tonumber(ARGV[1])
-if not live(now) and not migrate(now) then
+if not live(st, now) and not migrate(st, now) then
   if ARGV[2] ~= '1' then return {'NEW'} end
-  redis.call('DEL', items)
+  if st.len > 0 then redis.call('DEL', items) end
   redis.call('HSET', meta, 'v', '1', 'created_at', now)
 end
 for i = 3, #ARGV, 1000 do
   redis.call('RPUSH', items, unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
-touch(now, ttl)
-return {'OK', redis.call('LLEN', items)}
+touch(st, now, ttl)
+return {'OK', st.len}
 "#;
 
 /// ARGV: limit (-1: all), offset (newest records already read), refresh ttl_ms (0: none).
 /// Returns {'MISSING'} or {'OK', length, records oldest first...}: the newest records below
 /// `offset`, widened past implausible records until `limit` plausible ones or the start.
 const GET: &str = r#"
-local err = check() if err then return redis.error_reply(err) end
+local st, err = load() if err then return redis.error_reply(err) end
 local now = now_ms()
-if not live(now) and not migrate(now) then return {'MISSING'} end
+if not live(st, now) and not migrate(st, now) then return {'MISSING'} end
 local limit, offset, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local len = redis.call('LLEN', items)
+local len = st.len
 local reply = {'OK', len}
 if limit < 0 then
   local all = redis.call('LRANGE', items, 0, -1 - offset)
@@ -124,7 +124,7 @@ else
   end
   for i = #newest_first, 1, -1 do reply[#reply + 1] = newest_first[i] end
 end
-refresh(now, ttl)
+refresh(st, now, ttl)
 return reply
 "#;
 
@@ -132,16 +132,16 @@ return reply
 /// implausible records above it), or {'CHECK', record, above, length}: the newest candidate is
 /// an envelope the client must decode; nothing was removed.
 const POP: &str = r#"
-local err = check() if err then return redis.error_reply(err) end
+local st, err = load() if err then return redis.error_reply(err) end
 local now, ttl = now_ms(), tonumber(ARGV[1])
-if not live(now) and not migrate(now) then return {'MISSING'} end
-local len = redis.call('LLEN', items)
+if not live(st, now) and not migrate(st, now) then return {'MISSING'} end
+local len = st.len
 local k = 0
 while k < len do
   local r = redis.call('LINDEX', items, -(k + 1))
   if plausible(r) then
     redis.call('LTRIM', items, 0, -(k + 2))
-    touch(now, ttl)
+    touch(st, now, ttl)
     return {'OK', r}
   elseif string.byte(r, 1) == 0 then
     return {'CHECK', r, k, len}
@@ -150,7 +150,7 @@ while k < len do
 end
 if k > 0 then
   redis.call('DEL', items)
-  touch(now, ttl)
+  touch(st, now, ttl)
 end
 return {'EMPTY'}
 "#;
@@ -158,22 +158,22 @@ return {'EMPTY'}
 /// ARGV: ttl_ms, above, expected length, expected record. Removes the newest `above + 1`
 /// records if the list is unchanged. Returns {'OK'} or {'CHANGED'}.
 const POP_AT: &str = r#"
-local err = check() if err then return redis.error_reply(err) end
+local st, err = load() if err then return redis.error_reply(err) end
 local now, ttl = now_ms(), tonumber(ARGV[1])
-if not live(now) then return {'CHANGED'} end
+if not live(st, now) then return {'CHANGED'} end
 local above, len = tonumber(ARGV[2]), tonumber(ARGV[3])
-if redis.call('LLEN', items) ~= len or redis.call('LINDEX', items, -(above + 1)) ~= ARGV[4] then
+if st.len ~= len or redis.call('LINDEX', items, -(above + 1)) ~= ARGV[4] then
   return {'CHANGED'}
 end
 redis.call('LTRIM', items, 0, -(above + 2))
-touch(now, ttl)
+touch(st, now, ttl)
 return {'OK'}
 "#;
 
 /// Deletes every key of the session (and the seed key, when given). Returns {'OK'}.
 const CLEAR: &str = r#"
-local err = check() if err then return redis.error_reply(err) end
-if #KEYS >= 3 and KEYS[3] ~= nil then
+local st, err = load() if err then return redis.error_reply(err) end
+if #KEYS >= 3 and redis.call('TYPE', KEYS[3])['ok'] == 'list' then
   redis.call('DEL', meta, items, KEYS[3])
 else
   redis.call('DEL', meta, items)
@@ -183,22 +183,22 @@ return {'OK'}
 
 /// Returns {'MISSING'} or {'OK', created_at, updated_at, expires_at or '', length}.
 const INFO: &str = r#"
-local err = check() if err then return redis.error_reply(err) end
+local st, err = load() if err then return redis.error_reply(err) end
 local now = now_ms()
-if not live(now) and not migrate(now) then return {'MISSING'} end
-local m = redis.call('HMGET', meta, 'created_at', 'updated_at', 'expires_at')
-return {'OK', m[1] or '0', m[2] or m[1] or '0', m[3] or '', redis.call('LLEN', items)}
+if not live(st, now) and not migrate(st, now) then return {'MISSING'} end
+local created = st.created or '0'
+return {'OK', created, st.raw_updated or created, st.raw_exp or '', st.len}
 "#;
 
 /// ARGV: start (list position), count. Returns {'MISSING'} or {'OK', length, records from
 /// `start` on, at most `count`, oldest first}: one page of `Store::read_page`, with the same
 /// checks as GET (types, layout version, expiry, seed migration) and no TTL refresh.
 const PAGE: &str = r#"
-local err = check() if err then return redis.error_reply(err) end
+local st, err = load() if err then return redis.error_reply(err) end
 local now = now_ms()
-if not live(now) and not migrate(now) then return {'MISSING'} end
+if not live(st, now) and not migrate(st, now) then return {'MISSING'} end
 local start, count = tonumber(ARGV[1]), tonumber(ARGV[2])
-local reply = {'OK', redis.call('LLEN', items)}
+local reply = {'OK', st.len}
 local slice = redis.call('LRANGE', items, start, start + count - 1)
 for i = 1, #slice do reply[#reply + 1] = slice[i] end
 return reply
@@ -221,18 +221,19 @@ return {'OK', redis.call('LLEN', stage)}
 /// (the staging list is not what was staged: expired or pruned; nothing was changed).
 const COMMIT: &str = r#"
 local stage = table.remove(KEYS, 3)
-local err = check() if err then return redis.error_reply(err) end
+local st, err = load() if err then return redis.error_reply(err) end
 local staged = tonumber(ARGV[4])
 if redis.call('LLEN', stage) ~= staged then return {'LOST'} end
 local now, ttl = now_ms(), tonumber(ARGV[1])
 if ARGV[2] == 'replace' then
   redis.call('DEL', meta, items)
-  if #KEYS >= 3 and KEYS[3] then redis.call('DEL', KEYS[3]) end
+  if #KEYS >= 3 and redis.call('TYPE', KEYS[3])['ok'] == 'list' then redis.call('DEL', KEYS[3]) end
+  st.exp, st.len = nil, 0
   if staged == 0 then return {'OK', 0} end
   redis.call('HSET', meta, 'v', '1', 'created_at', now)
-elseif not live(now) and not migrate(now) then
+elseif not live(st, now) and not migrate(st, now) then
   if ARGV[3] ~= '1' then return {'NEW'} end
-  redis.call('DEL', items)
+  if st.len > 0 then redis.call('DEL', items) end
   redis.call('HSET', meta, 'v', '1', 'created_at', now)
 end
 if staged > 0 and redis.call('EXISTS', items) == 0 then
@@ -243,17 +244,17 @@ elseif staged > 0 then
   end
   redis.call('DEL', stage)
 end
-touch(now, ttl)
-return {'OK', redis.call('LLEN', items)}
+touch(st, now, ttl)
+return {'OK', st.len}
 "#;
 
 /// History transactions, first step of `replace_suffix`. ARGV: k (the suffix length),
 /// operation id. Returns {'MISSING'}, {'KNOWN', digest} (the id is remembered) or
 /// {'OK', the newest k records oldest first} for the client to compare.
 const TAIL: &str = r#"
-local err = check() if err then return redis.error_reply(err) end
+local st, err = load() if err then return redis.error_reply(err) end
 local now = now_ms()
-if not live(now) and not migrate(now) then return {'MISSING'} end
+if not live(st, now) and not migrate(st, now) then return {'MISSING'} end
 local known = redis.call('HGET', meta, 'op:' .. ARGV[2])
 if known then
   local d, u = string.match(known, '^(%x+):(%d+)$')
@@ -273,10 +274,10 @@ return reply
 /// so they share the session's TTL and go with it; expired ones are swept at most once a
 /// minute per session.
 const APPLY: &str = r#"
-local err = check() if err then return redis.error_reply(err) end
+local st, err = load() if err then return redis.error_reply(err) end
 local now, ttl = now_ms(), tonumber(ARGV[1])
 local op, digest, k = 'op:' .. ARGV[3], ARGV[4], tonumber(ARGV[6])
-local exists = live(now) or migrate(now)
+local exists = live(st, now) or migrate(st, now)
 if exists then
   local known = redis.call('HGET', meta, op)
   if known then
@@ -297,7 +298,7 @@ if k > 0 then
   redis.call('LTRIM', items, 0, -(k + 1))
 elseif not exists then
   if ARGV[2] ~= '1' then return {'NEW'} end
-  redis.call('DEL', items)
+  if st.len > 0 then redis.call('DEL', items) end
   redis.call('HSET', meta, 'v', '1', 'created_at', now)
 end
 for i = 7 + k, #ARGV, 1000 do
@@ -314,7 +315,7 @@ if now - swept > 60000 then
   end
   redis.call('HSET', meta, 'ops_swept_at', now)
 end
-touch(now, ttl)
+touch(st, now, ttl)
 return {'NOW'}
 "#;
 
