@@ -1,7 +1,8 @@
 //! `agent-session`: read and write openai-agents-session stores from the shell.
 //!
 //! Exit codes: 0 ok; 2 invalid input or usage (nothing written); 1 backend or runtime failure;
-//! 3 not found. Passwords in URLs never appear in any output.
+//! 3 not found; 4 conflict (a history transaction refused: its reason is named, nothing was
+//! changed). Passwords in URLs never appear in any output.
 
 use std::io::{self, BufRead, BufWriter, Write};
 use std::process::ExitCode;
@@ -9,7 +10,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
-use openai_agents_session::{Error, ErrorKind, Item, ListOptions, Session, SessionInfo, Store};
+use openai_agents_session::{
+    Applied, Error, ErrorKind, HistoryTransaction, Item, ListOptions, Session, SessionInfo, Store,
+};
 
 /// The store used when neither --url nor AGENT_SESSION_URL is given.
 const DEFAULT_URL: &str = "sqlite://agent-sessions.db";
@@ -21,7 +24,8 @@ const DEFAULT_URL: &str = "sqlite://agent-sessions.db";
     about = "Durable conversation memory for AI agents: read and write session stores.",
     after_help = "Store URLs: memory://, sqlite://PATH, sqlite:///ABS/PATH, redis://, rediss://, redis+cluster://,\n\
                   dynamodb://TABLE?region=..., with options such as ?ttl=3600.\n\
-                  Exit codes: 0 ok, 1 backend failure, 2 invalid input or usage, 3 not found."
+                  Exit codes: 0 ok, 1 backend failure, 2 invalid input or usage, 3 not found,\n\
+                  4 conflict (a history transaction refused; nothing was changed)."
 )]
 struct Cli {
     /// Store URL [default: $AGENT_SESSION_URL, else sqlite://agent-sessions.db]
@@ -35,11 +39,29 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Append items as one atomic batch: JSON objects as arguments, or JSON Lines on stdin.
+    /// With --operation-id, an idempotent append: a retry under the same id adds nothing.
     Add {
         /// The session id.
         session: String,
+        /// Apply the batch as the history transaction append_items under this id (non-empty,
+        /// at most 256 bytes): prints `applied`, or `already applied` when a batch with the
+        /// same items was applied under it before; other items under a used id exit 4.
+        #[arg(long)]
+        operation_id: Option<String>,
         /// Items as JSON objects; when none are given, one item per line is read from stdin.
         items: Vec<String>,
+    },
+    /// Apply one history transaction, read as JSON from stdin, under an operation id:
+    /// {"type":"append_items","items":[...]} or
+    /// {"type":"replace_suffix","expected_suffix":[...],"replacement":[...]}.
+    /// Prints `applied` or `already applied` (both exit 0); a conflict exits 4 naming its
+    /// reason (operation_reused, suffix_mismatch) and changes nothing.
+    Apply {
+        /// The session id.
+        session: String,
+        /// The operation id (non-empty, at most 256 bytes): the same on every retry.
+        #[arg(long)]
+        operation_id: String,
     },
     /// Print the history as JSON Lines, oldest first.
     Get {
@@ -150,12 +172,26 @@ impl From<Error> for Failure {
             | ErrorKind::TooLarge
             | ErrorKind::Config => 2,
             ErrorKind::NotFound => 3,
+            ErrorKind::Conflict => 4,
             _ => 1,
         };
-        Failure {
-            code,
-            message: format!("error: {err}"),
-        }
+        let message = match (err.kind(), err.conflict_reason()) {
+            // `conflict: suffix_mismatch: apply_history_transaction on session "s": ...`
+            (ErrorKind::Conflict, reason) => {
+                let mut text = format!(
+                    "conflict: {}: {}",
+                    reason.map_or("unknown", |r| r.name()),
+                    err.operation()
+                );
+                if let Some(id) = err.session_id() {
+                    text.push_str(&format!(" on session {id:?}"));
+                }
+                text.push_str(&format!(": {}", err.message()));
+                text
+            }
+            _ => format!("error: {err}"),
+        };
+        Failure { code, message }
     }
 }
 
@@ -249,6 +285,35 @@ fn read_items(args: &[String]) -> Result<Vec<Item>, Failure> {
         );
     }
     Ok(items)
+}
+
+/// Reads the one transaction of `apply` from stdin (surrounding whitespace allowed).
+fn read_transaction(session: &str) -> Result<HistoryTransaction, Failure> {
+    let mut text = String::new();
+    io::Read::read_to_string(&mut io::stdin().lock(), &mut text).map_err(|e| Failure {
+        code: 2,
+        message: format!("error: cannot read the transaction from stdin: {e}; nothing was written"),
+    })?;
+    HistoryTransaction::from_json(&text).map_err(|e| Failure {
+        code: 2,
+        message: format!("error: {}; nothing was written", e.with_session(session)),
+    })
+}
+
+/// Checks an operation id before any store is opened: a bad one writes nothing.
+fn check_operation_id(session: &str, operation_id: &str) -> Result<(), Failure> {
+    openai_agents_session::history::validate_operation_id(operation_id).map_err(|e| Failure {
+        code: 2,
+        message: format!("error: {}; nothing was written", e.with_session(session)),
+    })
+}
+
+/// `applied` / `already applied`.
+fn applied_word(applied: Applied) -> &'static str {
+    match applied {
+        Applied::Before => "already applied",
+        _ => "applied",
+    }
 }
 
 fn info_json(info: &SessionInfo) -> serde_json::Value {
@@ -427,7 +492,26 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
     // Parse input before touching the store: bad input writes nothing and needs no server.
     let items = match &cli.command {
-        Command::Add { items, .. } => Some(read_items(items)?),
+        Command::Add {
+            session,
+            items,
+            operation_id,
+        } => {
+            if let Some(id) = operation_id {
+                check_operation_id(session, id)?;
+            }
+            Some(read_items(items)?)
+        }
+        _ => None,
+    };
+    let transaction = match &cli.command {
+        Command::Apply {
+            session,
+            operation_id,
+        } => {
+            check_operation_id(session, operation_id)?;
+            Some(read_transaction(session)?)
+        }
         _ => None,
     };
     let url = cli.url.as_deref().unwrap_or(DEFAULT_URL);
@@ -435,9 +519,35 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     match cli.command {
-        Command::Add { session, .. } => {
+        Command::Add {
+            session,
+            operation_id,
+            ..
+        } => {
             let session = store.session(&session)?;
-            session.add_items(items.unwrap_or_default()).await?;
+            let items = items.unwrap_or_default();
+            match operation_id {
+                None => session.add_items(items).await?,
+                Some(id) => {
+                    let tx = HistoryTransaction::append_items(items);
+                    let applied = session.apply_history_transaction(&id, &tx).await?;
+                    writeln!(out, "{}", applied_word(applied))?;
+                }
+            }
+        }
+        Command::Apply {
+            session,
+            operation_id,
+        } => {
+            let tx = transaction.ok_or_else(|| Failure {
+                code: 1,
+                message: "error: the transaction was not read".to_owned(),
+            })?;
+            let applied = store
+                .session(&session)?
+                .apply_history_transaction(&operation_id, &tx)
+                .await?;
+            writeln!(out, "{}", applied_word(applied))?;
         }
         Command::Get { session, limit } => {
             for item in store.session(&session)?.get_items(limit).await? {

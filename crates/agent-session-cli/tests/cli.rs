@@ -1082,3 +1082,633 @@ fn bench_turn_workload_smoke() {
     assert!(table.contains("items lost: 0"), "{table}");
     assert_eq!(stdout(&env.run(&["list", "--prefix", "bench:"])), "");
 }
+
+// ------------------------------------------------------------ history transactions (13) ---
+
+/// `add --operation-id`: an idempotent append; `add` without it stays quiet.
+#[test]
+fn add_with_operation_id_is_an_idempotent_append() {
+    let env = Env::new("add-op");
+    let o = env.run(&[
+        "add",
+        "s",
+        "--operation-id",
+        "turn-1",
+        r#"{"role":"user","n":1}"#,
+    ]);
+    assert_eq!(
+        (code(&o), stdout(&o)),
+        (0, "applied\n".to_owned()),
+        "{}",
+        stderr(&o)
+    );
+    // The retry after a timeout: same items (key order and 1/1.0 do not matter), nothing added.
+    let o = env.run(&[
+        "add",
+        "s",
+        "--operation-id",
+        "turn-1",
+        r#"{"n":1.0,"role":"user"}"#,
+    ]);
+    assert_eq!(
+        (code(&o), stdout(&o)),
+        (0, "already applied\n".to_owned()),
+        "{}",
+        stderr(&o)
+    );
+    // From stdin too, the option after the items' place.
+    let o = env.run_stdin(
+        &["add", "--operation-id", "turn-1", "s"],
+        "{\"role\":\"user\",\"n\":1}\n",
+    );
+    assert_eq!(
+        (code(&o), stdout(&o)),
+        (0, "already applied\n".to_owned()),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        stdout(&env.run(&["get", "s"])),
+        "{\"role\":\"user\",\"n\":1}\n"
+    );
+    // Other items under the used id: a conflict, exit 4, the reason named, nothing changed.
+    let o = env.run(&[
+        "add",
+        "s",
+        "--operation-id",
+        "turn-1",
+        r#"{"role":"user","n":2}"#,
+    ]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "");
+    assert!(
+        stderr(&o).starts_with("conflict: operation_reused: "),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("\"turn-1\""), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&env.run(&["get", "s"])),
+        "{\"role\":\"user\",\"n\":1}\n"
+    );
+    // A new id appends; stdin batches work with an id.
+    let o = env.run_stdin(
+        &["add", "s", "--operation-id", "turn-2"],
+        "{\"a\":1}\n\n{\"b\":2}\n",
+    );
+    assert_eq!(
+        (code(&o), stdout(&o)),
+        (0, "applied\n".to_owned()),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        stdout(&env.run(&["get", "s"])),
+        "{\"role\":\"user\",\"n\":1}\n{\"a\":1}\n{\"b\":2}\n"
+    );
+    // No id: the quiet append of before.
+    let o = env.run(&["add", "s", r#"{"c":3}"#]);
+    assert_eq!((code(&o), stdout(&o)), (0, String::new()));
+    // Bad input with an id: exit 2, nothing written, and the id stays unused.
+    let o = env.run(&["add", "s", "--operation-id", "turn-3", r#"{"d":4}"#, "[5]"]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("argument 2"), "{}", stderr(&o));
+    for bad in ["", &"x".repeat(257)] {
+        let o = env.run(&["add", "s", "--operation-id", bad, r#"{"d":4}"#]);
+        assert_eq!(code(&o), 2, "{}", stderr(&o));
+        assert!(stderr(&o).contains("operation id"), "{}", stderr(&o));
+        assert!(stderr(&o).contains("nothing was written"), "{}", stderr(&o));
+    }
+    assert!(stdout(&env.run(&["info", "s"])).contains("\"item_count\":4"));
+    let o = env.run(&["add", "s", "--operation-id", "turn-3", r#"{"d":4}"#]);
+    assert_eq!(
+        (code(&o), stdout(&o)),
+        (0, "applied\n".to_owned()),
+        "{}",
+        stderr(&o)
+    );
+    // An empty batch records the id and adds nothing.
+    let o = env.run_stdin(&["add", "e", "--operation-id", "nothing"], "");
+    assert_eq!(
+        (code(&o), stdout(&o)),
+        (0, "applied\n".to_owned()),
+        "{}",
+        stderr(&o)
+    );
+    let o = env.run_stdin(&["add", "e", "--operation-id", "nothing"], "\n");
+    assert_eq!(
+        (code(&o), stdout(&o)),
+        (0, "already applied\n".to_owned()),
+        "{}",
+        stderr(&o)
+    );
+    let o = env.run(&["add", "e", "--operation-id", "nothing", r#"{"a":1}"#]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert_eq!(stdout(&env.run(&["get", "e"])), "");
+}
+
+fn apply(env: &Env, session: &str, id: &str, tx: &str) -> Output {
+    env.run_stdin(&["apply", session, "--operation-id", id], tx)
+}
+
+/// `apply`: one transaction from stdin, `applied` / `already applied`; rewind and compaction
+/// through replace_suffix.
+#[test]
+fn apply_reads_one_transaction_from_stdin() {
+    let env = Env::new("apply");
+    let append = r#"{"type": "append_items", "items": [{"role":"user","content":"a"}, {"role":"assistant","content":"b","n":1}]}"#;
+    let o = apply(&env, "s", "op-1", append);
+    assert_eq!(
+        (code(&o), stdout(&o)),
+        (0, "applied\n".to_owned()),
+        "{}",
+        stderr(&o)
+    );
+    let o = apply(&env, "s", "op-1", &format!("\n  {append}\n\n"));
+    assert_eq!(
+        (code(&o), stdout(&o)),
+        (0, "already applied\n".to_owned()),
+        "{}",
+        stderr(&o)
+    );
+    // `add --operation-id` is the same append_items: the same id and items are the same one.
+    let o = env.run(&[
+        "add",
+        "s",
+        "--operation-id",
+        "op-1",
+        r#"{"content":"a","role":"user"}"#,
+        r#"{"n":1.0,"role":"assistant","content":"b"}"#,
+    ]);
+    assert_eq!(
+        (code(&o), stdout(&o)),
+        (0, "already applied\n".to_owned()),
+        "{}",
+        stderr(&o)
+    );
+    // A safe rewind: exactly the newest item, matched as a JSON value (key order, 1 == 1.0).
+    let rewind = r#"{"type":"replace_suffix","expected_suffix":[{"n":1.0,"content":"b","role":"assistant"}],"replacement":[]}"#;
+    let o = apply(&env, "s", "rewind-1", rewind);
+    assert_eq!(
+        (code(&o), stdout(&o)),
+        (0, "applied\n".to_owned()),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        stdout(&env.run(&["get", "s"])),
+        "{\"role\":\"user\",\"content\":\"a\"}\n"
+    );
+    let o = apply(&env, "s", "rewind-1", rewind);
+    assert_eq!(
+        (code(&o), stdout(&o)),
+        (0, "already applied\n".to_owned()),
+        "{}",
+        stderr(&o)
+    );
+    // An empty expected suffix appends.
+    let o = apply(
+        &env,
+        "s",
+        "op-2",
+        r#"{"type":"replace_suffix","expected_suffix":[],"replacement":[{"c":3},{"d":4}]}"#,
+    );
+    assert_eq!(
+        (code(&o), stdout(&o)),
+        (0, "applied\n".to_owned()),
+        "{}",
+        stderr(&o)
+    );
+    // Compaction: the whole history replaced by a summary.
+    let compact = r#"{"type":"replace_suffix","expected_suffix":[{"role":"user","content":"a"},{"c":3},{"d":4}],"replacement":[{"summary":"a, c, d"}]}"#;
+    let o = apply(&env, "s", "compact-1", compact);
+    assert_eq!(
+        (code(&o), stdout(&o)),
+        (0, "applied\n".to_owned()),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        stdout(&env.run(&["get", "s"])),
+        "{\"summary\":\"a, c, d\"}\n"
+    );
+    // The JavaScript SDK's spelling is accepted.
+    let o = apply(
+        &env,
+        "s",
+        "op-3",
+        r#"{"type":"replace_suffix","expectedSuffix":[{"summary":"a, c, d"}],"replacement":[{"summary":"all"}]}"#,
+    );
+    assert_eq!(
+        (code(&o), stdout(&o)),
+        (0, "applied\n".to_owned()),
+        "{}",
+        stderr(&o)
+    );
+    // append_items([]) records the id and adds nothing.
+    let o = apply(&env, "s", "empty", r#"{"type":"append_items","items":[]}"#);
+    assert_eq!(
+        (code(&o), stdout(&o)),
+        (0, "applied\n".to_owned()),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(stdout(&env.run(&["get", "s"])), "{\"summary\":\"all\"}\n");
+    // A big integer is compared exactly, and kept as written.
+    let big = r#"{"type":"append_items","items":[{"big":18446744073709551617}]}"#;
+    assert_eq!(stdout(&apply(&env, "b", "big", big)), "applied\n");
+    let near = r#"{"type":"append_items","items":[{"big":18446744073709551616}]}"#;
+    assert_eq!(code(&apply(&env, "b", "big", near)), 4);
+    assert_eq!(
+        stdout(&env.run(&["get", "b"])),
+        "{\"big\":18446744073709551617}\n"
+    );
+}
+
+/// A conflict exits 4 naming its reason and changes nothing; a failed transaction leaves its
+/// id unused, so a corrected retry under it applies.
+#[test]
+fn apply_conflicts_exit_4_and_change_nothing() {
+    let env = Env::new("apply-conflict");
+    let o = env.run(&["add", "s", r#"{"a": 1, "z": "é"}"#, r#"{"b":2}"#]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let before = stdout(&env.run(&["get", "s"]));
+    let info_before = stdout(&env.run(&["info", "s"]));
+    // The suffix is not what the caller saw: nothing changes, byte for byte.
+    for (expected, why) in [
+        (r#"[{"b":3}]"#, "another value"),
+        (
+            r#"[{"b":2},{"a":1,"z":"é"}]"#,
+            "the right items in the wrong order",
+        ),
+        (
+            r#"[{"x":0},{"a":1,"z":"é"},{"b":2}]"#,
+            "longer than the history",
+        ),
+        (r#"[{"b":"2"}]"#, "a string is not a number"),
+    ] {
+        let tx =
+            format!(r#"{{"type":"replace_suffix","expected_suffix":{expected},"replacement":[]}}"#);
+        let o = apply(&env, "s", "rewind", &tx);
+        assert_eq!(code(&o), 4, "{why}: {}", stderr(&o));
+        assert_eq!(stdout(&o), "", "{why}");
+        assert!(
+            stderr(&o).starts_with("conflict: suffix_mismatch: "),
+            "{why}: {}",
+            stderr(&o)
+        );
+        assert!(stderr(&o).contains("nothing was changed"), "{}", stderr(&o));
+        assert_eq!(stdout(&env.run(&["get", "s"])), before, "{why}");
+    }
+    let info: serde_json::Value =
+        serde_json::from_str(stdout(&env.run(&["info", "s"])).trim()).unwrap();
+    let was: serde_json::Value = serde_json::from_str(info_before.trim()).unwrap();
+    assert_eq!(info["updated_at"], was["updated_at"], "not even touched");
+    // A rewind of a missing session's suffix is a mismatch too, and creates nothing.
+    let o = apply(
+        &env,
+        "none",
+        "r",
+        r#"{"type":"replace_suffix","expected_suffix":[{"a":1}],"replacement":[]}"#,
+    );
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert_eq!(code(&env.run(&["info", "none"])), 3);
+    // The id of the refused transactions was not recorded: the corrected one applies under it.
+    let o = apply(
+        &env,
+        "s",
+        "rewind",
+        r#"{"type":"replace_suffix","expected_suffix":[{"b":2.0}],"replacement":[]}"#,
+    );
+    assert_eq!(
+        (code(&o), stdout(&o)),
+        (0, "applied\n".to_owned()),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(stdout(&env.run(&["get", "s"])), "{\"a\":1,\"z\":\"é\"}\n");
+    // Another transaction under the used id: operation_reused, nothing changed.
+    let o = apply(
+        &env,
+        "s",
+        "rewind",
+        r#"{"type":"append_items","items":[{"b":2}]}"#,
+    );
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("conflict: operation_reused: "),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("\"rewind\""), "{}", stderr(&o));
+    assert_eq!(stdout(&env.run(&["get", "s"])), "{\"a\":1,\"z\":\"é\"}\n");
+    // The same rewind again (its suffix is gone now) is still "already applied".
+    let o = apply(
+        &env,
+        "s",
+        "rewind",
+        r#"{"type":"replace_suffix","expected_suffix":[{"b":2}],"replacement":[]}"#,
+    );
+    assert_eq!(
+        (code(&o), stdout(&o)),
+        (0, "already applied\n".to_owned()),
+        "{}",
+        stderr(&o)
+    );
+    // Clearing the session forgets its ids.
+    assert_eq!(code(&env.run(&["clear", "s"])), 0);
+    let o = apply(
+        &env,
+        "s",
+        "rewind",
+        r#"{"type":"append_items","items":[{"b":2}]}"#,
+    );
+    assert_eq!(
+        (code(&o), stdout(&o)),
+        (0, "applied\n".to_owned()),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Invalid transactions and ids exit 2, name the problem and write nothing (not even the
+/// store file); the id stays unused.
+#[test]
+fn apply_invalid_input_exits_2_and_writes_nothing() {
+    let env = Env::new("apply-invalid");
+    let db = env.dir.join("s.db");
+    for (tx, needle) in [
+        ("", "not JSON"),
+        ("not json", "not JSON"),
+        (
+            r#"{"type":"append_items","items":[]} {"type":"append_items","items":[]}"#,
+            "not JSON",
+        ),
+        ("[]", "object"),
+        (r#"{"items":[]}"#, "\"type\""),
+        (r#"{"type":"drop_table"}"#, "unknown transaction type"),
+        (r#"{"type":"append_items"}"#, "\"items\""),
+        (r#"{"type":"append_items","items":{"a":1}}"#, "array"),
+        (
+            r#"{"type":"append_items","items":[{"a":1},"text"]}"#,
+            "items[1]",
+        ),
+        (r#"{"type":"append_items","items":[],"extra":1}"#, "extra"),
+        (
+            r#"{"type":"replace_suffix","replacement":[]}"#,
+            "expected_suffix",
+        ),
+        (
+            r#"{"type":"replace_suffix","expected_suffix":[]}"#,
+            "replacement",
+        ),
+        (
+            r#"{"type":"replace_suffix","expected_suffix":[],"replacement":[7]}"#,
+            "replacement[0]",
+        ),
+        (
+            r#"{"type":"replace_suffix","expected_suffix":[],"expectedSuffix":[],"replacement":[]}"#,
+            "not both",
+        ),
+    ] {
+        let o = apply(&env, "s", "op", tx);
+        assert_eq!(code(&o), 2, "{tx}: {}", stderr(&o));
+        assert_eq!(stdout(&o), "", "{tx}");
+        assert!(stderr(&o).contains(needle), "{tx}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("nothing was written"),
+            "{tx}: {}",
+            stderr(&o)
+        );
+        assert!(!db.exists(), "{tx}: the store was not even opened");
+    }
+    let good = r#"{"type":"append_items","items":[{"a":1}]}"#;
+    for id in ["", &"é".repeat(129)] {
+        let o = apply(&env, "s", id, good);
+        assert_eq!(code(&o), 2, "{}", stderr(&o));
+        assert!(stderr(&o).contains("operation id"), "{}", stderr(&o));
+        assert!(!db.exists());
+    }
+    // No --operation-id: a usage error.
+    let o = env.run_stdin(&["apply", "s"], good);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("--operation-id"), "{}", stderr(&o));
+    // An item over max_item_bytes: exit 2, nothing written.
+    let o =
+        env.cmd()
+            .args(["--url", &format!("{}?max_item_bytes=10", env.url())])
+            .args(["apply", "s", "--operation-id", "op"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                child.stdin.take().unwrap().write_all(
+                    br#"{"type":"append_items","items":[{"content":"far too long"}]}"#,
+                )?;
+                child.wait_with_output()
+            })
+            .unwrap();
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("too large"), "{}", stderr(&o));
+    assert_eq!(stdout(&env.run(&["get", "s"])), "");
+    // An id longer in characters than 256 but 256 bytes at most is fine; "op" is still unused.
+    let o = apply(&env, "s", &"é".repeat(128), good);
+    assert_eq!(
+        (code(&o), stdout(&o)),
+        (0, "applied\n".to_owned()),
+        "{}",
+        stderr(&o)
+    );
+    let o = apply(&env, "s", "op", good);
+    assert_eq!(
+        (code(&o), stdout(&o)),
+        (0, "applied\n".to_owned()),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(stdout(&env.run(&["get", "s"])), "{\"a\":1}\n{\"a\":1}\n");
+}
+
+/// Concurrent `apply` processes with one id: exactly one prints `applied`.
+#[test]
+fn concurrent_applies_of_one_id_apply_once() {
+    let env = Env::new("apply-race");
+    let tx = r#"{"type":"append_items","items":[{"turn":1}]}"#;
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            let mut child = env
+                .cmd()
+                .arg("--url")
+                .arg(format!("{}?busy_timeout_ms=30000", env.url()))
+                .args(["apply", "s", "--operation-id", "once"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(tx.as_bytes())
+                .unwrap();
+            child
+        })
+        .collect();
+    let outputs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for o in &outputs {
+        assert_eq!(code(o), 0, "{}", stderr(o));
+    }
+    let now = outputs.iter().filter(|o| stdout(o) == "applied\n").count();
+    let before = outputs
+        .iter()
+        .filter(|o| stdout(o) == "already applied\n")
+        .count();
+    assert_eq!((now, before), (1, 7));
+    assert_eq!(stdout(&env.run(&["get", "s"])), "{\"turn\":1}\n");
+}
+
+/// The same commands on Redis (standalone and Cluster) and DynamoDB Local (servers from
+/// `scripts/servers.sh`).
+#[test]
+fn history_transactions_on_redis_and_dynamodb() {
+    let env = Env::new("apply-servers");
+    let need = |var: &str| {
+        std::env::var(var).unwrap_or_else(|_| {
+            panic!("{var} is not set: run scripts/test.sh, or scripts/servers.sh start and source target/test-servers.env")
+        })
+    };
+    let with = |url: String, option: String| {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}{option}")
+    };
+    let pid = std::process::id();
+    for (name, url) in [
+        (
+            "redis",
+            with(need("OAS_TEST_REDIS_URL"), format!("prefix=cli_tx_{pid}")),
+        ),
+        (
+            "cluster",
+            with(
+                need("OAS_TEST_REDIS_CLUSTER_URL"),
+                format!("prefix=cli_tx_{pid}"),
+            ),
+        ),
+        ("dynamodb", need("OAS_TEST_DYNAMODB_URL")),
+    ] {
+        let run = |args: &[&str], stdin: &str| {
+            let mut child = env
+                .cmd()
+                .arg("--url")
+                .arg(&url)
+                .args(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(stdin.as_bytes())
+                .unwrap();
+            child.wait_with_output().unwrap()
+        };
+        if name == "dynamodb" {
+            let o = run(&["init"], "");
+            assert_eq!(code(&o), 0, "{name}: {}", stderr(&o));
+        }
+        let s = format!("cli-tx-{pid}");
+        assert_eq!(code(&run(&["clear", &s], "")), 0, "{name}");
+        let o = run(
+            &[
+                "add",
+                &s,
+                "--operation-id",
+                "t1",
+                r#"{"role":"user","n":1}"#,
+            ],
+            "",
+        );
+        assert_eq!(
+            (code(&o), stdout(&o)),
+            (0, "applied\n".to_owned()),
+            "{name}: {}",
+            stderr(&o)
+        );
+        let o = run(
+            &[
+                "add",
+                &s,
+                "--operation-id",
+                "t1",
+                r#"{"n":1.0,"role":"user"}"#,
+            ],
+            "",
+        );
+        assert_eq!(
+            (code(&o), stdout(&o)),
+            (0, "already applied\n".to_owned()),
+            "{name}: {}",
+            stderr(&o)
+        );
+        let o = run(&["add", &s, "--operation-id", "t1", r#"{"n":2}"#], "");
+        assert_eq!(code(&o), 4, "{name}: {}", stderr(&o));
+        assert!(
+            stderr(&o).starts_with("conflict: operation_reused: "),
+            "{name}: {}",
+            stderr(&o)
+        );
+        let append = r#"{"type":"append_items","items":[{"c":3},{"d":4}]}"#;
+        let o = run(&["apply", &s, "--operation-id", "t2"], append);
+        assert_eq!(
+            (code(&o), stdout(&o)),
+            (0, "applied\n".to_owned()),
+            "{name}: {}",
+            stderr(&o)
+        );
+        let o = run(&["apply", &s, "--operation-id", "t2"], append);
+        assert_eq!(
+            (code(&o), stdout(&o)),
+            (0, "already applied\n".to_owned()),
+            "{name}: {}",
+            stderr(&o)
+        );
+        let mismatch = r#"{"type":"replace_suffix","expected_suffix":[{"d":5}],"replacement":[]}"#;
+        let o = run(&["apply", &s, "--operation-id", "t3"], mismatch);
+        assert_eq!(code(&o), 4, "{name}: {}", stderr(&o));
+        assert!(
+            stderr(&o).starts_with("conflict: suffix_mismatch: "),
+            "{name}: {}",
+            stderr(&o)
+        );
+        let rewind = r#"{"type":"replace_suffix","expected_suffix":[{"d":4.0}],"replacement":[]}"#;
+        let o = run(&["apply", &s, "--operation-id", "t3"], rewind);
+        assert_eq!(
+            (code(&o), stdout(&o)),
+            (0, "applied\n".to_owned()),
+            "{name}: {}",
+            stderr(&o)
+        );
+        let compact = r#"{"type":"replace_suffix","expected_suffix":[{"role":"user","n":1},{"c":3}],"replacement":[{"summary":"s"}]}"#;
+        let o = run(&["apply", &s, "--operation-id", "t4"], compact);
+        assert_eq!(
+            (code(&o), stdout(&o)),
+            (0, "applied\n".to_owned()),
+            "{name}: {}",
+            stderr(&o)
+        );
+        assert_eq!(
+            stdout(&run(&["get", &s], "")),
+            "{\"summary\":\"s\"}\n",
+            "{name}"
+        );
+        assert_eq!(code(&run(&["clear", &s], "")), 0, "{name}");
+    }
+}

@@ -10,7 +10,10 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::provider::{error::CredentialsError, future, ProvideCredentials};
 use aws_credential_types::Credentials;
 use openai_agents_session::backend::dynamodb::open_with_credentials;
-use openai_agents_session::{Error, ErrorKind, FailureCause, Item, Operation, Session, Store};
+use openai_agents_session::{
+    Applied, ConflictReason, Error, ErrorKind, FailureCause, HistoryTransaction, Item, Operation,
+    Session, Store,
+};
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use tokio::sync::OnceCell;
@@ -19,10 +22,11 @@ pyo3::create_exception!(
     _native,
     NativeError,
     PyException,
-    "An error of the Rust core: args are (kind, cause, operation, session_id, message), the \
-     stable names of ErrorKind::name(), FailureCause::name() (or None), Operation::as_str(), \
-     the session id (or None) and the full message. The package raises the class of the \
-     error table for it."
+    "An error of the Rust core: args are (kind, cause, operation, session_id, message, \
+     reason), the stable names of ErrorKind::name(), FailureCause::name() (or None), \
+     Operation::as_str(), the session id (or None), the full message and, for a conflict, \
+     ConflictReason::name() (else None). The package raises the class of the error table \
+     for it."
 );
 
 /// The one transport of a core error to Python: its stable names, never a `Debug` string.
@@ -33,6 +37,7 @@ fn to_py(err: Error) -> PyErr {
         err.operation().as_str(),
         err.session_id().map(str::to_owned),
         err.to_string(),
+        err.conflict_reason().map(ConflictReason::name),
     ))
 }
 
@@ -228,6 +233,33 @@ impl NativeStore {
         )
     }
 
+    /// Applies a history transaction (its JSON text, the shapes of
+    /// `HistoryTransaction::from_json`) under `operation_id`; an awaitable of `True` when it
+    /// was applied now, `False` when it had been applied before under the same id. The text
+    /// and the id are checked before anything is written.
+    fn apply_history_transaction<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: String,
+        operation_id: String,
+        transaction: String,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let op = Operation::ApplyTransaction;
+        let invalid = |e: Error| {
+            let message = format!("{}; nothing was written", e.message());
+            to_py(Error::new(e.kind(), op, message).with_session(session_id.as_str()))
+        };
+        openai_agents_session::history::validate_operation_id(&operation_id).map_err(invalid)?;
+        let tx = HistoryTransaction::from_json(&transaction).map_err(invalid)?;
+        self.awaitable(py, op, Some(session_id.clone()), move |store| async move {
+            let applied = store
+                .session(&session_id)?
+                .apply_history_transaction(&operation_id, &tx)
+                .await?;
+            Ok(applied == Applied::Now)
+        })
+    }
+
     /// Removes and returns the newest item's JSON text, or None; an awaitable.
     fn pop_item<'py>(&self, py: Python<'py>, session_id: String) -> PyResult<Bound<'py, PyAny>> {
         self.awaitable(
@@ -278,15 +310,17 @@ fn _error_kinds() -> Vec<&'static str> {
 
 /// Test hook: raises the `NativeError` of a real core `Error` of kind `kind` (an
 /// `ErrorKind::name()`), with `cause` (`"timeout"`, `"connection"` or None), `operation` (an
-/// `Operation::as_str()`) and `session_id`, through the same `to_py` as every operation, so
-/// that the error table is tested on the production transport.
+/// `Operation::as_str()`), `session_id` and `reason` (a `ConflictReason::name()`, or None),
+/// through the same `to_py` as every operation, so that the error table is tested on the
+/// production transport.
 #[pyfunction]
-#[pyo3(signature = (kind, cause=None, operation="add_items", session_id=None))]
+#[pyo3(signature = (kind, cause=None, operation="add_items", session_id=None, reason=None))]
 fn _raise_for_test(
     kind: &str,
     cause: Option<&str>,
     operation: &str,
     session_id: Option<String>,
+    reason: Option<&str>,
 ) -> PyResult<()> {
     let unknown = |what: &str, name: &str| {
         pyo3::exceptions::PyValueError::new_err(format!("unknown {what} {name:?}"))
@@ -310,6 +344,17 @@ fn _raise_for_test(
     }
     if let Some(id) = session_id {
         err = err.with_session(id);
+    }
+    if let Some(reason) = reason {
+        err = err.with_conflict(
+            [
+                ConflictReason::OperationReused,
+                ConflictReason::SuffixMismatch,
+            ]
+            .into_iter()
+            .find(|r| r.name() == reason)
+            .ok_or_else(|| unknown("reason", reason))?,
+        );
     }
     Err(to_py(err))
 }

@@ -1,9 +1,10 @@
 """A sample using the API, type-checked with mypy by test_types.py."""
 
 import asyncio
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from openai_agents_session import (
+    HistoryConflictError,
     OutcomeUnknownError,
     RedisSession,
     SessionError,
@@ -32,6 +33,17 @@ async def main() -> None:
         print(err, err.kind, operation, session_id, items, last, other.session_id)
     limit: Optional[int] = session.session_settings.limit
     print(limit)
+    turn: Dict[str, Any] = {"type": "append_items", "items": [{"role": "user", "content": "again"}]}
+    applied_now: bool = await session.apply_history_transaction("turn-7", turn)
+    try:
+        await session.apply_history_transaction(
+            "rewind-7",
+            {"type": "replace_suffix", "expected_suffix": turn["items"], "replacement": []},
+        )
+    except HistoryConflictError as err:
+        reason: Optional[str] = err.reason
+        conflict_kind: str = err.kind
+        print(applied_now, reason, conflict_kind, isinstance(err, ValueError))
 
 
 if __name__ == "__main__":

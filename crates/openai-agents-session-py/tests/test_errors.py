@@ -15,6 +15,7 @@ import openai_agents_session as oas
 from openai_agents_session import (
     ConfigError,
     DynamoDBSession,
+    HistoryConflictError,
     InvalidInputError,
     InvalidSessionIdError,
     LegacyDataError,
@@ -72,6 +73,7 @@ TABLE = {
     ("unreadable", None): (UnreadableRecordError, [SessionError]),
     ("unsupported_format", None): (UnsupportedFormatError, [SessionError]),
     ("legacy_data", None): (LegacyDataError, [SessionError]),
+    ("conflict", None): (HistoryConflictError, [SessionError, ValueError]),
     ("backend", None): (SessionError, [Exception]),
 }
 
@@ -80,13 +82,15 @@ TABLE = {
 NETWORK_BASES = [TimeoutError, ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.ConnectionError]
 
 
-def native_error(kind, cause=None, operation="add_items", session_id="table-1"):
+def native_error(kind, cause=None, operation="add_items", session_id="table-1", reason=None):
     """A real core Error of `kind`, through the production transport (`to_py` in src/lib.rs)
-    and the production conversion (`_call`)."""
+    and the production conversion (`_call`); a conflict carries a reason."""
+    if kind == "conflict" and reason is None:
+        reason = "suffix_mismatch"
 
     async def body():
         async def awaitable():
-            _native._raise_for_test(kind, cause, operation, session_id)
+            _native._raise_for_test(kind, cause, operation, session_id, reason)
 
         with pytest.raises(SessionError) as caught:
             await oas._call(awaitable)
@@ -97,7 +101,7 @@ def native_error(kind, cause=None, operation="add_items", session_id="table-1"):
 
 def test_the_table_covers_every_kind_of_the_core():
     kinds = _native._error_kinds()
-    assert len(kinds) == len(set(kinds)) == 12, kinds
+    assert len(kinds) == len(set(kinds)) == 13, kinds
     assert {kind for kind, _ in TABLE} == set(kinds), "every ErrorKind of the Rust core is in the table"
 
 
@@ -117,6 +121,18 @@ def test_error_table_kind_by_kind(kind, cause):
         assert f"a test {kind} error" in str(err) and str(err).startswith(operation)
         assert repr(err) == f"{cls.__name__}({str(err)!r})"
         assert getattr(oas, cls.__name__) is cls and cls.__name__ in oas.__all__
+
+
+def test_conflict_reason_travels_through_the_native_error():
+    """Issue 13: the core's ConflictReason::name() is the sixth arg of the native error and
+    becomes `.reason`; other kinds carry none."""
+    for reason in ("operation_reused", "suffix_mismatch"):
+        err = native_error("conflict", operation="apply_history_transaction", session_id="s", reason=reason)
+        assert type(err) is HistoryConflictError and isinstance(err, ValueError)
+        assert (err.kind, err.reason, err.operation, err.session_id) == ("conflict", reason, "apply_history_transaction", "s")
+    assert not hasattr(native_error("invalid_input"), "reason")
+    with pytest.raises(ValueError):
+        _native._raise_for_test("conflict", None, "add_items", None, "no_such_reason")
 
 
 def test_unknown_outcome_writes_are_caught_by_the_seeds_except_clauses():
@@ -141,7 +157,8 @@ def test_unknown_outcome_writes_are_caught_by_the_seeds_except_clauses():
 def test_every_class_is_exported_with_its_bases():
     for name in ("SessionError", "InvalidInputError", "InvalidSessionIdError", "SessionTooLargeError", "ConfigError", "SessionNotFoundError",
                  "SessionConnectionError", "SessionTimeoutError", "OutcomeUnknownError", "OutcomeUnknownTimeoutError",
-                 "OutcomeUnknownConnectionError", "UnreadableRecordError", "UnsupportedFormatError", "LegacyDataError", "SessionClosedError"):
+                 "OutcomeUnknownConnectionError", "UnreadableRecordError", "UnsupportedFormatError", "LegacyDataError", "SessionClosedError",
+                 "HistoryConflictError"):
         assert name in oas.__all__ and issubclass(getattr(oas, name), SessionError), name
     assert issubclass(SessionClosedError, RuntimeError)
     assert SessionError.kind == "backend" and SessionError("x").operation is None and SessionError("x").session_id is None

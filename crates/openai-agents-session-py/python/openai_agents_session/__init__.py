@@ -18,7 +18,7 @@ import inspect
 import json
 import os
 import threading
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import quote, urlencode
 
 from ._native import NativeError, NativeStore
@@ -28,6 +28,7 @@ __version__ = "0.2.0.dev0"
 __all__ = [
     "ConfigError",
     "DynamoDBSession",
+    "HistoryConflictError",
     "InvalidInputError",
     "InvalidSessionIdError",
     "LegacyDataError",
@@ -101,6 +102,8 @@ except Exception:  # pragma: no cover - exercised without openai-agents
 #   unreadable            UnreadableRecordError           SessionError
 #   unsupported_format    UnsupportedFormatError          SessionError
 #   legacy_data           LegacyDataError                 SessionError
+#   conflict              HistoryConflictError            SessionError, ValueError
+#     (.reason: operation_reused or suffix_mismatch)
 #   backend (and any      SessionError                    Exception
 #     kind added later)
 
@@ -222,6 +225,20 @@ class LegacyDataError(SessionError):
     kind = "legacy_data"
 
 
+class HistoryConflictError(SessionError, ValueError):
+    """``apply_history_transaction`` was refused; nothing was changed. ``reason`` says why:
+    ``"operation_reused"`` (the operation id was used before for another transaction) or
+    ``"suffix_mismatch"`` (the newest items are not ``expected_suffix``). Not retryable as is:
+    read the history again and retry with a new operation id."""
+
+    kind = "conflict"
+    reason: Optional[str] = None
+
+    def __init__(self, message: str = "", *, reason: Optional[str] = None, kind: Optional[str] = None, operation: Optional[str] = None, session_id: Optional[str] = None) -> None:
+        super().__init__(message, kind=kind, operation=operation, session_id=session_id)
+        self.reason = reason
+
+
 class SessionClosedError(SessionError, RuntimeError):
     """The session was closed."""
 
@@ -238,6 +255,7 @@ _KINDS: Dict[str, Any] = {
     "unreadable": UnreadableRecordError,
     "unsupported_format": UnsupportedFormatError,
     "legacy_data": LegacyDataError,
+    "conflict": HistoryConflictError,
     "backend": SessionError,
 }
 
@@ -256,14 +274,18 @@ def _error_class(kind: str, cause: Optional[str]) -> Any:
 
 
 def _convert(err: NativeError, session_id: Optional[str] = None) -> SessionError:
-    """The package's error for a core error (args: kind, cause, operation, session_id, message);
-    ``session_id`` names the session when the core's error names none."""
+    """The package's error for a core error (args: kind, cause, operation, session_id, message,
+    reason); ``session_id`` names the session when the core's error names none."""
     args = err.args
-    if len(args) == 5:
-        kind, cause, operation, sid, message = args
-    else:  # pragma: no cover - the transport always sends five
-        kind, cause, operation, sid, message = "backend", None, None, None, str(err)
-    return _error_class(kind, cause)(message, kind=kind, operation=operation, session_id=sid if sid is not None else session_id)  # type: ignore[no-any-return]
+    if len(args) == 6:
+        kind, cause, operation, sid, message, reason = args
+    else:  # pragma: no cover - the transport always sends six
+        kind, cause, operation, sid, message, reason = "backend", None, None, None, str(err), None
+    cls = _error_class(kind, cause)
+    sid = sid if sid is not None else session_id
+    if issubclass(cls, HistoryConflictError):
+        return cls(message, reason=reason, kind=kind, operation=operation, session_id=sid)  # type: ignore[no-any-return]
+    return cls(message, kind=kind, operation=operation, session_id=sid)  # type: ignore[no-any-return]
 
 
 async def _call(make: Any, session_id: Optional[str] = None) -> Any:
@@ -340,6 +362,32 @@ def _dump(item: Any, session_id: str) -> str:
         ) from None
 
 
+_TRANSACTION_LISTS = ("items", "expected_suffix", "expectedSuffix", "replacement")
+
+
+def _dump_transaction(transaction: Any, session_id: str) -> str:
+    """A transaction dict as JSON text for the core, its items dumped as ``add_items`` dumps
+    them (dicts, or pydantic models through ``model_dump``); the core checks the shape."""
+    operation = "apply_history_transaction"
+
+    def invalid(problem: str) -> InvalidInputError:
+        return InvalidInputError(f"{operation} on session {session_id!r}: {problem}; nothing was written", operation=operation, session_id=session_id)
+
+    if hasattr(transaction, "model_dump"):
+        transaction = transaction.model_dump(mode="json")
+    if not isinstance(transaction, Mapping):
+        raise invalid(f"a transaction must be a dict, got {type(transaction).__name__}")
+    body: Dict[Any, Any] = {}
+    for key, value in transaction.items():
+        if key in _TRANSACTION_LISTS and isinstance(value, (list, tuple)):
+            value = [v.model_dump(mode="json") if hasattr(v, "model_dump") else v for v in value]
+        body[key] = value
+    try:
+        return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as err:
+        raise invalid(f"the transaction is not JSON ({err})") from None
+
+
 class _NativeSession(_SessionBase):
     """A session of a shared native store."""
 
@@ -375,6 +423,30 @@ class _NativeSession(_SessionBase):
         texts = [_dump(item, self.session_id) for item in items]
         if texts:
             await _call(lambda: self._store.add_items(self.session_id, texts))
+
+    async def apply_history_transaction(self, operation_id: str, transaction: Mapping[str, Any]) -> bool:
+        """Applies a history transaction under ``operation_id`` (non-empty, at most 256 bytes of
+        UTF-8; the same on every retry), atomically and idempotently:
+
+        * ``{"type": "append_items", "items": [...]}`` appends the items;
+        * ``{"type": "replace_suffix", "expected_suffix": [...], "replacement": [...]}``
+          replaces the newest ``len(expected_suffix)`` items with ``replacement``, only if they
+          equal ``expected_suffix`` as JSON values (key order ignored, ``1 == 1.0``).
+
+        Returns True when it was applied now, False when it had been applied before under the
+        same id (a retry: nothing is applied again). Raises ``HistoryConflictError`` (nothing
+        changed; ``reason`` ``"operation_reused"`` or ``"suffix_mismatch"``), and
+        ``InvalidInputError`` for an invalid transaction or id (nothing written). A transaction
+        that fails does not use up its id."""
+        self._check_open("apply_history_transaction")
+        if not isinstance(operation_id, str):
+            raise InvalidInputError(
+                f"apply_history_transaction on session {self.session_id!r}: the operation id must be a str, got {type(operation_id).__name__}; nothing was written",
+                operation="apply_history_transaction",
+                session_id=self.session_id,
+            )
+        text = _dump_transaction(transaction, self.session_id)
+        return bool(await _call(lambda: self._store.apply_history_transaction(self.session_id, operation_id, text)))
 
     async def pop_item(self) -> Optional[Any]:
         """Removes and returns the newest item, or None."""
