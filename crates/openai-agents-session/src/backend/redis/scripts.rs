@@ -46,9 +46,9 @@ local function migrate(st, now)
   st.exists, st.created, st.updated, st.len = true, tostring(now), now, redis.call('LLEN', items)
   return true
 end
--- Sets every key's expiry to `at`.
-local function expire_at(st, at)
-  redis.call('HSET', meta, 'expires_at', at)
+-- Sets every key's expiry to `at`, with `fields` (more metadata to write) in the same HSET.
+local function expire_at(st, at, fields)
+  redis.call('HSET', meta, 'expires_at', at, unpack(fields or {}))
   redis.call('PEXPIREAT', meta, at)
   if st.len > 0 then redis.call('PEXPIREAT', items, at) end
   st.exp = at
@@ -61,14 +61,17 @@ local function refresh(st, now, ttl)
     expire_at(st, now + ttl)
   end
 end
--- A write: advances updated_at, then sets (ttl > 0) or removes the expiry of every key.
-local function touch(st, now, ttl)
+-- A write: advances updated_at, then sets (ttl > 0) or removes the expiry of every key. `len`
+-- is the list's new length when the caller knows it (RPUSH returns it).
+local function touch(st, now, ttl, len)
   st.updated = math.max(now, st.updated + 1)
-  redis.call('HSET', meta, 'updated_at', st.updated)
-  st.len = redis.call('LLEN', items)
+  st.len = len or redis.call('LLEN', items)
   if ttl > 0 then
-    expire_at(st, now + ttl)
-  elseif st.exp then
+    expire_at(st, now + ttl, {'updated_at', st.updated})
+    return
+  end
+  redis.call('HSET', meta, 'updated_at', st.updated)
+  if st.exp then
     redis.call('HDEL', meta, 'expires_at')
     redis.call('PERSIST', meta)
     redis.call('PERSIST', items)
@@ -91,10 +94,11 @@ if not live(st, now) and not migrate(st, now) then
   if st.len > 0 then redis.call('DEL', items) end
   redis.call('HSET', meta, 'v', '1', 'created_at', now)
 end
+local len = st.len
 for i = 3, #ARGV, 1000 do
-  redis.call('RPUSH', items, unpack(ARGV, i, math.min(i + 999, #ARGV)))
+  len = redis.call('RPUSH', items, unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
-touch(st, now, ttl)
+touch(st, now, ttl, len)
 return {'OK', st.len}
 "#;
 
