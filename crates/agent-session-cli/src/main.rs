@@ -224,20 +224,29 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let interrupt = openai_agents_session::transfer::Interrupt::new();
     let outcome = runtime.block_on(async {
+        let command = run(cli, interrupt.clone());
+        tokio::pin!(command);
+        let interrupted = || Failure {
+            code: 130,
+            message: "interrupted: sessions already written are complete; the one in flight was not written (`agent-session prune` removes anything it left)".to_owned(),
+        };
         tokio::select! {
-            outcome = run(cli) => outcome,
-            _ = tokio::signal::ctrl_c() => {
-                // Dropping the command's future abandons a staged write in flight: its
-                // destructor deletes what it staged (in tasks given a moment to run here);
-                // batches already written are whole.
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                Err(Failure {
-                    code: 130,
-                    message: "interrupted: sessions already written are complete; the one in flight was not written (`agent-session prune` removes anything it left)".to_owned(),
-                })
-            }
+            outcome = &mut command => return outcome,
+            _ = tokio::signal::ctrl_c() => {}
         }
+        // The first Ctrl-C asks a copy or import to stop before its next write: it aborts the
+        // staged write in flight and waits for what it staged to be deleted. A second Ctrl-C
+        // (or a minute) stops waiting; dropping the command then leaves the cleanup to the
+        // staged write's destructor and to `prune`.
+        interrupt.set();
+        tokio::select! {
+            _ = &mut command => {}
+            _ = tokio::signal::ctrl_c() => {}
+            _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+        }
+        Err(interrupted())
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -424,7 +433,10 @@ async fn open_store(url: &str) -> Result<Store, Failure> {
     Ok(store)
 }
 
-async fn run(cli: Cli) -> Result<(), Failure> {
+async fn run(
+    cli: Cli,
+    interrupt: openai_agents_session::transfer::Interrupt,
+) -> Result<(), Failure> {
     use openai_agents_session::transfer;
     // Commands with two stores, or a file to validate, come first.
     match &cli.command {
@@ -443,6 +455,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 .chunk_bytes(write.chunk_bytes);
             options.sessions = sessions.clone();
             options.prefix = prefix.clone();
+            options.interrupt = interrupt;
             let summary =
                 transfer::copy_sessions(&from, &to, &options, &mut |p| reporter.update(p)).await?;
             reporter.finish("copied", &summary);
@@ -460,11 +473,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             };
             let store = open_store(cli.url.as_deref().unwrap_or(DEFAULT_URL)).await?;
             let reporter = Reporter::new(write.quiet);
-            let summary = transfer::import_sessions_chunked(
+            let summary = transfer::import_sessions_interruptible(
                 &store,
                 &path,
                 mode,
                 write.chunk_bytes,
+                &interrupt,
                 &mut |p| reporter.update(p),
             )
             .await?;
