@@ -165,8 +165,11 @@ impl<'a> Staged<'a> {
 impl Store {
     /// One page of a session's items, oldest first, after `after` (the previous page's
     /// [`ItemPage::next`]; `None` to start): at least one item when any remain, and no more
-    /// once `max_bytes` of item JSON are reached. Backends without paging return the whole
-    /// session as one page. Does not refresh the TTL.
+    /// once `max_bytes` of item JSON are reached. One counted call. On every backend of this
+    /// crate it does not refresh the TTL. A backend without paging (a third-party one that does
+    /// not implement [`Backend::read_page`](crate::Backend::read_page)) returns the whole
+    /// session as one page through its `get_items`, which refreshes the TTL if that backend
+    /// refreshes on read.
     pub async fn read_page(
         &self,
         session_id: &str,
