@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::lease::Lease;
+
 /// A `Result` whose error defaults to this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -54,11 +56,19 @@ pub enum ErrorKind {
     /// or the history does not end with its expected suffix ([`Error::conflict_reason`]).
     /// Nothing was changed; not retryable as is.
     Conflict,
+    /// Another owner holds the session's lease ([`Store::acquire_lease`](crate::Store::acquire_lease));
+    /// the message names its owner and expiry, [`Error::lease_holder`] gives it as data.
+    /// Nothing was changed; not retryable as is (wait, or acquire with `wait`).
+    LeaseHeld,
+    /// A fenced write, renewal or release whose fencing token is not the session's current
+    /// lease's (it expired, was released or was taken over). Nothing was changed; not
+    /// retryable: the holder lost the lease.
+    Fenced,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order (for tables and tests).
-    pub const ALL: [ErrorKind; 13] = [
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::InvalidInput,
         ErrorKind::InvalidSessionId,
         ErrorKind::TooLarge,
@@ -72,6 +82,8 @@ impl ErrorKind {
         ErrorKind::Config,
         ErrorKind::Backend,
         ErrorKind::Conflict,
+        ErrorKind::LeaseHeld,
+        ErrorKind::Fenced,
     ];
 
     /// The stable snake_case name of the kind: the `kind` attribute of the Python (and Node)
@@ -98,6 +110,8 @@ impl ErrorKind {
             ErrorKind::Config => "config",
             ErrorKind::Backend => "backend",
             ErrorKind::Conflict => "conflict",
+            ErrorKind::LeaseHeld => "lease_held",
+            ErrorKind::Fenced => "fenced",
         }
     }
 
@@ -118,6 +132,8 @@ impl ErrorKind {
             ErrorKind::Config => "configuration error",
             ErrorKind::Backend => "backend error",
             ErrorKind::Conflict => "conflict",
+            ErrorKind::LeaseHeld => "lease held",
+            ErrorKind::Fenced => "fenced",
         }
     }
 }
@@ -219,11 +235,19 @@ pub enum Operation {
     ParseItem,
     /// [`StoreSession::apply_history_transaction`](crate::StoreSession::apply_history_transaction).
     ApplyTransaction,
+    /// [`Store::acquire_lease`](crate::Store::acquire_lease).
+    AcquireLease,
+    /// [`Store::renew_lease`](crate::Store::renew_lease).
+    RenewLease,
+    /// [`Store::release_lease`](crate::Store::release_lease).
+    ReleaseLease,
+    /// [`Store::lease_info`](crate::Store::lease_info).
+    LeaseInfo,
 }
 
 impl Operation {
     /// Every operation, in declaration order (for metrics tables).
-    pub const ALL: [Operation; 11] = [
+    pub const ALL: [Operation; 15] = [
         Operation::Open,
         Operation::GetItems,
         Operation::AddItems,
@@ -235,6 +259,10 @@ impl Operation {
         Operation::RawWrite,
         Operation::ParseItem,
         Operation::ApplyTransaction,
+        Operation::AcquireLease,
+        Operation::RenewLease,
+        Operation::ReleaseLease,
+        Operation::LeaseInfo,
     ];
 
     /// The snake_case name used in messages and metrics.
@@ -251,6 +279,10 @@ impl Operation {
             Operation::RawWrite => "raw_write",
             Operation::ParseItem => "parse_item",
             Operation::ApplyTransaction => "apply_history_transaction",
+            Operation::AcquireLease => "acquire_lease",
+            Operation::RenewLease => "renew_lease",
+            Operation::ReleaseLease => "release_lease",
+            Operation::LeaseInfo => "lease_info",
         }
     }
 
@@ -264,6 +296,9 @@ impl Operation {
                 | Operation::Prune
                 | Operation::RawWrite
                 | Operation::ApplyTransaction
+                | Operation::AcquireLease
+                | Operation::RenewLease
+                | Operation::ReleaseLease
         )
     }
 }
@@ -298,6 +333,7 @@ pub struct Error {
     message: String,
     cause: Option<FailureCause>,
     conflict: Option<ConflictReason>,
+    lease: Option<Box<Lease>>,
     source: Option<BoxError>,
 }
 
@@ -311,8 +347,67 @@ impl Error {
             message: message.into(),
             cause: None,
             conflict: None,
+            lease: None,
             source: None,
         }
+    }
+
+    /// The typed "lease held" error: `holder` holds the session's live lease. The message
+    /// names its owner and expiry; [`lease_holder`](Self::lease_holder) gives it as data.
+    ///
+    /// ```
+    /// use openai_agents_session::{Error, ErrorKind, Lease, Timestamp};
+    /// let err = Error::lease_held(Lease::new("worker-1", 7, Timestamp::from_millis(0)));
+    /// assert_eq!(err.kind(), ErrorKind::LeaseHeld);
+    /// assert_eq!(err.lease_holder().map(|l| l.owner.as_str()), Some("worker-1"));
+    /// assert_eq!(
+    ///     err.message(),
+    ///     "the lease is held by \"worker-1\" until 1970-01-01T00:00:00.000Z (token 7)"
+    /// );
+    /// ```
+    pub fn lease_held(holder: Lease) -> Self {
+        let message = format!(
+            "the lease is held by {:?} until {} (token {})",
+            holder.owner, holder.expires_at, holder.token
+        );
+        let mut err = Error::new(ErrorKind::LeaseHeld, Operation::AcquireLease, message);
+        err.lease = Some(Box::new(holder));
+        err
+    }
+
+    /// The typed "fenced" error of `operation` with fencing token `token`: the session's live
+    /// lease is `current` (another token), or there is none. Nothing was changed.
+    ///
+    /// ```
+    /// use openai_agents_session::{Error, ErrorKind, Operation};
+    /// let err = Error::fenced(Operation::AddItems, 41, None);
+    /// assert_eq!(err.kind(), ErrorKind::Fenced);
+    /// assert!(!err.is_retryable());
+    /// assert_eq!(
+    ///     err.message(),
+    ///     "fencing token 41 is not the session's live lease (there is none); nothing was changed"
+    /// );
+    /// ```
+    pub fn fenced(operation: Operation, token: u64, current: Option<Lease>) -> Self {
+        let now = match &current {
+            Some(lease) => format!(
+                "it is held by {:?} until {} (token {})",
+                lease.owner, lease.expires_at, lease.token
+            ),
+            None => "there is none".to_owned(),
+        };
+        let message = format!(
+            "fencing token {token} is not the session's live lease ({now}); nothing was changed"
+        );
+        let mut err = Error::new(ErrorKind::Fenced, operation, message);
+        err.lease = current.map(Box::new);
+        err
+    }
+
+    /// The lease that made the call fail: the holder of a `LeaseHeld` error, and the session's
+    /// live lease (if any) of a `Fenced` one; `None` otherwise.
+    pub fn lease_holder(&self) -> Option<&Lease> {
+        self.lease.as_deref()
     }
 
     /// Records why a history transaction was refused (for `Conflict` errors).
@@ -464,6 +559,35 @@ mod tests {
             Error::new(ErrorKind::Backend, Operation::GetItems, "x").cause(),
             None
         );
+    }
+
+    #[test]
+    fn lease_errors_carry_the_lease_and_are_not_retryable() {
+        use crate::time::Timestamp;
+        let holder = Lease::new("w-1", 9, Timestamp::from_millis(1_000));
+        let held = Error::lease_held(holder.clone()).with_session("s");
+        assert_eq!(held.kind().name(), "lease_held");
+        assert!(!held.is_retryable());
+        assert_eq!(held.lease_holder(), Some(&holder));
+        assert_eq!(
+            held.to_string(),
+            "acquire_lease on session \"s\": lease held: the lease is held by \"w-1\" until 1970-01-01T00:00:01.000Z (token 9)"
+        );
+        let fenced = Error::fenced(Operation::PopItem, 8, Some(holder.clone()));
+        assert_eq!(fenced.kind().name(), "fenced");
+        assert!(!fenced.is_retryable());
+        assert_eq!(fenced.lease_holder(), Some(&holder));
+        assert!(fenced.message().contains("token 8"), "{fenced}");
+        assert!(ErrorKind::ALL.contains(&ErrorKind::LeaseHeld));
+        assert!(ErrorKind::ALL.contains(&ErrorKind::Fenced));
+        for op in [
+            Operation::AcquireLease,
+            Operation::RenewLease,
+            Operation::ReleaseLease,
+        ] {
+            assert!(op.is_write(), "{op}");
+        }
+        assert!(!Operation::LeaseInfo.is_write());
     }
 
     #[test]

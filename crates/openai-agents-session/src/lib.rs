@@ -52,6 +52,7 @@ pub mod conformance;
 mod error;
 pub mod history;
 mod item;
+pub mod lease;
 pub mod open;
 pub mod staged;
 mod stats;
@@ -63,12 +64,13 @@ pub mod url;
 pub use error::{BoxError, ConflictReason, Error, ErrorKind, FailureCause, Operation, Result};
 pub use history::{Applied, HistoryTransaction};
 pub use item::Item;
+pub use lease::{Lease, LeaseGrant};
 pub use staged::{ItemPage, StageMode, Staged, StagedWrite};
 pub use stats::{OperationStats, RequestStats};
 pub use store::{
-    check_item_sizes, validate_session_id, Backend, BoxFuture, ListOptions, PruneReport,
-    RawRecords, Session, SessionInfo, SessionPage, Store, StoreOptions, StoreSession,
-    DEFAULT_MAX_ITEM_BYTES, MAX_SESSION_ID_BYTES, MAX_TTL_SECS,
+    check_item_sizes, validate_session_id, Backend, BoxFuture, FencedWrite, ListOptions,
+    PruneReport, RawRecords, Session, SessionInfo, SessionPage, Store, StoreOptions, StoreSession,
+    WriteOutcome, DEFAULT_MAX_ITEM_BYTES, MAX_SESSION_ID_BYTES, MAX_TTL_SECS,
 };
 pub use time::Timestamp;
 

@@ -13,6 +13,7 @@ use crate::history::{
     Applied, HistoryTransaction, PreparedTransaction, DEFAULT_OPERATION_RETENTION,
 };
 use crate::item::Item;
+use crate::lease::{Lease, LeaseGrant, MAX_OWNER_BYTES};
 use crate::stats::RequestStats;
 use crate::time::Timestamp;
 
@@ -96,6 +97,8 @@ pub struct SessionInfo {
     pub updated_at: Timestamp,
     /// When the session expires, without further access; `None` without a TTL.
     pub expires_at: Option<Timestamp>,
+    /// The session's live lease, if any (see [`crate::lease`]).
+    pub lease: Option<Lease>,
 }
 
 impl SessionInfo {
@@ -113,7 +116,14 @@ impl SessionInfo {
             created_at,
             updated_at,
             expires_at,
+            lease: None,
         }
+    }
+
+    /// Adds the session's live lease (for backend implementors).
+    pub fn with_lease(mut self, lease: Option<Lease>) -> Self {
+        self.lease = lease;
+        self
     }
 }
 
@@ -420,6 +430,119 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
             ))
         })
     }
+
+    /// One attempt to acquire the session's lease for `owner` (see [`crate::lease`]), in one
+    /// atomic step: no live lease (none, expired or released) grants a new token,
+    /// [`next_token`](crate::lease::next_token) of the session's newest; a live lease of the same owner is
+    /// extended to `now + ttl` with its token; one of another owner is [`LeaseGrant::Held`]
+    /// and nothing changes. The owner is valid and `ttl` at least a millisecond; the session
+    /// itself is neither created nor touched. The default: not supported.
+    fn acquire_lease<'a>(
+        &'a self,
+        session_id: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<LeaseGrant>> {
+        let _ = (session_id, owner, ttl);
+        Box::pin(async { Err(leases_unsupported(Operation::AcquireLease)) })
+    }
+
+    /// Moves the expiry of the live lease whose token is `token` to `now + ttl`; anything else
+    /// (another token, an expired or released lease) is [`Error::fenced`]. The default: not
+    /// supported.
+    fn renew_lease<'a>(
+        &'a self,
+        session_id: &'a str,
+        token: u64,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Lease>> {
+        let _ = (session_id, token, ttl);
+        Box::pin(async { Err(leases_unsupported(Operation::RenewLease)) })
+    }
+
+    /// Ends the lease of `token` now, keeping its record (the newest token); a no-op when that
+    /// lease already ended. A token that is not the session's newest is [`Error::fenced`]. The
+    /// default: not supported.
+    fn release_lease<'a>(&'a self, session_id: &'a str, token: u64) -> BoxFuture<'a, Result<()>> {
+        let _ = (session_id, token);
+        Box::pin(async { Err(leases_unsupported(Operation::ReleaseLease)) })
+    }
+
+    /// The session's live lease, if any. The default: not supported.
+    fn lease_info<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<Option<Lease>>> {
+        let _ = session_id;
+        Box::pin(async { Err(leases_unsupported(Operation::LeaseInfo)) })
+    }
+
+    /// A write of a fenced handle: as the unfenced method of the same write, and in the same
+    /// atomic step it first checks that `token` is the session's live lease's, else fails with
+    /// [`Error::fenced`] having changed nothing. Batches are non-empty and within size, as
+    /// for `add_items`. The default: not supported.
+    fn fenced_write<'a>(
+        &'a self,
+        session_id: &'a str,
+        token: u64,
+        write: FencedWrite<'a>,
+    ) -> BoxFuture<'a, Result<WriteOutcome>> {
+        let _ = (session_id, token);
+        let op = write.operation();
+        Box::pin(async move { Err(leases_unsupported(op)) })
+    }
+}
+
+fn leases_unsupported(op: Operation) -> Error {
+    Error::new(
+        ErrorKind::Backend,
+        op,
+        "this backend does not support session leases",
+    )
+}
+
+/// A write of a fenced session handle, as [`Backend::fenced_write`] receives it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum FencedWrite<'a> {
+    /// `add_items` of a non-empty batch within size.
+    AddItems(Vec<Item>),
+    /// `pop_item`.
+    PopItem,
+    /// `clear_session` (the lease stays).
+    ClearSession,
+    /// `apply_history_transaction`.
+    ApplyTransaction(&'a PreparedTransaction),
+}
+
+impl FencedWrite<'_> {
+    /// The operation of the write.
+    pub fn operation(&self) -> Operation {
+        match self {
+            FencedWrite::AddItems(_) => Operation::AddItems,
+            FencedWrite::PopItem => Operation::PopItem,
+            FencedWrite::ClearSession => Operation::ClearSession,
+            FencedWrite::ApplyTransaction(_) => Operation::ApplyTransaction,
+        }
+    }
+}
+
+/// What a fenced write returned: the result of the unfenced write of the same kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WriteOutcome {
+    /// `add_items` or `clear_session` done.
+    Done,
+    /// `pop_item`'s item (`None`: the session was empty).
+    Popped(Option<Item>),
+    /// `apply_history_transaction`'s outcome.
+    Applied(Applied),
+}
+
+fn unexpected_outcome(op: Operation, outcome: &WriteOutcome, session_id: &str) -> Error {
+    Error::new(
+        ErrorKind::Backend,
+        op,
+        format!("the backend's fenced write returned {outcome:?}"),
+    )
+    .with_session(session_id)
 }
 
 /// An open session store: cheap to clone, shared by every session it hands out.
@@ -492,7 +615,94 @@ impl Store {
         Ok(StoreSession {
             store: self.clone(),
             session_id: Arc::from(session_id),
+            fence: None,
         })
+    }
+
+    /// Acquires the session's lease for `owner` for `ttl` (see [`crate::lease`]): a new token
+    /// when no live lease is held, the same token with its expiry moved to `now + ttl` when
+    /// `owner` holds it already. While another owner holds it: [`ErrorKind::LeaseHeld`]
+    /// (naming the holder; [`Error::lease_holder`]) at once with `wait` `None`, else after
+    /// polling with backoff (10 ms doubling to 500 ms, jittered, and never sleeping past the
+    /// holder's expiry) for up to `wait`. Each attempt is one request. Does not create the
+    /// session. `owner` is 1 to 256 bytes of any text, `ttl` at least 1 ms.
+    pub async fn acquire_lease(
+        &self,
+        session_id: &str,
+        owner: &str,
+        ttl: Duration,
+        wait: Option<Duration>,
+    ) -> Result<Lease> {
+        let op = Operation::AcquireLease;
+        validate_session_id(session_id).map_err(|e| e.with_operation(op))?;
+        self.stats().record_call(op);
+        check_owner(owner)
+            .and_then(|()| check_lease_ttl(ttl))
+            .map_err(|e| context(e, op, session_id))?;
+        let deadline = wait.and_then(|w| std::time::Instant::now().checked_add(w));
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let grant = self
+                .backend
+                .acquire_lease(session_id, owner, ttl)
+                .await
+                .map_err(|e| context(e, op, session_id))?;
+            let holder = match grant {
+                LeaseGrant::Granted(lease) => return Ok(lease),
+                LeaseGrant::Held(holder) => holder,
+            };
+            let left = deadline
+                .and_then(|d| d.checked_duration_since(std::time::Instant::now()))
+                .filter(|left| !left.is_zero());
+            let Some(left) = left else {
+                return Err(context(Error::lease_held(holder), op, session_id));
+            };
+            let until_expiry = Duration::from_millis(
+                u64::try_from(holder.expires_at.as_millis() - Timestamp::now().as_millis())
+                    .unwrap_or(0)
+                    .saturating_add(1),
+            );
+            tokio::time::sleep(jittered(backoff).min(until_expiry).min(left)).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// Moves the expiry of the session's live lease of `token` to `now + ttl`, returning it;
+    /// [`ErrorKind::Fenced`] when `token` is not the live lease's (it expired, was released or
+    /// taken over). One request.
+    pub async fn renew_lease(&self, session_id: &str, token: u64, ttl: Duration) -> Result<Lease> {
+        let op = Operation::RenewLease;
+        validate_session_id(session_id).map_err(|e| e.with_operation(op))?;
+        self.stats().record_call(op);
+        check_lease_ttl(ttl).map_err(|e| context(e, op, session_id))?;
+        self.backend
+            .renew_lease(session_id, token, ttl)
+            .await
+            .map_err(|e| context(e, op, session_id))
+    }
+
+    /// Ends the session's lease of `token` now, so that anyone may acquire it; a no-op when it
+    /// ended already (released or expired). [`ErrorKind::Fenced`] when another token was
+    /// granted since. One request.
+    pub async fn release_lease(&self, session_id: &str, token: u64) -> Result<()> {
+        let op = Operation::ReleaseLease;
+        validate_session_id(session_id).map_err(|e| e.with_operation(op))?;
+        self.stats().record_call(op);
+        self.backend
+            .release_lease(session_id, token)
+            .await
+            .map_err(|e| context(e, op, session_id))
+    }
+
+    /// The session's live lease, if any (also in [`SessionInfo::lease`]). One request.
+    pub async fn lease_info(&self, session_id: &str) -> Result<Option<Lease>> {
+        let op = Operation::LeaseInfo;
+        validate_session_id(session_id).map_err(|e| e.with_operation(op))?;
+        self.stats().record_call(op);
+        self.backend
+            .lease_info(session_id)
+            .await
+            .map_err(|e| context(e, op, session_id))
     }
 
     /// Metadata of one session, without loading items; `None` if missing or expired.
@@ -573,6 +783,40 @@ impl Store {
     }
 }
 
+fn check_owner(owner: &str) -> Result<()> {
+    if owner.is_empty() || owner.len() > MAX_OWNER_BYTES {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            Operation::AcquireLease,
+            format!(
+                "a lease owner must be 1 to {MAX_OWNER_BYTES} bytes of UTF-8, got {} bytes",
+                owner.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_lease_ttl(ttl: Duration) -> Result<()> {
+    if ttl < Duration::from_millis(1) || ttl > Duration::from_secs(MAX_TTL_SECS) {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            Operation::AcquireLease,
+            format!("a lease ttl must be 1 ms to {MAX_TTL_SECS} s, got {ttl:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `delay` scaled by a random factor in [0.5, 1]: waiters that started together spread out.
+fn jittered(delay: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    delay.mul_f64(0.5 + (random % 1024) as f64 / 2046.0)
+}
+
 pub(crate) fn context(err: Error, op: Operation, session_id: &str) -> Error {
     let err = err.with_operation(op);
     if err.session_id().is_none() {
@@ -582,11 +826,12 @@ pub(crate) fn context(err: Error, op: Operation, session_id: &str) -> Error {
     }
 }
 
-/// A [`Session`] handed out by [`Store::session`].
+/// A [`Session`] handed out by [`Store::session`], or a fenced one ([`StoreSession::fenced`]).
 #[derive(Clone)]
 pub struct StoreSession {
     store: Store,
     session_id: Arc<str>,
+    fence: Option<u64>,
 }
 
 impl fmt::Debug for StoreSession {
@@ -594,6 +839,7 @@ impl fmt::Debug for StoreSession {
         f.debug_struct("StoreSession")
             .field("session_id", &self.session_id)
             .field("backend", &self.store.backend_name())
+            .field("fence", &self.fence)
             .finish()
     }
 }
@@ -602,6 +848,37 @@ impl StoreSession {
     /// The store this session belongs to.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// A handle on the same session bound to fencing token `token` (see [`crate::lease`]):
+    /// each of its writes (`add_items`, `pop_item`, `clear_session`,
+    /// `apply_history_transaction`) checks, in the same atomic step as the write, that `token`
+    /// is the session's live lease's, and otherwise fails with [`ErrorKind::Fenced`] having
+    /// changed nothing. Its reads are not fenced. No I/O; an empty `add_items` batch stays a
+    /// no-op. Staged writes ([`Store::stage`]) and transfers are not fenced.
+    pub fn fenced(&self, token: u64) -> StoreSession {
+        StoreSession {
+            fence: Some(token),
+            ..self.clone()
+        }
+    }
+
+    /// The fencing token the handle's writes carry (`None`: unfenced).
+    pub fn fencing_token(&self) -> Option<u64> {
+        self.fence
+    }
+
+    async fn write_fenced(
+        &self,
+        token: u64,
+        write: FencedWrite<'_>,
+        op: Operation,
+    ) -> Result<WriteOutcome> {
+        self.store
+            .backend
+            .fenced_write(&self.session_id, token, write)
+            .await
+            .map_err(|e| context(e, op, &self.session_id))
     }
 
     fn check_sizes(&self, items: &[Item]) -> Result<()> {
@@ -667,6 +944,15 @@ impl Session for StoreSession {
             if items.is_empty() {
                 return Ok(());
             }
+            if let Some(token) = self.fence {
+                return match self
+                    .write_fenced(token, FencedWrite::AddItems(items), op)
+                    .await?
+                {
+                    WriteOutcome::Done => Ok(()),
+                    other => Err(unexpected_outcome(op, &other, &self.session_id)),
+                };
+            }
             self.store
                 .backend
                 .add_items(&self.session_id, items)
@@ -679,6 +965,12 @@ impl Session for StoreSession {
         Box::pin(async move {
             let op = Operation::PopItem;
             self.store.stats().record_call(op);
+            if let Some(token) = self.fence {
+                return match self.write_fenced(token, FencedWrite::PopItem, op).await? {
+                    WriteOutcome::Popped(item) => Ok(item),
+                    other => Err(unexpected_outcome(op, &other, &self.session_id)),
+                };
+            }
             self.store
                 .backend
                 .pop_item(&self.session_id)
@@ -705,6 +997,15 @@ impl Session for StoreSession {
                         )
                     })
                     .map_err(|e| context(e.with_operation(op), op, &self.session_id))?;
+            if let Some(token) = self.fence {
+                return match self
+                    .write_fenced(token, FencedWrite::ApplyTransaction(&prepared), op)
+                    .await?
+                {
+                    WriteOutcome::Applied(applied) => Ok(applied),
+                    other => Err(unexpected_outcome(op, &other, &self.session_id)),
+                };
+            }
             self.store
                 .backend
                 .apply_transaction(&self.session_id, &prepared)
@@ -717,6 +1018,15 @@ impl Session for StoreSession {
         Box::pin(async move {
             let op = Operation::ClearSession;
             self.store.stats().record_call(op);
+            if let Some(token) = self.fence {
+                return match self
+                    .write_fenced(token, FencedWrite::ClearSession, op)
+                    .await?
+                {
+                    WriteOutcome::Done => Ok(()),
+                    other => Err(unexpected_outcome(op, &other, &self.session_id)),
+                };
+            }
             self.store
                 .backend
                 .clear_session(&self.session_id)
