@@ -4,6 +4,7 @@
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 
+use super::layout::Row;
 use crate::error::{Error, ErrorKind, FailureCause, Operation};
 
 pub(super) fn build_error(
@@ -59,12 +60,37 @@ where
 
 /// Whether a transaction failed on a condition (someone else wrote first) or a conflict.
 pub(super) fn cancellation<R>(err: &SdkError<TransactWriteItemsError, R>) -> Option<Vec<String>> {
+    cancellation_reasons(err).map(|reasons| reasons.into_iter().map(|r| r.code).collect())
+}
+
+/// Why one action of a cancelled transaction failed: its code (`None` for actions that did
+/// not fail, `ConditionalCheckFailed`, `TransactionConflict`...) and, for a failed condition of
+/// an action that asked for it (`ReturnValuesOnConditionCheckFailure`), the item as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Reason {
+    pub(super) code: String,
+    pub(super) item: Option<Row>,
+}
+
+impl Reason {
+    pub(super) fn failed_condition(&self) -> bool {
+        self.code == "ConditionalCheckFailed"
+    }
+}
+
+/// A cancelled transaction's reasons, one per action in order (`None` for other errors).
+pub(super) fn cancellation_reasons<R>(
+    err: &SdkError<TransactWriteItemsError, R>,
+) -> Option<Vec<Reason>> {
     match err {
         SdkError::ServiceError(se) => match se.err() {
             TransactWriteItemsError::TransactionCanceledException(c) => Some(
                 c.cancellation_reasons()
                     .iter()
-                    .map(|r| r.code().unwrap_or("None").to_owned())
+                    .map(|r| Reason {
+                        code: r.code().unwrap_or("None").to_owned(),
+                        item: r.item().cloned(),
+                    })
                     .collect(),
             ),
             _ => None,
@@ -214,5 +240,39 @@ mod tests {
         );
         let other = SdkError::<TransactWriteItemsError, ()>::timeout_error(boxed("slow"));
         assert_eq!(cancellation(&other), None);
+        assert_eq!(cancellation_reasons(&other), None);
+    }
+
+    #[test]
+    fn cancellation_reasons_carry_the_stored_item() {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let cancelled = TransactionCanceledException::builder()
+            .cancellation_reasons(CancellationReason::builder().code("None").build())
+            .cancellation_reasons(
+                CancellationReason::builder()
+                    .code("ConditionalCheckFailed")
+                    .item("d", AttributeValue::N("1".into()))
+                    .build(),
+            )
+            .cancellation_reasons(
+                CancellationReason::builder()
+                    .code("TransactionConflict")
+                    .build(),
+            )
+            .build();
+        let err = SdkError::service_error(
+            TransactWriteItemsError::TransactionCanceledException(cancelled),
+            (),
+        );
+        let reasons = cancellation_reasons(&err).unwrap();
+        assert_eq!(reasons.len(), 3);
+        assert!(!reasons[0].failed_condition() && reasons[0].item.is_none());
+        assert!(reasons[1].failed_condition());
+        assert_eq!(
+            reasons[1].item.as_ref().and_then(|i| i.get("d")),
+            Some(&AttributeValue::N("1".into()))
+        );
+        assert_eq!(reasons[2].code, "TransactionConflict");
+        assert!(!reasons[2].failed_condition());
     }
 }

@@ -22,6 +22,9 @@ pub(super) const PENDING_PREFIX: &str = "p_";
 pub(super) const REPLACING_PREFIX: &str = "q_";
 /// The sort key of a session's metadata item.
 pub(super) const META_SK: &str = "m";
+/// Sort keys of remembered operation ids start with this (they sort above the metadata, so
+/// the newest-first walk from `m` down never meets them).
+pub(super) const OP_PREFIX: &str = "o#";
 
 /// A DynamoDB item: attribute name -> value.
 pub(super) type Row = HashMap<String, AttributeValue>;
@@ -30,12 +33,14 @@ pub(super) type Row = HashMap<String, AttributeValue>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum MetaState {
     Missing,
-    /// `stamp`: the oldest `ttl` stamp on the session's records (0: none).
+    /// `stamp`: the oldest `ttl` stamp on the session's records (0: none); `life`: what the
+    /// session's remembered operation ids are keyed by ([`Meta::life`]).
     Live {
         gen: i64,
         next: i64,
         updated: i64,
         stamp: i64,
+        life: i64,
     },
     Expired {
         gen: i64,
@@ -52,10 +57,20 @@ pub(super) struct Meta {
     pub(super) expires_at: Option<i64>,
     pub(super) stamp: Option<i64>,
     pub(super) pending: HashSet<String>,
+    /// When each pending batch started (ms; the value of its `p_<batch>`).
+    pub(super) pending_since: HashMap<String, i64>,
     /// Pending replaces: batch id -> the generation they write (`q_<batch>`).
     pub(super) replacing: HashMap<String, i64>,
     /// Pending batches older than the stale threshold (filled in by `prune`).
     pub(super) abandoned: HashSet<String>,
+    /// The life of the session: the generation it began with (a new session, a new life after
+    /// expiry or a clear, a staged replace's commit). A history transaction that rewrites the
+    /// session into a new generation keeps it (`life`, absent: the same as `gen`), so that the
+    /// operation ids remembered under it (`o#<life>#<id>`) survive it, and only them.
+    pub(super) life: i64,
+    /// The highest generation ever reserved for a rewrite (`rg`): a reservation takes a larger
+    /// one, so two rewrites never write into the same generation.
+    pub(super) reserved: Option<i64>,
 }
 
 impl Meta {
@@ -84,6 +99,13 @@ impl Meta {
                 .filter_map(|k| k.strip_prefix(PENDING_PREFIX))
                 .map(str::to_owned)
                 .collect(),
+            pending_since: item
+                .iter()
+                .filter_map(|(k, v)| {
+                    let batch = k.strip_prefix(PENDING_PREFIX)?;
+                    Some((batch.to_owned(), v.as_n().ok()?.parse::<i64>().ok()?))
+                })
+                .collect(),
             replacing: item
                 .iter()
                 .filter_map(|(k, v)| {
@@ -92,6 +114,23 @@ impl Meta {
                 })
                 .collect(),
             abandoned: HashSet::new(),
+            life: num("life").unwrap_or_else(|| num("gen").unwrap_or(0)),
+            reserved: num("rg"),
+        })
+    }
+
+    /// A generation for a rewrite of this session (a staged replace, a history transaction
+    /// too large for one request): above the current one, every one reserved before, and now.
+    pub(super) fn next_generation(&self, now: i64) -> i64 {
+        let reserved = self.replacing.values().copied().chain(self.reserved);
+        reserved.fold(self.gen.max(now), i64::max).saturating_add(1)
+    }
+
+    /// Whether an append batch other than a replace is pending that started after `since`
+    /// (older ones are abandoned: `prune` would reclaim them).
+    pub(super) fn appends_pending_since(&self, since: i64) -> bool {
+        self.pending.iter().any(|b| {
+            !self.replacing.contains_key(b) && self.pending_since.get(b).is_none_or(|&t| t > since)
         })
     }
 
@@ -108,6 +147,7 @@ impl Meta {
                 next: self.next,
                 updated: self.updated_at,
                 stamp: self.stamp.unwrap_or(0),
+                life: self.life,
             }
         }
     }
@@ -211,6 +251,81 @@ pub(super) fn index_key(session_id: &str) -> Row {
     ])
 }
 
+/// The sort-key prefix of every operation id remembered in a life of a session.
+pub(super) fn op_prefix(life: i64) -> String {
+    format!("{OP_PREFIX}{life:020}#")
+}
+
+/// The sort key of an operation id remembered in a life of a session: `o#<life:020>#<id>`,
+/// the id as given (any UTF-8, at most 256 bytes: the key stays far below DynamoDB's 1,024).
+pub(super) fn op_sk(life: i64, operation_id: &str) -> String {
+    format!("{}{operation_id}", op_prefix(life))
+}
+
+/// The life and operation id of an operation item's sort key; `None` for any other item.
+pub(super) fn parse_op_sk(sk: &str) -> Option<(i64, &str)> {
+    let rest = sk.strip_prefix(OP_PREFIX)?;
+    let (life, id) = rest.split_once('#')?;
+    if life.len() != 20 || id.is_empty() {
+        return None;
+    }
+    Some((life.parse().ok()?, id))
+}
+
+/// The `ttl` (epoch seconds) of an operation item remembered until `forget_at` (ms): the
+/// second it is forgotten, rounded up, so DynamoDB's TTL never takes it early.
+pub(super) fn op_ttl(forget_at: i64) -> i64 {
+    forget_at.div_euclid(1000) + i64::from(forget_at.rem_euclid(1000) != 0)
+}
+
+/// The item remembering an operation id: the transaction's digest (`d`), when it is
+/// forgotten (`fa`, ms since the epoch; reads treat it as gone from then on) and the `ttl`
+/// that lets DynamoDB delete it eventually.
+pub(super) fn op_item(
+    session_id: &str,
+    life: i64,
+    operation_id: &str,
+    digest: &[u8],
+    forget_at: i64,
+) -> Row {
+    let mut item = item_key(session_id, op_sk(life, operation_id));
+    item.insert("d".to_owned(), AttributeValue::B(digest.to_vec().into()));
+    item.insert("fa".to_owned(), n(forget_at));
+    item.insert("ttl".to_owned(), n(op_ttl(forget_at)));
+    item
+}
+
+/// The condition under which an operation item may be written: no id of that name is
+/// remembered (none stored, or one whose retention has passed). `:now` is the writer's clock.
+pub(super) const OP_FREE: &str = "attribute_not_exists(#pk) OR #fa <= :now";
+
+/// What a session remembers of an operation id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Remembered {
+    /// Nothing (never used, or forgotten: its retention passed).
+    Absent,
+    /// Applied before with this digest.
+    Same,
+    /// Applied before with another transaction.
+    Other,
+}
+
+/// What the operation item `row` (if any) says about `digest` at `now`. An item whose
+/// forget-at time has passed is gone, whatever DynamoDB's TTL has done; one without a
+/// readable digest is another transaction's (it never matches).
+pub(super) fn remembered(row: Option<&Row>, digest: &[u8], now: i64) -> Remembered {
+    let Some(row) = row else {
+        return Remembered::Absent;
+    };
+    if num_attr(row, "fa").is_some_and(|at| at <= now) {
+        return Remembered::Absent;
+    }
+    match row.get("d") {
+        Some(AttributeValue::B(d)) if d.as_ref() == digest => Remembered::Same,
+        _ => Remembered::Other,
+    }
+}
+
 /// The metadata item of a new session (or of a new life after expiry). `expiry`: the
 /// session's `expires_at` (ms) and its records' `ttl` stamp (s), when it has a TTL.
 pub(super) fn meta_item(
@@ -272,6 +387,9 @@ pub(super) fn expr_maps(
         ("#v", "v"),
         ("#lk", "lk"),
         ("#sid", "sid"),
+        ("#life", "life"),
+        ("#rg", "rg"),
+        ("#fa", "fa"),
     ];
     let joined = texts.join(" ");
     let tokens: HashSet<&str> = joined
@@ -491,7 +609,8 @@ mod tests {
                 gen: 42,
                 next: 5,
                 updated: 1_000,
-                stamp: 70
+                stamp: 70,
+                life: 42
             }
         );
         assert_eq!(meta.state(61_000), MetaState::Expired { gen: 42 });
@@ -506,7 +625,8 @@ mod tests {
                 gen: 1,
                 next: 0,
                 updated: 5,
-                stamp: 0
+                stamp: 0,
+                life: 1
             }
         );
     }
@@ -742,5 +862,112 @@ mod tests {
         assert_eq!(key.get("sid"), Some(&s("s")));
         assert_eq!(key.get("pk"), Some(&s("s")));
         assert_eq!(sk_of(&key), Some(META_SK));
+    }
+
+    #[test]
+    fn operation_keys_round_trip_and_sort_above_the_metadata() {
+        for (life, id) in [
+            (0, "a"),
+            (1_733_000_000_000, "turn-7"),
+            (i64::MAX, "with#hashes#inside"),
+            (5, "\u{e9}/{*}%\u{0}"),
+        ] {
+            let sk = op_sk(life, id);
+            assert!(sk.starts_with(&op_prefix(life)));
+            assert!(sk.starts_with(OP_PREFIX));
+            assert_eq!(parse_op_sk(&sk), Some((life, id)));
+            // The descending walk from `m` never meets them; record and part keys never
+            // share their prefix.
+            assert!(sk.as_str() > META_SK);
+            assert!(!sk.starts_with(&item_prefix(life)) && !sk.starts_with(&gen_part_prefix(life)));
+        }
+        let longest = op_sk(i64::MAX, &"\u{10ffff}".repeat(64));
+        assert!(longest.len() <= 23 + 256 && longest.len() < 1024);
+        // Lives are zero-padded: one life's prefix never matches another's ids.
+        assert!(!op_sk(12, "x").starts_with(&op_prefix(1)));
+        for other in [
+            META_SK,
+            "o#",
+            "o#123#x",
+            "o#00000000000000000001#",
+            "o#0000000000000000000x#id",
+            "i#00000000000000000001#00000000000000000002",
+        ] {
+            assert_eq!(parse_op_sk(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn operation_items_say_what_was_applied_until_forgotten() {
+        let digest = [7u8; 32];
+        let item = op_item("s", 9, "op", &digest, 61_500);
+        assert_eq!(str_attr(&item, "pk").map(String::as_str), Some("s"));
+        assert_eq!(sk_of(&item), Some(op_sk(9, "op").as_str()));
+        assert_eq!(num_attr(&item, "fa"), Some(61_500));
+        assert_eq!(
+            num_attr(&item, "ttl"),
+            Some(62),
+            "rounded up to the next second"
+        );
+        assert_eq!(remembered(Some(&item), &digest, 61_499), Remembered::Same);
+        assert_eq!(
+            remembered(Some(&item), &[8u8; 32], 61_499),
+            Remembered::Other
+        );
+        // Gone at once at the forget-at time, whatever DynamoDB's TTL has done.
+        assert_eq!(remembered(Some(&item), &digest, 61_500), Remembered::Absent);
+        assert_eq!(remembered(None, &digest, 0), Remembered::Absent);
+        // An item without a digest never matches; without a forget-at time it stays.
+        let mut bare = item_key("s", op_sk(9, "op"));
+        assert_eq!(remembered(Some(&bare), &digest, 0), Remembered::Other);
+        bare.insert("d".to_owned(), AttributeValue::B(digest.to_vec().into()));
+        assert_eq!(remembered(Some(&bare), &digest, i64::MAX), Remembered::Same);
+        assert_eq!(
+            (op_ttl(0), op_ttl(1), op_ttl(1_000), op_ttl(1_001)),
+            (0, 1, 1, 2)
+        );
+        // The write condition names what `expr_maps` knows.
+        let (names, values) = expr_maps(&[OP_FREE], vec![(":now", n(1))], &[]);
+        assert_eq!(names.unwrap().len(), 2);
+        assert_eq!(values.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn lives_and_rewrite_generations() {
+        let mut item = meta_item("s", 40, 3, 3, 1_000, None, Some("a"));
+        // Without `life`, the life is the generation (every session before transactions).
+        let meta = Meta::parse(&item).unwrap();
+        assert_eq!((meta.life, meta.reserved), (40, None));
+        assert_eq!(meta.pending_since, HashMap::from([("a".to_owned(), 1_000)]));
+        item.insert("life".to_owned(), n(7));
+        item.insert("rg".to_owned(), n(90));
+        item.insert(pending_attr("b"), n(5_000));
+        item.insert(replacing_attr("b"), n(60));
+        let meta = Meta::parse(&item).unwrap();
+        assert_eq!((meta.life, meta.reserved), (7, Some(90)));
+        assert!(matches!(
+            meta.state(0),
+            MetaState::Live {
+                life: 7,
+                gen: 40,
+                ..
+            }
+        ));
+        // Above the generation, every reservation and the clock.
+        assert_eq!(meta.next_generation(10), 91);
+        assert_eq!(meta.next_generation(1_000), 1_001);
+        let plain = Meta::parse(&meta_item("s", 40, 0, 0, 0, None, None)).unwrap();
+        assert_eq!(plain.next_generation(3), 41);
+        // Pending appends (not replaces) block a rewrite until they are stale.
+        assert!(meta.appends_pending_since(999));
+        assert!(
+            !meta.appends_pending_since(1_000),
+            "`a` started at 1000: stale"
+        );
+        assert!(!plain.appends_pending_since(0));
+        let mut only_replace = meta_item("s", 40, 0, 0, 0, None, None);
+        only_replace.insert(pending_attr("r"), n(5));
+        only_replace.insert(replacing_attr("r"), n(41));
+        assert!(!Meta::parse(&only_replace).unwrap().appends_pending_since(0));
     }
 }

@@ -8,12 +8,14 @@
 //! The rooms: this file holds the backend type, its `Backend` impl, table creation and
 //! opening; `config.rs` the URL options; `layout.rs` keys, item formats and expression maps
 //! (pure, unit-tested); `read.rs` the newest-first walk and listing; `write.rs` appends
-//! (one transaction, or the commit protocol), pop and clear; `staged.rs` staged writes and
+//! (one transaction, or the commit protocol), pop and clear; `history.rs` history
+//! transactions (operation ids as items of the session); `staged.rs` staged writes and
 //! pages; `prune.rs` prune, re-stamping and background deletes; `error.rs` SDK errors as
 //! `ErrorKind`s; `legacy.rs` the seed's read-only layout.
 
 mod config;
 mod error;
+mod history;
 mod layout;
 mod legacy;
 mod prune;
@@ -39,6 +41,7 @@ use aws_sdk_dynamodb::Client;
 
 use crate::codec::RecordCodec;
 use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::history::{Applied, PreparedTransaction};
 use crate::item::Item;
 use crate::staged::{ItemPage, StageMode, StagedWrite};
 use crate::stats::RequestStats;
@@ -405,6 +408,23 @@ impl Backend for DynamoDbBackend {
 
     fn pop_item<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<Option<Item>>> {
         Box::pin(self.pop(session_id))
+    }
+
+    fn apply_transaction<'a>(
+        &'a self,
+        session_id: &'a str,
+        transaction: &'a PreparedTransaction,
+    ) -> BoxFuture<'a, Result<Applied>> {
+        Box::pin(async move {
+            let applied = self.apply_history(session_id, transaction).await?;
+            // A write extends the session: re-stamp its records when their stamp is near.
+            if let (Applied::Now, Some(ttl), MetaState::Live { gen, stamp, .. }) =
+                (applied, self.inner.ttl_ms(), self.inner.guess(session_id))
+            {
+                self.restamp_if_due(session_id, gen, stamp, now_ms() + ttl);
+            }
+            Ok(applied)
+        })
     }
 
     fn clear_session<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<()>> {

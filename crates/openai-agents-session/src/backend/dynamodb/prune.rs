@@ -11,8 +11,9 @@ use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
 
 use super::error::{build_error, map_sdk};
 use super::layout::{
-    batch_of, expr_maps, gen_of, gen_part_prefix, item_key, item_prefix, meta_key, n, pending_attr,
-    replacing_attr, s, sk_of, str_attr, Meta, MetaState, Row, META_SK, PENDING_PREFIX,
+    batch_of, expr_maps, gen_of, gen_part_prefix, item_key, item_prefix, meta_key, n, num_attr,
+    op_prefix, parse_op_sk, pending_attr, replacing_attr, s, sk_of, str_attr, Meta, MetaState, Row,
+    META_SK, PENDING_PREFIX,
 };
 use super::{millis, now_ms, DynamoDbBackend, Inner};
 use crate::error::{Operation, Result};
@@ -111,7 +112,8 @@ impl Inner {
     }
 
     /// Scans the table: deletes expired sessions, records no live generation names (cleared
-    /// or earlier lives) and records of batches left uncommitted for over an hour.
+    /// or earlier lives), records of batches left uncommitted for over `stale_stage_after`, and
+    /// operation ids forgotten (retention passed) or of an ended life.
     pub(super) async fn prune(&self) -> Result<PruneReport> {
         let op = Operation::Prune;
         let now = now_ms();
@@ -163,10 +165,20 @@ impl Inner {
         }
         // Pass 2: records no live metadata accounts for.
         let mut doomed = Vec::new();
-        for item in &self.scan_all(op, "sk <> :m", Some("pk, sk, b")).await? {
+        for item in &self.scan_all(op, "sk <> :m", Some("pk, sk, b, fa")).await? {
             let (Some(pk), Some(sk)) = (str_attr(item, "pk"), sk_of(item)) else {
                 continue;
             };
+            if let Some((life, _)) = parse_op_sk(sk) {
+                // A remembered operation id: kept while its life is the session's and its
+                // retention lasts; forgotten ones are deleted (they are gone for reads already).
+                let live = metas.get(pk).is_some_and(|m| m.life == life)
+                    && num_attr(item, "fa").is_none_or(|at| at > now);
+                if !live {
+                    doomed.push(item_key(pk, sk));
+                }
+                continue;
+            }
             let gen = gen_of(sk);
             let keep = match (metas.get(pk), gen) {
                 (Some(meta), Some(gen)) if gen == meta.gen => {
@@ -214,18 +226,22 @@ impl Inner {
     }
 
     /// Deletes a generation no metadata names any more (cleared, replaced) in the background,
-    /// after `delay`; what this misses, prune and TTL reclaim.
+    /// after `delay`, and the operation ids of the life `life` when it ended too (cleared, or
+    /// replaced by a staged replace; not when a history transaction rewrote the session into a
+    /// new generation of the same life); what this misses, prune and TTL reclaim.
     pub(super) fn delete_generation_later(
         self: &Arc<Self>,
         session_id: &str,
         gen: i64,
+        life: Option<i64>,
         delay: Duration,
     ) {
         let inner = Arc::clone(self);
         let id = session_id.to_owned();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            for prefix in [item_prefix(gen), gen_part_prefix(gen)] {
+            let prefixes = [item_prefix(gen), gen_part_prefix(gen)];
+            for prefix in prefixes.into_iter().chain(life.map(op_prefix)) {
                 if let Err(e) = inner.delete_prefix(Operation::Prune, &id, &prefix).await {
                     tracing::debug!(error = %e, "background delete of an old generation failed; prune reclaims it");
                 }

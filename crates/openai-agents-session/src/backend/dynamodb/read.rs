@@ -142,6 +142,24 @@ impl Inner {
     where
         F: FnMut(&str, &Row, Decoded) -> bool,
     {
+        self.walk_raw(op, session_id, page_hint, |sk, row, bytes| {
+            visit(sk, row, self.codec.decode(bytes))
+        })
+        .await
+    }
+
+    /// As [`walk`](Self::walk), with each record's stored bytes (reassembled when split)
+    /// instead of its decoding; `None` when the session does not exist or has expired.
+    pub(super) async fn walk_raw<F>(
+        &self,
+        op: Operation,
+        session_id: &str,
+        page_hint: Option<usize>,
+        mut visit: F,
+    ) -> Result<Option<Meta>>
+    where
+        F: FnMut(&str, &Row, &[u8]) -> bool,
+    {
         let now = now_ms();
         let mut start = None;
         let mut meta: Option<Meta> = None;
@@ -189,7 +207,7 @@ impl Inner {
                     continue; // part of a batch not committed yet
                 }
                 let bytes = self.record_bytes(op, session_id, m.gen, row).await?;
-                if visit(&sk, row, self.codec.decode(&bytes)) {
+                if visit(&sk, row, &bytes) {
                     return Ok(meta);
                 }
             }

@@ -21,11 +21,13 @@ use crate::store::BoxFuture;
 
 /// How long a replaced generation stays readable for readers that saw the metadata before the
 /// replace committed.
-const REPLACED_GENERATION_GRACE: Duration = Duration::from_secs(10);
+pub(super) const REPLACED_GENERATION_GRACE: Duration = Duration::from_secs(10);
+/// How many times a rewrite's reservation reads the metadata again after losing a race.
+const RESERVE_ATTEMPTS: usize = 50;
 
 /// Where a staged write's records go, once reserved.
 #[derive(Debug, Clone, Copy)]
-enum Target {
+pub(super) enum Target {
     /// After the session's records: `capacity` sequences reserved from `start` in `gen`.
     Append { gen: i64, start: i64, capacity: i64 },
     /// A new generation, named by the pending replace; becomes the session's at the commit.
@@ -54,6 +56,9 @@ pub(super) struct DynamoStaged<'a> {
     /// Sequences (from the start) that parts may have written, failed ones included.
     used: i64,
     committed: bool,
+    /// Set by `abort`: later appends and commits are errors (with nothing staged, a replace's
+    /// commit would make an empty generation current).
+    aborted: bool,
 }
 
 impl<'a> DynamoStaged<'a> {
@@ -75,11 +80,23 @@ impl<'a> DynamoStaged<'a> {
             split: Vec::new(),
             used: 0,
             committed: false,
+            aborted: false,
         }
     }
 }
 
 impl DynamoStaged<'_> {
+    fn check_not_aborted(&self, op: Operation) -> Result<()> {
+        if self.aborted {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                op,
+                "the staged write was aborted; nothing was written",
+            ));
+        }
+        Ok(())
+    }
+
     async fn open(&mut self, first: i64) -> Result<Target> {
         if let Some(t) = self.target {
             return Ok(t);
@@ -103,7 +120,7 @@ impl DynamoStaged<'_> {
 
     async fn reserve_append(&mut self, first: i64) -> Result<Target> {
         let capacity = self.expected.max(first).max(1);
-        let (gen, start) = self
+        let (gen, start, _) = self
             .inner
             .reserve(Operation::AddItems, &self.session_id, &self.batch, capacity)
             .await?;
@@ -119,6 +136,7 @@ impl StagedWrite for DynamoStaged<'_> {
     fn append(&mut self, items: Vec<Item>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             let op = Operation::AddItems;
+            self.check_not_aborted(op)?;
             let k = items.len() as i64;
             let mut target = self.open(k).await?;
             if let Target::Append {
@@ -192,6 +210,7 @@ impl StagedWrite for DynamoStaged<'_> {
     fn commit(&mut self) -> BoxFuture<'_, Result<u64>> {
         Box::pin(async move {
             let op = Operation::AddItems;
+            self.check_not_aborted(op)?;
             let target = self.open(0).await?;
             let inner = self.inner;
             match target {
@@ -210,11 +229,35 @@ impl StagedWrite for DynamoStaged<'_> {
             Ok(self.count as u64)
         })
     }
+
+    fn abort(&mut self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            self.aborted = true;
+            let (false, Some(target)) = (self.committed, self.target) else {
+                return Ok(()); // committed, or nothing reserved: nothing to delete
+            };
+            // Awaited, unlike `Drop`'s: a caller about to exit (the CLI on Ctrl-C) knows that
+            // the records, their parts and the pending marks are gone. On failure the write
+            // stays unfinished, so `Drop` tries once more in the background, then `prune`.
+            self.inner
+                .abandon(
+                    &self.session_id,
+                    &self.batch,
+                    target,
+                    self.used,
+                    &self.split,
+                )
+                .await?;
+            self.target = None;
+            self.split.clear();
+            Ok(())
+        })
+    }
 }
 
 impl Drop for DynamoStaged<'_> {
     fn drop(&mut self) {
-        // Abandoned: delete what was written (in the background, when a runtime is at hand),
+        // Abandoned without a (successful) `abort`: delete what was written (in the background, when a runtime is at hand),
         // then the pending marks. A crash leaves it all invisible, for prune.
         let (false, Some(target)) = (self.committed, self.target) else {
             return;
@@ -237,7 +280,7 @@ impl Inner {
     /// Deletes an abandoned staged write's records (a replace's whole generation; an append's
     /// `count` sequences from its start, and the parts of its split records), then its
     /// pending marks, which must outlive the records they hide.
-    async fn abandon(
+    pub(super) async fn abandon(
         &self,
         session_id: &str,
         batch: &str,
@@ -383,31 +426,41 @@ impl Inner {
         session_id: &str,
         batch: &str,
     ) -> Result<Option<i64>> {
-        let now = now_ms();
-        let Some(meta) = self.get_meta(op, session_id).await? else {
-            return Ok(None);
-        };
-        let gen = meta.gen.max(now) + 1;
         let pending = pending_attr(batch);
         let replacing = replacing_attr(batch);
-        let cond = "attribute_exists(#pk)";
-        let update = "SET #b = :now, #q = :gen";
-        let result = self
-            .update_meta(
-                op,
-                session_id,
-                cond,
-                update,
-                vec![(":now", n(now)), (":gen", n(gen))],
-                &[("#b", pending.as_str()), ("#q", replacing.as_str())],
-            )
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Some(gen)),
-            Err(e) if is_condition_failure(&e) => Ok(None), // cleared meanwhile
-            Err(e) => Err(map_sdk(op, &self.table, e)),
+        // Above every generation reserved before (`rg`): two rewrites never share one.
+        let cond = "attribute_exists(#pk) AND (attribute_not_exists(#rg) OR #rg < :gen)";
+        let update = "SET #b = :now, #q = :gen, #rg = :gen";
+        for _ in 0..RESERVE_ATTEMPTS {
+            let now = now_ms();
+            let Some(meta) = self.get_meta(op, session_id).await? else {
+                return Ok(None);
+            };
+            let gen = meta.next_generation(now);
+            let result = self
+                .update_meta(
+                    op,
+                    session_id,
+                    cond,
+                    update,
+                    vec![(":now", n(now)), (":gen", n(gen))],
+                    &[("#b", pending.as_str()), ("#q", replacing.as_str())],
+                )
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(Some(gen)),
+                // Cleared meanwhile (the next read says so), or another rewrite reserved
+                // that generation first: read again.
+                Err(e) if is_condition_failure(&e) => {}
+                Err(e) => return Err(map_sdk(op, &self.table, e)),
+            }
         }
+        Err(Error::new(
+            ErrorKind::Timeout,
+            op,
+            "other rewrites of the session kept reserving generations; nothing was written",
+        ))
     }
 
     /// Reserves `more` sequences right after an append's reservation, only if nobody else
@@ -447,7 +500,7 @@ impl Inner {
     }
 
     /// Commits a replace: one conditional update makes the staged generation current (with
-    /// `k` records, a new `created_at` and expiry) while the batch is still pending, then the
+    /// `k` records, a new `created_at` and expiry, a new life) while the batch is still pending, then the
     /// old generation's records are deleted in the background (or by prune and TTL).
     async fn commit_replace(
         self: &Arc<Self>,
@@ -462,9 +515,9 @@ impl Inner {
         let (expires, values) = self.commit_values(gen, k);
         let cond = "attribute_exists(#b) AND #q = :gen";
         let update = if expires {
-            "SET #gen = :gen, #next = :k, #count = :k, #cre = :now, #upd = :now, #exp = :exp, #ttl = :ttl, #stamp = :ttl REMOVE #b, #q"
+            "SET #gen = :gen, #next = :k, #count = :k, #cre = :now, #upd = :now, #exp = :exp, #ttl = :ttl, #stamp = :ttl REMOVE #b, #q, #life"
         } else {
-            "SET #gen = :gen, #next = :k, #count = :k, #cre = :now, #upd = :now REMOVE #b, #q, #exp, #ttl, #stamp"
+            "SET #gen = :gen, #next = :k, #count = :k, #cre = :now, #upd = :now REMOVE #b, #q, #life, #exp, #ttl, #stamp"
         };
         let result = self
             .update_meta(
@@ -488,8 +541,65 @@ impl Inner {
         if let Some(old) = old {
             // Later, not now: a reader that saw the metadata just before this commit reads the
             // old generation's records with its next request.
-            self.delete_generation_later(session_id, old.gen, REPLACED_GENERATION_GRACE);
+            // A new life: the operation ids of the replaced one are forgotten at once (no
+            // metadata names their life) and deleted with its records.
+            self.delete_generation_later(
+                session_id,
+                old.gen,
+                Some(old.life),
+                REPLACED_GENERATION_GRACE,
+            );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::dynamodb::config::DynamoConfig;
+    use crate::backend::dynamodb::DynamoDbBackend;
+    use crate::store::StoreOptions;
+
+    /// A backend whose client points nowhere: these tests send no request.
+    fn offline() -> DynamoDbBackend {
+        let conf = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "x", "x", None, None, "test",
+            ))
+            .build();
+        DynamoDbBackend::new(
+            aws_sdk_dynamodb::Client::from_conf(conf),
+            &DynamoConfig::for_table("t".to_owned()),
+            StoreOptions::default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn after_abort_appends_and_commits_are_errors() {
+        let backend = offline();
+        for replace in [false, true] {
+            let mut w = DynamoStaged::new(&backend.inner, "s", replace, Some(3));
+            // Nothing reserved yet: nothing to delete, no request.
+            w.abort().await.unwrap();
+            assert!(w.aborted && w.target.is_none());
+            let e = w.commit().await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput);
+            assert_eq!(
+                e.message(),
+                "the staged write was aborted; nothing was written"
+            );
+            let item: Item = r#"{"a":1}"#.parse().unwrap();
+            let e = w.append(vec![item]).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput);
+            // Aborting again is harmless.
+            w.abort().await.unwrap();
+            assert!(!w.committed);
+        }
+        assert_eq!(backend.inner.stats.requests(Operation::AddItems), 0);
+        assert_eq!(backend.inner.stats.requests(Operation::Prune), 0);
     }
 }

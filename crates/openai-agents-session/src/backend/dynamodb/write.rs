@@ -9,7 +9,10 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, Delete, Put, PutRequest, ReturnValue, TransactWriteItem, Update, WriteRequest,
 };
 
-use super::error::{build_error, cancellation, is_condition_failure, is_throttling, map_sdk};
+use super::error::{
+    build_error, cancellation, cancellation_reasons, is_condition_failure, is_throttling, map_sdk,
+    Reason,
+};
 use super::layout::{
     expr_maps, meta_item, meta_key, n, new_life, part_prefix, parts_of, pending_attr, prepare,
     record_items, s, seq_of, Meta, MetaState, Prepared, Row,
@@ -21,11 +24,11 @@ use crate::item::Item;
 use crate::time::{advance_updated, Timestamp};
 
 /// A transaction carries at most 100 actions and 4 MB.
-const MAX_TX_ACTIONS: usize = 100;
-const MAX_TX_BYTES: usize = 3_500_000;
+pub(super) const MAX_TX_ACTIONS: usize = 100;
+pub(super) const MAX_TX_BYTES: usize = 3_500_000;
 const WRITE_ATTEMPTS: usize = 200;
 
-fn backoff(attempt: usize) -> Duration {
+pub(super) fn backoff(attempt: usize) -> Duration {
     let base = 5u64 << attempt.min(6);
     let jitter = (now_ms() as u64 ^ (attempt as u64).wrapping_mul(0x9E37_79B9)) % base.max(1);
     Duration::from_millis(base + jitter)
@@ -33,7 +36,7 @@ fn backoff(attempt: usize) -> Duration {
 
 impl Inner {
     /// The metadata item of a new session (or of a new life after expiry).
-    fn new_meta(
+    pub(super) fn new_meta(
         &self,
         session_id: &str,
         gen: i64,
@@ -89,6 +92,7 @@ impl Inner {
                     next,
                     updated,
                     stamp,
+                    life,
                 } => {
                     let upd = advance_updated(
                         Some(Timestamp::from_millis(updated)),
@@ -136,6 +140,7 @@ impl Inner {
                             } else {
                                 stamp
                             },
+                            life,
                         },
                     )
                 }
@@ -158,6 +163,7 @@ impl Inner {
                             next: k,
                             updated: now,
                             stamp: ttl_attr.unwrap_or(0),
+                            life: gen,
                         },
                     )
                 }
@@ -171,51 +177,19 @@ impl Inner {
                     .map_err(|e| build_error(op, e))?;
                 items.push(TransactWriteItem::builder().put(put).build());
             }
-            // A conflict with a concurrent transaction (or throttling the SDK gave up on)
-            // resends the very same request with the same ClientRequestToken: if an earlier
-            // attempt was applied after all, DynamoDB answers it without applying it twice.
-            let token = self.token();
-            let mut conflicts = 0;
-            let outcome = loop {
-                self.stats.record_requests(op, 1);
-                let result = self
-                    .client
-                    .transact_write_items()
-                    .set_transact_items(Some(items.clone()))
-                    .client_request_token(&token)
-                    .send()
-                    .await;
-                match result {
-                    Ok(_) => break Ok(()),
-                    Err(e) => match cancellation(&e) {
-                        Some(reasons) if reasons.iter().any(|r| r == "ConditionalCheckFailed") => {
-                            break Err(None)
-                        }
-                        Some(_) if conflicts < 30 => {
-                            conflicts += 1;
-                            tokio::time::sleep(backoff(conflicts)).await;
-                        }
-                        _ if is_throttling(&e) && conflicts < 30 => {
-                            conflicts += 1;
-                            tokio::time::sleep(backoff(conflicts)).await;
-                        }
-                        _ => break Err(Some(map_sdk(op, &self.table, e))),
-                    },
-                }
-            };
-            match outcome {
-                Ok(()) => {
+            match self.send_transaction(op, items).await {
+                Ok(Ok(())) => {
                     self.remember(session_id, new_state);
                     return Ok(());
                 }
                 // Our picture of the metadata was stale: read it, rebuild, new token.
-                Err(None) => {
+                Ok(Err(_)) => {
                     if attempt > 0 {
                         tokio::time::sleep(backoff(attempt.min(3))).await;
                     }
                     state = self.read_state(op, session_id).await?;
                 }
-                Err(Some(e)) => {
+                Err(e) => {
                     self.forget(session_id);
                     return Err(e);
                 }
@@ -226,6 +200,46 @@ impl Inner {
             op,
             format!("gave up after {WRITE_ATTEMPTS} conflicting attempts; nothing was written"),
         ))
+    }
+
+    /// Sends one TransactWriteItems. A conflict with a concurrent transaction (or throttling
+    /// the SDK gave up on) resends the very same request with the same ClientRequestToken: if
+    /// an earlier attempt was applied after all, DynamoDB answers it without applying it twice.
+    /// `Ok(Err(reasons))`: cancelled because a condition failed (one reason per action).
+    pub(super) async fn send_transaction(
+        &self,
+        op: Operation,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<std::result::Result<(), Vec<Reason>>> {
+        let token = self.token();
+        let mut conflicts = 0;
+        loop {
+            self.stats.record_requests(op, 1);
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .client_request_token(&token)
+                .send()
+                .await;
+            match result {
+                Ok(_) => return Ok(Ok(())),
+                Err(e) => match cancellation_reasons(&e) {
+                    Some(reasons) if reasons.iter().any(Reason::failed_condition) => {
+                        return Ok(Err(reasons))
+                    }
+                    Some(_) if conflicts < 30 => {
+                        conflicts += 1;
+                        tokio::time::sleep(backoff(conflicts)).await;
+                    }
+                    _ if is_throttling(&e) && conflicts < 30 => {
+                        conflicts += 1;
+                        tokio::time::sleep(backoff(conflicts)).await;
+                    }
+                    _ => return Err(map_sdk(op, &self.table, e)),
+                },
+            }
+        }
     }
 
     /// A ClientRequestToken (and batch id) unique across stores, processes and hosts.
@@ -243,23 +257,26 @@ impl Inner {
 
     /// The commit protocol's first step: reserves `k` sequence numbers after the session's
     /// newest and marks `batch` pending in the metadata (creating it for a new session, or a
-    /// new life after expiry) with one conditional write. Returns (generation, first sequence).
+    /// new life after expiry) with one conditional write. Returns (generation, first sequence,
+    /// life).
     pub(super) async fn reserve(
         &self,
         op: Operation,
         session_id: &str,
         batch: &str,
         k: i64,
-    ) -> Result<(i64, i64)> {
+    ) -> Result<(i64, i64, i64)> {
         let pending = pending_attr(batch);
         let extra = [("#b", pending.as_str())];
         let mut attempt = 0;
-        let (gen, start) = loop {
+        let (gen, start, life) = loop {
             attempt += 1;
             let now = now_ms();
             let state = self.read_state(op, session_id).await?;
             let result = match state {
-                MetaState::Live { gen, next, .. } => {
+                MetaState::Live {
+                    gen, next, life, ..
+                } => {
                     let cond = "#gen = :gen AND #next = :next AND (attribute_not_exists(#exp) OR #exp > :now)";
                     let update = "SET #next = :n2, #b = :now";
                     self.update_meta(
@@ -277,7 +294,7 @@ impl Inner {
                     )
                     .send()
                     .await
-                    .map(|_| (gen, next))
+                    .map(|_| (gen, next, life))
                     .map_err(|e| (is_condition_failure(&e), map_sdk(op, &self.table, e)))
                 }
                 MetaState::Missing | MetaState::Expired { .. } => {
@@ -296,7 +313,7 @@ impl Inner {
                         .set_expression_attribute_values(values)
                         .send()
                         .await
-                        .map(|_| (gen, 0))
+                        .map(|_| (gen, 0, gen))
                         .map_err(|e| (is_condition_failure(&e), map_sdk(op, &self.table, e)))
                 }
             };
@@ -308,7 +325,7 @@ impl Inner {
                 Err((_, e)) => return Err(e),
             }
         };
-        Ok((gen, start))
+        Ok((gen, start, life))
     }
 
     /// Batches too large for one transaction (imports, 10,000 items, huge items): reserve the
@@ -325,7 +342,7 @@ impl Inner {
         let k = prepared.len() as i64;
         let batch = self.token();
         // 1. Reserve.
-        let (gen, start) = self.reserve(op, session_id, &batch, k).await?;
+        let (gen, start, _) = self.reserve(op, session_id, &batch, k).await?;
         self.forget(session_id);
         // 2. Write the records, invisible while the batch is pending.
         let ttl_attr = self.item_ttl(self.ttl_ms().map(|t| now_ms() + t));
@@ -608,10 +625,11 @@ impl DynamoDbBackend {
             .await
             .map_err(|e| map_sdk(op, &inner.table, e))?;
         inner.remember(session_id, MetaState::Missing);
-        // The records of the cleared life are invisible from now on (no metadata names their
-        // generation); delete them in the background, or leave them to prune and TTL.
+        // The records and operation ids of the cleared life are invisible from now on (no
+        // metadata names their generation or life); delete them in the background, or leave
+        // them to prune and TTL.
         if let Some(old) = out.attributes().and_then(|a| Meta::parse(a).ok()) {
-            inner.delete_generation_later(session_id, old.gen, Duration::ZERO);
+            inner.delete_generation_later(session_id, old.gen, Some(old.life), Duration::ZERO);
         }
         Ok(())
     }
