@@ -42,6 +42,8 @@ pub struct Capabilities {
     pub ttl: bool,
     /// The store applies history transactions ([`crate::history`]).
     pub transactions: bool,
+    /// The store grants session leases and fences writes ([`crate::lease`]).
+    pub leases: bool,
 }
 
 impl Capabilities {
@@ -52,6 +54,7 @@ impl Capabilities {
             raw_records: true,
             ttl: true,
             transactions: true,
+            leases: true,
         }
     }
 
@@ -62,12 +65,19 @@ impl Capabilities {
             raw_records: false,
             ttl: false,
             transactions: false,
+            leases: false,
         }
     }
 
     /// Sets `transactions`.
     pub fn transactions(mut self, yes: bool) -> Self {
         self.transactions = yes;
+        self
+    }
+
+    /// Sets `leases`.
+    pub fn leases(mut self, yes: bool) -> Self {
+        self.leases = yes;
         self
     }
 
@@ -274,13 +284,13 @@ pub async fn run_matching(factory: &dyn StoreFactory, filter: impl Fn(&str) -> b
                 outcome: Outcome::Unsupported(format!("needs the {missing} capability")),
                 elapsed: Duration::ZERO,
             });
-        } else if case.needs == Needs::Ttl {
+        } else if case.needs.sleeps() {
             slow.push(case);
         } else {
             report.cases.push(run_case(factory, case).await);
         }
     }
-    // TTL cases mostly sleep: run them together.
+    // TTL and lease expiry cases mostly sleep: run them together.
     let mut handles = Vec::new();
     for case in slow {
         handles.push(run_case(factory, case));
@@ -364,6 +374,10 @@ enum Needs {
     Ttl,
     Transactions,
     TransactionsRawRecords,
+    Leases,
+    /// Lease cases that mostly sleep (expiry, waiting): run with the TTL cases.
+    LeasesSleeping,
+    LeasesTransactions,
 }
 
 impl Needs {
@@ -376,8 +390,19 @@ impl Needs {
                 Some("transactions")
             }
             Needs::TransactionsRawRecords if !caps.raw_records => Some("raw_records"),
+            Needs::Leases | Needs::LeasesSleeping | Needs::LeasesTransactions if !caps.leases => {
+                Some("leases")
+            }
+            Needs::LeasesTransactions if !caps.transactions => Some("transactions"),
             _ => None,
         }
+    }
+
+    fn sleeps(self) -> bool {
+        matches!(
+            self,
+            Needs::Ttl | Needs::LeasesSleeping | Needs::LeasesTransactions
+        )
     }
 }
 
@@ -531,10 +556,23 @@ cases! {
     tx_retention_expiry_forgets_operation_ids: Transactions,
     tx_invalid_input_writes_nothing: Transactions,
     tx_undecodable_record_never_matches: TransactionsRawRecords,
+    lease_two_owners_race_one_wins: Leases,
+    lease_same_owner_reacquires_same_token: Leases,
+    lease_wait_then_acquire: LeasesSleeping,
+    lease_expiry_and_takeover_fence_the_old_holder: LeasesSleeping,
+    lease_tokens_grow_across_release_expiry_and_clear: LeasesSleeping,
+    lease_renew_and_release_by_token: LeasesSleeping,
+    lease_fenced_writes_check_the_token: Leases,
+    lease_fenced_transactions: LeasesTransactions,
+    lease_records_are_not_sessions: Leases,
+    lease_input_is_checked: Leases,
+    lease_operations_are_one_request_each: Leases,
 }
 
 mod history;
 use history::*;
+mod lease;
+use lease::*;
 
 // ---- limits ----
 
