@@ -31,7 +31,7 @@
 //! Lease records are not sessions: they never appear in `list_sessions`, and acquiring a lease
 //! does not create the session (`session_info` still reports it missing until it has items).
 //!
-//! ```no_run
+//! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> openai_agents_session::Result<()> {
 //! use std::time::Duration;

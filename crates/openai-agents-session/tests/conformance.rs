@@ -5,29 +5,19 @@ use openai_agents_session::conformance::{run, Capabilities, UrlFactory};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_private() {
     // A private memory store is fresh on every open: not persistent.
-    let factory = UrlFactory::new(
-        "memory://",
-        Capabilities::all().persistent(false).leases(false),
-    );
+    let factory = UrlFactory::new("memory://", Capabilities::all().persistent(false));
     let report = run(&factory).await;
     report.assert_passed();
-    let unsupported: Vec<_> = report
-        .unsupported()
-        .map(|c| c.name)
-        .filter(|n| !n.starts_with("lease_"))
-        .collect();
+    let unsupported: Vec<_> = report.unsupported().map(|c| c.name).collect();
     assert_eq!(unsupported, ["persistence_across_reopen"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_named() {
-    let factory = UrlFactory::new(
-        "memory://conformance-named",
-        Capabilities::all().leases(false),
-    );
+    let factory = UrlFactory::new("memory://conformance-named", Capabilities::all());
     let report = run(&factory).await;
     report.assert_passed();
-    assert!(report.unsupported().all(|c| c.name.starts_with("lease_")));
+    assert_eq!(report.unsupported().count(), 0);
 }
 
 #[cfg(feature = "sqlite")]

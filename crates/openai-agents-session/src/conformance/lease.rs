@@ -650,7 +650,8 @@ pub(super) async fn lease_input_is_checked(ctx: &Ctx<'_>) -> CaseResult {
     ensure_eq!(err.operation(), Operation::AcquireLease, "operation");
     ensure_eq!(store.lease_info(&id).await?, None, "nothing was granted");
     // Any text is an owner, up to 256 bytes.
-    let odd = format!("{}{}", "é/{*}%\u{0} ", "x".repeat(256 - 12));
+    let head = "é/{*}%\u{0} ";
+    let odd = format!("{head}{}", "x".repeat(256 - head.len()));
     ensure_eq!(odd.len(), 256, "the odd owner's length");
     let lease = acquire(&store, &id, &odd, LONG).await?;
     ensure_eq!(lease.owner, odd, "owner kept exactly");

@@ -2,20 +2,24 @@
 //!
 //! Records go through the same codec as every other backend, so corrupt and unreadable records
 //! behave the same here. One mutex guards the whole store: every operation is one critical
-//! section, which is what makes batches atomic and pops unique.
+//! section, which is what makes batches atomic and pops unique, and a fenced write's check of
+//! the lease part of the write. Leases live next to the sessions, not in them: a lease record
+//! outlives its session's items, clears and expiry.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use crate::codec::{Decoded, RecordCodec, TailCollector};
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::history::{self, Applied, PreparedTransaction};
 use crate::item::Item;
+use crate::lease::{self, Lease, LeaseGrant};
 use crate::staged::{ItemPage, StageMode, StagedWrite};
 use crate::stats::RequestStats;
 use crate::store::{
-    Backend, BoxFuture, ListOptions, PruneReport, RawRecords, SessionInfo, SessionPage, Store,
-    StoreOptions,
+    Backend, BoxFuture, FencedWrite, ListOptions, PruneReport, RawRecords, SessionInfo,
+    SessionPage, Store, StoreOptions, WriteOutcome,
 };
 use crate::time::{advance_updated, expiry_after, is_expired, Timestamp};
 use crate::url::StoreUrl;
@@ -34,17 +38,49 @@ struct MemorySession {
 
 type Sessions = BTreeMap<String, MemorySession>;
 
+/// What one store (or one named store) holds: the sessions, and the lease records by session id
+/// (the newest grant of each session that had one, kept [`lease::LEASE_RECORD_RETENTION`]
+/// after the lease ended).
+#[derive(Debug, Default)]
+struct Shared {
+    sessions: Sessions,
+    leases: HashMap<String, Lease>,
+}
+
+impl Shared {
+    /// The live lease of a session.
+    fn live_lease(&self, session_id: &str, now: Timestamp) -> Option<&Lease> {
+        self.leases
+            .get(session_id)
+            .filter(|lease| lease.is_live_at(now))
+    }
+
+    /// A fenced write's check: `token` must be the session's live lease's.
+    fn check_fence(
+        &self,
+        session_id: &str,
+        token: u64,
+        now: Timestamp,
+        op: Operation,
+    ) -> Result<()> {
+        match self.live_lease(session_id, now) {
+            Some(lease) if lease.token == token => Ok(()),
+            live => Err(Error::fenced(op, token, live.cloned())),
+        }
+    }
+}
+
 /// The in-memory backend. Open it with [`Store::open`]`("memory://")`.
 #[derive(Debug)]
 pub struct MemoryBackend {
-    sessions: Arc<Mutex<Sessions>>,
+    sessions: Arc<Mutex<Shared>>,
     options: StoreOptions,
     codec: RecordCodec,
     stats: RequestStats,
 }
 
-fn named_stores() -> &'static Mutex<HashMap<String, Arc<Mutex<Sessions>>>> {
-    static NAMED: OnceLock<Mutex<HashMap<String, Arc<Mutex<Sessions>>>>> = OnceLock::new();
+fn named_stores() -> &'static Mutex<HashMap<String, Arc<Mutex<Shared>>>> {
+    static NAMED: OnceLock<Mutex<HashMap<String, Arc<Mutex<Shared>>>>> = OnceLock::new();
     NAMED.get_or_init(Default::default)
 }
 
@@ -89,7 +125,7 @@ impl MemoryBackend {
         }
     }
 
-    fn lock(&self, op: Operation) -> MutexGuard<'_, Sessions> {
+    fn lock(&self, op: Operation) -> MutexGuard<'_, Shared> {
         self.stats.record_requests(op, 1);
         // A panic while holding the lock cannot leave a half-applied batch: batches are applied
         // by building the new records first and inserting them with infallible map inserts.
@@ -115,8 +151,17 @@ impl MemoryBackend {
 
     fn append(&self, session_id: &str, records: Vec<Arc<[u8]>>, op: Operation) {
         let now = Timestamp::now();
-        let mut sessions = self.lock(op);
-        if Self::live(&mut sessions, session_id, now).is_none() {
+        self.append_locked(&mut self.lock(op).sessions, session_id, records, now);
+    }
+
+    fn append_locked(
+        &self,
+        sessions: &mut Sessions,
+        session_id: &str,
+        records: Vec<Arc<[u8]>>,
+        now: Timestamp,
+    ) {
+        if Self::live(sessions, session_id, now).is_none() {
             sessions.insert(
                 session_id.to_owned(),
                 MemorySession {
@@ -135,6 +180,105 @@ impl MemoryBackend {
             session.expires_at = expiry_after(now, self.options.ttl);
         }
     }
+
+    fn encode(&self, items: &[Item]) -> Vec<Arc<[u8]>> {
+        items
+            .iter()
+            .map(|item| Arc::from(self.codec.encode(item)))
+            .collect()
+    }
+
+    fn pop_locked(
+        &self,
+        sessions: &mut Sessions,
+        session_id: &str,
+        now: Timestamp,
+    ) -> Result<Option<Item>> {
+        let Some(session) = Self::live(sessions, session_id, now) else {
+            return Ok(None);
+        };
+        // Find the newest valid record; corrupt ones above it are dropped with it, and an
+        // unreadable one stops the pop before anything is removed.
+        let mut to_remove = Vec::new();
+        let mut popped = None;
+        for (&seq, record) in session.records.iter().rev() {
+            match self.codec.decode(record) {
+                Decoded::Valid(item) => {
+                    to_remove.push(seq);
+                    popped = Some(item);
+                    break;
+                }
+                Decoded::Corrupt(_) => to_remove.push(seq),
+                Decoded::Unreadable(reason) => {
+                    return Err(Error::new(
+                        ErrorKind::Unreadable,
+                        Operation::PopItem,
+                        format!("newest record (sequence {seq}) is unreadable: {reason}; nothing was removed"),
+                    ));
+                }
+            }
+        }
+        if !to_remove.is_empty() {
+            for seq in to_remove {
+                session.records.remove(&seq);
+            }
+            session.updated_at = Some(advance_updated(session.updated_at, now));
+            session.expires_at = expiry_after(now, self.options.ttl);
+        }
+        Ok(popped)
+    }
+
+    fn apply_locked(
+        &self,
+        sessions: &mut Sessions,
+        session_id: &str,
+        tx: &PreparedTransaction,
+        records: Vec<Arc<[u8]>>,
+        now: Timestamp,
+    ) -> Result<Applied> {
+        if let Some(session) = Self::live(sessions, session_id, now) {
+            session.operations.retain(|_, (_, until)| *until > now);
+            if let Some((digest, _)) = session.operations.get(&tx.operation_id) {
+                return if *digest == tx.digest {
+                    Ok(Applied::Before)
+                } else {
+                    Err(history::operation_reused(&tx.operation_id))
+                };
+            }
+        }
+        let expected = tx.transaction.expected_suffix().len();
+        let empty = BTreeMap::new();
+        let stored = sessions.get(session_id).map_or(&empty, |s| &s.records);
+        let suffix: Vec<u64> = stored.keys().rev().take(expected).copied().collect();
+        let matches = tx.suffix_matches(&self.codec, suffix.iter().rev().map(|seq| &*stored[seq]));
+        if !matches {
+            return Err(history::suffix_mismatch());
+        }
+        let session = sessions
+            .entry(session_id.to_owned())
+            .or_insert_with(|| MemorySession {
+                created_at: now,
+                next_seq: 1,
+                ..MemorySession::default()
+            });
+        for seq in suffix {
+            session.records.remove(&seq);
+        }
+        for record in records {
+            session.records.insert(session.next_seq, record);
+            session.next_seq += 1;
+        }
+        let until = Timestamp::from_millis(
+            now.as_millis()
+                .saturating_add(i64::try_from(tx.retention.as_millis()).unwrap_or(i64::MAX)),
+        );
+        session
+            .operations
+            .insert(tx.operation_id.clone(), (tx.digest, until));
+        session.updated_at = Some(advance_updated(session.updated_at, now));
+        session.expires_at = expiry_after(now, self.options.ttl);
+        Ok(Applied::Now)
+    }
 }
 
 impl Backend for MemoryBackend {
@@ -150,8 +294,8 @@ impl Backend for MemoryBackend {
         Box::pin(async move {
             let now = Timestamp::now();
             let mut collector = TailCollector::new(limit);
-            let mut sessions = self.lock(Operation::GetItems);
-            let Some(session) = Self::live(&mut sessions, session_id, now) else {
+            let mut shared = self.lock(Operation::GetItems);
+            let Some(session) = Self::live(&mut shared.sessions, session_id, now) else {
                 return Ok(Vec::new());
             };
             if self.options.refreshes_on_read() {
@@ -180,39 +324,7 @@ impl Backend for MemoryBackend {
     fn pop_item<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<Option<Item>>> {
         Box::pin(async move {
             let now = Timestamp::now();
-            let mut sessions = self.lock(Operation::PopItem);
-            let Some(session) = Self::live(&mut sessions, session_id, now) else {
-                return Ok(None);
-            };
-            // Find the newest valid record; corrupt ones above it are dropped with it, and an
-            // unreadable one stops the pop before anything is removed.
-            let mut to_remove = Vec::new();
-            let mut popped = None;
-            for (&seq, record) in session.records.iter().rev() {
-                match self.codec.decode(record) {
-                    Decoded::Valid(item) => {
-                        to_remove.push(seq);
-                        popped = Some(item);
-                        break;
-                    }
-                    Decoded::Corrupt(_) => to_remove.push(seq),
-                    Decoded::Unreadable(reason) => {
-                        return Err(Error::new(
-                            ErrorKind::Unreadable,
-                            Operation::PopItem,
-                            format!("newest record (sequence {seq}) is unreadable: {reason}; nothing was removed"),
-                        ));
-                    }
-                }
-            }
-            if !to_remove.is_empty() {
-                for seq in to_remove {
-                    session.records.remove(&seq);
-                }
-                session.updated_at = Some(advance_updated(session.updated_at, now));
-                session.expires_at = expiry_after(now, self.options.ttl);
-            }
-            Ok(popped)
+            self.pop_locked(&mut self.lock(Operation::PopItem).sessions, session_id, now)
         })
     }
 
@@ -222,64 +334,130 @@ impl Backend for MemoryBackend {
         tx: &'a PreparedTransaction,
     ) -> BoxFuture<'a, Result<Applied>> {
         Box::pin(async move {
-            let records: Vec<Arc<[u8]>> = tx
-                .transaction
-                .items_added()
-                .iter()
-                .map(|item| Arc::from(self.codec.encode(item)))
-                .collect();
+            let records = self.encode(tx.transaction.items_added());
             let now = Timestamp::now();
-            let mut sessions = self.lock(Operation::ApplyTransaction);
-            if let Some(session) = Self::live(&mut sessions, session_id, now) {
-                session.operations.retain(|_, (_, until)| *until > now);
-                if let Some((digest, _)) = session.operations.get(&tx.operation_id) {
-                    return if *digest == tx.digest {
-                        Ok(Applied::Before)
-                    } else {
-                        Err(history::operation_reused(&tx.operation_id))
-                    };
-                }
-            }
-            let expected = tx.transaction.expected_suffix().len();
-            let empty = BTreeMap::new();
-            let stored = sessions.get(session_id).map_or(&empty, |s| &s.records);
-            let suffix: Vec<u64> = stored.keys().rev().take(expected).copied().collect();
-            let matches =
-                tx.suffix_matches(&self.codec, suffix.iter().rev().map(|seq| &*stored[seq]));
-            if !matches {
-                return Err(history::suffix_mismatch());
-            }
-            let session = sessions
-                .entry(session_id.to_owned())
-                .or_insert_with(|| MemorySession {
-                    created_at: now,
-                    next_seq: 1,
-                    ..MemorySession::default()
-                });
-            for seq in suffix {
-                session.records.remove(&seq);
-            }
-            for record in records {
-                session.records.insert(session.next_seq, record);
-                session.next_seq += 1;
-            }
-            let until = Timestamp::from_millis(
-                now.as_millis()
-                    .saturating_add(i64::try_from(tx.retention.as_millis()).unwrap_or(i64::MAX)),
-            );
-            session
-                .operations
-                .insert(tx.operation_id.clone(), (tx.digest, until));
-            session.updated_at = Some(advance_updated(session.updated_at, now));
-            session.expires_at = expiry_after(now, self.options.ttl);
-            Ok(Applied::Now)
+            let mut shared = self.lock(Operation::ApplyTransaction);
+            self.apply_locked(&mut shared.sessions, session_id, tx, records, now)
         })
     }
 
     fn clear_session<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            self.lock(Operation::ClearSession).remove(session_id);
+            self.lock(Operation::ClearSession)
+                .sessions
+                .remove(session_id);
             Ok(())
+        })
+    }
+
+    fn acquire_lease<'a>(
+        &'a self,
+        session_id: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<LeaseGrant>> {
+        Box::pin(async move {
+            let now = Timestamp::now();
+            let mut shared = self.lock(Operation::AcquireLease);
+            let expires_at = lease::expiry(now, ttl);
+            if let Some(live) = shared.leases.get_mut(session_id) {
+                if live.is_live_at(now) {
+                    if live.owner != owner {
+                        return Ok(LeaseGrant::Held(live.clone()));
+                    }
+                    live.expires_at = expires_at;
+                    return Ok(LeaseGrant::Granted(live.clone()));
+                }
+            }
+            let last = shared.leases.get(session_id).map_or(0, |l| l.token);
+            let granted = Lease::new(
+                owner,
+                lease::next_token(last, lease::now_micros()),
+                expires_at,
+            );
+            shared.leases.insert(session_id.to_owned(), granted.clone());
+            Ok(LeaseGrant::Granted(granted))
+        })
+    }
+
+    fn renew_lease<'a>(
+        &'a self,
+        session_id: &'a str,
+        token: u64,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Lease>> {
+        Box::pin(async move {
+            let now = Timestamp::now();
+            let mut shared = self.lock(Operation::RenewLease);
+            shared.check_fence(session_id, token, now, Operation::RenewLease)?;
+            let live = shared
+                .leases
+                .get_mut(session_id)
+                .ok_or_else(|| Error::fenced(Operation::RenewLease, token, None))?;
+            live.expires_at = lease::expiry(now, ttl);
+            Ok(live.clone())
+        })
+    }
+
+    fn release_lease<'a>(&'a self, session_id: &'a str, token: u64) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let now = Timestamp::now();
+            let mut shared = self.lock(Operation::ReleaseLease);
+            match shared.leases.get_mut(session_id) {
+                Some(newest) if newest.token == token => {
+                    // Ended now; the record stays (the newest token). Ended already: no-op.
+                    newest.expires_at = newest.expires_at.min(now);
+                    Ok(())
+                }
+                newest => {
+                    let live = newest.filter(|l| l.is_live_at(now)).map(|l| l.clone());
+                    Err(Error::fenced(Operation::ReleaseLease, token, live))
+                }
+            }
+        })
+    }
+
+    fn lease_info<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<Option<Lease>>> {
+        Box::pin(async move {
+            let now = Timestamp::now();
+            let shared = self.lock(Operation::LeaseInfo);
+            Ok(shared.live_lease(session_id, now).cloned())
+        })
+    }
+
+    fn fenced_write<'a>(
+        &'a self,
+        session_id: &'a str,
+        token: u64,
+        write: FencedWrite<'a>,
+    ) -> BoxFuture<'a, Result<WriteOutcome>> {
+        Box::pin(async move {
+            let op = write.operation();
+            let records = match &write {
+                FencedWrite::AddItems(items) => self.encode(items),
+                FencedWrite::ApplyTransaction(tx) => self.encode(tx.transaction.items_added()),
+                _ => Vec::new(),
+            };
+            let now = Timestamp::now();
+            let mut shared = self.lock(op);
+            shared.check_fence(session_id, token, now, op)?;
+            let sessions = &mut shared.sessions;
+            Ok(match write {
+                FencedWrite::AddItems(_) => {
+                    self.append_locked(sessions, session_id, records, now);
+                    WriteOutcome::Done
+                }
+                FencedWrite::PopItem => {
+                    WriteOutcome::Popped(self.pop_locked(sessions, session_id, now)?)
+                }
+                FencedWrite::ClearSession => {
+                    sessions.remove(session_id);
+                    WriteOutcome::Done
+                }
+                FencedWrite::ApplyTransaction(tx) => WriteOutcome::Applied(
+                    self.apply_locked(sessions, session_id, tx, records, now)?,
+                ),
+            })
         })
     }
 
@@ -289,8 +467,9 @@ impl Backend for MemoryBackend {
     ) -> BoxFuture<'a, Result<Option<SessionInfo>>> {
         Box::pin(async move {
             let now = Timestamp::now();
-            let mut sessions = self.lock(Operation::SessionInfo);
-            Ok(Self::live(&mut sessions, session_id, now).map(|s| {
+            let mut shared = self.lock(Operation::SessionInfo);
+            let lease = shared.live_lease(session_id, now).cloned();
+            Ok(Self::live(&mut shared.sessions, session_id, now).map(|s| {
                 SessionInfo::new(
                     session_id,
                     s.records.len() as u64,
@@ -298,6 +477,7 @@ impl Backend for MemoryBackend {
                     s.updated_at.unwrap_or(s.created_at),
                     s.expires_at,
                 )
+                .with_lease(lease)
             }))
         })
     }
@@ -307,7 +487,8 @@ impl Backend for MemoryBackend {
             let now = Timestamp::now();
             let prefix = options.prefix.as_deref().unwrap_or("");
             let page_size = options.effective_page_size();
-            let sessions = self.lock(Operation::ListSessions);
+            let shared = self.lock(Operation::ListSessions);
+            let sessions = &shared.sessions;
             let start = match &options.cursor {
                 Some(cursor) => std::ops::Bound::Excluded(cursor.clone()),
                 None => std::ops::Bound::Included(prefix.to_owned()),
@@ -333,10 +514,17 @@ impl Backend for MemoryBackend {
     fn prune(&self) -> BoxFuture<'_, Result<PruneReport>> {
         Box::pin(async move {
             let now = Timestamp::now();
-            let mut sessions = self.lock(Operation::Prune);
-            let before = sessions.len();
-            sessions.retain(|_, s| !is_expired(s.expires_at, now));
-            Ok(PruneReport::new((before - sessions.len()) as u64, 0))
+            let mut shared = self.lock(Operation::Prune);
+            let before = shared.sessions.len();
+            shared
+                .sessions
+                .retain(|_, s| !is_expired(s.expires_at, now));
+            let expired = (before - shared.sessions.len()) as u64;
+            // Lease records a day past their end: the clock keeps tokens growing from here.
+            shared
+                .leases
+                .retain(|_, l| lease::record_kept_until(l.expires_at) > now);
+            Ok(PruneReport::new(expired, 0))
         })
     }
 
@@ -356,8 +544,8 @@ impl Backend for MemoryBackend {
     ) -> BoxFuture<'a, Result<Option<ItemPage>>> {
         Box::pin(async move {
             let now = Timestamp::now();
-            let mut sessions = self.lock(Operation::GetItems);
-            let Some(session) = Self::live(&mut sessions, session_id, now) else {
+            let mut shared = self.lock(Operation::GetItems);
+            let Some(session) = Self::live(&mut shared.sessions, session_id, now) else {
                 return Ok(Some(ItemPage::default()));
             };
             let start = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
@@ -421,7 +609,8 @@ impl StagedWrite for MemoryStaged<'_> {
             let b = self.backend;
             if self.mode == StageMode::Replace {
                 let now = Timestamp::now();
-                let mut sessions = b.lock(Operation::AddItems);
+                let mut shared = b.lock(Operation::AddItems);
+                let sessions = &mut shared.sessions;
                 let mut session = MemorySession {
                     created_at: now,
                     updated_at: Some(now),
