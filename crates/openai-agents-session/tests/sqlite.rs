@@ -144,3 +144,61 @@ async fn each_operation_is_one_transaction() {
     }
     assert_eq!(stats.requests(Operation::GetItems), 2);
 }
+
+/// Lease rows: one per session in `oas_leases`, untouched by clear and by the session's expiry,
+/// deleted by prune a day after their lease ended; the next token still grows (the clock).
+#[tokio::test]
+async fn lease_rows_outlive_sessions_and_are_pruned_a_day_after() {
+    use std::time::Duration;
+    let dir = temp_dir("leases");
+    let path = dir.path().join("s.db");
+    let store = Store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let ttl = Duration::from_secs(60);
+    let first = store.acquire_lease("s", "a", ttl, None).await.unwrap();
+    let s = store.session("s").unwrap().fenced(first.token);
+    s.add_items(vec![r#"{"a":1}"#.parse().unwrap()])
+        .await
+        .unwrap();
+    s.clear_session().await.unwrap();
+    store.release_lease("s", first.token).await.unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let row = |conn: &rusqlite::Connection| -> Option<(String, i64)> {
+        conn.query_row(
+            "SELECT owner, token FROM oas_leases WHERE session_id = 's'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .ok()
+    };
+    assert_eq!(row(&conn), Some(("a".into(), first.token as i64)));
+    let sessions: i64 = conn
+        .query_row("SELECT count(*) FROM oas_sessions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(sessions, 0, "the lease row is not a session row");
+    store.prune().await.unwrap();
+    assert!(row(&conn).is_some(), "kept for a day after the release");
+    conn.execute(
+        "UPDATE oas_leases SET expires_at = expires_at - 86400001 WHERE session_id = 's'",
+        [],
+    )
+    .unwrap();
+    store.prune().await.unwrap();
+    assert_eq!(row(&conn), None, "pruned a day after the lease ended");
+    let next = store.acquire_lease("s", "b", ttl, None).await.unwrap();
+    assert!(next.token > first.token, "{} > {}", next.token, first.token);
+    // Each lease operation is one transaction.
+    store.renew_lease("s", next.token, ttl).await.unwrap();
+    store.lease_info("s").await.unwrap();
+    store.release_lease("s", next.token).await.unwrap();
+    let stats = store.stats();
+    for op in [
+        Operation::AcquireLease,
+        Operation::RenewLease,
+        Operation::ReleaseLease,
+        Operation::LeaseInfo,
+    ] {
+        assert_eq!(stats.requests(op), stats.calls(op), "{op}");
+    }
+}

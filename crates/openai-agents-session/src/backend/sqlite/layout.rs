@@ -37,6 +37,13 @@ CREATE TABLE IF NOT EXISTS oas_staged (
     record BLOB    NOT NULL,
     PRIMARY KEY (stage, seq)
 );
+CREATE TABLE IF NOT EXISTS oas_leases (
+    session_id TEXT    PRIMARY KEY,
+    owner      TEXT    NOT NULL,
+    token      INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS oas_leases_expires_at ON oas_leases (expires_at);
 CREATE TABLE IF NOT EXISTS oas_operations (
     session    INTEGER NOT NULL,
     op_id      TEXT    NOT NULL,

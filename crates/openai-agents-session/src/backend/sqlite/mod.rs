@@ -17,11 +17,12 @@ use crate::codec::{Decoded, RecordCodec, TailCollector};
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::history::{self, Applied, PreparedTransaction};
 use crate::item::Item;
+use crate::lease::{Lease, LeaseGrant};
 use crate::staged::{ItemPage, StageMode, StagedWrite};
 use crate::stats::RequestStats;
 use crate::store::{
-    Backend, BoxFuture, ListOptions, PruneReport, RawRecords, SessionInfo, SessionPage, Store,
-    StoreOptions,
+    Backend, BoxFuture, FencedWrite, ListOptions, PruneReport, RawRecords, SessionInfo,
+    SessionPage, Store, StoreOptions, WriteOutcome,
 };
 use crate::time::{advance_updated, expiry_after, is_expired, Timestamp};
 use crate::url::StoreUrl;
@@ -29,6 +30,7 @@ use crate::url::StoreUrl;
 mod config;
 mod error;
 mod layout;
+mod lease;
 mod legacy;
 mod prune;
 mod read;
@@ -288,7 +290,7 @@ impl Backend for SqliteBackend {
             let records: Vec<Vec<u8>> = items.iter().map(|i| self.inner.codec.encode(i)).collect();
             drop(items);
             self.run(Operation::AddItems, move |conn| {
-                inner.append(conn, &id, &records)
+                inner.append(conn, &id, &records, None)
             })
             .await
         })
@@ -297,13 +299,15 @@ impl Backend for SqliteBackend {
     fn pop_item<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<Option<Item>>> {
         let inner = Arc::clone(&self.inner);
         let id = session_id.to_owned();
-        Box::pin(self.run(Operation::PopItem, move |conn| inner.pop(conn, &id)))
+        Box::pin(self.run(Operation::PopItem, move |conn| inner.pop(conn, &id, None)))
     }
 
     fn clear_session<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<()>> {
         let inner = Arc::clone(&self.inner);
         let id = session_id.to_owned();
-        Box::pin(self.run(Operation::ClearSession, move |conn| inner.clear(conn, &id)))
+        Box::pin(self.run(Operation::ClearSession, move |conn| {
+            inner.clear(conn, &id, None)
+        }))
     }
 
     fn session_info<'a>(
@@ -375,9 +379,97 @@ impl Backend for SqliteBackend {
                 .map(|i| inner.codec.encode(i))
                 .collect();
             self.run(Operation::ApplyTransaction, move |conn| {
-                inner.apply_transaction(conn, &id, &prepared, &records)
+                inner.apply_transaction(conn, &id, &prepared, &records, None)
             })
             .await
+        })
+    }
+
+    fn acquire_lease<'a>(
+        &'a self,
+        session_id: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<LeaseGrant>> {
+        let inner = Arc::clone(&self.inner);
+        let (id, owner) = (session_id.to_owned(), owner.to_owned());
+        Box::pin(self.run(Operation::AcquireLease, move |conn| {
+            inner.acquire_lease(conn, &id, &owner, ttl)
+        }))
+    }
+
+    fn renew_lease<'a>(
+        &'a self,
+        session_id: &'a str,
+        token: u64,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Lease>> {
+        let inner = Arc::clone(&self.inner);
+        let id = session_id.to_owned();
+        Box::pin(self.run(Operation::RenewLease, move |conn| {
+            inner.renew_lease(conn, &id, token, ttl)
+        }))
+    }
+
+    fn release_lease<'a>(&'a self, session_id: &'a str, token: u64) -> BoxFuture<'a, Result<()>> {
+        let inner = Arc::clone(&self.inner);
+        let id = session_id.to_owned();
+        Box::pin(self.run(Operation::ReleaseLease, move |conn| {
+            inner.release_lease(conn, &id, token)
+        }))
+    }
+
+    fn lease_info<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<Option<Lease>>> {
+        let inner = Arc::clone(&self.inner);
+        let id = session_id.to_owned();
+        Box::pin(self.run(Operation::LeaseInfo, move |conn| {
+            inner.lease_info(conn, &id)
+        }))
+    }
+
+    fn fenced_write<'a>(
+        &'a self,
+        session_id: &'a str,
+        token: u64,
+        write: FencedWrite<'a>,
+    ) -> BoxFuture<'a, Result<WriteOutcome>> {
+        let inner = Arc::clone(&self.inner);
+        let id = session_id.to_owned();
+        let op = write.operation();
+        let fence = Some(token);
+        Box::pin(async move {
+            match write {
+                FencedWrite::AddItems(items) => {
+                    let records: Vec<Vec<u8>> =
+                        items.iter().map(|i| inner.codec.encode(i)).collect();
+                    drop(items);
+                    self.run(op, move |conn| inner.append(conn, &id, &records, fence))
+                        .await
+                        .map(|()| WriteOutcome::Done)
+                }
+                FencedWrite::PopItem => self
+                    .run(op, move |conn| inner.pop(conn, &id, fence))
+                    .await
+                    .map(WriteOutcome::Popped),
+                FencedWrite::ClearSession => self
+                    .run(op, move |conn| inner.clear(conn, &id, fence))
+                    .await
+                    .map(|()| WriteOutcome::Done),
+                FencedWrite::ApplyTransaction(prepared) => {
+                    let prepared = prepared.clone();
+                    let records: Vec<Vec<u8>> = prepared
+                        .transaction
+                        .items_added()
+                        .iter()
+                        .map(|i| inner.codec.encode(i))
+                        .collect();
+                    self.run(op, move |conn| {
+                        inner.apply_transaction(conn, &id, &prepared, &records, fence)
+                    })
+                    .await
+                    .map(WriteOutcome::Applied)
+                }
+            }
         })
     }
 
@@ -431,7 +523,7 @@ impl RawRecords for SqliteBackend {
         let id = session_id.to_owned();
         let records = vec![record];
         Box::pin(self.run(Operation::RawWrite, move |conn| {
-            inner.append(conn, &id, &records)
+            inner.append(conn, &id, &records, None)
         }))
     }
 }

@@ -22,5 +22,13 @@ pub(super) fn prune_expired(
     let removed = conn
         .prepare_cached(&format!("DELETE FROM oas_sessions WHERE id IN ({EXPIRED})"))?
         .execute(params![now.as_millis(), limit])?;
+    // Lease rows a day past the end of their lease: from then on the clock alone keeps the
+    // session's tokens growing (see `crate::lease`).
+    let retention = i64::try_from(crate::lease::LEASE_RECORD_RETENTION.as_millis()).unwrap_or(0);
+    conn.prepare_cached(
+        "DELETE FROM oas_leases WHERE session_id IN
+           (SELECT session_id FROM oas_leases WHERE expires_at <= ?1 LIMIT ?2)",
+    )?
+    .execute(params![now.as_millis() - retention, limit])?;
     Ok(removed as u64)
 }

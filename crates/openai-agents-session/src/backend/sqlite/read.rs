@@ -103,19 +103,32 @@ impl Inner {
         session_id: &str,
     ) -> TxResult<Option<SessionInfo>> {
         let now = Timestamp::now();
+        // One statement: the session row and its lease row (if live) as of one snapshot.
         let info = conn
             .prepare_cached(
-                "SELECT item_count, created_at, updated_at, expires_at FROM oas_sessions
-                 WHERE session_id = ?1",
+                "SELECT s.item_count, s.created_at, s.updated_at, s.expires_at,
+                        l.owner, l.token, l.expires_at
+                 FROM oas_sessions s
+                 LEFT JOIN oas_leases l ON l.session_id = s.session_id AND l.expires_at > ?2
+                 WHERE s.session_id = ?1",
             )?
-            .query_row([session_id], |r| {
+            .query_row(params![session_id, now.as_millis()], |r| {
+                let lease = match r.get::<_, Option<String>>(4)? {
+                    Some(owner) => Some(crate::lease::Lease::new(
+                        owner,
+                        u64::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
+                        Timestamp::from_millis(r.get(6)?),
+                    )),
+                    None => None,
+                };
                 Ok(SessionInfo::new(
                     session_id,
                     r.get::<_, i64>(0)?.max(0) as u64,
                     Timestamp::from_millis(r.get(1)?),
                     Timestamp::from_millis(r.get(2)?),
                     r.get::<_, Option<i64>>(3)?.map(Timestamp::from_millis),
-                ))
+                )
+                .with_lease(lease))
             })
             .optional()?;
         Ok(Ok(info.filter(|i| !is_expired(i.expires_at, now))))

@@ -1,7 +1,23 @@
 //! Writes: appends (with the opportunistic prune), pops and clears, each one `BEGIN IMMEDIATE`
-//! transaction.
+//! transaction. A fenced write (`fence` is a token) first checks the session's lease row in
+//! the same transaction; an unfenced one runs no extra statement.
 
+use super::lease::check_fence;
 use super::*;
+
+/// Inside a write transaction: fails the write unless `fence` (when given) is the live lease's.
+fn fenced(
+    tx: &Connection,
+    session_id: &str,
+    fence: Option<u64>,
+    now: Timestamp,
+    op: Operation,
+) -> rusqlite::Result<Result<()>> {
+    match fence {
+        Some(token) => check_fence(tx, session_id, token, now, op),
+        None => Ok(Ok(())),
+    }
+}
 
 impl Inner {
     pub(super) fn append(
@@ -9,8 +25,18 @@ impl Inner {
         conn: &mut Connection,
         session_id: &str,
         records: &[Vec<u8>],
+        fence: Option<u64>,
     ) -> TxResult<()> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Err(e) = fenced(
+            &tx,
+            session_id,
+            fence,
+            Timestamp::now(),
+            Operation::AddItems,
+        )? {
+            return Ok(Err(e));
+        }
         let pruned = self.append_in(
             &tx,
             session_id,
@@ -96,9 +122,17 @@ impl Inner {
         }
     }
 
-    pub(super) fn pop(&self, conn: &mut Connection, session_id: &str) -> TxResult<Option<Item>> {
+    pub(super) fn pop(
+        &self,
+        conn: &mut Connection,
+        session_id: &str,
+        fence: Option<u64>,
+    ) -> TxResult<Option<Item>> {
         let now = Timestamp::now();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Err(e) = fenced(&tx, session_id, fence, now, Operation::PopItem)? {
+            return Ok(Err(e));
+        }
         let Some(row) = find_session(&tx, session_id)? else {
             return Ok(Ok(None));
         };
@@ -156,8 +190,18 @@ impl Inner {
         Ok(Ok(popped))
     }
 
-    pub(super) fn clear(&self, conn: &mut Connection, session_id: &str) -> TxResult<()> {
+    /// Deletes the session's rows; its lease row stays (clearing does not release a lease).
+    pub(super) fn clear(
+        &self,
+        conn: &mut Connection,
+        session_id: &str,
+        fence: Option<u64>,
+    ) -> TxResult<()> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = Timestamp::now();
+        if let Err(e) = fenced(&tx, session_id, fence, now, Operation::ClearSession)? {
+            return Ok(Err(e));
+        }
         tx.prepare_cached(
             "DELETE FROM oas_items WHERE session = (SELECT id FROM oas_sessions WHERE session_id = ?1)",
         )?
@@ -180,9 +224,13 @@ impl Inner {
         session_id: &str,
         prepared: &PreparedTransaction,
         records: &[Vec<u8>],
+        fence: Option<u64>,
     ) -> TxResult<Applied> {
         let now = Timestamp::now();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Err(e) = fenced(&tx, session_id, fence, now, Operation::ApplyTransaction)? {
+            return Ok(Err(e));
+        }
         let live = find_session(&tx, session_id)?.filter(|row| !is_expired(row.expires_at, now));
         if let Some(row) = &live {
             tx.prepare_cached(
