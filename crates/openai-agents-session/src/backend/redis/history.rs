@@ -10,6 +10,7 @@ use crate::history::{self, Applied, PreparedTransaction};
 
 use super::error::unexpected;
 use super::layout::{tag, value_bytes, SessionKeys};
+use super::lease::{fence_arg, fenced_error};
 use super::RedisBackend;
 
 /// How many times a `replace_suffix` reads again after a concurrent change of the tail.
@@ -24,6 +25,7 @@ impl RedisBackend {
         &self,
         session_id: &str,
         prepared: &PreparedTransaction,
+        fence: Option<u64>,
     ) -> Result<Applied> {
         let op = Operation::ApplyTransaction;
         let keys = SessionKeys::new(&self.prefix, session_id);
@@ -38,6 +40,7 @@ impl RedisBackend {
         let (ttl, k_text) = (self.ttl_ms().to_string(), k.to_string());
         let digest = prepared.digest_hex();
         let retention = prepared.retention.as_millis().to_string();
+        let fence_text = fence_arg(fence);
         let mut checked = !(self.check_seed && self.conn.is_cluster());
         for _ in 0..APPLY_ATTEMPTS {
             let mut expected: Vec<Vec<u8>> = Vec::new();
@@ -69,6 +72,7 @@ impl RedisBackend {
             let mut args: Vec<&[u8]> = vec![
                 ttl.as_bytes(),
                 if checked { b"1" } else { b"0" },
+                fence_text.as_bytes(),
                 prepared.operation_id.as_bytes(),
                 digest.as_bytes(),
                 retention.as_bytes(),
@@ -81,6 +85,7 @@ impl RedisBackend {
                 .await?;
             match tag(&reply) {
                 Some("NOW") => return Ok(Applied::Now),
+                Some("FENCED") => return Err(fenced_error(op, fence.unwrap_or(0), &reply)),
                 Some("BEFORE") => return Ok(Applied::Before),
                 Some("REUSED") => return Err(history::operation_reused(&prepared.operation_id)),
                 // The tail moved between the two steps: read it again.

@@ -5,6 +5,7 @@
 
 use redis::Value;
 
+use crate::lease::Lease;
 use crate::store::SessionInfo;
 use crate::time::Timestamp;
 
@@ -23,6 +24,7 @@ pub const LAYOUT_VERSION: u32 = 1;
 /// let keys = SessionKeys::new("openai_agents_session", "user:{42}");
 /// assert_eq!(keys.meta, b"openai_agents_session:{user:%7B42%7D}:meta".to_vec());
 /// assert_eq!(keys.items, b"openai_agents_session:{user:%7B42%7D}:items".to_vec());
+/// assert_eq!(keys.lease, b"openai_agents_session:{user:%7B42%7D}:lease".to_vec());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -31,6 +33,8 @@ pub struct SessionKeys {
     pub meta: Vec<u8>,
     /// The item list.
     pub items: Vec<u8>,
+    /// The lease hash (`owner`, `token`, `expires_at`): outlives the other two, never listed.
+    pub lease: Vec<u8>,
     /// Where the seed layout kept this session (`{prefix}:{session_id}`).
     pub seed: Vec<u8>,
 }
@@ -42,6 +46,7 @@ impl SessionKeys {
         SessionKeys {
             meta: format!("{prefix}:{{{tag}}}:meta").into_bytes(),
             items: format!("{prefix}:{{{tag}}}:items").into_bytes(),
+            lease: format!("{prefix}:{{{tag}}}:lease").into_bytes(),
             seed: format!("{prefix}:{session_id}").into_bytes(),
         }
     }
@@ -172,6 +177,20 @@ pub(super) fn info_from_reply(session_id: &str, reply: &[Value]) -> SessionInfo 
     let expires = int(3).map(Timestamp::from_millis);
     let count = int(4).unwrap_or(0).max(0) as u64;
     SessionInfo::new(session_id, count, created, updated, expires)
+        .with_lease(lease_from_fields(reply.get(5..8).unwrap_or(&[])))
+}
+
+/// A lease from three reply fields: owner, token, expires_at (ms); `None` when they are not
+/// there (no live lease) or not numbers.
+pub(super) fn lease_from_fields(fields: &[Value]) -> Option<Lease> {
+    let [owner, token, expires_at] = fields else {
+        return None;
+    };
+    Some(Lease::new(
+        value_string(owner)?,
+        u64::try_from(value_int(token)?).ok()?,
+        Timestamp::from_millis(value_int(expires_at)?),
+    ))
 }
 
 /// A script reply's first element: `OK`, `MISSING`, `NEW`, ... (`None` if it is no text).
@@ -243,12 +262,22 @@ mod tests {
         let keys = SessionKeys::new("p", "a}b{c");
         let meta = String::from_utf8(keys.meta).unwrap();
         let items = String::from_utf8(keys.items).unwrap();
+        let lease = String::from_utf8(keys.lease).unwrap();
         let tag = |k: &str| {
             let open = k.find('{').unwrap();
             let close = open + k[open..].find('}').unwrap();
             k[open + 1..close].to_owned()
         };
         assert_eq!(tag(&meta), tag(&items));
+        assert_eq!(tag(&meta), tag(&lease));
+        // Neither the listing's nor prune's SCAN pattern matches a lease key.
+        for id in ["a", "x}:stage:1-2-3", "y}:meta"] {
+            let lease = String::from_utf8(SessionKeys::new("p", id).lease).unwrap();
+            assert!(
+                !lease.ends_with("}:meta") && !lease.contains("}:stage:"),
+                "{lease}"
+            );
+        }
         assert_eq!(tag(&meta), "a%7Db%7Bc");
     }
 
@@ -257,6 +286,7 @@ mod tests {
         let keys = SessionKeys::new("app", "chat:{7}%");
         assert_eq!(keys.meta, b"app:{chat:%7B7%7D%25}:meta");
         assert_eq!(keys.items, b"app:{chat:%7B7%7D%25}:items");
+        assert_eq!(keys.lease, b"app:{chat:%7B7%7D%25}:lease");
         // The seed's key is the raw id: the seed did not escape.
         assert_eq!(keys.seed, b"app:chat:{7}%");
         assert_eq!(
@@ -284,6 +314,7 @@ mod tests {
                 Some(id)
             );
             assert_eq!(session_id_of_meta_key("pre:fix", &keys.items), None);
+            assert_eq!(session_id_of_meta_key("pre:fix", &keys.lease), None);
             assert_eq!(session_id_of_meta_key("pre", &keys.meta), None);
         }
         assert_eq!(session_id_of_meta_key("p", b"p:{a{b}:meta"), None);
@@ -344,6 +375,20 @@ mod tests {
             Value::Int(0),
         ];
         assert_eq!(info_from_reply("s", &reply).expires_at, None);
+        assert_eq!(info_from_reply("s", &reply).lease, None);
+        // With a live lease, its fields follow.
+        let mut leased = reply.to_vec();
+        leased.extend([bulk("w-1"), bulk("1764000000000001"), bulk("5000")]);
+        assert_eq!(
+            info_from_reply("s", &leased).lease,
+            Some(Lease::new(
+                "w-1",
+                1_764_000_000_000_001,
+                Timestamp::from_millis(5000)
+            ))
+        );
+        assert_eq!(lease_from_fields(&[bulk("w"), bulk("x"), bulk("1")]), None);
+        assert_eq!(lease_from_fields(&[bulk("w")]), None);
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod conn;
 mod error;
 mod history;
 mod layout;
+mod lease;
 mod legacy;
 mod prune;
 mod read;
@@ -49,11 +50,12 @@ use crate::codec::RecordCodec;
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::history::{Applied, PreparedTransaction};
 use crate::item::Item;
+use crate::lease::{Lease, LeaseGrant};
 use crate::staged::{ItemPage, StageMode, StagedWrite};
 use crate::stats::RequestStats;
 use crate::store::{
-    Backend, BoxFuture, ListOptions, PruneReport, RawRecords, SessionInfo, SessionPage, Store,
-    StoreOptions,
+    Backend, BoxFuture, FencedWrite, ListOptions, PruneReport, RawRecords, SessionInfo,
+    SessionPage, Store, StoreOptions, WriteOutcome,
 };
 use crate::url::StoreUrl;
 
@@ -336,9 +338,10 @@ impl RedisBackend {
             .map_or(0, |t| (t as i64).saturating_mul(1000))
     }
 
-    /// The keys passed to scripts: with the seed key where it can be migrated in place.
+    /// The keys passed to scripts (all in the session's slot): metadata, items, lease, and the
+    /// seed key where it can be migrated in place.
     fn script_keys(&self, keys: &SessionKeys) -> Vec<Vec<u8>> {
-        let mut out = vec![keys.meta.clone(), keys.items.clone()];
+        let mut out = vec![keys.meta.clone(), keys.items.clone(), keys.lease.clone()];
         if self.check_seed && !self.conn.is_cluster() {
             out.push(keys.seed.clone());
         }
@@ -443,12 +446,13 @@ impl Backend for RedisBackend {
         Box::pin(async move {
             let records = items.iter().map(|i| self.codec.encode(i)).collect();
             drop(items);
-            self.append(Operation::AddItems, session_id, records).await
+            self.append(Operation::AddItems, session_id, records, None)
+                .await
         })
     }
 
     fn pop_item<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<Option<Item>>> {
-        Box::pin(self.pop(session_id))
+        Box::pin(self.pop(session_id, None))
     }
 
     fn apply_transaction<'a>(
@@ -456,11 +460,66 @@ impl Backend for RedisBackend {
         session_id: &'a str,
         prepared: &'a PreparedTransaction,
     ) -> BoxFuture<'a, Result<Applied>> {
-        Box::pin(self.apply_history(session_id, prepared))
+        Box::pin(self.apply_history(session_id, prepared, None))
     }
 
     fn clear_session<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.clear(session_id))
+        Box::pin(self.clear(session_id, None))
+    }
+
+    fn acquire_lease<'a>(
+        &'a self,
+        session_id: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<LeaseGrant>> {
+        Box::pin(self.acquire(session_id, owner, ttl))
+    }
+
+    fn renew_lease<'a>(
+        &'a self,
+        session_id: &'a str,
+        token: u64,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Lease>> {
+        Box::pin(self.renew(session_id, token, ttl))
+    }
+
+    fn release_lease<'a>(&'a self, session_id: &'a str, token: u64) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.release(session_id, token))
+    }
+
+    fn lease_info<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<Option<Lease>>> {
+        Box::pin(self.lease_of(session_id))
+    }
+
+    fn fenced_write<'a>(
+        &'a self,
+        session_id: &'a str,
+        token: u64,
+        write: FencedWrite<'a>,
+    ) -> BoxFuture<'a, Result<WriteOutcome>> {
+        let fence = Some(token);
+        Box::pin(async move {
+            match write {
+                FencedWrite::AddItems(items) => {
+                    let records = items.iter().map(|i| self.codec.encode(i)).collect();
+                    drop(items);
+                    self.append(Operation::AddItems, session_id, records, fence)
+                        .await
+                        .map(|()| WriteOutcome::Done)
+                }
+                FencedWrite::PopItem => self.pop(session_id, fence).await.map(WriteOutcome::Popped),
+                FencedWrite::ClearSession => self
+                    .clear(session_id, fence)
+                    .await
+                    .map(|()| WriteOutcome::Done),
+                FencedWrite::ApplyTransaction(prepared) => self
+                    .apply_history(session_id, prepared, fence)
+                    .await
+                    .map(WriteOutcome::Applied),
+            }
+        })
     }
 
     fn session_info<'a>(
@@ -515,7 +574,7 @@ impl Backend for RedisBackend {
 
 impl RawRecords for RedisBackend {
     fn append_raw<'a>(&'a self, session_id: &'a str, record: Vec<u8>) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.append(Operation::RawWrite, session_id, vec![record]))
+        Box::pin(self.append(Operation::RawWrite, session_id, vec![record], None))
     }
 }
 

@@ -2,13 +2,15 @@
 //! is one atomic round trip (EVALSHA, or EVAL after a NOSCRIPT). `docs/storage/redis.md` shows
 //! them with the key layout.
 //!
-//! Every script gets `KEYS[1]` = the session's metadata hash, `KEYS[2]` = its item list, and,
-//! where the legacy seed layout may hold this session's history, `KEYS[3]` = the seed's list
-//! (standalone servers only: in a cluster that key lives in another slot).
+//! Every script gets `KEYS[1]` = the session's metadata hash, `KEYS[2]` = its item list,
+//! `KEYS[3]` = its lease hash, and, where the legacy seed layout may hold this session's
+//! history, `KEYS[4]` = the seed's list (standalone servers only: in a cluster that key lives
+//! in another slot). Writes take a fence in their ARGV: empty for an unfenced write (no check,
+//! no extra command), else the token the session's live lease must have.
 
 /// Helpers shared by every script (prepended to each).
 const PRELUDE: &str = r#"
-local meta, items = KEYS[1], KEYS[2]
+local meta, items, lease = KEYS[1], KEYS[2], KEYS[3]
 -- One read of the metadata and one of the list, before any side effect: a key of another
 -- type fails right here (WRONGTYPE), and metadata of a newer layout is refused.
 local function load()
@@ -36,12 +38,12 @@ end
 -- Standalone only, for a session that does not exist: moves the seed layout's list into this
 -- layout, atomically.
 local function migrate(st, now)
-  if #KEYS < 3 or redis.call('TYPE', KEYS[3])['ok'] ~= 'list' then return false end
-  local old = redis.call('LRANGE', KEYS[3], 0, -1)
+  if #KEYS < 4 or redis.call('TYPE', KEYS[4])['ok'] ~= 'list' then return false end
+  local old = redis.call('LRANGE', KEYS[4], 0, -1)
   for i = 1, #old, 1000 do
     redis.call('RPUSH', items, unpack(old, i, math.min(i + 999, #old)))
   end
-  redis.call('DEL', KEYS[3])
+  redis.call('DEL', KEYS[4])
   redis.call('HSET', meta, 'v', '1', 'created_at', now, 'updated_at', now, 'migrated_from', 'seed')
   st.exists, st.created, st.updated, st.len = true, tostring(now), now, redis.call('LLEN', items)
   return true
@@ -82,20 +84,39 @@ end
 local function plausible(r)
   return string.byte(r, 1) == 123 and string.byte(r, -1) == 125
 end
+-- The session's lease record {owner, token, expires_at} (false where missing) and whether it
+-- is live at `now`. The record outlives the session: it holds the newest token.
+local function lease_at(now)
+  local l = redis.call('HMGET', lease, 'owner', 'token', 'expires_at')
+  local exp = tonumber(l[3] or '')
+  return l, (l[2] and exp and exp > now) and true or false
+end
+-- A write's fence, checked before any side effect: '' (unfenced) passes without a command;
+-- a token passes only if it is the live lease's. Returns the FENCED reply (with the live
+-- lease, if any), or nil.
+local function refused(fence, now)
+  if fence == '' then return nil end
+  local l, live = lease_at(now)
+  if live and l[2] == fence then return nil end
+  if live then return {'FENCED', l[1], l[2], l[3]} end
+  return {'FENCED'}
+end
 "#;
 
-/// ARGV: ttl_ms (0: none), legacy_checked ('1' when no legacy check is needed), records...
-/// Returns {'OK', length} or {'NEW'} (a new session whose legacy key the client must check).
+/// ARGV: ttl_ms (0: none), legacy_checked ('1' when no legacy check is needed), fence,
+/// records... Returns {'OK', length}, {'NEW'} (a new session whose legacy key the client must
+/// check) or {'FENCED', ...}.
 const ADD: &str = r#"
 local st, err = load() if err then return redis.error_reply(err) end
 local now, ttl = now_ms(), tonumber(ARGV[1])
+local no = refused(ARGV[3], now) if no then return no end
 if not live(st, now) and not migrate(st, now) then
   if ARGV[2] ~= '1' then return {'NEW'} end
   if st.len > 0 then redis.call('DEL', items) end
   redis.call('HSET', meta, 'v', '1', 'created_at', now)
 end
 local len = st.len
-for i = 3, #ARGV, 1000 do
+for i = 4, #ARGV, 1000 do
   len = redis.call('RPUSH', items, unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
 touch(st, now, ttl, len)
@@ -132,12 +153,13 @@ refresh(st, now, ttl)
 return reply
 "#;
 
-/// ARGV: ttl_ms (0: none). Returns {'MISSING'}, {'EMPTY'}, {'OK', record} (removed, with the
-/// implausible records above it), or {'CHECK', record, above, length}: the newest candidate is
-/// an envelope the client must decode; nothing was removed.
+/// ARGV: ttl_ms (0: none), fence. Returns {'MISSING'}, {'EMPTY'}, {'OK', record} (removed,
+/// with the implausible records above it), {'CHECK', record, above, length}: the newest
+/// candidate is an envelope the client must decode; nothing was removed, or {'FENCED', ...}.
 const POP: &str = r#"
 local st, err = load() if err then return redis.error_reply(err) end
 local now, ttl = now_ms(), tonumber(ARGV[1])
+local no = refused(ARGV[2], now) if no then return no end
 if not live(st, now) and not migrate(st, now) then return {'MISSING'} end
 local len = st.len
 local k = 0
@@ -159,14 +181,15 @@ end
 return {'EMPTY'}
 "#;
 
-/// ARGV: ttl_ms, above, expected length, expected record. Removes the newest `above + 1`
-/// records if the list is unchanged. Returns {'OK'} or {'CHANGED'}.
+/// ARGV: ttl_ms, fence, above, expected length, expected record. Removes the newest
+/// `above + 1` records if the list is unchanged. Returns {'OK'}, {'CHANGED'} or {'FENCED', ...}.
 const POP_AT: &str = r#"
 local st, err = load() if err then return redis.error_reply(err) end
 local now, ttl = now_ms(), tonumber(ARGV[1])
+local no = refused(ARGV[2], now) if no then return no end
 if not live(st, now) then return {'CHANGED'} end
-local above, len = tonumber(ARGV[2]), tonumber(ARGV[3])
-if st.len ~= len or redis.call('LINDEX', items, -(above + 1)) ~= ARGV[4] then
+local above, len = tonumber(ARGV[3]), tonumber(ARGV[4])
+if st.len ~= len or redis.call('LINDEX', items, -(above + 1)) ~= ARGV[5] then
   return {'CHANGED'}
 end
 redis.call('LTRIM', items, 0, -(above + 2))
@@ -174,24 +197,30 @@ touch(st, now, ttl)
 return {'OK'}
 "#;
 
-/// Deletes every key of the session (and the seed key, when given). Returns {'OK'}.
+/// ARGV: fence. Deletes every key of the session (and the seed key, when given) but its
+/// lease: clearing does not release it. Returns {'OK'} or {'FENCED', ...}.
 const CLEAR: &str = r#"
 local st, err = load() if err then return redis.error_reply(err) end
-if #KEYS >= 3 and redis.call('TYPE', KEYS[3])['ok'] == 'list' then
-  redis.call('DEL', meta, items, KEYS[3])
+local no = refused(ARGV[1], now_ms()) if no then return no end
+if #KEYS >= 4 and redis.call('TYPE', KEYS[4])['ok'] == 'list' then
+  redis.call('DEL', meta, items, KEYS[4])
 else
   redis.call('DEL', meta, items)
 end
 return {'OK'}
 "#;
 
-/// Returns {'MISSING'} or {'OK', created_at, updated_at, expires_at or '', length}.
+/// Returns {'MISSING'} or {'OK', created_at, updated_at, expires_at or '', length}, followed
+/// by the live lease's owner, token and expires_at when there is one.
 const INFO: &str = r#"
 local st, err = load() if err then return redis.error_reply(err) end
 local now = now_ms()
 if not live(st, now) and not migrate(st, now) then return {'MISSING'} end
 local created = st.created or '0'
-return {'OK', created, st.raw_updated or created, st.raw_exp or '', st.len}
+local reply = {'OK', created, st.raw_updated or created, st.raw_exp or '', st.len}
+local l, leased = lease_at(now)
+if leased then reply[6], reply[7], reply[8] = l[1], l[2], l[3] end
+return reply
 "#;
 
 /// ARGV: start (list position), count. Returns {'MISSING'} or {'OK', length, records from
@@ -219,19 +248,20 @@ redis.call('PEXPIRE', stage, ARGV[1])
 return {'OK', redis.call('LLEN', stage)}
 "#;
 
-/// KEYS: meta, items, the staging list, and the seed's key where it may be migrated. ARGV:
-/// ttl_ms (0: none), mode (`append` or `replace`), legacy_checked ('1' when no legacy check is
-/// needed), the number of records staged. Returns {'OK', length}, {'NEW'} (as ADD) or {'LOST'}
-/// (the staging list is not what was staged: expired or pruned; nothing was changed).
+/// KEYS: meta, items, lease, the seed's key where it may be migrated, and last the staging
+/// list. ARGV: ttl_ms (0: none), mode (`append` or `replace`), legacy_checked ('1' when no
+/// legacy check is needed), the number of records staged. Returns {'OK', length}, {'NEW'} (as
+/// ADD) or {'LOST'} (the staging list is not what was staged: expired or pruned; nothing was
+/// changed). Staged writes are not fenced.
 const COMMIT: &str = r#"
-local stage = table.remove(KEYS, 3)
+local stage = table.remove(KEYS)
 local st, err = load() if err then return redis.error_reply(err) end
 local staged = tonumber(ARGV[4])
 if redis.call('LLEN', stage) ~= staged then return {'LOST'} end
 local now, ttl = now_ms(), tonumber(ARGV[1])
 if ARGV[2] == 'replace' then
   redis.call('DEL', meta, items)
-  if #KEYS >= 3 and redis.call('TYPE', KEYS[3])['ok'] == 'list' then redis.call('DEL', KEYS[3]) end
+  if #KEYS >= 4 and redis.call('TYPE', KEYS[4])['ok'] == 'list' then redis.call('DEL', KEYS[4]) end
   st.exp, st.len = nil, 0
   if staged == 0 then return {'OK', 0} end
   redis.call('HSET', meta, 'v', '1', 'created_at', now)
@@ -270,17 +300,18 @@ for i = 1, #tail do reply[#reply + 1] = tail[i] end
 return reply
 "#;
 
-/// History transactions. ARGV: ttl_ms (0: none), legacy_checked, operation id, digest (hex),
-/// retention_ms, k, the k expected records (byte for byte, as TAIL read them), then the
+/// History transactions. ARGV: ttl_ms (0: none), legacy_checked, fence, operation id, digest
+/// (hex), retention_ms, k, the k expected records (byte for byte, as TAIL read them), then the
 /// replacement records. Returns {'NOW'}, {'BEFORE'}, {'REUSED'} (the id was used for another
-/// digest), {'CHANGED'} (the newest k records are not the expected ones: nothing was changed)
-/// or {'NEW'} (as ADD). Operation ids live in the metadata hash (`op:<id>` -> `digest:until`),
+/// digest), {'CHANGED'} (the newest k records are not the expected ones: nothing was changed),
+/// {'NEW'} (as ADD) or {'FENCED', ...}. Operation ids live in the metadata hash (`op:<id>` -> `digest:until`),
 /// so they share the session's TTL and go with it; expired ones are swept at most once a
 /// minute per session.
 const APPLY: &str = r#"
 local st, err = load() if err then return redis.error_reply(err) end
 local now, ttl = now_ms(), tonumber(ARGV[1])
-local op, digest, k = 'op:' .. ARGV[3], ARGV[4], tonumber(ARGV[6])
+local no = refused(ARGV[3], now) if no then return no end
+local op, digest, k = 'op:' .. ARGV[4], ARGV[5], tonumber(ARGV[7])
 local exists = live(st, now) or migrate(st, now)
 if exists then
   local known = redis.call('HGET', meta, op)
@@ -297,7 +328,7 @@ if k > 0 then
   local tail = redis.call('LRANGE', items, -k, -1)
   if #tail ~= k then return {'CHANGED'} end
   for i = 1, k do
-    if tail[i] ~= ARGV[6 + i] then return {'CHANGED'} end
+    if tail[i] ~= ARGV[7 + i] then return {'CHANGED'} end
   end
   redis.call('LTRIM', items, 0, -(k + 1))
 elseif not exists then
@@ -305,10 +336,10 @@ elseif not exists then
   if st.len > 0 then redis.call('DEL', items) end
   redis.call('HSET', meta, 'v', '1', 'created_at', now)
 end
-for i = 7 + k, #ARGV, 1000 do
+for i = 8 + k, #ARGV, 1000 do
   redis.call('RPUSH', items, unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
-redis.call('HSET', meta, op, digest .. ':' .. (now + tonumber(ARGV[5])))
+redis.call('HSET', meta, op, digest .. ':' .. (now + tonumber(ARGV[6])))
 local swept = tonumber(redis.call('HGET', meta, 'ops_swept_at') or '0')
 if now - swept > 60000 then
   for _, f in ipairs(redis.call('HKEYS', meta)) do
@@ -321,6 +352,65 @@ if now - swept > 60000 then
 end
 touch(st, now, ttl)
 return {'NOW'}
+"#;
+
+/// Leases. ARGV: owner, ttl_ms, retention_ms (how long the record outlives its lease). A live
+/// lease of another owner: {'HELD', owner, token, expires_at}, nothing changed. A live lease of
+/// this owner: its token, expiry moved to now + ttl. Otherwise a new token,
+/// max(newest + 1, now in µs): {'GRANTED', token, expires_at}. The record's key expires
+/// retention_ms after the lease; the session's keys are not touched.
+const ACQUIRE: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local l, leased = lease_at(now)
+local at = now + tonumber(ARGV[2])
+local token = l[2]
+if leased and l[1] ~= ARGV[1] then return {'HELD', l[1], l[2], l[3]} end
+if not leased then
+  local us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  token = string.format('%.0f', math.max((tonumber(l[2] or '0') or 0) + 1, us))
+  redis.call('HSET', lease, 'owner', ARGV[1], 'token', token, 'expires_at', at)
+else
+  redis.call('HSET', lease, 'expires_at', at)
+end
+redis.call('PEXPIREAT', lease, at + tonumber(ARGV[3]))
+return {'GRANTED', token, at}
+"#;
+
+/// ARGV: token, ttl_ms, retention_ms. Moves the live lease's expiry to now + ttl if `token` is
+/// its token: {'OK', owner, expires_at}; else {'FENCED', ...}.
+const RENEW: &str = r#"
+local now = now_ms()
+local l, leased = lease_at(now)
+if not leased then return {'FENCED'} end
+if l[2] ~= ARGV[1] then return {'FENCED', l[1], l[2], l[3]} end
+local at = now + tonumber(ARGV[2])
+redis.call('HSET', lease, 'expires_at', at)
+redis.call('PEXPIREAT', lease, at + tonumber(ARGV[3]))
+return {'OK', l[1], at}
+"#;
+
+/// ARGV: token, retention_ms. Ends the lease of `token` now ({'OK'}; a no-op when it ended
+/// already), keeping the record; a token that is not the newest: {'FENCED', ...}.
+const RELEASE: &str = r#"
+local now = now_ms()
+local l, leased = lease_at(now)
+if l[2] == ARGV[1] then
+  if leased then
+    redis.call('HSET', lease, 'expires_at', now)
+    redis.call('PEXPIREAT', lease, now + tonumber(ARGV[2]))
+  end
+  return {'OK'}
+end
+if leased then return {'FENCED', l[1], l[2], l[3]} end
+return {'FENCED'}
+"#;
+
+/// Returns {'LIVE', owner, token, expires_at} or {'NONE'}.
+const LEASE: &str = r#"
+local l, leased = lease_at(now_ms())
+if leased then return {'LIVE', l[1], l[2], l[3]} end
+return {'NONE'}
 "#;
 
 /// One script: its full source and its SHA-1 (for EVALSHA).
@@ -353,6 +443,10 @@ pub(crate) struct Scripts {
     pub(crate) commit: LuaScript,
     pub(crate) tail: LuaScript,
     pub(crate) apply: LuaScript,
+    pub(crate) acquire: LuaScript,
+    pub(crate) renew: LuaScript,
+    pub(crate) release: LuaScript,
+    pub(crate) lease: LuaScript,
 }
 
 impl Scripts {
@@ -369,6 +463,10 @@ impl Scripts {
             commit: LuaScript::new("commit", COMMIT),
             tail: LuaScript::new("tail", TAIL),
             apply: LuaScript::new("apply", APPLY),
+            acquire: LuaScript::new("acquire", ACQUIRE),
+            renew: LuaScript::new("renew", RENEW),
+            release: LuaScript::new("release", RELEASE),
+            lease: LuaScript::new("lease", LEASE),
         }
     }
 }
@@ -391,6 +489,10 @@ mod tests {
             ("commit", super::COMMIT),
             ("tail", super::TAIL),
             ("apply", super::APPLY),
+            ("acquire", super::ACQUIRE),
+            ("renew", super::RENEW),
+            ("release", super::RELEASE),
+            ("lease", super::LEASE),
         ] {
             assert!(
                 doc.contains(body.trim()),

@@ -103,14 +103,9 @@ impl StagedWrite for RedisStaged<'_> {
                     "the staged write was aborted; nothing was written",
                 ));
             }
-            let mut keys = vec![
-                self.keys.meta.clone(),
-                self.keys.items.clone(),
-                self.stage_key.clone(),
-            ];
-            if b.check_seed && !b.conn.is_cluster() {
-                keys.push(self.keys.seed.clone());
-            }
+            // The session's keys, then the staging list last (COMMIT takes it off the end).
+            let mut keys = b.script_keys(&self.keys);
+            keys.push(self.stage_key.clone());
             let ttl = b.ttl_ms().to_string();
             let mode: &[u8] = if self.replace { b"replace" } else { b"append" };
             let count = self.count.to_string();

@@ -1,5 +1,7 @@
 //! Writes of the native layout: append (`ADD`), pop (`POP`, and `POP_AT` for a record only
-//! the client can decode) and clear (`CLEAR`), each one script call.
+//! the client can decode) and clear (`CLEAR`), each one script call. A fenced write passes its
+//! token to the same script (an unfenced one an empty fence), which refuses it with `FENCED`
+//! before any side effect unless the token is the session's live lease's.
 
 use crate::codec::Decoded;
 use crate::error::{Error, ErrorKind, Operation, Result};
@@ -7,6 +9,7 @@ use crate::item::Item;
 
 use super::error::unexpected;
 use super::layout::{tag, value_bytes, value_int, SessionKeys};
+use super::lease::{fence_arg, fenced_error};
 use super::RedisBackend;
 
 /// How many times one `pop_item` may start over (a concurrent writer changed the tail, or a
@@ -19,19 +22,26 @@ impl RedisBackend {
         op: Operation,
         session_id: &str,
         records: Vec<Vec<u8>>,
+        fence: Option<u64>,
     ) -> Result<()> {
         let keys = SessionKeys::new(&self.prefix, session_id);
         let script_keys = self.script_keys(&keys);
         let ttl = self.ttl_ms().to_string();
+        let fence_text = fence_arg(fence);
         let mut checked = !(self.check_seed && self.conn.is_cluster());
         loop {
-            let mut args: Vec<&[u8]> = vec![ttl.as_bytes(), if checked { b"1" } else { b"0" }];
+            let mut args: Vec<&[u8]> = vec![
+                ttl.as_bytes(),
+                if checked { b"1" } else { b"0" },
+                fence_text.as_bytes(),
+            ];
             args.extend(records.iter().map(Vec::as_slice));
             let reply = self
                 .eval(op, &self.scripts.add, &script_keys, &args)
                 .await?;
             match tag(&reply) {
                 Some("OK") => return Ok(()),
+                Some("FENCED") => return Err(fenced_error(op, fence.unwrap_or(0), &reply)),
                 Some("NEW") if !checked => {
                     self.check_seed_key(op, &keys, session_id).await?;
                     checked = true;
@@ -41,16 +51,20 @@ impl RedisBackend {
         }
     }
 
-    pub(super) async fn pop(&self, session_id: &str) -> Result<Option<Item>> {
+    pub(super) async fn pop(&self, session_id: &str, fence: Option<u64>) -> Result<Option<Item>> {
         let op = Operation::PopItem;
         let keys = SessionKeys::new(&self.prefix, session_id);
         let script_keys = self.script_keys(&keys);
         let ttl = self.ttl_ms().to_string();
+        let fence_text = fence_arg(fence);
+        let refused = |reply: &[redis::Value]| fenced_error(op, fence.unwrap_or(0), reply);
         for _ in 0..POP_ATTEMPTS {
+            let args: [&[u8]; 2] = [ttl.as_bytes(), fence_text.as_bytes()];
             let reply = self
-                .eval(op, &self.scripts.pop, &script_keys, &[ttl.as_bytes()])
+                .eval(op, &self.scripts.pop, &script_keys, &args)
                 .await?;
             match tag(&reply) {
+                Some("FENCED") => return Err(refused(&reply)),
                 Some("MISSING") => {
                     self.check_seed_key(op, &keys, session_id).await?;
                     return Ok(None);
@@ -90,10 +104,17 @@ impl RedisBackend {
                             op,
                             &self.scripts.pop_at,
                             &script_keys,
-                            &[ttl.as_bytes(), above.as_bytes(), len.as_bytes(), &record],
+                            &[
+                                ttl.as_bytes(),
+                                fence_text.as_bytes(),
+                                above.as_bytes(),
+                                len.as_bytes(),
+                                &record,
+                            ],
                         )
                         .await?;
                     match (tag(&done), decoded) {
+                        (Some("FENCED"), _) => return Err(refused(&done)),
                         (Some("OK"), Decoded::Valid(item)) => return Ok(Some(item)),
                         (Some("OK" | "CHANGED"), _) => continue,
                         _ => return Err(unexpected(op, "pop_at", &done)),
@@ -109,18 +130,21 @@ impl RedisBackend {
         ))
     }
 
-    pub(super) async fn clear(&self, session_id: &str) -> Result<()> {
+    pub(super) async fn clear(&self, session_id: &str, fence: Option<u64>) -> Result<()> {
+        let op = Operation::ClearSession;
         let keys = SessionKeys::new(&self.prefix, session_id);
+        let fence_text = fence_arg(fence);
         let reply = self
             .eval(
-                Operation::ClearSession,
+                op,
                 &self.scripts.clear,
                 &self.script_keys(&keys),
-                &[],
+                &[fence_text.as_bytes()],
             )
             .await?;
         match tag(&reply) {
             Some("OK") => Ok(()),
+            Some("FENCED") => Err(fenced_error(op, fence.unwrap_or(0), &reply)),
             _ => Err(unexpected(Operation::ClearSession, "clear", &reply)),
         }
     }
