@@ -59,6 +59,7 @@ fi
 if ! $quick; then
   stage "fmt" cargo fmt --all -- --check
   stage "clippy" cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+  stage "module graph" python3 scripts/module-cycles.py
 fi
 # The Python extension (a cdylib linked by the interpreter) is built and tested by maturin below.
 RUST=(--workspace --exclude openai-agents-session-py --all-features --locked)
