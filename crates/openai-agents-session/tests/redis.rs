@@ -1199,3 +1199,53 @@ async fn killed_mid_apply_then_retries_apply_exactly_once() {
     }
     println!("kill mid-apply: {attempted} operations attempted; retries applied {now} now and found {before} applied before");
 }
+
+/// The child side of `a_stalled_holder_is_fenced_after_takeover`: does nothing unless the
+/// parent test runs this binary with `OAS_TEST_LEASE_CHILD` set.
+#[tokio::test]
+async fn lease_takeover_child() {
+    if let Ok(spec) = std::env::var(support::takeover::CHILD_ENV) {
+        support::takeover::child(&spec).await;
+    }
+}
+
+/// Across processes on Redis: a lease holder process SIGSTOPped past its ttl, a second process
+/// taking over and writing, the first resumed: its next fenced write fails `Fenced` and the
+/// history holds only the second's writes after the takeover (`support/takeover.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_holder_is_fenced_after_takeover() {
+    let server = OwnRedis::start("takeover");
+    let exe = std::env::current_exe().unwrap();
+    let figures = support::takeover::run(&server.url(), "leased", |spec| {
+        let mut command = std::process::Command::new(&exe);
+        command
+            .args(["lease_takeover_child", "--exact", "--nocapture"])
+            .args(["--test-threads", "1"])
+            .env(support::takeover::CHILD_ENV, spec);
+        command
+    })
+    .await;
+    println!("redis takeover: {figures}");
+    // The lease hash is the only key besides the session's two, and it is not listed.
+    let store = Store::open(&server.url()).await.unwrap();
+    assert_eq!(store.list_all_sessions(None).await.unwrap(), ["leased"]);
+    let mut keys: Vec<String> = server.cli(&["--scan"]).lines().map(str::to_owned).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "openai_agents_session:{leased}:items",
+            "openai_agents_session:{leased}:lease",
+            "openai_agents_session:{leased}:meta",
+        ]
+    );
+    let ttl: i64 = server
+        .cli(&["pttl", "openai_agents_session:{leased}:lease"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        ttl > 86_400_000 && ttl <= 86_400_000 + 31_000,
+        "the lease hash expires a day after its lease: {ttl} ms"
+    );
+}

@@ -1,13 +1,23 @@
-//! Four OS processes each make 500 single-item `add_items` calls on one SQLite session:
-//! none fails, none is lost, each writer's items stay in its order.
+//! Several OS processes on one SQLite file:
+//!
+//! * `four_processes_lose_nothing`: four processes each make 500 single-item `add_items` calls
+//!   on one session: none fails, none is lost, each writer's items stay in its order.
+//! * `a_stalled_holder_is_fenced_after_takeover`: a lease holder process SIGSTOPped past its
+//!   ttl, a second process taking the lease over and writing, the first resumed: its next
+//!   fenced write fails `Fenced`, and the history holds only the second's writes after the
+//!   takeover (`support/takeover.rs`).
 //!
 //! A test binary without the libtest harness: run with no environment it is the parent, which
-//! re-executes itself as the child writers (`OAS_TEST_CHILD_WRITER=url|writer`).
+//! re-executes itself as the children (`OAS_TEST_CHILD_WRITER=url|writer`,
+//! `OAS_TEST_LEASE_CHILD=role|url|session`).
+
+mod support;
 
 use std::collections::HashMap;
 use std::process::{Command, ExitCode};
 
 use openai_agents_session::{Item, Session, Store};
+use support::takeover;
 
 const CHILD_ENV: &str = "OAS_TEST_CHILD_WRITER";
 const PROCESSES: usize = 4;
@@ -18,26 +28,35 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("runtime");
-    match std::env::var(CHILD_ENV) {
-        Ok(spec) => runtime.block_on(child(&spec)),
-        Err(_) => {
-            // `cargo test -- <filter>` passes arguments; run only when unfiltered or named.
-            let args: Vec<String> = std::env::args()
-                .skip(1)
-                .filter(|a| !a.starts_with('-'))
-                .collect();
-            if !args.is_empty()
-                && !args
-                    .iter()
-                    .any(|a| "four_processes_lose_nothing".contains(a.as_str()))
-            {
-                println!("0 passed, 0 failed");
-                return ExitCode::SUCCESS;
-            }
-            runtime.block_on(parent());
-            println!("test four_processes_lose_nothing ... ok\n1 passed, 0 failed");
-        }
+    if let Ok(spec) = std::env::var(CHILD_ENV) {
+        runtime.block_on(child(&spec));
+        return ExitCode::SUCCESS;
     }
+    if let Ok(spec) = std::env::var(takeover::CHILD_ENV) {
+        runtime.block_on(takeover::child(&spec));
+        return ExitCode::SUCCESS;
+    }
+    // `cargo test -- <filter>` passes arguments; run only the tests named (all without one).
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let mut passed = 0;
+    for name in [
+        "four_processes_lose_nothing",
+        "a_stalled_holder_is_fenced_after_takeover",
+    ] {
+        if !args.is_empty() && !args.iter().any(|a| name.contains(a.as_str())) {
+            continue;
+        }
+        match name {
+            "four_processes_lose_nothing" => runtime.block_on(parent()),
+            _ => runtime.block_on(stalled_holder()),
+        }
+        println!("test {name} ... ok");
+        passed += 1;
+    }
+    println!("{passed} passed, 0 failed");
     ExitCode::SUCCESS
 }
 
@@ -95,4 +114,20 @@ async fn parent() {
         *expected += 1;
     }
     assert_eq!(next.len(), PROCESSES);
+}
+
+async fn stalled_holder() {
+    let dir = tempfile::Builder::new()
+        .prefix("oas-takeover-")
+        .tempdir()
+        .unwrap();
+    let url = format!("sqlite://{}/shared.db", dir.path().display());
+    let exe = std::env::current_exe().unwrap();
+    let figures = takeover::run(&url, "leased", |spec| {
+        let mut command = Command::new(&exe);
+        command.env(takeover::CHILD_ENV, spec);
+        command
+    })
+    .await;
+    println!("sqlite takeover: {figures}");
 }

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod takeover;
+
 /// The URL of a shared test server. Missing is a failure, never a skip: the servers come from
 /// `scripts/servers.sh start` (which `scripts/test.sh` and CI run).
 pub fn shared_url(var: &str) -> String {
