@@ -1,8 +1,9 @@
 //! `agent-session`: read and write openai-agents-session stores from the shell.
 //!
 //! Exit codes: 0 ok; 2 invalid input or usage (nothing written); 1 backend or runtime failure;
-//! 3 not found; 4 conflict (a history transaction refused: its reason is named, nothing was
-//! changed). Passwords in URLs never appear in any output.
+//! 3 not found; 4 conflict (a history transaction refused: its reason is named; a lease held
+//! by another owner; a fenced write whose token is not the live lease's: nothing was changed).
+//! Passwords in URLs never appear in any output.
 
 use std::io::{self, BufRead, BufWriter, Write};
 use std::process::ExitCode;
@@ -11,7 +12,8 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 use openai_agents_session::{
-    Applied, Error, ErrorKind, HistoryTransaction, Item, ListOptions, Session, SessionInfo, Store,
+    Applied, Error, ErrorKind, HistoryTransaction, Item, Lease, ListOptions, Session, SessionInfo,
+    Store, StoreSession,
 };
 
 /// The store used when neither --url nor AGENT_SESSION_URL is given.
@@ -25,7 +27,8 @@ const DEFAULT_URL: &str = "sqlite://agent-sessions.db";
     after_help = "Store URLs: memory://, sqlite://PATH, sqlite:///ABS/PATH, redis://, rediss://, redis+cluster://,\n\
                   dynamodb://TABLE?region=..., with options such as ?ttl=3600.\n\
                   Exit codes: 0 ok, 1 backend failure, 2 invalid input or usage, 3 not found,\n\
-                  4 conflict (a history transaction refused; nothing was changed)."
+                  4 conflict (a history transaction refused, a lease held by another owner, or a\n\
+                  fenced write whose token is not the live lease's; nothing was changed)."
 )]
 struct Cli {
     /// Store URL [default: $AGENT_SESSION_URL, else sqlite://agent-sessions.db]
@@ -48,6 +51,8 @@ enum Command {
         /// same items was applied under it before; other items under a used id exit 4.
         #[arg(long)]
         operation_id: Option<String>,
+        #[command(flatten)]
+        fence: FenceArg,
         /// Items as JSON objects; when none are given, one item per line is read from stdin.
         items: Vec<String>,
     },
@@ -62,6 +67,8 @@ enum Command {
         /// The operation id (non-empty, at most 256 bytes): the same on every retry.
         #[arg(long)]
         operation_id: String,
+        #[command(flatten)]
+        fence: FenceArg,
     },
     /// Print the history as JSON Lines, oldest first.
     Get {
@@ -75,12 +82,19 @@ enum Command {
     Pop {
         /// The session id.
         session: String,
+        #[command(flatten)]
+        fence: FenceArg,
     },
-    /// Delete a session (succeeds when it does not exist).
+    /// Delete a session (succeeds when it does not exist); its lease, if any, stays.
     Clear {
         /// The session id.
         session: String,
+        #[command(flatten)]
+        fence: FenceArg,
     },
+    /// Session leases: one writer at a time per session, with fencing tokens.
+    #[command(subcommand)]
+    Lease(LeaseCommand),
     /// List live session ids, one per line.
     List {
         /// Only ids starting with this literal text (no wildcards).
@@ -90,7 +104,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print a session's metadata as one JSON object; exit 3 if it is missing or expired.
+    /// Print a session's metadata (and its live lease, or null) as one JSON object; exit 3 if it
+    /// is missing or expired.
     Info {
         /// The session id.
         session: String,
@@ -142,6 +157,68 @@ enum Command {
     },
 }
 
+/// `lease acquire`, `lease renew`, `lease release`.
+#[derive(Debug, Subcommand)]
+enum LeaseCommand {
+    /// Acquire the session's lease for OWNER and print it as
+    /// {"session_id","owner","token","expires_at"}; the same owner gets its token again with a
+    /// later expiry. Held by another owner: exit 4 naming it (after waiting up to --wait).
+    Acquire {
+        /// The session id (the session is not created).
+        session: String,
+        /// The holder's label (1 to 256 bytes).
+        #[arg(long)]
+        owner: String,
+        /// Seconds until the lease expires without a renewal (decimals allowed, at most a day).
+        #[arg(long, value_name = "SECS")]
+        ttl: String,
+        /// Poll (with backoff) for up to this many seconds while another owner holds it.
+        #[arg(long, value_name = "SECS")]
+        wait: Option<String>,
+    },
+    /// Move the expiry of the live lease of TOKEN to now + ttl and print it; exit 4 (fenced)
+    /// when TOKEN is not the live lease's.
+    Renew {
+        /// The session id.
+        session: String,
+        /// The fencing token from `lease acquire`.
+        #[arg(long)]
+        token: u64,
+        /// Seconds from now (decimals allowed, at most a day).
+        #[arg(long, value_name = "SECS")]
+        ttl: String,
+    },
+    /// End the lease of TOKEN now (a no-op when it ended already); exit 4 (fenced) when a newer
+    /// token was granted since.
+    Release {
+        /// The session id.
+        session: String,
+        /// The fencing token from `lease acquire`.
+        #[arg(long)]
+        token: u64,
+    },
+}
+
+/// `--fencing-token T` of the writes.
+#[derive(clap::Args, Debug, Clone, Copy)]
+struct FenceArg {
+    /// Write only if T is the session's live lease's token (checked atomically with the
+    /// write); otherwise exit 4 and change nothing.
+    #[arg(long, value_name = "T")]
+    fencing_token: Option<u64>,
+}
+
+impl FenceArg {
+    /// The session handle, fenced when a token was given.
+    fn session(self, store: &Store, session: &str) -> Result<StoreSession, Failure> {
+        let handle = store.session(session)?;
+        Ok(match self.fencing_token {
+            Some(token) => handle.fenced(token),
+            None => handle,
+        })
+    }
+}
+
 /// How `import` and `copy` write each session into the target.
 #[derive(clap::Args, Debug)]
 struct WriteArgs {
@@ -172,7 +249,7 @@ impl From<Error> for Failure {
             | ErrorKind::TooLarge
             | ErrorKind::Config => 2,
             ErrorKind::NotFound => 3,
-            ErrorKind::Conflict => 4,
+            ErrorKind::Conflict | ErrorKind::LeaseHeld | ErrorKind::Fenced => 4,
             _ => 1,
         };
         let message = match (err.kind(), err.conflict_reason()) {
@@ -332,6 +409,29 @@ fn info_json(info: &SessionInfo) -> serde_json::Value {
         "created_at": info.created_at.to_rfc3339(),
         "updated_at": info.updated_at.to_rfc3339(),
         "expires_at": info.expires_at.map(|t| t.to_rfc3339()),
+        "lease": info.lease.as_ref().map(|l| serde_json::json!({
+            "owner": l.owner,
+            "token": l.token,
+            "expires_at": l.expires_at.to_rfc3339(),
+        })),
+    })
+}
+
+/// `{"session_id", "owner", "token", "expires_at"}`: what `lease acquire` and `renew` print.
+fn lease_json(session: &str, lease: &Lease) -> serde_json::Value {
+    serde_json::json!({
+        "session_id": session,
+        "owner": lease.owner,
+        "token": lease.token,
+        "expires_at": lease.expires_at.to_rfc3339(),
+    })
+}
+
+/// A `--ttl` or `--wait` in seconds (decimals allowed, at most a day).
+fn seconds(name: &str, value: &str) -> Result<std::time::Duration, Failure> {
+    openai_agents_session::url::parse_duration(name, value).map_err(|e| Failure {
+        code: 2,
+        message: format!("error: --{name}: {}; nothing was changed", e.message()),
     })
 }
 
@@ -510,6 +610,7 @@ async fn run(
             session,
             items,
             operation_id,
+            ..
         } => {
             if let Some(id) = operation_id {
                 check_operation_id(session, id)?;
@@ -518,10 +619,20 @@ async fn run(
         }
         _ => None,
     };
+    // Lease durations too: (ttl, wait).
+    let durations = match &cli.command {
+        Command::Lease(LeaseCommand::Acquire { ttl, wait, .. }) => Some((
+            seconds("ttl", ttl)?,
+            wait.as_deref().map(|w| seconds("wait", w)).transpose()?,
+        )),
+        Command::Lease(LeaseCommand::Renew { ttl, .. }) => Some((seconds("ttl", ttl)?, None)),
+        _ => None,
+    };
     let transaction = match &cli.command {
         Command::Apply {
             session,
             operation_id,
+            ..
         } => {
             check_operation_id(session, operation_id)?;
             Some(read_transaction(session)?)
@@ -536,9 +647,10 @@ async fn run(
         Command::Add {
             session,
             operation_id,
+            fence,
             ..
         } => {
-            let session = store.session(&session)?;
+            let session = fence.session(&store, &session)?;
             let items = items.unwrap_or_default();
             match operation_id {
                 None => session.add_items(items).await?,
@@ -552,13 +664,14 @@ async fn run(
         Command::Apply {
             session,
             operation_id,
+            fence,
         } => {
             let tx = transaction.ok_or_else(|| Failure {
                 code: 1,
                 message: "error: the transaction was not read".to_owned(),
             })?;
-            let applied = store
-                .session(&session)?
+            let applied = fence
+                .session(&store, &session)?
                 .apply_history_transaction(&operation_id, &tx)
                 .await?;
             writeln!(out, "{}", applied_word(applied))?;
@@ -568,12 +681,30 @@ async fn run(
                 writeln!(out, "{item}")?;
             }
         }
-        Command::Pop { session } => {
-            if let Some(item) = store.session(&session)?.pop_item().await? {
+        Command::Pop { session, fence } => {
+            if let Some(item) = fence.session(&store, &session)?.pop_item().await? {
                 writeln!(out, "{item}")?;
             }
         }
-        Command::Clear { session } => store.session(&session)?.clear_session().await?,
+        Command::Clear { session, fence } => {
+            fence.session(&store, &session)?.clear_session().await?
+        }
+        Command::Lease(lease) => {
+            let (ttl, wait) = durations.unwrap_or((std::time::Duration::ZERO, None));
+            match lease {
+                LeaseCommand::Acquire { session, owner, .. } => {
+                    let lease = store.acquire_lease(&session, &owner, ttl, wait).await?;
+                    writeln!(out, "{}", lease_json(&session, &lease))?;
+                }
+                LeaseCommand::Renew { session, token, .. } => {
+                    let lease = store.renew_lease(&session, token, ttl).await?;
+                    writeln!(out, "{}", lease_json(&session, &lease))?;
+                }
+                LeaseCommand::Release { session, token } => {
+                    store.release_lease(&session, token).await?
+                }
+            }
+        }
         Command::List { prefix, json } => {
             let mut options = ListOptions::default();
             options.prefix = prefix;

@@ -173,12 +173,14 @@ fn info_prints_json_and_missing_exits_3() {
             "item_count",
             "created_at",
             "updated_at",
-            "expires_at"
+            "expires_at",
+            "lease"
         ]
     );
     assert_eq!(v["session_id"], "s");
     assert_eq!(v["item_count"].as_u64(), Some(2));
     assert!(v["expires_at"].is_null());
+    assert!(v["lease"].is_null(), "no lease");
     let created = v["created_at"].as_str().unwrap();
     assert_eq!(created.len(), "2026-11-26T12:00:00.000Z".len(), "{created}");
     assert!(
@@ -1711,4 +1713,215 @@ fn history_transactions_on_redis_and_dynamodb() {
         );
         assert_eq!(code(&run(&["clear", &s], "")), 0, "{name}");
     }
+}
+
+/// `lease acquire/renew/release` and `--fencing-token` on one store URL: the printed JSON, the
+/// same-owner rule, exit 4 for a held lease and a fenced write (nothing changed), `info`
+/// showing the lease, waiting for an expiry, and bad durations exiting 2.
+fn lease_commands_on(env: &Env, url: &str, session: &str) {
+    let run =
+        |args: &[&str]| -> Output { env.cmd().arg("--url").arg(url).args(args).output().unwrap() };
+    let run_stdin = |args: &[&str], stdin: &str| -> Output {
+        let mut child = env
+            .cmd()
+            .arg("--url")
+            .arg(url)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let json = |o: &Output| -> serde_json::Value {
+        assert_eq!(code(o), 0, "{url}: {}", stderr(o));
+        serde_json::from_str(stdout(o).trim()).unwrap()
+    };
+    let _ = run(&["clear", session]);
+    let lease = json(&run(&[
+        "lease", "acquire", session, "--owner", "worker-1", "--ttl", "30",
+    ]));
+    let keys: Vec<&String> = lease.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        ["session_id", "owner", "token", "expires_at"],
+        "{url}"
+    );
+    assert_eq!(lease["session_id"], session);
+    assert_eq!(lease["owner"], "worker-1");
+    let token = lease["token"].as_u64().unwrap();
+    assert!(token > 0);
+    let expires = lease["expires_at"].as_str().unwrap();
+    assert!(
+        expires.len() == 24 && expires.ends_with('Z') && expires.as_bytes()[10] == b'T',
+        "RFC 3339 as info prints times: {expires}"
+    );
+    // Acquiring does not create the session.
+    assert_eq!(code(&run(&["info", session])), 3, "{url}");
+    // Another owner: exit 4 naming the holder and its expiry.
+    let held = run(&[
+        "lease", "acquire", session, "--owner", "worker-2", "--ttl", "30",
+    ]);
+    assert_eq!(code(&held), 4, "{url}: {}", stderr(&held));
+    assert!(
+        stderr(&held).contains("lease held") && stderr(&held).contains("worker-1"),
+        "{}",
+        stderr(&held)
+    );
+    assert!(stdout(&held).is_empty());
+    // The same owner: the same token, a later expiry.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let again = json(&run(&[
+        "lease", "acquire", session, "--owner", "worker-1", "--ttl", "30",
+    ]));
+    assert_eq!(again["token"].as_u64(), Some(token));
+    assert!(again["expires_at"].as_str().unwrap() > expires);
+    // Fenced writes with the token work; with another one they exit 4 and change nothing.
+    let t = token.to_string();
+    let stale = (token - 1).to_string();
+    let o = run(&[
+        "add",
+        session,
+        "--fencing-token",
+        &t,
+        r#"{"n":0}"#,
+        r#"{"n":1}"#,
+    ]);
+    assert_eq!(code(&o), 0, "{url}: {}", stderr(&o));
+    let o = run(&["pop", session, "--fencing-token", &t]);
+    assert_eq!(stdout(&o), "{\"n\":1}\n", "{url}: {}", stderr(&o));
+    let tx = r#"{"type":"append_items","items":[{"n":2}]}"#;
+    let o = run_stdin(
+        &[
+            "apply",
+            session,
+            "--operation-id",
+            "op-1",
+            "--fencing-token",
+            &t,
+        ],
+        tx,
+    );
+    assert_eq!(stdout(&o), "applied\n", "{url}: {}", stderr(&o));
+    let o = run(&[
+        "add",
+        session,
+        "--operation-id",
+        "op-2",
+        "--fencing-token",
+        &t,
+        r#"{"n":3}"#,
+    ]);
+    assert_eq!(stdout(&o), "applied\n", "{url}: {}", stderr(&o));
+    let before = stdout(&run(&["get", session]));
+    assert_eq!(before, "{\"n\":0}\n{\"n\":2}\n{\"n\":3}\n");
+    for args in [
+        vec!["add", session, "--fencing-token", &stale, r#"{"n":9}"#],
+        vec!["pop", session, "--fencing-token", &stale],
+        vec!["clear", session, "--fencing-token", &stale],
+    ] {
+        let o = run(&args);
+        assert_eq!(code(&o), 4, "{url}: {args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("fenced"), "{}", stderr(&o));
+        assert!(stdout(&o).is_empty(), "{args:?}");
+    }
+    let o = run_stdin(
+        &[
+            "apply",
+            session,
+            "--operation-id",
+            "op-3",
+            "--fencing-token",
+            &stale,
+        ],
+        tx,
+    );
+    assert_eq!(code(&o), 4, "{url}: {}", stderr(&o));
+    assert_eq!(stdout(&run(&["get", session])), before, "nothing changed");
+    // info shows the live lease.
+    let info = json(&run(&["info", session]));
+    assert_eq!(info["item_count"], 3);
+    assert_eq!(info["lease"]["owner"], "worker-1");
+    assert_eq!(info["lease"]["token"].as_u64(), Some(token));
+    assert!(info["lease"]["expires_at"].as_str().unwrap().ends_with('Z'));
+    // Renew prints the lease; a fenced clear keeps it.
+    let renewed = json(&run(&[
+        "lease", "renew", session, "--token", &t, "--ttl", "60",
+    ]));
+    assert_eq!(renewed["token"].as_u64(), Some(token));
+    assert_eq!(code(&run(&["clear", session, "--fencing-token", &t])), 0);
+    assert_eq!(code(&run(&["info", session])), 3, "cleared");
+    // Release; again (a no-op); a stale renew exits 4.
+    assert_eq!(code(&run(&["lease", "release", session, "--token", &t])), 0);
+    assert_eq!(code(&run(&["lease", "release", session, "--token", &t])), 0);
+    let o = run(&["lease", "renew", session, "--token", &t, "--ttl", "5"]);
+    assert_eq!(code(&o), 4, "{url}: {}", stderr(&o));
+    // Waiting: a lease of 1 s, then another owner waiting up to 10 s gets it after expiry.
+    let short = json(&run(&[
+        "lease", "acquire", session, "--owner", "brief", "--ttl", "1",
+    ]));
+    let started = std::time::Instant::now();
+    let waited = json(&run(&[
+        "lease", "acquire", session, "--owner", "patient", "--ttl", "30", "--wait", "10",
+    ]));
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= std::time::Duration::from_millis(500)
+            && elapsed < std::time::Duration::from_secs(8),
+        "{elapsed:?}"
+    );
+    assert!(waited["token"].as_u64() > short["token"].as_u64());
+    assert_eq!(waited["owner"], "patient");
+    let old = short["token"].to_string();
+    let o = run(&["add", session, "--fencing-token", &old, r#"{"late":1}"#]);
+    assert_eq!(code(&o), 4, "the old holder is fenced: {}", stderr(&o));
+    // A wait too short: exit 4 after about the wait.
+    let o = run(&[
+        "lease", "acquire", session, "--owner", "hasty", "--ttl", "30", "--wait", "0.3",
+    ]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(stderr(&o).contains("patient"), "{}", stderr(&o));
+    // Bad durations and tokens: exit 2.
+    for args in [
+        vec!["lease", "acquire", session, "--owner", "o", "--ttl", "0"],
+        vec!["lease", "acquire", session, "--owner", "o", "--ttl", "x"],
+        vec![
+            "lease", "acquire", session, "--owner", "o", "--ttl", "5", "--wait", "-1",
+        ],
+        vec!["lease", "renew", session, "--token", "-3", "--ttl", "5"],
+        vec!["add", session, "--fencing-token", "x", r#"{"a":1}"#],
+        vec!["lease", "acquire", session, "--owner", "", "--ttl", "5"],
+    ] {
+        assert_eq!(code(&run(&args)), 2, "{url}: {args:?}");
+    }
+    let waited_token = waited["token"].to_string();
+    assert_eq!(
+        code(&run(&[
+            "lease",
+            "release",
+            session,
+            "--token",
+            &waited_token
+        ])),
+        0
+    );
+}
+
+#[test]
+fn lease_commands_and_fencing_tokens() {
+    let env = Env::new("lease");
+    lease_commands_on(&env, &env.url(), "leased");
+    let redis = std::env::var("OAS_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!("OAS_TEST_REDIS_URL is not set: run scripts/test.sh, or scripts/servers.sh start and source target/test-servers.env")
+    });
+    let sep = if redis.contains('?') { '&' } else { '?' };
+    let redis = format!("{redis}{sep}prefix=cli_lease_{}", std::process::id());
+    lease_commands_on(&env, &redis, "leased");
 }
