@@ -5,14 +5,15 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::provider::{error::CredentialsError, future, ProvideCredentials};
 use aws_credential_types::Credentials;
 use openai_agents_session::backend::dynamodb::open_with_credentials;
 use openai_agents_session::{
-    Applied, ConflictReason, Error, ErrorKind, FailureCause, HistoryTransaction, Item, Operation,
-    Session, Store,
+    Applied, ConflictReason, Error, ErrorKind, FailureCause, HistoryTransaction, Item, Lease,
+    Operation, Session, Store, StoreSession, Timestamp,
 };
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -23,11 +24,23 @@ pyo3::create_exception!(
     NativeError,
     PyException,
     "An error of the Rust core: args are (kind, cause, operation, session_id, message, \
-     reason), the stable names of ErrorKind::name(), FailureCause::name() (or None), \
-     Operation::as_str(), the session id (or None), the full message and, for a conflict, \
-     ConflictReason::name() (else None). The package raises the class of the error table \
-     for it."
+     reason, lease), the stable names of ErrorKind::name(), FailureCause::name() (or None), \
+     Operation::as_str(), the session id (or None), the full message, for a conflict \
+     ConflictReason::name() (else None) and, for lease_held (the holder) and fenced (the \
+     session's live lease, if any), the lease as (owner, token, expires_at in epoch \
+     milliseconds) (else None). The package raises the class of the error table for it."
 );
+
+/// A lease as Python receives it: `(owner, token, expires_at in epoch milliseconds)`.
+type PyLease = (String, u64, i64);
+
+fn lease_to_py(lease: &Lease) -> PyLease {
+    (
+        lease.owner.clone(),
+        lease.token,
+        lease.expires_at.as_millis(),
+    )
+}
 
 /// The one transport of a core error to Python: its stable names, never a `Debug` string.
 fn to_py(err: Error) -> PyErr {
@@ -38,7 +51,36 @@ fn to_py(err: Error) -> PyErr {
         err.session_id().map(str::to_owned),
         err.to_string(),
         err.conflict_reason().map(ConflictReason::name),
+        err.lease_holder().map(lease_to_py),
     ))
+}
+
+/// A duration given in seconds from Python (`what` names it in the error): finite and not
+/// negative, else `InvalidInput` of `op` on `session_id`. The core checks the ranges.
+fn seconds(op: Operation, session_id: &str, what: &str, secs: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(secs).map_err(|_| {
+        to_py(
+            Error::new(
+                ErrorKind::InvalidInput,
+                op,
+                format!("{what} must be a finite number of seconds, at least 0, got {secs}"),
+            )
+            .with_session(session_id),
+        )
+    })
+}
+
+/// The handle a write goes through: fenced by `fencing_token` when one is given.
+fn handle(
+    store: &Store,
+    session_id: &str,
+    fencing_token: Option<u64>,
+) -> openai_agents_session::Result<StoreSession> {
+    let session = store.session(session_id)?;
+    Ok(match fencing_token {
+        Some(token) => session.fenced(token),
+        None => session,
+    })
 }
 
 /// AWS credentials asked of a Python callable (the package passes one that reads the boto3 or
@@ -202,12 +244,15 @@ impl NativeStore {
     }
 
     /// Appends JSON object texts as one atomic batch; an awaitable. Every text is validated
-    /// before anything is written.
+    /// before anything is written. With `fencing_token`, the write checks in the same atomic
+    /// step that the token is the session's live lease's (else `fenced`, nothing written).
+    #[pyo3(signature = (session_id, items, fencing_token=None))]
     fn add_items<'py>(
         &self,
         py: Python<'py>,
         session_id: String,
         items: Vec<String>,
+        fencing_token: Option<u64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let parsed = items
             .iter()
@@ -229,20 +274,26 @@ impl NativeStore {
             py,
             Operation::AddItems,
             Some(session_id.clone()),
-            move |store| async move { store.session(&session_id)?.add_items(parsed).await },
+            move |store| async move {
+                handle(&store, &session_id, fencing_token)?
+                    .add_items(parsed)
+                    .await
+            },
         )
     }
 
     /// Applies a history transaction (its JSON text, the shapes of
     /// `HistoryTransaction::from_json`) under `operation_id`; an awaitable of `True` when it
     /// was applied now, `False` when it had been applied before under the same id. The text
-    /// and the id are checked before anything is written.
+    /// and the id are checked before anything is written. `fencing_token`: as `add_items`.
+    #[pyo3(signature = (session_id, operation_id, transaction, fencing_token=None))]
     fn apply_history_transaction<'py>(
         &self,
         py: Python<'py>,
         session_id: String,
         operation_id: String,
         transaction: String,
+        fencing_token: Option<u64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let op = Operation::ApplyTransaction;
         let invalid = |e: Error| {
@@ -252,8 +303,7 @@ impl NativeStore {
         openai_agents_session::history::validate_operation_id(&operation_id).map_err(invalid)?;
         let tx = HistoryTransaction::from_json(&transaction).map_err(invalid)?;
         self.awaitable(py, op, Some(session_id.clone()), move |store| async move {
-            let applied = store
-                .session(&session_id)?
+            let applied = handle(&store, &session_id, fencing_token)?
                 .apply_history_transaction(&operation_id, &tx)
                 .await?;
             Ok(applied == Applied::Now)
@@ -261,29 +311,116 @@ impl NativeStore {
     }
 
     /// Removes and returns the newest item's JSON text, or None; an awaitable.
-    fn pop_item<'py>(&self, py: Python<'py>, session_id: String) -> PyResult<Bound<'py, PyAny>> {
+    /// `fencing_token`: as `add_items`.
+    #[pyo3(signature = (session_id, fencing_token=None))]
+    fn pop_item<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: String,
+        fencing_token: Option<u64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         self.awaitable(
             py,
             Operation::PopItem,
             Some(session_id.clone()),
             move |store| async move {
-                let item = store.session(&session_id)?.pop_item().await?;
+                let item = handle(&store, &session_id, fencing_token)?
+                    .pop_item()
+                    .await?;
                 Ok(item.map(Item::into_string))
             },
         )
     }
 
-    /// Deletes the session; an awaitable.
+    /// Deletes the session (not its lease); an awaitable. `fencing_token`: as `add_items`.
+    #[pyo3(signature = (session_id, fencing_token=None))]
     fn clear_session<'py>(
         &self,
         py: Python<'py>,
         session_id: String,
+        fencing_token: Option<u64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.awaitable(
             py,
             Operation::ClearSession,
             Some(session_id.clone()),
-            move |store| async move { store.session(&session_id)?.clear_session().await },
+            move |store| async move {
+                handle(&store, &session_id, fencing_token)?
+                    .clear_session()
+                    .await
+            },
+        )
+    }
+
+    /// Acquires the session's lease for `owner` for `ttl` seconds, polling with backoff for up
+    /// to `wait` seconds while another owner holds it (None: fail at once with `lease_held`);
+    /// an awaitable of `(owner, token, expires_at in epoch milliseconds)`. The same owner
+    /// acquiring again gets its token, extended. Does not create the session.
+    #[pyo3(signature = (session_id, owner, ttl, wait=None))]
+    fn acquire_lease<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: String,
+        owner: String,
+        ttl: f64,
+        wait: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let op = Operation::AcquireLease;
+        let ttl = seconds(op, &session_id, "a lease ttl", ttl)?;
+        let wait = wait
+            .map(|w| seconds(op, &session_id, "a lease wait", w))
+            .transpose()?;
+        self.awaitable(py, op, Some(session_id.clone()), move |store| async move {
+            let lease = store.acquire_lease(&session_id, &owner, ttl, wait).await?;
+            Ok(lease_to_py(&lease))
+        })
+    }
+
+    /// Moves the expiry of the session's live lease of `token` to now + `ttl` seconds; an
+    /// awaitable of the lease, as `acquire_lease`'s. `fenced` when `token` is not the live
+    /// lease's (expired, released or taken over).
+    fn renew_lease<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: String,
+        token: u64,
+        ttl: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let op = Operation::RenewLease;
+        let ttl = seconds(op, &session_id, "a lease ttl", ttl)?;
+        self.awaitable(py, op, Some(session_id.clone()), move |store| async move {
+            let lease = store.renew_lease(&session_id, token, ttl).await?;
+            Ok(lease_to_py(&lease))
+        })
+    }
+
+    /// Ends the session's lease of `token` now; an awaitable. A no-op when it ended already;
+    /// `fenced` when another token was granted since.
+    fn release_lease<'py>(
+        &self,
+        py: Python<'py>,
+        session_id: String,
+        token: u64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.awaitable(
+            py,
+            Operation::ReleaseLease,
+            Some(session_id.clone()),
+            move |store| async move { store.release_lease(&session_id, token).await },
+        )
+    }
+
+    /// The session's live lease as `(owner, token, expires_at in epoch milliseconds)`, or
+    /// None; an awaitable.
+    fn lease_info<'py>(&self, py: Python<'py>, session_id: String) -> PyResult<Bound<'py, PyAny>> {
+        self.awaitable(
+            py,
+            Operation::LeaseInfo,
+            Some(session_id.clone()),
+            move |store| async move {
+                let lease = store.lease_info(&session_id).await?;
+                Ok(lease.as_ref().map(lease_to_py))
+            },
         )
     }
 
@@ -310,17 +447,20 @@ fn _error_kinds() -> Vec<&'static str> {
 
 /// Test hook: raises the `NativeError` of a real core `Error` of kind `kind` (an
 /// `ErrorKind::name()`), with `cause` (`"timeout"`, `"connection"` or None), `operation` (an
-/// `Operation::as_str()`), `session_id` and `reason` (a `ConflictReason::name()`, or None),
-/// through the same `to_py` as every operation, so that the error table is tested on the
-/// production transport.
+/// `Operation::as_str()`), `session_id`, `reason` (a `ConflictReason::name()`, or None) and
+/// `lease` (`(owner, token, expires_at_millis)`: the holder of a `lease_held` error, the live
+/// lease of a `fenced` one, made by `Error::lease_held` / `Error::fenced` with token 1), through
+/// the same `to_py` as every operation, so that the error table is tested on the production
+/// transport.
 #[pyfunction]
-#[pyo3(signature = (kind, cause=None, operation="add_items", session_id=None, reason=None))]
+#[pyo3(signature = (kind, cause=None, operation="add_items", session_id=None, reason=None, lease=None))]
 fn _raise_for_test(
     kind: &str,
     cause: Option<&str>,
     operation: &str,
     session_id: Option<String>,
     reason: Option<&str>,
+    lease: Option<PyLease>,
 ) -> PyResult<()> {
     let unknown = |what: &str, name: &str| {
         pyo3::exceptions::PyValueError::new_err(format!("unknown {what} {name:?}"))
@@ -333,7 +473,23 @@ fn _raise_for_test(
         .into_iter()
         .find(|op| op.as_str() == operation)
         .ok_or_else(|| unknown("operation", operation))?;
-    let mut err = Error::new(kind, operation, format!("a test {} error", kind.name()));
+    let mut err = match (kind, lease) {
+        (_, None) => Error::new(kind, operation, format!("a test {} error", kind.name())),
+        (ErrorKind::LeaseHeld, Some((owner, token, millis))) => {
+            Error::lease_held(Lease::new(owner, token, Timestamp::from_millis(millis)))
+                .with_operation(operation)
+        }
+        (ErrorKind::Fenced, Some((owner, token, millis))) => Error::fenced(
+            operation,
+            1,
+            Some(Lease::new(owner, token, Timestamp::from_millis(millis))),
+        ),
+        (_, Some(_)) => {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "a lease goes with kind lease_held or fenced only",
+            ))
+        }
+    };
     if let Some(cause) = cause {
         err = err.with_cause(
             [FailureCause::Timeout, FailureCause::Connection]

@@ -1,10 +1,13 @@
 """A sample using the API, type-checked with mypy by test_types.py."""
 
 import asyncio
+import datetime
 from typing import Any, Dict, List, Optional
 
 from openai_agents_session import (
+    FencedError,
     HistoryConflictError,
+    LeaseHeldError,
     OutcomeUnknownError,
     RedisSession,
     SessionError,
@@ -44,6 +47,22 @@ async def main() -> None:
         reason: Optional[str] = err.reason
         conflict_kind: str = err.kind
         print(applied_now, reason, conflict_kind, isinstance(err, ValueError))
+    try:
+        async with session.lease("worker-1", ttl=30.0, wait=5.0) as fenced:
+            same_class: SQLiteSession = fenced
+            token: Optional[int] = fenced.fencing_token
+            await same_class.add_items([{"role": "user", "content": "fenced"}])
+            print(token)
+    except LeaseHeldError as err:
+        holder: Optional[str] = err.owner
+        until: Optional[datetime.datetime] = err.expires_at
+        print(holder, until)
+    except FencedError as err:
+        print(err.lease)
+    info = await session.lease_info()
+    if info is not None:
+        expires: datetime.datetime = info["expires_at"]
+        print(info["owner"], info["token"], expires)
 
 
 if __name__ == "__main__":

@@ -15,9 +15,11 @@ import openai_agents_session as oas
 from openai_agents_session import (
     ConfigError,
     DynamoDBSession,
+    FencedError,
     HistoryConflictError,
     InvalidInputError,
     InvalidSessionIdError,
+    LeaseHeldError,
     LegacyDataError,
     OutcomeUnknownConnectionError,
     OutcomeUnknownError,
@@ -74,6 +76,8 @@ TABLE = {
     ("unsupported_format", None): (UnsupportedFormatError, [SessionError]),
     ("legacy_data", None): (LegacyDataError, [SessionError]),
     ("conflict", None): (HistoryConflictError, [SessionError, ValueError]),
+    ("lease_held", None): (LeaseHeldError, [SessionError, ValueError]),
+    ("fenced", None): (FencedError, [SessionError, ValueError]),
     ("backend", None): (SessionError, [Exception]),
 }
 
@@ -82,15 +86,16 @@ TABLE = {
 NETWORK_BASES = [TimeoutError, ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.ConnectionError]
 
 
-def native_error(kind, cause=None, operation="add_items", session_id="table-1", reason=None):
+def native_error(kind, cause=None, operation="add_items", session_id="table-1", reason=None, lease=None):
     """A real core Error of `kind`, through the production transport (`to_py` in src/lib.rs)
-    and the production conversion (`_call`); a conflict carries a reason."""
+    and the production conversion (`_call`); a conflict carries a reason, a lease_held or
+    fenced error the `lease` given (owner, token, expires_at_millis)."""
     if kind == "conflict" and reason is None:
         reason = "suffix_mismatch"
 
     async def body():
         async def awaitable():
-            _native._raise_for_test(kind, cause, operation, session_id, reason)
+            _native._raise_for_test(kind, cause, operation, session_id, reason, lease)
 
         with pytest.raises(SessionError) as caught:
             await oas._call(awaitable)
@@ -101,7 +106,7 @@ def native_error(kind, cause=None, operation="add_items", session_id="table-1", 
 
 def test_the_table_covers_every_kind_of_the_core():
     kinds = _native._error_kinds()
-    assert len(kinds) == len(set(kinds)) == 13, kinds
+    assert len(kinds) == len(set(kinds)) == 15, kinds
     assert {kind for kind, _ in TABLE} == set(kinds), "every ErrorKind of the Rust core is in the table"
 
 
@@ -135,6 +140,31 @@ def test_conflict_reason_travels_through_the_native_error():
         _native._raise_for_test("conflict", None, "add_items", None, "no_such_reason")
 
 
+def test_lease_errors_carry_the_lease_through_the_native_error():
+    """Issue 14: the core's Error::lease_holder() is the seventh arg of the native error: the
+    holder of a lease_held error (`.lease`, `.owner`, `.expires_at`), the session's live lease
+    of a fenced one (`.lease`); other kinds carry none."""
+    import datetime
+
+    millis = 1_800_000_000_123
+    expires = datetime.datetime(2027, 1, 15, 8, 0, 0, 123000, tzinfo=datetime.timezone.utc)
+    assert round(expires.timestamp() * 1000) == millis
+    held = native_error("lease_held", operation="acquire_lease", session_id="s", lease=("worker-1", 42, millis))
+    assert type(held) is LeaseHeldError and isinstance(held, ValueError)
+    assert (held.kind, held.operation, held.session_id) == ("lease_held", "acquire_lease", "s")
+    assert held.lease == {"owner": "worker-1", "token": 42, "expires_at": expires}
+    assert (held.owner, held.expires_at) == ("worker-1", expires) and held.expires_at.tzinfo is not None
+    assert '"worker-1"' in str(held) and "2027-01-15T08:00:00.123Z" in str(held)
+    fenced = native_error("fenced", operation="pop_item", session_id="s", lease=("worker-2", 43, millis))
+    assert type(fenced) is FencedError and fenced.lease == {"owner": "worker-2", "token": 43, "expires_at": expires}
+    assert (fenced.kind, fenced.operation) == ("fenced", "pop_item") and "fencing token 1" in str(fenced)
+    for kind in ("lease_held", "fenced"):
+        assert native_error(kind).lease is None, "no lease known"
+    assert not hasattr(native_error("conflict"), "lease")
+    with pytest.raises(ValueError):
+        _native._raise_for_test("conflict", None, "add_items", None, None, ("w", 1, 0))
+
+
 def test_unknown_outcome_writes_are_caught_by_the_seeds_except_clauses():
     """Item 2: a write whose answer timed out is caught by `except redis.TimeoutError:` and by
     `except TimeoutError:` (the seed's documented handlers); a lost connection by the
@@ -158,7 +188,7 @@ def test_every_class_is_exported_with_its_bases():
     for name in ("SessionError", "InvalidInputError", "InvalidSessionIdError", "SessionTooLargeError", "ConfigError", "SessionNotFoundError",
                  "SessionConnectionError", "SessionTimeoutError", "OutcomeUnknownError", "OutcomeUnknownTimeoutError",
                  "OutcomeUnknownConnectionError", "UnreadableRecordError", "UnsupportedFormatError", "LegacyDataError", "SessionClosedError",
-                 "HistoryConflictError"):
+                 "HistoryConflictError", "LeaseHeldError", "FencedError"):
         assert name in oas.__all__ and issubclass(getattr(oas, name), SessionError), name
     assert issubclass(SessionClosedError, RuntimeError)
     assert SessionError.kind == "backend" and SessionError("x").operation is None and SessionError("x").session_id is None

@@ -9,16 +9,24 @@ Drop-in sessions for ``agents.Runner``::
 Every method is a genuine awaitable running in Rust: it never blocks the event loop. Sessions
 created from the same client or URL share one store (one connection pool, one runtime);
 constructors do no I/O.
+
+One run at a time per conversation, across processes, with a lease and its fencing token::
+
+    async with session.lease("worker-1", ttl=30.0, wait=60.0) as fenced:
+        result = await Runner.run(agent, "Hello", session=fenced)
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import datetime as _datetime
 import inspect
 import json
+import math
 import os
 import threading
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Generic, List, Mapping, Optional, Tuple, Type, TypeVar
 from urllib.parse import quote, urlencode
 
 from ._native import NativeError, NativeStore
@@ -28,9 +36,11 @@ __version__ = "0.2.0.dev0"
 __all__ = [
     "ConfigError",
     "DynamoDBSession",
+    "FencedError",
     "HistoryConflictError",
     "InvalidInputError",
     "InvalidSessionIdError",
+    "LeaseHeldError",
     "LegacyDataError",
     "OutcomeUnknownConnectionError",
     "OutcomeUnknownError",
@@ -40,6 +50,7 @@ __all__ = [
     "SessionClosedError",
     "SessionConnectionError",
     "SessionError",
+    "SessionLease",
     "SessionNotFoundError",
     "SessionTimeoutError",
     "SessionTooLargeError",
@@ -104,6 +115,10 @@ except Exception:  # pragma: no cover - exercised without openai-agents
 #   legacy_data           LegacyDataError                 SessionError
 #   conflict              HistoryConflictError            SessionError, ValueError
 #     (.reason: operation_reused or suffix_mismatch)
+#   lease_held            LeaseHeldError                  SessionError, ValueError
+#     (.lease, .owner, .expires_at: the holder)
+#   fenced                FencedError                     SessionError, ValueError
+#     (.lease: the session's live lease, if any)
 #   backend (and any      SessionError                    Exception
 #     kind added later)
 
@@ -239,6 +254,58 @@ class HistoryConflictError(SessionError, ValueError):
         self.reason = reason
 
 
+LeaseInfo = Dict[str, Any]
+"""A lease as ``lease_info()`` gives it: ``{"owner": str, "token": int, "expires_at": datetime}``
+(``expires_at`` timezone-aware, UTC)."""
+
+_EPOCH = _datetime.datetime(1970, 1, 1, tzinfo=_datetime.timezone.utc)
+
+
+def _lease_info(lease: Any) -> Optional[LeaseInfo]:
+    """The dict of a native lease ``(owner, token, expires_at in epoch milliseconds)``."""
+    if lease is None:
+        return None
+    owner, token, millis = lease
+    return {"owner": owner, "token": int(token), "expires_at": _EPOCH + _datetime.timedelta(milliseconds=int(millis))}
+
+
+class LeaseHeldError(SessionError, ValueError):
+    """``session.lease()`` found the session's lease held by another owner (and ``wait``, if
+    given, ran out); nothing was changed. ``lease`` is the holder's lease (``lease_info()``'s
+    dict), ``owner`` and ``expires_at`` its owner and expiry (None when not known)."""
+
+    kind = "lease_held"
+    lease: Optional[LeaseInfo] = None
+
+    def __init__(self, message: str = "", *, lease: Optional[LeaseInfo] = None, kind: Optional[str] = None, operation: Optional[str] = None, session_id: Optional[str] = None) -> None:
+        super().__init__(message, kind=kind, operation=operation, session_id=session_id)
+        self.lease = lease
+
+    @property
+    def owner(self) -> Optional[str]:
+        """The holder's owner label."""
+        return None if self.lease is None else self.lease["owner"]
+
+    @property
+    def expires_at(self) -> Optional[_datetime.datetime]:
+        """When the holder's lease expires unless renewed (timezone-aware, UTC)."""
+        return None if self.lease is None else self.lease["expires_at"]
+
+
+class FencedError(SessionError, ValueError):
+    """A write of a fenced session (the one ``session.lease()`` yields) was refused because its
+    fencing token is no longer the session's live lease: the block was left, the lease expired
+    or another owner took it over. Nothing was changed. ``lease`` is the session's live lease
+    at the time (``lease_info()``'s dict), or None when there is none or it is not known."""
+
+    kind = "fenced"
+    lease: Optional[LeaseInfo] = None
+
+    def __init__(self, message: str = "", *, lease: Optional[LeaseInfo] = None, kind: Optional[str] = None, operation: Optional[str] = None, session_id: Optional[str] = None) -> None:
+        super().__init__(message, kind=kind, operation=operation, session_id=session_id)
+        self.lease = lease
+
+
 class SessionClosedError(SessionError, RuntimeError):
     """The session was closed."""
 
@@ -256,6 +323,8 @@ _KINDS: Dict[str, Any] = {
     "unsupported_format": UnsupportedFormatError,
     "legacy_data": LegacyDataError,
     "conflict": HistoryConflictError,
+    "lease_held": LeaseHeldError,
+    "fenced": FencedError,
     "backend": SessionError,
 }
 
@@ -275,16 +344,18 @@ def _error_class(kind: str, cause: Optional[str]) -> Any:
 
 def _convert(err: NativeError, session_id: Optional[str] = None) -> SessionError:
     """The package's error for a core error (args: kind, cause, operation, session_id, message,
-    reason); ``session_id`` names the session when the core's error names none."""
+    reason, lease); ``session_id`` names the session when the core's error names none."""
     args = err.args
-    if len(args) == 6:
-        kind, cause, operation, sid, message, reason = args
-    else:  # pragma: no cover - the transport always sends six
-        kind, cause, operation, sid, message, reason = "backend", None, None, None, str(err), None
+    if len(args) == 7:
+        kind, cause, operation, sid, message, reason, lease = args
+    else:  # pragma: no cover - the transport always sends seven
+        kind, cause, operation, sid, message, reason, lease = "backend", None, None, None, str(err), None, None
     cls = _error_class(kind, cause)
     sid = sid if sid is not None else session_id
     if issubclass(cls, HistoryConflictError):
         return cls(message, reason=reason, kind=kind, operation=operation, session_id=sid)  # type: ignore[no-any-return]
+    if issubclass(cls, (LeaseHeldError, FencedError)):
+        return cls(message, lease=_lease_info(lease), kind=kind, operation=operation, session_id=sid)  # type: ignore[no-any-return]
     return cls(message, kind=kind, operation=operation, session_id=sid)  # type: ignore[no-any-return]
 
 
@@ -388,10 +459,37 @@ def _dump_transaction(transaction: Any, session_id: str) -> str:
         raise invalid(f"the transaction is not JSON ({err})") from None
 
 
+class _LeaseState:
+    """What a fenced session knows of its lease: the token, and whether the lease ended (its
+    block was left) or was lost (a renewal or a write was refused with ``fenced``). Shared by
+    the ``SessionLease`` that renews it and the fenced session that writes with it."""
+
+    __slots__ = ("owner", "token", "expires_at", "ended", "lost")
+
+    def __init__(self, owner: str, token: int, expires_at: _datetime.datetime) -> None:
+        self.owner = owner
+        self.token = token
+        self.expires_at = expires_at
+        self.ended = False
+        self.lost: Optional[FencedError] = None
+
+    def check(self, operation: str, session_id: str) -> None:
+        """Raises ``FencedError`` (nothing is sent) once the lease ended or was lost."""
+        if not self.ended and self.lost is None:
+            return
+        why = "its `async with session.lease()` block was left" if self.lost is None else f"the lease was lost ({self.lost})"
+        message = f"{operation} on session {json.dumps(session_id, ensure_ascii=False)}: fenced: fencing token {self.token} is no longer valid: {why}; nothing was changed"
+        raise FencedError(message, operation=operation, session_id=session_id)
+
+
+_S = TypeVar("_S", bound="_NativeSession")
+
+
 class _NativeSession(_SessionBase):
     """A session of a shared native store."""
 
     session_settings: "_SessionSettings"  # never None: SessionSettings() by default, as the SDK's
+    _lease_state: Optional[_LeaseState] = None  # set on the fenced copies session.lease() yields
 
     def __init__(self, session_id: str, store: NativeStore, session_settings: Any = None) -> None:
         try:
@@ -407,6 +505,58 @@ class _NativeSession(_SessionBase):
         if self._closed:
             raise SessionClosedError(f"{operation}: session {self.session_id!r} is closed", operation=operation, session_id=self.session_id)
 
+    def _fencing_token(self, operation: str) -> Optional[int]:
+        """The token a write carries (None: unfenced); raises ``FencedError`` once the lease of a
+        fenced session ended or was lost."""
+        state = self._lease_state
+        if state is None:
+            return None
+        state.check(operation, self.session_id)
+        return state.token
+
+    async def _write(self, make: Any) -> Any:
+        """A write through ``_call``; a ``fenced`` refusal marks this session's lease lost."""
+        try:
+            return await _call(make)
+        except FencedError as err:
+            if self._lease_state is not None and self._lease_state.lost is None:
+                self._lease_state.lost = err
+            raise
+
+    @property
+    def fencing_token(self) -> Optional[int]:
+        """The fencing token this session's writes carry: set on the session that
+        ``lease()`` yields, None on an ordinary (unfenced) session."""
+        return None if self._lease_state is None else self._lease_state.token
+
+    def lease(self: _S, owner: str, ttl: float = 30.0, wait: Optional[float] = None) -> "SessionLease[_S]":
+        """The session's lease for ``owner``, as an async context manager::
+
+            async with session.lease("worker-1", ttl=30.0, wait=60.0) as fenced:
+                await Runner.run(agent, "Hello", session=fenced)
+
+        Entering acquires the lease (one writer at a time per conversation, across processes):
+        while another owner holds it, ``LeaseHeldError`` at once (``wait=None``) or after
+        waiting up to ``wait`` seconds for it. It yields a fenced session of the same class
+        whose writes (``add_items``, ``pop_item``, ``clear_session``,
+        ``apply_history_transaction``) check atomically that its token is still the live
+        lease's; reads are not fenced. The lease renews itself in the background every
+        ``ttl / 3`` seconds and is released when the block is left. After the block, or once
+        the lease is lost (it expired, e.g. the process stalled past ``ttl``, and another owner
+        took it), the fenced session's writes raise ``FencedError`` and change nothing; leaving
+        the block after the lease was lost raises nothing new.
+
+        ``owner`` (1 to 256 bytes) names the holder: give each holder its own (an owner that
+        acquires again while it holds the lease gets the same token, extended). Other sessions
+        of the conversation are not fenced: leases are cooperative."""
+        return SessionLease(self, owner, ttl, wait)
+
+    async def lease_info(self) -> Optional[LeaseInfo]:
+        """The session's live lease, ``{"owner": str, "token": int, "expires_at": datetime}``
+        (``expires_at`` timezone-aware, UTC), or None when no lease is held."""
+        self._check_open("lease_info")
+        return _lease_info(await _call(lambda: self._store.lease_info(self.session_id)))
+
     async def get_items(self, limit: Optional[int] = None) -> List[Any]:
         """The newest ``limit`` items (all with None), oldest first; ``0`` or less gives []."""
         self._check_open("get_items")
@@ -420,9 +570,10 @@ class _NativeSession(_SessionBase):
     async def add_items(self, items: List[Any]) -> None:
         """Appends the items as one atomic batch; nothing is written if any item is invalid."""
         self._check_open("add_items")
+        token = self._fencing_token("add_items")
         texts = [_dump(item, self.session_id) for item in items]
         if texts:
-            await _call(lambda: self._store.add_items(self.session_id, texts))
+            await self._write(lambda: self._store.add_items(self.session_id, texts, token))
 
     async def apply_history_transaction(self, operation_id: str, transaction: Mapping[str, Any]) -> bool:
         """Applies a history transaction under ``operation_id`` (non-empty, at most 256 bytes of
@@ -439,6 +590,7 @@ class _NativeSession(_SessionBase):
         ``InvalidInputError`` for an invalid transaction or id (nothing written). A transaction
         that fails does not use up its id."""
         self._check_open("apply_history_transaction")
+        token = self._fencing_token("apply_history_transaction")
         if not isinstance(operation_id, str):
             raise InvalidInputError(
                 f"apply_history_transaction on session {self.session_id!r}: the operation id must be a str, got {type(operation_id).__name__}; nothing was written",
@@ -446,18 +598,20 @@ class _NativeSession(_SessionBase):
                 session_id=self.session_id,
             )
         text = _dump_transaction(transaction, self.session_id)
-        return bool(await _call(lambda: self._store.apply_history_transaction(self.session_id, operation_id, text)))
+        return bool(await self._write(lambda: self._store.apply_history_transaction(self.session_id, operation_id, text, token)))
 
     async def pop_item(self) -> Optional[Any]:
         """Removes and returns the newest item, or None."""
         self._check_open("pop_item")
-        text = await _call(lambda: self._store.pop_item(self.session_id))
+        token = self._fencing_token("pop_item")
+        text = await self._write(lambda: self._store.pop_item(self.session_id, token))
         return None if text is None else json.loads(text)
 
     async def clear_session(self) -> None:
         """Deletes the session (succeeds when it does not exist)."""
         self._check_open("clear_session")
-        await _call(lambda: self._store.clear_session(self.session_id))
+        token = self._fencing_token("clear_session")
+        await self._write(lambda: self._store.clear_session(self.session_id, token))
 
     async def ping(self) -> bool:
         """Connects if needed; True when the store answers."""
@@ -470,7 +624,103 @@ class _NativeSession(_SessionBase):
         self._closed = True
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(session_id={self.session_id!r}, store={self._store.redacted_url!r})"
+        fence = "" if self._lease_state is None else f", fencing_token={self._lease_state.token}"
+        return f"{type(self).__name__}(session_id={self.session_id!r}, store={self._store.redacted_url!r}{fence})"
+
+
+def _lease_seconds(value: Any, name: str, session_id: str, minimum_exclusive: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0 or (minimum_exclusive and value == 0):
+        bound = "more than 0" if minimum_exclusive else "at least 0"
+        raise InvalidInputError(
+            f"acquire_lease on session {session_id!r}: {name} must be a finite number of seconds, {bound}, got {value!r}",
+            operation="acquire_lease",
+            session_id=session_id,
+        )
+    return float(value)
+
+
+class SessionLease(Generic[_S]):
+    """The async context manager ``session.lease(owner, ttl, wait)`` returns (see
+    ``lease()``); entered once. ``info`` is the lease while the block runs (its ``expires_at``
+    moves with each renewal), None before."""
+
+    def __init__(self, session: _S, owner: str, ttl: float = 30.0, wait: Optional[float] = None) -> None:
+        sid = session.session_id
+        if not isinstance(owner, str):
+            raise InvalidInputError(f"acquire_lease on session {sid!r}: the owner must be a str, got {type(owner).__name__}", operation="acquire_lease", session_id=sid)
+        self._session = session
+        self._owner = owner
+        self._ttl = _lease_seconds(ttl, "ttl", sid, True)
+        self._wait = None if wait is None else _lease_seconds(wait, "wait", sid, False)
+        self._state: Optional[_LeaseState] = None
+        self._renewal: Optional["asyncio.Task[None]"] = None
+
+    @property
+    def info(self) -> Optional[LeaseInfo]:
+        state = self._state
+        if state is None:
+            return None
+        return {"owner": state.owner, "token": state.token, "expires_at": state.expires_at}
+
+    async def __aenter__(self) -> _S:
+        session = self._session
+        if self._state is not None:
+            raise RuntimeError("a SessionLease is entered once: call session.lease() again")
+        session._check_open("acquire_lease")
+        store, sid = session._store, session.session_id
+        acquired = _lease_info(await _call(lambda: store.acquire_lease(sid, self._owner, self._ttl, self._wait)))
+        assert acquired is not None
+        state = self._state = _LeaseState(acquired["owner"], acquired["token"], acquired["expires_at"])
+        fenced = copy.copy(session)
+        fenced._lease_state = state
+        self._renewal = asyncio.get_running_loop().create_task(self._renew(store, sid, state))
+        return fenced
+
+    async def _renew(self, store: NativeStore, sid: str, state: _LeaseState) -> None:
+        """Renews the lease every ttl/3 until cancelled; stops once it is refused with
+        ``fenced`` (the lease is lost). Other failures (the store unreachable...) are retried
+        sooner, every ttl/30: the lease holds until its expiry, and a renewal after that is
+        refused with ``fenced``."""
+        interval = self._ttl / 3
+        delay = interval
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                renewed = _lease_info(await _call(lambda: store.renew_lease(sid, state.token, self._ttl)))
+            except FencedError as err:
+                if state.lost is None:
+                    state.lost = err
+                return
+            except Exception:
+                delay = interval / 10
+                continue
+            if renewed is not None:
+                state.expires_at = renewed["expires_at"]
+            delay = interval
+
+    async def __aexit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Any) -> None:
+        """Stops the renewal and releases the lease. After the lease was lost, nothing is
+        raised; a release that fails otherwise (the store unreachable: the lease then ends at
+        its expiry) raises only when the block itself raised nothing."""
+        state, renewal = self._state, self._renewal
+        if state is None or renewal is None:  # pragma: no cover - __aexit__ without __aenter__
+            return None
+        state.ended = True  # the fenced session's writes fail from now on, without I/O
+        renewal.cancel()
+        await asyncio.wait([renewal])  # a renewal in flight is abandoned (a late one is refused)
+        if not renewal.cancelled():
+            renewal.exception()  # retrieved: the loop ends only by cancellation or a refusal
+        if state.lost is not None:
+            return None
+        store, sid = self._session._store, self._session.session_id
+        try:
+            await _call(lambda: store.release_lease(sid, state.token))
+        except FencedError:
+            pass  # lost meanwhile (expired and taken over): nothing new to report
+        except SessionError:
+            if exc_type is None:
+                raise
+        return None
 
 
 def open_session(url: str, session_id: str, *, session_settings: Any = None) -> _NativeSession:
