@@ -224,7 +224,8 @@ impl NativeStore {
         })
     }
 
-    /// The newest `limit` items (all with None) as JSON texts, oldest first; an awaitable.
+    /// The newest `limit` items (all with None), oldest first, as the text of one JSON array;
+    /// an awaitable.
     #[pyo3(signature = (session_id, limit=None))]
     fn get_items<'py>(
         &self,
@@ -238,7 +239,20 @@ impl NativeStore {
             Some(session_id.clone()),
             move |store| async move {
                 let items = store.session(&session_id)?.get_items(limit).await?;
-                Ok(items.into_iter().map(Item::into_string).collect::<Vec<_>>())
+                // One JSON array text: Python parses the whole history with one json.loads
+                // instead of one call per item (the items are exact JSON texts already).
+                let mut text = String::with_capacity(
+                    2 + items.iter().map(|i| i.len_bytes() + 1).sum::<usize>(),
+                );
+                text.push('[');
+                for (n, item) in items.iter().enumerate() {
+                    if n > 0 {
+                        text.push(',');
+                    }
+                    text.push_str(item.as_str());
+                }
+                text.push(']');
+                Ok(text)
             },
         )
     }

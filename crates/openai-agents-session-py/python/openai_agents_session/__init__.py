@@ -564,8 +564,9 @@ class _NativeSession(_SessionBase):
             limit = getattr(self.session_settings, "limit", None)
         if limit is not None and limit <= 0:
             return []
-        texts = await _call(lambda: self._store.get_items(self.session_id, limit))
-        return [json.loads(t) for t in texts]
+        text = await _call(lambda: self._store.get_items(self.session_id, limit))
+        items: List[Any] = json.loads(text)
+        return items
 
     async def add_items(self, items: List[Any]) -> None:
         """Appends the items as one atomic batch; nothing is written if any item is invalid."""
