@@ -58,11 +58,6 @@ where
     }
 }
 
-/// Whether a transaction failed on a condition (someone else wrote first) or a conflict.
-pub(super) fn cancellation<R>(err: &SdkError<TransactWriteItemsError, R>) -> Option<Vec<String>> {
-    cancellation_reasons(err).map(|reasons| reasons.into_iter().map(|r| r.code).collect())
-}
-
 /// Why one action of a cancelled transaction failed: its code (`None` for actions that did
 /// not fail, `ConditionalCheckFailed`, `TransactionConflict`...) and, for a failed condition of
 /// an action that asked for it (`ReturnValuesOnConditionCheckFailure`), the item as stored.
@@ -234,12 +229,15 @@ mod tests {
             TransactWriteItemsError::TransactionCanceledException(cancelled),
             (),
         );
+        let codes = |e: &SdkError<TransactWriteItemsError, ()>| {
+            cancellation_reasons(e).map(|rs| rs.into_iter().map(|r| r.code).collect::<Vec<_>>())
+        };
         assert_eq!(
-            cancellation(&err),
+            codes(&err),
             Some(vec!["None".to_owned(), "ConditionalCheckFailed".to_owned()])
         );
         let other = SdkError::<TransactWriteItemsError, ()>::timeout_error(boxed("slow"));
-        assert_eq!(cancellation(&other), None);
+        assert_eq!(codes(&other), None);
         assert_eq!(cancellation_reasons(&other), None);
     }
 

@@ -26,8 +26,9 @@ use super::error::{build_error, is_condition_failure, map_sdk, Reason};
 use super::layout::{
     expr_maps, item_key, meta_key, n, new_life, op_item, op_sk, part_sk, parts_of, pending_attr,
     prepare, record_items, remembered, replacing_attr, seq_of, Meta, MetaState, Prepared,
-    Remembered, OP_FREE,
+    Remembered, Row, OP_FREE,
 };
+use super::lease::{check_read, failed_at, fenced_by};
 use super::staged::{Target, REPLACED_GENERATION_GRACE};
 use super::write::{backoff, MAX_TX_ACTIONS, MAX_TX_BYTES};
 use super::{millis, now_ms, DynamoDbBackend, Inner};
@@ -104,10 +105,14 @@ enum Attempt {
 }
 
 impl DynamoDbBackend {
+    /// Applies a transaction; with `fence`, only while that token is the session's live
+    /// lease's: a read that sees the lease item refuses at once, and the transaction that
+    /// makes the change visible carries the lease's ConditionCheck.
     pub(super) async fn apply_history(
         &self,
         session_id: &str,
         prepared: &PreparedTransaction,
+        fence: Option<u64>,
     ) -> Result<Applied> {
         let op = Operation::ApplyTransaction;
         let inner = &self.inner;
@@ -130,18 +135,29 @@ impl DynamoDbBackend {
                 (Base::of_state(state), Vec::new())
             } else {
                 // Read the newest m records (one Query while they fit a page) and compare them
-                // in the client.
+                // in the client; fenced, the same Query starts at the lease item, just above
+                // the metadata, and a stale token is refused before anything is written.
                 let mut suffix: Vec<Stored> = Vec::with_capacity(m);
+                let mut lease: Option<Row> = None;
                 let meta = inner
-                    .walk_raw(op, session_id, Some(m), |sk, row, bytes| {
-                        suffix.push(Stored {
-                            sk: sk.to_owned(),
-                            parts: parts_of(row),
-                            bytes: bytes.to_vec(),
-                        });
-                        suffix.len() >= m
-                    })
+                    .walk_raw_leased(
+                        op,
+                        session_id,
+                        Some(m),
+                        fence.map(|_| &mut lease),
+                        |sk, row, bytes| {
+                            suffix.push(Stored {
+                                sk: sk.to_owned(),
+                                parts: parts_of(row),
+                                bytes: bytes.to_vec(),
+                            });
+                            suffix.len() >= m
+                        },
+                    )
                     .await?;
+                if let Some(token) = fence {
+                    check_read(op, token, lease.as_ref())?;
+                }
                 // A missing or expired session has no records, and remembers no ids.
                 let Some(meta) = meta else {
                     return Err(history::suffix_mismatch());
@@ -159,19 +175,21 @@ impl DynamoDbBackend {
                 (Base::of_meta(&meta), suffix)
             };
             let delete_actions: usize = suffix.iter().map(|r| 1 + r.parts).sum();
-            let outcome = if 2 + delete_actions + add_actions <= MAX_TX_ACTIONS
+            // The metadata, the id and (fenced) the lease's check, besides the records.
+            let fixed = 2 + usize::from(fence.is_some());
+            let outcome = if fixed + delete_actions + add_actions <= MAX_TX_ACTIONS
                 && add_bytes <= MAX_TX_BYTES
             {
                 inner
-                    .apply_in_one(op, session_id, prepared, base, &suffix, &added)
+                    .apply_in_one(op, session_id, prepared, base, &suffix, &added, fence)
                     .await?
-            } else if 2 + delete_actions <= MAX_TX_ACTIONS {
+            } else if fixed + delete_actions <= MAX_TX_ACTIONS {
                 inner
-                    .apply_committed(op, session_id, prepared, base, &suffix, &added)
+                    .apply_committed(op, session_id, prepared, base, &suffix, &added, fence)
                     .await?
             } else {
                 inner
-                    .apply_rewrite(op, session_id, prepared, m, &added)
+                    .apply_rewrite(op, session_id, prepared, m, &added, fence)
                     .await?
             };
             match outcome {
@@ -355,7 +373,9 @@ impl Inner {
     }
 
     /// Everything in one TransactWriteItems: the metadata update (or a new session's
-    /// metadata), the operation item, the suffix's deletes and the new records.
+    /// metadata), the operation item, the suffix's deletes, the new records and (fenced) the
+    /// lease's ConditionCheck.
+    #[allow(clippy::too_many_arguments)]
     async fn apply_in_one(
         &self,
         op: Operation,
@@ -364,6 +384,7 @@ impl Inner {
         base: Base,
         suffix: &[Stored],
         added: &[Prepared],
+        fence: Option<u64>,
     ) -> Result<Attempt> {
         let now = now_ms();
         let expires_at = self.ttl_ms().map(|t| now + t);
@@ -463,12 +484,19 @@ impl Inner {
                 .map_err(|e| build_error(op, e))?;
             actions.push(TransactWriteItem::builder().put(put).build());
         }
+        let fence_at = actions.len();
+        if let Some(token) = fence {
+            actions.push(self.fence_check(op, session_id, token, now)?);
+        }
         match self.send_transaction(op, actions).await {
             Ok(Ok(())) => {
                 self.remember(session_id, new_state);
                 Ok(Attempt::Done(Applied::Now))
             }
             Ok(Err(reasons)) => {
+                if let Some(token) = fence.filter(|_| failed_at(&reasons, fence_at)) {
+                    return Err(fenced_by(op, token, &reasons[fence_at]));
+                }
                 let failed = |i: usize| reasons.get(i).is_some_and(Reason::failed_condition);
                 if failed(0) {
                     // Stale: another writer changed the session (or it expired, or was
@@ -495,6 +523,7 @@ impl Inner {
     /// write the records tagged with the batch (BatchWriteItem), then one TransactWriteItems
     /// commits the batch, remembers the id and deletes the suffix, on the condition that
     /// nothing changed since the suffix was read. A failed commit deletes the batch.
+    #[allow(clippy::too_many_arguments)]
     async fn apply_committed(
         &self,
         op: Operation,
@@ -503,13 +532,16 @@ impl Inner {
         base: Base,
         suffix: &[Stored],
         added: &[Prepared],
+        fence: Option<u64>,
     ) -> Result<Attempt> {
         let r = added.len() as i64;
         let m = suffix.len() as i64;
         let batch = self.token();
         let pending = pending_attr(&batch);
         let extra = [("#b", pending.as_str())];
-        // 1. A retry of a transaction applied before writes no batch; then reserve.
+        // 1. A retry of a transaction applied before writes no batch; then reserve. (What
+        // the reservation created, for a fenced write whose lease is lost meanwhile.)
+        let mut created = None;
         let (gen, start, life, count) = match base {
             Base::Live {
                 gen,
@@ -548,13 +580,28 @@ impl Inner {
             }
             // An append (nothing expected): wherever the session's end is now.
             _ => {
-                if let MetaState::Live { life, .. } = self.read_state(op, session_id).await? {
+                let state = match fence {
+                    None => self.read_state(op, session_id).await?,
+                    // Fenced: the metadata and the lease item in one Query, refused at once
+                    // by what it saw.
+                    Some(token) => {
+                        let (meta, lease) = self.meta_and_lease(op, session_id).await?;
+                        check_read(op, token, lease.as_ref())?;
+                        let state = meta.map_or(MetaState::Missing, |m| m.state(now_ms()));
+                        self.remember(session_id, state);
+                        state
+                    }
+                };
+                if let MetaState::Live { life, .. } = state {
                     if let Some(done) = self.known_outcome(op, session_id, life, prepared).await? {
                         return done;
                     }
                 }
-                let (gen, start, life) = self.reserve(op, session_id, &batch, r).await?;
-                (gen, start, life, None)
+                let reserved = self
+                    .reserve_fenced(op, session_id, &batch, r, fence)
+                    .await?;
+                created = Some(reserved);
+                (reserved.gen, reserved.start, reserved.life, None)
             }
         };
         self.forget(session_id);
@@ -614,12 +661,28 @@ impl Inner {
             self.op_put(op, session_id, life, prepared, now)?,
         ];
         actions.extend(self.suffix_deletes(op, session_id, gen, suffix)?);
+        let fence_at = actions.len();
+        if let Some(token) = fence {
+            actions.push(self.fence_check(op, session_id, token, now)?);
+        }
         // An error whose outcome is unknown leaves the batch as it is: committed, or
         // invisible until prune reclaims it.
         let reasons = match self.send_transaction(op, actions).await? {
             Ok(()) => return Ok(Attempt::Done(Applied::Now)),
             Err(reasons) => reasons,
         };
+        if let Some(token) = fence.filter(|_| failed_at(&reasons, fence_at)) {
+            // The lease was lost while the batch was written: delete it, and the metadata
+            // the reservation created (if it did, and nothing came since).
+            match created {
+                Some(reserved) => {
+                    self.withdraw(session_id, &batch, target, r, &split, reserved)
+                        .await
+                }
+                None => self.discard(session_id, &batch, target, r, &split).await,
+            }
+            return Err(fenced_by(op, token, &reasons[fence_at]));
+        }
         self.discard(session_id, &batch, target, r, &split).await;
         let failed = |i: usize| reasons.get(i).is_some_and(Reason::failed_condition);
         if !failed(0) && failed(1) {
@@ -645,6 +708,7 @@ impl Inner {
         prepared: &PreparedTransaction,
         m: usize,
         added: &[Prepared],
+        fence: Option<u64>,
     ) -> Result<Attempt> {
         // The whole current generation, oldest first.
         let mut all: Vec<Stored> = Vec::new();
@@ -746,7 +810,7 @@ impl Inner {
             Timestamp::from_millis(now),
         )
         .as_millis();
-        let actions = vec![
+        let mut actions = vec![
             self.meta_action(
                 op,
                 session_id,
@@ -768,6 +832,9 @@ impl Inner {
             )?,
             self.op_put(op, session_id, meta.life, prepared, now)?,
         ];
+        if let Some(token) = fence {
+            actions.push(self.fence_check(op, session_id, token, now)?);
+        }
         let reasons = match self.send_transaction(op, actions).await? {
             Ok(()) => {
                 // Later, not now: a reader that saw the metadata just before this commit
@@ -779,6 +846,9 @@ impl Inner {
             Err(reasons) => reasons,
         };
         self.discard(session_id, &batch, target, 0, &[]).await;
+        if let Some(token) = fence.filter(|_| failed_at(&reasons, 2)) {
+            return Err(fenced_by(op, token, &reasons[2]));
+        }
         let failed = |i: usize| reasons.get(i).is_some_and(Reason::failed_condition);
         if !failed(0) && failed(1) {
             return self

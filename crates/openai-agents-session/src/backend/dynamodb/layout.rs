@@ -9,6 +9,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use crate::codec::RecordCodec;
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::item::Item;
+use crate::lease::{self, Lease};
+use crate::time::Timestamp;
 
 /// The layout version written into every session's metadata item (`v`).
 pub const LAYOUT_VERSION: i64 = 1;
@@ -25,6 +27,14 @@ pub(super) const META_SK: &str = "m";
 /// Sort keys of remembered operation ids start with this (they sort above the metadata, so
 /// the newest-first walk from `m` down never meets them).
 pub(super) const OP_PREFIX: &str = "o#";
+/// The sort key of a session's lease item: just above the metadata (`m` is its prefix, and no
+/// other key starts with `m`), so the newest-first walk from `m` down never meets it, a walk
+/// from here down meets it first and then the metadata, and `sk BETWEEN m AND m#lease` reads
+/// the two together. It carries no `lk`, so the `sessions` index never lists it.
+pub(super) const LEASE_SK: &str = "m#lease";
+/// The condition a fenced write puts on the lease item: its token is the writer's and the
+/// lease has not ended (`:now`, the writer's clock in ms).
+pub(super) const FENCE: &str = "#lt = :tok AND #le > :now";
 
 /// A DynamoDB item: attribute name -> value.
 pub(super) type Row = HashMap<String, AttributeValue>;
@@ -326,6 +336,36 @@ pub(super) fn remembered(row: Option<&Row>, digest: &[u8], now: i64) -> Remember
     }
 }
 
+/// The primary key of a session's lease item.
+pub(super) fn lease_key(session_id: &str) -> Row {
+    item_key(session_id, LEASE_SK)
+}
+
+/// A token as the lease item stores it (`N`: any u64 fits DynamoDB's 38 digits).
+pub(super) fn token_value(token: u64) -> AttributeValue {
+    AttributeValue::N(token.to_string())
+}
+
+/// The lease an item holds (`lo` owner, `lt` token, `le` end in ms); `None` for anything else
+/// (no item, or one missing an attribute). Live or ended: see [`Lease::is_live_at`].
+pub(super) fn lease_of(row: &Row) -> Option<Lease> {
+    let owner = str_attr(row, "lo")?;
+    let token = row.get("lt")?.as_n().ok()?.parse::<u64>().ok()?;
+    let ends = num_attr(row, "le")?;
+    Some(Lease::new(
+        owner.clone(),
+        token,
+        Timestamp::from_millis(ends),
+    ))
+}
+
+/// The `ttl` (epoch seconds) of a lease item whose lease ends at `ends` (ms): a day later
+/// ([`crate::lease::LEASE_RECORD_RETENTION`]), rounded up. Until then the item keeps the
+/// session's newest token; afterwards DynamoDB (or `prune`) may delete it.
+pub(super) fn lease_ttl(ends: i64) -> i64 {
+    op_ttl(lease::record_kept_until(Timestamp::from_millis(ends)).as_millis())
+}
+
 /// The metadata item of a new session (or of a new life after expiry). `expiry`: the
 /// session's `expires_at` (ms) and its records' `ttl` stamp (s), when it has a TTL.
 pub(super) fn meta_item(
@@ -390,6 +430,9 @@ pub(super) fn expr_maps(
         ("#life", "life"),
         ("#rg", "rg"),
         ("#fa", "fa"),
+        ("#lo", "lo"),
+        ("#lt", "lt"),
+        ("#le", "le"),
     ];
     let joined = texts.join(" ");
     let tokens: HashSet<&str> = joined

@@ -9,7 +9,8 @@
 //! opening; `config.rs` the URL options; `layout.rs` keys, item formats and expression maps
 //! (pure, unit-tested); `read.rs` the newest-first walk and listing; `write.rs` appends
 //! (one transaction, or the commit protocol), pop and clear; `history.rs` history
-//! transactions (operation ids as items of the session); `staged.rs` staged writes and
+//! transactions (operation ids as items of the session); `lease.rs` session leases (one
+//! item per session, checked by fenced writes in their own transaction); `staged.rs` staged writes and
 //! pages; `prune.rs` prune, re-stamping and background deletes; `error.rs` SDK errors as
 //! `ErrorKind`s; `legacy.rs` the seed's read-only layout.
 
@@ -17,6 +18,7 @@ mod config;
 mod error;
 mod history;
 mod layout;
+mod lease;
 mod legacy;
 mod prune;
 mod read;
@@ -43,11 +45,12 @@ use crate::codec::RecordCodec;
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::history::{Applied, PreparedTransaction};
 use crate::item::Item;
+use crate::lease::{Lease, LeaseGrant};
 use crate::staged::{ItemPage, StageMode, StagedWrite};
 use crate::stats::RequestStats;
 use crate::store::{
-    Backend, BoxFuture, ListOptions, PruneReport, RawRecords, SessionInfo, SessionPage, Store,
-    StoreOptions,
+    Backend, BoxFuture, FencedWrite, ListOptions, PruneReport, RawRecords, SessionInfo,
+    SessionPage, Store, StoreOptions, WriteOutcome,
 };
 use crate::time::Timestamp;
 use crate::url::StoreUrl;
@@ -83,6 +86,9 @@ struct Inner {
     turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Sessions whose records are being re-stamped in the background.
     restamping: Mutex<HashSet<String>>,
+    /// The lease item last seen per session: lets an acquisition be one request (a wrong
+    /// picture fails its condition, which returns the stored lease).
+    leases: Mutex<HashMap<String, Lease>>,
 }
 
 fn now_ms() -> i64 {
@@ -143,6 +149,7 @@ impl DynamoDbBackend {
                 known: Mutex::new(HashMap::new()),
                 turns: Mutex::new(HashMap::new()),
                 restamping: Mutex::new(HashSet::new()),
+                leases: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -390,24 +397,11 @@ impl Backend for DynamoDbBackend {
     }
 
     fn add_items<'a>(&'a self, session_id: &'a str, items: Vec<Item>) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let records = items.iter().map(|i| self.inner.codec.encode(i)).collect();
-            drop(items);
-            self.inner
-                .append(Operation::AddItems, session_id, records)
-                .await?;
-            // A write extends the session: re-stamp its records when their stamp is near.
-            if let (Some(ttl), MetaState::Live { gen, stamp, .. }) =
-                (self.inner.ttl_ms(), self.inner.guess(session_id))
-            {
-                self.restamp_if_due(session_id, gen, stamp, now_ms() + ttl);
-            }
-            Ok(())
-        })
+        Box::pin(self.add(session_id, items, None))
     }
 
     fn pop_item<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<Option<Item>>> {
-        Box::pin(self.pop(session_id))
+        Box::pin(self.pop(session_id, None))
     }
 
     fn apply_transaction<'a>(
@@ -415,20 +409,67 @@ impl Backend for DynamoDbBackend {
         session_id: &'a str,
         transaction: &'a PreparedTransaction,
     ) -> BoxFuture<'a, Result<Applied>> {
-        Box::pin(async move {
-            let applied = self.apply_history(session_id, transaction).await?;
-            // A write extends the session: re-stamp its records when their stamp is near.
-            if let (Applied::Now, Some(ttl), MetaState::Live { gen, stamp, .. }) =
-                (applied, self.inner.ttl_ms(), self.inner.guess(session_id))
-            {
-                self.restamp_if_due(session_id, gen, stamp, now_ms() + ttl);
-            }
-            Ok(applied)
-        })
+        Box::pin(self.apply(session_id, transaction, None))
     }
 
     fn clear_session<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(self.clear(session_id))
+    }
+
+    fn acquire_lease<'a>(
+        &'a self,
+        session_id: &'a str,
+        owner: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<LeaseGrant>> {
+        Box::pin(self.inner.acquire_lease(session_id, owner, ttl))
+    }
+
+    fn renew_lease<'a>(
+        &'a self,
+        session_id: &'a str,
+        token: u64,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Lease>> {
+        Box::pin(self.inner.renew_lease(session_id, token, ttl))
+    }
+
+    fn release_lease<'a>(&'a self, session_id: &'a str, token: u64) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.inner.release_lease(session_id, token))
+    }
+
+    fn lease_info<'a>(&'a self, session_id: &'a str) -> BoxFuture<'a, Result<Option<Lease>>> {
+        Box::pin(self.inner.lease_info(session_id))
+    }
+
+    /// The unfenced write with a `ConditionCheck` of the lease item in the transaction that
+    /// makes it visible (`docs/storage/dynamodb.md`, "Leases"): the same requests.
+    fn fenced_write<'a>(
+        &'a self,
+        session_id: &'a str,
+        token: u64,
+        write: FencedWrite<'a>,
+    ) -> BoxFuture<'a, Result<WriteOutcome>> {
+        Box::pin(async move {
+            match write {
+                FencedWrite::AddItems(items) => self
+                    .add(session_id, items, Some(token))
+                    .await
+                    .map(|()| WriteOutcome::Done),
+                FencedWrite::PopItem => self
+                    .pop(session_id, Some(token))
+                    .await
+                    .map(WriteOutcome::Popped),
+                FencedWrite::ClearSession => self
+                    .clear_fenced(session_id, token)
+                    .await
+                    .map(|()| WriteOutcome::Done),
+                FencedWrite::ApplyTransaction(prepared) => self
+                    .apply(session_id, prepared, Some(token))
+                    .await
+                    .map(WriteOutcome::Applied),
+            }
+        })
     }
 
     fn session_info<'a>(
@@ -488,11 +529,46 @@ impl Backend for DynamoDbBackend {
     }
 }
 
+impl DynamoDbBackend {
+    /// `add_items`, fenced by `fence` when given.
+    async fn add(&self, session_id: &str, items: Vec<Item>, fence: Option<u64>) -> Result<()> {
+        let records = items.iter().map(|i| self.inner.codec.encode(i)).collect();
+        drop(items);
+        self.inner
+            .append(Operation::AddItems, session_id, records, fence)
+            .await?;
+        // A write extends the session: re-stamp its records when their stamp is near.
+        if let (Some(ttl), MetaState::Live { gen, stamp, .. }) =
+            (self.inner.ttl_ms(), self.inner.guess(session_id))
+        {
+            self.restamp_if_due(session_id, gen, stamp, now_ms() + ttl);
+        }
+        Ok(())
+    }
+
+    /// `apply_history_transaction`, fenced by `fence` when given.
+    async fn apply(
+        &self,
+        session_id: &str,
+        transaction: &PreparedTransaction,
+        fence: Option<u64>,
+    ) -> Result<Applied> {
+        let applied = self.apply_history(session_id, transaction, fence).await?;
+        // A write extends the session: re-stamp its records when their stamp is near.
+        if let (Applied::Now, Some(ttl), MetaState::Live { gen, stamp, .. }) =
+            (applied, self.inner.ttl_ms(), self.inner.guess(session_id))
+        {
+            self.restamp_if_due(session_id, gen, stamp, now_ms() + ttl);
+        }
+        Ok(applied)
+    }
+}
+
 impl RawRecords for DynamoDbBackend {
     fn append_raw<'a>(&'a self, session_id: &'a str, record: Vec<u8>) -> BoxFuture<'a, Result<()>> {
         Box::pin(
             self.inner
-                .append(Operation::RawWrite, session_id, vec![record]),
+                .append(Operation::RawWrite, session_id, vec![record], None),
         )
     }
 }

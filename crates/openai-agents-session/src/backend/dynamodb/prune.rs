@@ -11,12 +11,13 @@ use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
 
 use super::error::{build_error, map_sdk};
 use super::layout::{
-    batch_of, expr_maps, gen_of, gen_part_prefix, item_key, item_prefix, meta_key, n, num_attr,
-    op_prefix, parse_op_sk, pending_attr, replacing_attr, s, sk_of, str_attr, Meta, MetaState, Row,
-    META_SK, PENDING_PREFIX,
+    batch_of, expr_maps, gen_of, gen_part_prefix, item_key, item_prefix, lease_key, meta_key, n,
+    num_attr, op_prefix, parse_op_sk, pending_attr, replacing_attr, s, sk_of, str_attr, Meta,
+    MetaState, Row, LEASE_SK, META_SK, OP_PREFIX, PENDING_PREFIX,
 };
 use super::{millis, now_ms, DynamoDbBackend, Inner};
 use crate::error::{Operation, Result};
+use crate::lease::LEASE_RECORD_RETENTION;
 use crate::store::PruneReport;
 
 impl Inner {
@@ -165,10 +166,23 @@ impl Inner {
         }
         // Pass 2: records no live metadata accounts for.
         let mut doomed = Vec::new();
-        for item in &self.scan_all(op, "sk <> :m", Some("pk, sk, b, fa")).await? {
+        let mut ended_leases = Vec::new();
+        for item in &self
+            .scan_all(op, "sk <> :m", Some("pk, sk, b, fa, le"))
+            .await?
+        {
             let (Some(pk), Some(sk)) = (str_attr(item, "pk"), sk_of(item)) else {
                 continue;
             };
+            if sk == LEASE_SK {
+                // A lease item is kept a day after its lease ended (it holds the newest
+                // token); from then on the clock alone keeps tokens growing.
+                let ends = num_attr(item, "le").unwrap_or(i64::MIN);
+                if ends <= now - millis(LEASE_RECORD_RETENTION) {
+                    ended_leases.push((pk.clone(), ends));
+                }
+                continue;
+            }
             if let Some((life, _)) = parse_op_sk(sk) {
                 // A remembered operation id: kept while its life is the session's and its
                 // retention lasts; forgotten ones are deleted (they are gone for reads already).
@@ -205,6 +219,22 @@ impl Inner {
             requests.push(WriteRequest::builder().delete_request(d).build());
         }
         self.batch_write(op, requests).await?;
+        // Lease items a day past their lease, each on the condition that it was not granted
+        // again since the scan.
+        for (pk, ends) in ended_leases {
+            self.stats.record_requests(op, 1);
+            let (names, values) = expr_maps(&["#le = :le"], vec![(":le", n(ends))], &[]);
+            let _ = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(lease_key(&pk)))
+                .condition_expression("#le = :le")
+                .set_expression_attribute_names(names)
+                .set_expression_attribute_values(values)
+                .send()
+                .await;
+        }
         // Pass 3: only now drop the marks of abandoned batches (dropping them first would make
         // their records look committed).
         for (pk, meta) in &metas {
@@ -223,6 +253,81 @@ impl Inner {
             }
         }
         Ok(PruneReport::new(removed_sessions, leftovers))
+    }
+
+    /// After a clear that could not learn what it deleted (a fenced clear: a transaction
+    /// returns nothing), deletes in the background what the session's metadata no longer
+    /// names: records and parts (`sk < m`) of any generation but the current one and a
+    /// staged replace's, and operation ids of any life but the current one. The keys are
+    /// listed before the metadata is read: a generation's records are written only after the
+    /// metadata (or a replace's mark) names it, so nothing listed is of a generation that
+    /// becomes current later. What this misses, prune and TTL reclaim.
+    pub(super) fn sweep_later(self: &Arc<Self>, session_id: &str) {
+        let inner = Arc::clone(self);
+        let id = session_id.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = inner.sweep(&id).await {
+                tracing::debug!(error = %e, "background sweep of a cleared session failed; prune reclaims it");
+            }
+        });
+    }
+
+    async fn sweep(&self, session_id: &str) -> Result<()> {
+        let op = Operation::Prune;
+        let mut keys = self.keys_below_meta(op, session_id).await?;
+        keys.extend(
+            self.keys_with_prefix(op, session_id, OP_PREFIX, false)
+                .await?,
+        );
+        let meta = self.get_meta(op, session_id).await?;
+        let dead = |sk: &str| -> bool {
+            let Some(meta) = &meta else {
+                return true;
+            };
+            if let Some((life, _)) = parse_op_sk(sk) {
+                return life != meta.life;
+            }
+            gen_of(sk).is_some_and(|g| g != meta.gen && !meta.replacing.values().any(|&r| r == g))
+        };
+        let mut requests = Vec::new();
+        for key in keys {
+            if !sk_of(&key).is_some_and(dead) {
+                continue;
+            }
+            let d = DeleteRequest::builder()
+                .set_key(Some(key))
+                .build()
+                .map_err(|e| build_error(op, e))?;
+            requests.push(WriteRequest::builder().delete_request(d).build());
+        }
+        self.batch_write(op, requests).await
+    }
+
+    /// The keys of every record and part of a session (`sk < m`, any generation).
+    async fn keys_below_meta(&self, op: Operation, session_id: &str) -> Result<Vec<Row>> {
+        let mut keys = Vec::new();
+        let mut start = None;
+        loop {
+            self.stats.record_requests(op, 1);
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk < :m")
+                .expression_attribute_values(":pk", s(session_id))
+                .expression_attribute_values(":m", s(META_SK))
+                .projection_expression("pk, sk")
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| map_sdk(op, &self.table, e))?;
+            keys.extend(out.items().iter().cloned());
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(keys);
+            }
+        }
     }
 
     /// Deletes a generation no metadata names any more (cleared, replaced) in the background,

@@ -4,8 +4,8 @@
 
 use super::error::{is_condition_failure, map_sdk};
 use super::layout::{
-    batch_of, body_of, index_key, item_prefix, n, num_attr, part_prefix, reassemble, s, sk_of,
-    str_attr, Body, Meta, MetaState, Row, META_SK, SESSIONS_INDEX,
+    batch_of, body_of, index_key, item_prefix, lease_of, n, num_attr, part_prefix, reassemble, s,
+    sk_of, str_attr, Body, Meta, MetaState, Row, LEASE_SK, META_SK, SESSIONS_INDEX,
 };
 use super::{now_ms, DynamoDbBackend, Inner};
 use crate::codec::{Decoded, TailCollector};
@@ -52,12 +52,15 @@ impl Inner {
         start: Option<Row>,
         limit: Option<i32>,
         below: Option<&str>,
+        with_lease: bool,
     ) -> Result<(Vec<Row>, Option<Row>)> {
         self.stats.record_requests(op, 1);
-        // From the metadata down, or (during a staged replace, whose newer generation sorts
-        // above the current one) from just below a sort key.
+        // From the metadata down (from the lease item, just above it, for a fenced write), or
+        // (during a staged replace, whose newer generation sorts above the current one) from
+        // just below a sort key.
         let (condition, bound) = match below {
             Some(b) => ("pk = :pk AND sk < :m", b),
+            None if with_lease => ("pk = :pk AND sk <= :m", LEASE_SK),
             None => ("pk = :pk AND sk <= :m", META_SK),
         };
         let out = self
@@ -137,12 +140,29 @@ impl Inner {
         op: Operation,
         session_id: &str,
         page_hint: Option<usize>,
+        visit: F,
+    ) -> Result<Option<Meta>>
+    where
+        F: FnMut(&str, &Row, Decoded) -> bool,
+    {
+        self.walk_leased(op, session_id, page_hint, None, visit)
+            .await
+    }
+
+    /// As [`walk`](Self::walk), reading the lease item too when `lease` is given (see
+    /// [`walk_raw_leased`](Self::walk_raw_leased)).
+    pub(super) async fn walk_leased<F>(
+        &self,
+        op: Operation,
+        session_id: &str,
+        page_hint: Option<usize>,
+        lease: Option<&mut Option<Row>>,
         mut visit: F,
     ) -> Result<Option<Meta>>
     where
         F: FnMut(&str, &Row, Decoded) -> bool,
     {
-        self.walk_raw(op, session_id, page_hint, |sk, row, bytes| {
+        self.walk_raw_leased(op, session_id, page_hint, lease, |sk, row, bytes| {
             visit(sk, row, self.codec.decode(bytes))
         })
         .await
@@ -155,6 +175,24 @@ impl Inner {
         op: Operation,
         session_id: &str,
         page_hint: Option<usize>,
+        visit: F,
+    ) -> Result<Option<Meta>>
+    where
+        F: FnMut(&str, &Row, &[u8]) -> bool,
+    {
+        self.walk_raw_leased(op, session_id, page_hint, None, visit)
+            .await
+    }
+
+    /// As [`walk_raw`](Self::walk_raw); with `lease`, the first Query starts one key higher,
+    /// at the lease item (`m#lease`, just above the metadata), and the lease item (if any) is
+    /// put there: a fenced write learns the lease with the read it makes anyway.
+    pub(super) async fn walk_raw_leased<F>(
+        &self,
+        op: Operation,
+        session_id: &str,
+        page_hint: Option<usize>,
+        mut lease: Option<&mut Option<Row>>,
         mut visit: F,
     ) -> Result<Option<Meta>>
     where
@@ -165,14 +203,30 @@ impl Inner {
         let mut meta: Option<Meta> = None;
         let mut below: Option<String> = None;
         loop {
+            let with_lease = lease.is_some() && meta.is_none() && below.is_none();
             let limit = page_hint.map(|w| {
                 w.saturating_add(1 + meta.as_ref().map_or(0, |m| m.pending.len()))
+                    .saturating_add(usize::from(with_lease))
                     .min(1000) as i32
             });
             let (items, last) = self
-                .query_page(op, session_id, start.take(), limit, below.as_deref())
+                .query_page(
+                    op,
+                    session_id,
+                    start.take(),
+                    limit,
+                    below.as_deref(),
+                    with_lease,
+                )
                 .await?;
-            let mut rows = items.iter();
+            let mut rows = items.iter().peekable();
+            if with_lease {
+                if let Some(row) = rows.next_if(|r| sk_of(r) == Some(LEASE_SK)) {
+                    if let Some(out) = lease.as_deref_mut() {
+                        *out = Some(row.clone());
+                    }
+                }
+            }
             if meta.is_none() {
                 let Some(first) = rows.next() else {
                     return Ok(None);
@@ -281,23 +335,25 @@ impl DynamoDbBackend {
         }
     }
 
+    /// The metadata and the live lease: one Query of the two items (`m`, `m#lease`).
     pub(super) async fn info(&self, session_id: &str) -> Result<Option<SessionInfo>> {
         let op = Operation::SessionInfo;
+        let (meta, lease) = self.inner.meta_and_lease(op, session_id).await?;
         let now = now_ms();
-        Ok(self
-            .inner
-            .get_meta(op, session_id)
-            .await?
-            .filter(|m| !m.expired(now))
-            .map(|m| {
-                SessionInfo::new(
-                    session_id,
-                    m.count.max(0) as u64,
-                    Timestamp::from_millis(m.created_at),
-                    Timestamp::from_millis(m.updated_at),
-                    m.expires_at.map(Timestamp::from_millis),
-                )
-            }))
+        let lease = lease
+            .as_ref()
+            .and_then(lease_of)
+            .filter(|l| l.is_live_at(Timestamp::from_millis(now)));
+        Ok(meta.filter(|m| !m.expired(now)).map(|m| {
+            SessionInfo::new(
+                session_id,
+                m.count.max(0) as u64,
+                Timestamp::from_millis(m.created_at),
+                Timestamp::from_millis(m.updated_at),
+                m.expires_at.map(Timestamp::from_millis),
+            )
+            .with_lease(lease)
+        }))
     }
 
     pub(super) async fn list(&self, options: &ListOptions) -> Result<SessionPage> {
