@@ -553,6 +553,10 @@ struct ClientResult {
     first_error: Option<String>,
 }
 
+/// Items per `add_items` while pre-filling histories (one call of a ~600 KB batch: DynamoDB's
+/// 400 KB item of the seed holds 500 such items at most, and a run is not spent pre-filling).
+pub const PREFILL_BATCH: usize = 500;
+
 const WARMUP: u8 = 0;
 const MEASURE: u8 = 1;
 const STOP: u8 = 2;
@@ -731,7 +735,7 @@ pub async fn run_turns(
         popped: (0..sessions).map(|_| AtomicU64::new(0)).collect(),
     });
 
-    // Pre-fill: every client fills its own sessions, 50 items per add_items.
+    // Pre-fill: every client fills its own sessions, PREFILL_BATCH items per add_items.
     let prefill_start = Instant::now();
     if args.prefill > 0 {
         let mut tasks = Vec::new();
@@ -742,7 +746,7 @@ pub async fn run_turns(
                 for s in client_sessions(k, a.concurrency, shared.added.len()) {
                     let mut written = 0;
                     while written < a.prefill {
-                        let n = (a.prefill - written).min(50);
+                        let n = (a.prefill - written).min(PREFILL_BATCH);
                         let items = (written..written + n)
                             .map(|i| {
                                 let sizes = &a.turn_item_bytes;
