@@ -27,11 +27,19 @@ STYLE = {
 }
 
 
+BACKEND = {"redis": ("o", "-"), "sqlite": ("s", "--"), "dynamodb": ("^", ":")}
+
+
 def style(label: str):
+    """Colour: whose implementation; marker: which backend."""
     color, marker = STYLE.get(label.split("/")[0], ("black", "."))
     if label.endswith("sqlite-normal"):
         color = "tab:cyan"
-    return color, marker
+    return color, BACKEND.get(label.split("/")[1].split("-")[0], (marker, "-"))[0]
+
+
+def backend_ls(label: str) -> str:
+    return BACKEND.get(label.split("/")[1].split("-")[0], ("", "-"))[1]
 
 
 def main() -> int:
@@ -58,7 +66,7 @@ def main() -> int:
         ax.set_ylabel("turns/s (median)")
         ax.set_title(f"{backend}: turn throughput")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=6.5)
+        ax.legend(fontsize=6.5, loc="best")
     fig.suptitle(f"bench/compare {mode}, {meta['started']} (get_items(20) + add_items(2 items) per turn)", fontsize=9)
     fig.tight_layout()
     p1 = out_dir / f"bench-{mode}-throughput.png"
@@ -74,11 +82,11 @@ def main() -> int:
         if len(pts) < 2:
             continue
         color, marker = style(label)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "-", color=color, marker=marker, label=label)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], backend_ls(label), color=color, marker=marker, label=label)
     ax.set_yscale("log")
     ax.set_xlabel("history length (items pre-filled)")
     ax.set_ylabel("get_items(limit=20) p50, µs")
-    ax.set_title("1 client, 16 sessions")
+    ax.set_title("1 client, 16 sessions (line: redis solid, sqlite dashed, dynamodb dotted)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=6.5)
     if scale:
@@ -86,7 +94,7 @@ def main() -> int:
         for label, row in scale.items():
             pts = sorted((int(h), v) for h, v in row.items())
             color, marker = style(label)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], "-", color=color, marker=marker, label=label)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], backend_ls(label), color=color, marker=marker, label=label)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("history length (items, log)")
