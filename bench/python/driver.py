@@ -124,6 +124,7 @@ class RedisProbe:
     def snapshot(self) -> Dict[str, Any]:
         stats, cpu = self._call(["INFO", "commandstats"], ["INFO", "cpu"])
         commands: Dict[str, int] = {}
+        usec: Dict[str, int] = {}
         for line in stats.splitlines():
             if not line.startswith("cmdstat_"):
                 continue
@@ -133,12 +134,14 @@ class RedisProbe:
             for f in fields.split(","):
                 if f.startswith("calls="):
                     commands[name] = int(f[6:])
+                elif f.startswith("usec="):
+                    usec[name] = int(f[5:])
         secs = 0.0
         for line in cpu.splitlines():
             for key in ("used_cpu_sys:", "used_cpu_user:"):
                 if line.strip().startswith(key):
                     secs += float(line.strip()[len(key):])
-        return {"commands": commands, "cpu_secs": secs}
+        return {"commands": commands, "usec": usec, "cpu_secs": secs}
 
     def persistence(self) -> str:
         pers, server = self._call(["INFO", "persistence"], ["INFO", "server"])
@@ -498,6 +501,7 @@ async def run(req: Dict[str, Any]) -> Dict[str, Any]:
     tasks = [asyncio.ensure_future(client(k)) for k in range(C)]
     await asyncio.sleep(max(0.0, cfg["warmup"]))
     before = probe.snapshot() if probe else None
+    cpu_before = time.process_time()
     start = time.perf_counter()
     state["phase"] = 1
     if max_turns is not None:
@@ -505,6 +509,7 @@ async def run(req: Dict[str, Any]) -> Dict[str, Any]:
     else:
         await asyncio.sleep(cfg["duration"])
     secs = max(time.perf_counter() - start, 1e-9)
+    client_cpu = time.process_time() - cpu_before
     after = probe.snapshot() if probe else None
     state["phase"] = 2
     await asyncio.gather(*tasks)
@@ -540,9 +545,15 @@ async def run(req: Dict[str, Any]) -> Dict[str, Any]:
                 total += d
                 by[name] = round(d / max(turns, 1), 2)
         cpu = after["cpu_secs"] - before["cpu_secs"]
+        usec_by = {}
+        for name, us in after["usec"].items():
+            d = us - before["usec"].get(name, 0)
+            if d > 0:
+                usec_by[name] = round(d / max(turns, 1), 1)
         server = {
             "commands_per_turn": round(total / max(turns, 1), 2),
             "by_command_per_turn": by,
+            "usec_per_turn_by_command": usec_by,
             "cpu_us_per_turn": round(cpu * 1e6 / max(turns, 1), 1),
             "cpu_percent": round(cpu / secs * 100, 1),
         }
@@ -572,6 +583,7 @@ async def run(req: Dict[str, Any]) -> Dict[str, Any]:
         "requests_per_turn": None,
         "redis_server": server,
         "peak_rss_kib": vm_hwm_kib(),
+        "client_cpu_us_per_turn": round(client_cpu * 1e6 / max(len(turn.ns), 1), 1),
         "settings": {
             "ttl_s": target.ttl,
             "refresh_on_read": target.refresh_on_read,

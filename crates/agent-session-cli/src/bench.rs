@@ -335,6 +335,9 @@ pub struct RedisProbe {
 pub struct ServerSnapshot {
     /// Calls per command name (`evalsha`, `type`...), the probe's own commands left out.
     pub commands: BTreeMap<String, u64>,
+    /// Microseconds the server spent per command name (a script's own time includes the
+    /// commands it calls, which are also counted under their names).
+    pub usec: BTreeMap<String, u64>,
     /// Server CPU seconds (user + system).
     pub cpu_secs: f64,
 }
@@ -434,7 +437,13 @@ impl RedisProbe {
                 .find_map(|f| f.strip_prefix("calls="))
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0);
+            let usec = fields
+                .split(',')
+                .find_map(|f| f.strip_prefix("usec="))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
             snap.commands.insert(name.to_owned(), calls);
+            snap.usec.insert(name.to_owned(), usec);
         }
         for line in replies[1].lines() {
             for key in ["used_cpu_sys:", "used_cpu_user:"] {
@@ -684,6 +693,17 @@ fn peak_rss_kib() -> Option<u64> {
         .ok()
 }
 
+/// CPU seconds (user + system) this process has used so far, from `/proc/self/stat` (in clock
+/// ticks of 10 ms: good to a few percent over a run of seconds).
+fn process_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 fn round(x: f64, digits: i32) -> f64 {
     let f = 10f64.powi(digits);
     (x * f).round() / f
@@ -779,6 +799,7 @@ pub async fn run_turns(
     tokio::time::sleep(Duration::from_secs_f64(args.warmup.max(0.0))).await;
     let requests_before = target.requests();
     let server_before = probe_snapshot(probe).await;
+    let cpu_before = process_cpu_secs();
     let start = Instant::now();
     shared.phase.store(MEASURE, Ordering::Release);
     match args.turns {
@@ -786,6 +807,7 @@ pub async fn run_turns(
         None => tokio::time::sleep(Duration::from_secs_f64(args.duration)).await,
     }
     let elapsed = start.elapsed();
+    let cpu_after = process_cpu_secs();
     let requests = target
         .requests()
         .zip(requests_before)
@@ -845,7 +867,17 @@ pub async fn run_turns(
     let server = match (server_before, server_after) {
         (Some(b), Some(a)) => {
             let mut per_turn = serde_json::Map::new();
+            let mut usec_per_turn = serde_json::Map::new();
             let mut all = 0u64;
+            for (name, usec) in &a.usec {
+                let d = usec.saturating_sub(b.usec.get(name).copied().unwrap_or(0));
+                if d > 0 {
+                    usec_per_turn.insert(
+                        name.clone(),
+                        json!(round(d as f64 / turns.max(1) as f64, 1)),
+                    );
+                }
+            }
             for (name, calls) in &a.commands {
                 let d = calls.saturating_sub(b.commands.get(name).copied().unwrap_or(0));
                 if d > 0 {
@@ -859,6 +891,7 @@ pub async fn run_turns(
             json!({
                 "commands_per_turn": round(all as f64 / turns.max(1) as f64, 2),
                 "by_command_per_turn": per_turn,
+                "usec_per_turn_by_command": usec_per_turn,
                 "cpu_us_per_turn": round((a.cpu_secs - b.cpu_secs) * 1e6 / turns.max(1) as f64, 1),
                 "cpu_percent": round((a.cpu_secs - b.cpu_secs) / secs * 100.0, 1),
             })
@@ -893,6 +926,9 @@ pub async fn run_turns(
         "requests_per_turn": requests_total.map(|t| round(t as f64 / turns.max(1) as f64, 3)),
         "redis_server": server,
         "peak_rss_kib": peak_rss_kib(),
+        "client_cpu_us_per_turn": cpu_before
+            .zip(cpu_after)
+            .map(|(b, a)| round((a - b) * 1e6 / turns.max(1) as f64, 1)),
         "settings": {
             "ttl_s": settings.ttl_secs,
             "refresh_on_read": settings.refresh_on_read,
@@ -992,9 +1028,22 @@ pub fn turns_table(r: &Value) -> String {
             server["cpu_us_per_turn"],
             server["cpu_percent"],
         ));
+        let usec: Vec<String> = server["usec_per_turn_by_command"]
+            .as_object()
+            .map(|m| m.iter().map(|(k, v)| format!("{k} {v}")).collect())
+            .unwrap_or_default();
+        if !usec.is_empty() {
+            t.push_str(&format!(
+                "Redis time per turn, us (a script's includes its commands'): {}\n",
+                usec.join(", ")
+            ));
+        }
     }
     if let Some(kib) = r["peak_rss_kib"].as_u64() {
         t.push_str(&format!("peak RSS {:.1} MiB\n", kib as f64 / 1024.0));
+    }
+    if let Some(us) = r["client_cpu_us_per_turn"].as_f64() {
+        t.push_str(&format!("client CPU {us:.1} us per turn (this process)\n"));
     }
     t.push_str(&format!(
         "items lost: {}, unexpected extra items: {}\n",
