@@ -54,6 +54,7 @@ pub mod history;
 mod item;
 pub mod lease;
 pub mod open;
+pub mod pages;
 pub mod staged;
 mod stats;
 mod store;
@@ -69,8 +70,9 @@ pub use staged::{ItemPage, StageMode, Staged, StagedWrite};
 pub use stats::{OperationStats, RequestStats};
 pub use store::{
     check_item_sizes, validate_session_id, Backend, BoxFuture, FencedWrite, ListOptions,
-    PruneReport, RawRecords, Session, SessionInfo, SessionPage, Store, StoreOptions, StoreSession,
-    WriteOutcome, DEFAULT_MAX_ITEM_BYTES, MAX_SESSION_ID_BYTES, MAX_TTL_SECS,
+    PageBefore, PositionedItem, PruneReport, RawRecords, Session, SessionInfo, SessionPage, Store,
+    StoreOptions, StoreSession, WriteOutcome, DEFAULT_MAX_ITEM_BYTES, MAX_SESSION_ID_BYTES,
+    MAX_TTL_SECS,
 };
 pub use time::Timestamp;
 

@@ -396,6 +396,25 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         Box::pin(async { Ok(None) })
     }
 
+    /// The newest `limit` valid items before the opaque position `before` (the newest of the
+    /// session with `None`), oldest first, each with its position (see [`crate::pages`]).
+    /// `limit` is at least 1. Undecodable records are skipped, not counted toward `limit`,
+    /// and reported in [`PageBefore::unreadable`] / [`PageBefore::corrupt`]. Positions are the
+    /// backend's stored sequence or index: an item keeps its position across pops of newer
+    /// items and appends. Does not refresh the TTL. The cost must not depend on the history's
+    /// length. `Ok(None)` (the default) means "not supported": the store then reads the whole
+    /// session through `get_items` and numbers the items itself (correct, but it costs the
+    /// whole history and refreshes the TTL where that backend's reads do).
+    fn read_before<'a>(
+        &'a self,
+        session_id: &'a str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Option<PageBefore>>> {
+        let _ = (session_id, before, limit);
+        Box::pin(async { Ok(None) })
+    }
+
     /// Starts a staged write (see [`crate::staged`]); `expected_items` is a hint of how many
     /// items will be staged. `Ok(None)` (the default) means "not supported": the store then
     /// holds the staged items in memory and writes them at the commit.
@@ -1062,6 +1081,61 @@ impl ItemPage {
     /// A page (for backend implementors).
     pub fn new(items: Vec<Item>, next: Option<u64>) -> Self {
         ItemPage { items, next }
+    }
+}
+
+/// One item with its position in its session (opaque; see [`Store::read_before`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PositionedItem {
+    /// The item's position: larger is newer; kept across pops of newer items and appends.
+    pub position: u64,
+    /// The item.
+    pub item: Item,
+}
+
+impl PositionedItem {
+    /// A positioned item (for backend implementors).
+    pub fn new(position: u64, item: Item) -> Self {
+        PositionedItem { position, item }
+    }
+}
+
+/// A page of a session's items before a position, from [`Store::read_before`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PageBefore {
+    /// The items, oldest first.
+    pub items: Vec<PositionedItem>,
+    /// Pass as `before` to read the page before this one; `None` when no older record exists.
+    pub earlier: Option<u64>,
+    /// Records within this page's range that this build cannot read (another key, a newer
+    /// format): skipped, never deleted.
+    pub unreadable: u64,
+    /// Corrupt records within this page's range: skipped.
+    pub corrupt: u64,
+}
+
+impl PageBefore {
+    /// A page (for backend implementors).
+    pub fn new(items: Vec<PositionedItem>, earlier: Option<u64>) -> Self {
+        PageBefore {
+            items,
+            earlier,
+            ..PageBefore::default()
+        }
+    }
+
+    /// Sets the counts of skipped records.
+    pub fn with_skipped(mut self, unreadable: u64, corrupt: u64) -> Self {
+        self.unreadable = unreadable;
+        self.corrupt = corrupt;
+        self
+    }
+
+    /// The position of the newest item of the page.
+    pub fn newest_position(&self) -> Option<u64> {
+        self.items.last().map(|i| i.position)
     }
 }
 

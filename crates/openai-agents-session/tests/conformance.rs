@@ -143,3 +143,95 @@ async fn kit_catches_a_backend_returning_the_oldest_items() {
     assert_eq!(unsupported.len(), 4, "{unsupported:?}");
     assert!(unsupported.iter().all(|n| n.starts_with("ttl_")));
 }
+
+/// A third-party backend that implements only the required methods: `Store::read_before`
+/// falls back to reading the whole session, and the kit's read_before cases still hold.
+mod minimal {
+    use openai_agents_session::{
+        Backend, BoxFuture, Item, ListOptions, PruneReport, RawRecords, RequestStats, Result,
+        SessionInfo, SessionPage, Store,
+    };
+
+    #[derive(Debug)]
+    pub struct Minimal(pub Store);
+
+    impl Backend for Minimal {
+        fn name(&self) -> &'static str {
+            "minimal"
+        }
+        fn get_items<'a>(
+            &'a self,
+            id: &'a str,
+            limit: Option<usize>,
+        ) -> BoxFuture<'a, Result<Vec<Item>>> {
+            Box::pin(async move {
+                use openai_agents_session::Session;
+                self.0.session(id)?.get_items(limit).await
+            })
+        }
+        fn add_items<'a>(&'a self, id: &'a str, items: Vec<Item>) -> BoxFuture<'a, Result<()>> {
+            Box::pin(async move {
+                use openai_agents_session::Session;
+                self.0.session(id)?.add_items(items).await
+            })
+        }
+        fn pop_item<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Item>>> {
+            Box::pin(async move {
+                use openai_agents_session::Session;
+                self.0.session(id)?.pop_item().await
+            })
+        }
+        fn clear_session<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
+            Box::pin(async move {
+                use openai_agents_session::Session;
+                self.0.session(id)?.clear_session().await
+            })
+        }
+        fn session_info<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<SessionInfo>>> {
+            Box::pin(self.0.session_info(id))
+        }
+        fn list_sessions<'a>(
+            &'a self,
+            options: &'a ListOptions,
+        ) -> BoxFuture<'a, Result<SessionPage>> {
+            Box::pin(self.0.list_sessions(options))
+        }
+        fn prune(&self) -> BoxFuture<'_, Result<PruneReport>> {
+            Box::pin(self.0.prune())
+        }
+        fn stats(&self) -> &RequestStats {
+            self.0.stats()
+        }
+        fn raw_records(&self) -> Option<&dyn RawRecords> {
+            self.0.raw_records()
+        }
+    }
+}
+
+#[tokio::test]
+async fn read_before_falls_back_for_backends_without_it() {
+    use openai_agents_session::conformance::{FactoryOptions, StoreFactory};
+    use openai_agents_session::{BoxFuture, Result, Store, StoreOptions};
+    struct Factory;
+    impl StoreFactory for Factory {
+        fn capabilities(&self) -> Capabilities {
+            // The fallback cannot report unreadable counts: get_items skips them silently.
+            Capabilities::all().persistent(false).raw_records(false)
+        }
+        fn open(&self, _options: FactoryOptions) -> BoxFuture<'_, Result<Store>> {
+            Box::pin(async {
+                let inner = Store::open("memory://read-before-fallback").await?;
+                Ok(Store::from_backend(
+                    std::sync::Arc::new(minimal::Minimal(inner)),
+                    StoreOptions::default(),
+                ))
+            })
+        }
+    }
+    let report = openai_agents_session::conformance::run_matching(&Factory, |name| {
+        name.starts_with("read_before_")
+    })
+    .await;
+    report.assert_passed();
+    assert_eq!(report.passed().count(), 3);
+}

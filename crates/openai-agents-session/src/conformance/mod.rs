@@ -542,6 +542,10 @@ cases! {
     staged_write_checks_item_sizes: Nothing,
     read_pages_walk_the_history_in_order: Nothing,
     read_pages_skip_corrupt_records: RawRecords,
+    read_before_pages_back_through_the_history: Nothing,
+    read_before_positions_stay_across_pops_and_appends: Nothing,
+    read_before_skips_undecodable_records_uncounted: RawRecords,
+    read_before_cost_does_not_grow_with_history: Nothing,
     tx_append_applies_once_and_says_so: Transactions,
     tx_retry_from_another_store_is_applied_before: Transactions,
     tx_reused_id_with_another_transaction_conflicts: Transactions,
@@ -573,6 +577,8 @@ mod history;
 use history::*;
 mod lease;
 use lease::*;
+mod pages;
+use pages::*;
 
 // ---- limits ----
 

@@ -4,13 +4,15 @@
 
 use super::error::{is_condition_failure, map_sdk};
 use super::layout::{
-    batch_of, body_of, index_key, item_prefix, lease_of, n, num_attr, part_prefix, reassemble, s,
-    sk_of, str_attr, Body, Meta, MetaState, Row, LEASE_SK, META_SK, SESSIONS_INDEX,
+    batch_of, body_of, index_key, item_prefix, item_sk, lease_of, n, num_attr, part_prefix,
+    reassemble, s, seq_of, sk_of, str_attr, Body, Meta, MetaState, Row, LEASE_SK, META_SK,
+    SESSIONS_INDEX,
 };
 use super::{now_ms, DynamoDbBackend, Inner};
 use crate::codec::{Decoded, TailCollector};
 use crate::error::{Operation, Result};
 use crate::item::Item;
+use crate::pages::{BeforeCollector, PageBefore};
 use crate::store::{ListOptions, SessionInfo, SessionPage};
 use crate::time::Timestamp;
 
@@ -288,6 +290,79 @@ impl DynamoDbBackend {
             self.maybe_refresh(op, session_id, m, now).await?;
         }
         Ok(collector.finish())
+    }
+
+    /// The newest `limit` items below sequence `before`, with their sequences. `None`: the
+    /// newest-first walk (one Query: the metadata and `limit + 1` records); `Some`: the
+    /// metadata (one GetItem) and one Query of the generation's range below `before`. More
+    /// Queries only past undecodable records or uncommitted batches.
+    pub(super) async fn before(
+        &self,
+        session_id: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<PageBefore> {
+        let op = Operation::GetItems;
+        let inner = &self.inner;
+        let mut collector = BeforeCollector::new(limit);
+        let Some(before) = before else {
+            let hint = collector.wanted();
+            let meta = inner
+                .walk(op, session_id, Some(hint), |sk, _, decoded| {
+                    let seq = seq_of(sk).unwrap_or(0).max(0) as u64;
+                    collector.push(seq, decoded)
+                })
+                .await?;
+            return Ok(if meta.is_some() {
+                collector.finish()
+            } else {
+                PageBefore::default()
+            });
+        };
+        let now = now_ms();
+        let Some(meta) = inner.get_meta(op, session_id).await? else {
+            return Ok(PageBefore::default());
+        };
+        if meta.expired(now) || before == 0 {
+            return Ok(PageBefore::default());
+        }
+        let top = i64::try_from(before - 1).unwrap_or(i64::MAX);
+        let mut start = None;
+        loop {
+            let limit = (collector.wanted() + meta.pending.len()).clamp(1, 1000) as i32;
+            inner.stats.record_requests(op, 1);
+            let out = inner
+                .client
+                .query()
+                .table_name(&inner.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
+                .expression_attribute_values(":pk", s(session_id))
+                .expression_attribute_values(":a", s(item_sk(meta.gen, 0)))
+                .expression_attribute_values(":b", s(item_sk(meta.gen, top)))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit(limit)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| map_sdk(op, &inner.table, e))?;
+            for row in out.items() {
+                let Some(seq) = sk_of(row).and_then(seq_of) else {
+                    continue;
+                };
+                if batch_of(row).is_some_and(|b| meta.pending.contains(b)) {
+                    continue; // part of a batch not committed yet
+                }
+                let record = inner.record_bytes(op, session_id, meta.gen, row).await?;
+                if collector.push(seq.max(0) as u64, inner.codec.decode(&record)) {
+                    return Ok(collector.finish());
+                }
+            }
+            start = out.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(collector.finish());
+            }
+        }
     }
 
     /// With `refresh_on_read`, pushes the expiry forward: at most one UpdateItem, skipped when

@@ -15,6 +15,7 @@ use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::history::{self, Applied, PreparedTransaction};
 use crate::item::Item;
 use crate::lease::{self, Lease, LeaseGrant};
+use crate::pages::{BeforeCollector, PageBefore};
 use crate::staged::{ItemPage, StageMode, StagedWrite};
 use crate::stats::RequestStats;
 use crate::store::{
@@ -561,6 +562,33 @@ impl Backend for MemoryBackend {
                 }
             }
             Ok(Some(ItemPage::new(items, None)))
+        })
+    }
+
+    fn read_before<'a>(
+        &'a self,
+        session_id: &'a str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Option<PageBefore>>> {
+        Box::pin(async move {
+            let now = Timestamp::now();
+            let mut shared = self.lock(Operation::GetItems);
+            let Some(session) = Self::live(&mut shared.sessions, session_id, now) else {
+                return Ok(Some(PageBefore::default()));
+            };
+            let end = before.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+            let mut collector = BeforeCollector::new(limit);
+            for (&seq, record) in session
+                .records
+                .range((std::ops::Bound::Unbounded, end))
+                .rev()
+            {
+                if collector.push(seq, self.codec.decode(record)) {
+                    break;
+                }
+            }
+            Ok(Some(collector.finish()))
         })
     }
 

@@ -561,6 +561,15 @@ impl Backend for RedisBackend {
         })
     }
 
+    fn read_before<'a>(
+        &'a self,
+        session_id: &'a str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Option<crate::pages::PageBefore>>> {
+        Box::pin(async move { self.before(session_id, before, limit).await.map(Some) })
+    }
+
     fn stage<'a>(
         &'a self,
         session_id: &str,

@@ -8,6 +8,7 @@ use redis::Value;
 use crate::codec::{Decoded, TailCollector};
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::item::Item;
+use crate::pages::{BeforeCollector, PageBefore};
 use crate::staged::ItemPage;
 use crate::stats::RequestStats;
 use crate::store::{ListOptions, SessionInfo, SessionPage};
@@ -158,6 +159,75 @@ impl RedisBackend {
                 return Ok(ItemPage::new(items, None));
             }
         }
+    }
+}
+
+impl RedisBackend {
+    /// The newest `limit` items below list index `before` (the list's end with `None`), with
+    /// their indexes: one PAGE script call of `limit + 1` records (LRANGE from the end, by a
+    /// negative index, when `before` is `None`), more only past undecodable records.
+    pub(super) async fn before(
+        &self,
+        session_id: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<PageBefore> {
+        let op = Operation::GetItems;
+        let keys = SessionKeys::new(&self.prefix, session_id);
+        let script_keys = self.script_keys(&keys);
+        let mut collector = BeforeCollector::new(limit);
+        let mut end = before;
+        let mut first = true;
+        loop {
+            let want = collector.wanted() as u64;
+            let (start, count): (i64, u64) = match end {
+                None => (-(want as i64), want),
+                Some(0) => break,
+                Some(e) => {
+                    let s = e.saturating_sub(want);
+                    (s as i64, e - s)
+                }
+            };
+            let (from, n) = (start.to_string(), count.to_string());
+            let reply = self
+                .eval(
+                    op,
+                    &self.scripts.page,
+                    &script_keys,
+                    &[from.as_bytes(), n.as_bytes()],
+                )
+                .await?;
+            match tag(&reply) {
+                Some("MISSING") if first => {
+                    self.check_seed_key(op, &keys, session_id).await?;
+                    return Ok(PageBefore::default());
+                }
+                Some("MISSING") => break, // cleared meanwhile
+                Some("OK") => {}
+                _ => return Err(unexpected(op, "page", &reply)),
+            }
+            first = false;
+            let len = reply.get(1).and_then(value_int).unwrap_or(0).max(0) as u64;
+            let records: Vec<Value> = reply.into_iter().skip(2).collect();
+            let fetched = records.len() as u64;
+            // Where the slice starts in the list: a negative start counts from the end.
+            let base = if start < 0 {
+                len.saturating_sub(fetched)
+            } else {
+                start as u64
+            };
+            for (i, record) in records.into_iter().enumerate().rev() {
+                let bytes = value_bytes(record).unwrap_or_default();
+                if collector.push(base + i as u64, self.codec.decode(&bytes)) {
+                    return Ok(collector.finish());
+                }
+            }
+            if base == 0 || fetched == 0 {
+                break;
+            }
+            end = Some(base);
+        }
+        Ok(collector.finish())
     }
 }
 

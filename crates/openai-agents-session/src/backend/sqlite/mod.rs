@@ -18,6 +18,7 @@ use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::history::{self, Applied, PreparedTransaction};
 use crate::item::Item;
 use crate::lease::{Lease, LeaseGrant};
+use crate::pages::{BeforeCollector, PageBefore};
 use crate::staged::{ItemPage, StageMode, StagedWrite};
 use crate::stats::RequestStats;
 use crate::store::{
@@ -493,6 +494,24 @@ impl Backend for SqliteBackend {
         Box::pin(async move {
             self.run(Operation::GetItems, move |conn| {
                 inner.read_page(conn, &id, after, max_bytes)
+            })
+            .await
+            .map(Some)
+        })
+    }
+
+    fn read_before<'a>(
+        &'a self,
+        session_id: &'a str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Option<PageBefore>>> {
+        let inner = Arc::clone(&self.inner);
+        let id = session_id.to_owned();
+        let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
+        Box::pin(async move {
+            self.run(Operation::GetItems, move |conn| {
+                inner.read_before(conn, &id, before, limit)
             })
             .await
             .map(Some)

@@ -43,6 +43,49 @@ impl Inner {
         }
     }
 
+    /// The newest `limit` items below sequence `before`, with their sequences: a read
+    /// transaction of one session lookup and index range scans of `limit + 1` rows (more only
+    /// past undecodable records).
+    pub(super) fn read_before(
+        &self,
+        conn: &mut Connection,
+        session_id: &str,
+        before: i64,
+        limit: usize,
+    ) -> TxResult<PageBefore> {
+        let now = Timestamp::now();
+        let tx = conn.transaction()?;
+        let Some(row) = find_session(&tx, session_id)? else {
+            return Ok(Ok(PageBefore::default()));
+        };
+        if is_expired(row.expires_at, now) {
+            return Ok(Ok(PageBefore::default()));
+        }
+        let mut collector = BeforeCollector::new(limit);
+        let mut below = before;
+        let mut query = tx.prepare_cached(
+            "SELECT seq, record FROM oas_items WHERE session = ?1 AND seq < ?2
+             ORDER BY seq DESC LIMIT ?3",
+        )?;
+        'pages: loop {
+            let want = collector.wanted() as i64;
+            let mut rows = query.query(params![row.key, below, want])?;
+            let mut fetched = 0i64;
+            while let Some(r) = rows.next()? {
+                fetched += 1;
+                below = r.get(0)?;
+                let decoded = self.codec.decode(record_bytes(r.get_ref(1)?));
+                if collector.push(below.max(0) as u64, decoded) {
+                    break 'pages;
+                }
+            }
+            if fetched < want {
+                break;
+            }
+        }
+        Ok(Ok(collector.finish()))
+    }
+
     pub(super) fn read_tail(
         &self,
         conn: &mut Connection,
