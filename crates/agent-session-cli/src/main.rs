@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod serve;
 use openai_agents_session::{
     Applied, Error, ErrorKind, HistoryTransaction, Item, Lease, ListOptions, Session, SessionInfo,
     Store, StoreSession,
@@ -118,6 +119,9 @@ enum Command {
     Init,
     /// Measure latency, throughput and round trips per operation against the store.
     Bench(bench::BenchArgs),
+    /// The session inspector: a web page to browse and read stored conversations, with a JSON
+    /// API and live updates (default http://127.0.0.1:8377/; read-only unless --allow-writes).
+    Serve(serve::ServeArgs),
     /// Write sessions as JSON Lines ({"session_id": ..., "item": {...}}), each session's items
     /// contiguous and oldest first: the named ones, or all.
     Export {
@@ -602,6 +606,9 @@ async fn run(
             reporter.finish("exported", &summary);
             return Ok(());
         }
+        Command::Serve(args) => {
+            return serve::serve(cli.url.as_deref().unwrap_or(DEFAULT_URL), args).await;
+        }
         _ => {}
     }
     // Parse input before touching the store: bad input writes nothing and needs no server.
@@ -748,6 +755,7 @@ async fn run(
             writeln!(out, "pruned: {}", report?)?;
         }
         Command::Bench(args) => bench::run(&store, url, &args, &mut out).await?,
+        Command::Serve(_) => unreachable!("serve returns before the store is opened here"),
         Command::Copy { .. } | Command::Import { .. } | Command::Export { .. } => {}
         Command::Init => {
             store.init().await?;
