@@ -65,4 +65,6 @@ fi
 RUST=(--workspace --exclude openai-agents-session-py --all-features --locked)
 stage "build tests" cargo test "${RUST[@]}" --no-run
 stage "tests + doc tests" cargo test "${RUST[@]}" --no-fail-fast
+# The session inspector in a real browser (Debian chromium, playwright-core; installs chromium if missing).
+stage "browser" scripts/browser-tests.sh
 stage "python package" scripts/python-tests.sh

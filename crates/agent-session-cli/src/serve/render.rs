@@ -259,7 +259,7 @@ fn item_html(item: &PositionedItem, value: &Value, outputs: &str) -> String {
             };
             format!(
                 "<details class=\"item reasoning\" data-type=\"reasoning\" data-position=\"{pos}\">\
-                 <summary class=\"label\">reasoning</summary><div class=\"text\">{}</div>{raw}</details>",
+                 <summary><span class=\"label\">reasoning</span> <span class=\"text\">{}</span></summary>{raw}</details>",
                 esc(&text)
             )
         }
