@@ -254,6 +254,19 @@ fn every_route_on_sqlite_and_redis() {
         assert!(page.body.contains("&lt;script&gt;x&lt;/script&gt;"));
         assert!(!page.body.contains("<script>x"));
         assert!(page.body.contains("id=\"order\""));
+        if backend == "sqlite" {
+            assert!(
+                page.body.contains("Most recently updated first."),
+                "{}",
+                page.body
+            );
+            assert_eq!(server.get("/api/sessions").json()["order"], "newest_first");
+        } else {
+            assert!(
+                page.body.contains("the backend&#39;s order")
+                    || page.body.contains("the backend's order")
+            );
+        }
         for id in ODD_IDS {
             assert!(
                 page.body.contains(&format!("href=\"/s/{}\"", enc(id))),

@@ -198,6 +198,10 @@ pub struct ListOptions {
     pub page_size: Option<usize>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
+    /// Most recently updated first, where the backend can sort cheaply (SQLite); the others
+    /// list in their usual order. [`SessionPage::newest_first`] says which order a page has.
+    /// A cursor belongs to the order it was made in.
+    pub newest_first: bool,
 }
 
 impl ListOptions {
@@ -222,6 +226,12 @@ impl ListOptions {
         self
     }
 
+    /// Asks for the most recently updated sessions first (see [`ListOptions::newest_first`]).
+    pub fn newest_first(mut self, yes: bool) -> Self {
+        self.newest_first = yes;
+        self
+    }
+
     /// The page size to use (at least 1).
     pub fn effective_page_size(&self) -> usize {
         self.page_size.unwrap_or(Self::DEFAULT_PAGE_SIZE).max(1)
@@ -236,6 +246,8 @@ pub struct SessionPage {
     pub session_ids: Vec<String>,
     /// Pass to [`ListOptions::cursor`] for the next page; `None` at the end.
     pub next_cursor: Option<String>,
+    /// Whether the ids are most recently updated first (asked for and supported).
+    pub newest_first: bool,
 }
 
 impl SessionPage {
@@ -244,7 +256,14 @@ impl SessionPage {
         SessionPage {
             session_ids,
             next_cursor,
+            newest_first: false,
         }
+    }
+
+    /// Marks the page as most recently updated first (for backend implementors).
+    pub fn sorted_newest_first(mut self) -> Self {
+        self.newest_first = true;
+        self
     }
 }
 

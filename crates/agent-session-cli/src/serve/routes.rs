@@ -109,8 +109,10 @@ pub(crate) struct LoginForm {
 async fn listed(
     state: &State,
     query: &ListQuery,
-) -> Result<(Vec<(String, Option<SessionInfo>)>, Option<String>), Error> {
-    let mut options = ListOptions::default().page_size(SESSIONS_PER_PAGE);
+) -> Result<(Vec<(String, Option<SessionInfo>)>, Option<String>, bool), Error> {
+    let mut options = ListOptions::default()
+        .page_size(SESSIONS_PER_PAGE)
+        .newest_first(true);
     if let Some(p) = query.prefix.as_deref().filter(|p| !p.is_empty()) {
         options = options.prefix(p);
     }
@@ -118,6 +120,7 @@ async fn listed(
         options = options.cursor(c);
     }
     let page = state.store.list_sessions(&options).await?;
+    let newest_first = page.newest_first;
     let infos: Vec<Result<Option<SessionInfo>, Error>> = stream::iter(page.session_ids.clone())
         .map(|id| {
             let store = state.store.clone();
@@ -130,13 +133,14 @@ async fn listed(
     for (id, info) in page.session_ids.into_iter().zip(infos) {
         rows.push((id, info?));
     }
-    Ok((rows, page.next_cursor))
+    Ok((rows, page.next_cursor, newest_first))
 }
 
-fn order_note(backend: &str) -> &'static str {
+fn order_note(backend: &str, newest_first: bool) -> &'static str {
     match backend {
-        "sqlite" | "memory" => "Sorted by session id.",
-        _ => "In the backend's order (its listing is not sorted).",
+        _ if newest_first => "Most recently updated first.",
+        "memory" => "Sorted by session id (the backend's order).",
+        _ => "In the backend's order (it cannot sort by update time cheaply).",
     }
 }
 
@@ -144,7 +148,7 @@ pub(crate) async fn sessions_page(
     StateOf(state): StateOf<State>,
     Query(query): Query<ListQuery>,
 ) -> Response {
-    let (rows, next) = match listed(&state, &query).await {
+    let (rows, next, newest_first) = match listed(&state, &query).await {
         Ok(found) => found,
         Err(e) => return failure(e),
     };
@@ -155,7 +159,7 @@ pub(crate) async fn sessions_page(
          <button type=\"submit\">search</button></form>\
          <p class=\"note\" id=\"order\">{} {} per page. Store: {}.</p>",
         esc(&prefix),
-        order_note(state.store.backend_name()),
+        order_note(state.store.backend_name(), newest_first),
         SESSIONS_PER_PAGE,
         esc(state.store.backend_name())
     );
@@ -190,7 +194,7 @@ pub(crate) async fn api_sessions(
     Query(query): Query<ListQuery>,
 ) -> Response {
     match listed(&state, &query).await {
-        Ok((rows, next)) => {
+        Ok((rows, next, newest_first)) => {
             let sessions: Vec<serde_json::Value> = rows
                 .iter()
                 .map(|(id, info)| match info {
@@ -198,7 +202,13 @@ pub(crate) async fn api_sessions(
                     None => serde_json::json!({ "session_id": id, "gone": true }),
                 })
                 .collect();
-            let body = serde_json::json!({ "sessions": sessions, "next_cursor": next });
+            let order = if newest_first {
+                "newest_first"
+            } else {
+                "backend"
+            };
+            let body =
+                serde_json::json!({ "sessions": sessions, "next_cursor": next, "order": order });
             json(StatusCode::OK, body.to_string())
         }
         Err(e) => failure(e),

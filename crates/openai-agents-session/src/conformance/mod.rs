@@ -546,6 +546,7 @@ cases! {
     read_before_positions_stay_across_pops_and_appends: Nothing,
     read_before_skips_undecodable_records_uncounted: RawRecords,
     read_before_cost_does_not_grow_with_history: Nothing,
+    list_newest_first_where_supported: Nothing,
     tx_append_applies_once_and_says_so: Transactions,
     tx_retry_from_another_store_is_applied_before: Transactions,
     tx_reused_id_with_another_transaction_conflicts: Transactions,

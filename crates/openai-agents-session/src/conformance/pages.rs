@@ -193,3 +193,53 @@ pub(super) async fn read_before_cost_does_not_grow_with_history(ctx: &Ctx<'_>) -
     );
     Ok(())
 }
+
+pub(super) async fn list_newest_first_where_supported(ctx: &Ctx<'_>) -> CaseResult {
+    let store = ctx.store().await?;
+    let prefix = ctx.id("newest/");
+    let names: Vec<String> = (0..7).map(|n| format!("{prefix}{n}")).collect();
+    for name in &names {
+        store.session(name)?.add_items(numbered(0..1)).await?;
+    }
+    // Touch one in the middle, a moment later: it becomes the most recently updated.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    store.session(&names[2])?.add_items(numbered(1..2)).await?;
+    let (mut seen, mut cursor, mut sorted) = (Vec::new(), None, None);
+    loop {
+        let mut options = ListOptions::default()
+            .prefix(prefix.clone())
+            .page_size(3)
+            .newest_first(true);
+        if let Some(c) = cursor.take() {
+            options = options.cursor(c);
+        }
+        let page = store.list_sessions(&options).await?;
+        ensure!(
+            sorted.is_none_or(|s| s == page.newest_first),
+            "every page of one listing has the same order"
+        );
+        sorted = Some(page.newest_first);
+        seen.extend(page.session_ids);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+        ensure!(seen.len() <= names.len(), "no duplicates across pages");
+    }
+    let mut all = seen.clone();
+    all.sort();
+    ensure_eq!(all, names, "every session once");
+    if sorted == Some(true) {
+        let mut updated = Vec::new();
+        for id in &seen {
+            let info = store.session_info(id).await?;
+            updated.push(info.map(|i| i.updated_at));
+        }
+        ensure!(
+            updated.windows(2).all(|w| w[0] >= w[1]),
+            "most recently updated first: {seen:?}"
+        );
+        ensure_eq!(seen[0], names[2], "the session written last comes first");
+    }
+    Ok(())
+}

@@ -20,6 +20,8 @@ CREATE TABLE IF NOT EXISTS oas_sessions (
 );
 CREATE INDEX IF NOT EXISTS oas_sessions_expires_at
     ON oas_sessions (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS oas_sessions_updated_at
+    ON oas_sessions (updated_at, session_id);
 CREATE TABLE IF NOT EXISTS oas_items (
     session INTEGER NOT NULL,
     seq     INTEGER NOT NULL,

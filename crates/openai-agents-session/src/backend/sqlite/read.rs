@@ -177,11 +177,70 @@ impl Inner {
         Ok(Ok(info.filter(|i| !is_expired(i.expires_at, now))))
     }
 
+    /// Most recently updated first: the `oas_sessions_updated_at` index walked backwards from
+    /// the cursor `updated_ms:session_id`, the prefix as a filter.
+    fn list_newest_first(
+        &self,
+        conn: &mut Connection,
+        options: &ListOptions,
+    ) -> TxResult<SessionPage> {
+        let now = Timestamp::now();
+        let prefix = options.prefix.clone().unwrap_or_default();
+        let page_size = options.effective_page_size();
+        let (at, after_id) = match &options.cursor {
+            Some(c) => match c
+                .split_once(':')
+                .and_then(|(t, id)| Some((t.parse::<i64>().ok()?, id)))
+            {
+                Some((t, id)) => (t, id.to_owned()),
+                None => {
+                    return Ok(Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        Operation::ListSessions,
+                        format!("invalid newest-first list cursor {c:?}"),
+                    )))
+                }
+            },
+            None => (i64::MAX, String::new()),
+        };
+        let mut stmt = conn.prepare_cached(
+            "SELECT session_id, updated_at FROM oas_sessions INDEXED BY oas_sessions_updated_at
+             WHERE (updated_at < ?1 OR (updated_at = ?1 AND ?2 <> '' AND session_id < ?2))
+               AND substr(CAST(session_id AS BLOB), 1, ?4) = CAST(?3 AS BLOB)
+               AND (expires_at IS NULL OR expires_at > ?5)
+             ORDER BY updated_at DESC, session_id DESC LIMIT ?6",
+        )?;
+        let mut rows = stmt
+            .query_map(
+                params![
+                    at,
+                    after_id,
+                    prefix,
+                    prefix.len() as i64,
+                    now.as_millis(),
+                    page_size as i64 + 1
+                ],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let next_cursor = if rows.len() > page_size {
+            rows.truncate(page_size);
+            rows.last().map(|(id, t)| format!("{t}:{id}"))
+        } else {
+            None
+        };
+        let ids = rows.into_iter().map(|(id, _)| id).collect();
+        Ok(Ok(SessionPage::new(ids, next_cursor).sorted_newest_first()))
+    }
+
     pub(super) fn list(
         &self,
         conn: &mut Connection,
         options: &ListOptions,
     ) -> TxResult<SessionPage> {
+        if options.newest_first {
+            return self.list_newest_first(conn, options);
+        }
         let now = Timestamp::now();
         let prefix = options.prefix.clone().unwrap_or_default();
         let page_size = options.effective_page_size();
