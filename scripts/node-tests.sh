@@ -36,10 +36,14 @@ if [ $# -gt 0 ]; then
 fi
 node --test test/*.test.mjs
 
-# The tarball installs into a fresh project (no network: the peer dependency is optional) and
-# works from both entry points.
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
+# The README's offline example runs (twice: the conversation continues in its SQLite file).
+(cd "$scratch" && node "$ROOT/$PKG/examples/quickstart.mjs" && node "$ROOT/$PKG/examples/quickstart.mjs" | grep -q 'seen 2 item')
+echo "node-tests: examples/quickstart.mjs ran"
+
+# The tarball installs into a fresh project (no network: the peer dependency is optional) and
+# works from both entry points.
 tarball=$(npm pack --silent --pack-destination "$scratch")
 (
   cd "$scratch"

@@ -83,6 +83,14 @@ for (const store of stores()) {
       assert.deepEqual(lines.map((l) => JSON.stringify(JSON.parse(l))), text(ITEMS));
       // the CLI prints the stored text itself: what Node wrote, byte for byte
       assert.deepEqual(lines, await openSession(store.url, sid).getItems({ raw: true }));
+      // What JavaScript cannot hold: integers beyond 2^53 and integer-like keys (ordered
+      // first); { raw: true } gives the exact stored text.
+      const limits = uniqueId('cli-limits');
+      const stored = '{"b":1,"2":0,"big":9007199254740993}';
+      await run(cli, ['--url', store.url, 'add', limits, stored]);
+      assert.deepEqual(await openSession(store.url, limits).getItems({ raw: true }), [stored]);
+      const [parsed] = await openSession(store.url, limits).getItems();
+      assert.equal(JSON.stringify(parsed), '{"2":0,"b":1,"big":9007199254740992}');
       const back = uniqueId('cli-back');
       await run(cli, ['--url', store.url, 'add', back, ...text(ITEMS)]);
       assert.deepEqual(text(await openSession(store.url, back).getItems()), text(ITEMS));
