@@ -49,3 +49,17 @@ async function use(): Promise<void> {
   void [raw, token, info];
 }
 void use;
+
+// What must not compile: each line below is an error under --strict (tsc fails on an unused
+// expect-error directive, so these prove the declarations are tight).
+// @ts-expect-error RedisSession needs { url }
+new RedisSession('x', {});
+// @ts-expect-error DynamoDBSession needs { tableName }
+new DynamoDBSession('x', { region: 'us-east-1' });
+// @ts-expect-error a transaction of an unknown type
+void s.applyHistoryTransaction({ operationId: 'op', transaction: { type: 'rewrite', items: [] } });
+// @ts-expect-error replace_suffix needs expectedSuffix
+void s.applyHistoryTransaction({ operationId: 'op', transaction: { type: 'replace_suffix', replacement: [] } });
+// @ts-expect-error raw items are strings, not objects
+const notItems: AgentInputItem[] = await new SQLiteSession('y').getItems({ raw: true });
+void notItems;
