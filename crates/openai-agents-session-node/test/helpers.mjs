@@ -30,7 +30,29 @@ function missing(variable) {
   return why;
 }
 
+/**
+ * Deletes a table of DynamoDB Local through its HTTP API (the package has no such call: tables
+ * are the operator's). DynamoDB Local checks that a request is signed, not the signature.
+ */
+async function deleteLocalTable(endpoint, tableName) {
+  await fetch(endpoint, {
+    method: 'POST',
+    headers: {
+      'Content-Type': 'application/x-amz-json-1.0',
+      'X-Amz-Target': 'DynamoDB_20120810.DeleteTable',
+      Authorization: 'AWS4-HMAC-SHA256 Credential=dummy/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=00',
+    },
+    body: JSON.stringify({ TableName: tableName }),
+  });
+}
+
 const tables = new Map();
+after(async () => {
+  for (const [endpoint, table] of tables) {
+    const name = await table.catch(() => undefined);
+    if (name) await deleteLocalTable(endpoint, name).catch(() => {});
+  }
+});
 async function dynamoTable() {
   const endpoint = process.env.OAS_TEST_DYNAMODB_ENDPOINT;
   const region = process.env.AWS_REGION || 'us-east-1';
