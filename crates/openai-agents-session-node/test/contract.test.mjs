@@ -56,7 +56,7 @@ for (const backend of backends()) {
       assert.deepEqual(await sessions[1].getItems(), [msg(1)]);
     });
 
-    test('another session object on the same id sees the same history', { skip: backend.privateStore }, async () => {
+    test('another session object on the same id sees the same history', async () => {
       const id = uniqueId();
       const a = await open(id);
       const b = await open(id);

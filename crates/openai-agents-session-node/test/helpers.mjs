@@ -74,9 +74,16 @@ export function backends() {
     { name: 'sqlite file', make: async (id, o = {}) => new SQLiteSession(id, { path: file, ...o }) },
     {
       name: 'sqlite memory',
-      // ':memory:' is private to one session: sessions of a test share one made here.
-      make: async (id, o = {}) => new SQLiteSession(id, o),
-      privateStore: true,
+      // ':memory:' is private to the session made with it; another session object of the same
+      // id in a test shares the first one's store, as code holding that session would.
+      first: new Map(),
+      async make(id, o = {}) {
+        const session = new SQLiteSession(id, o);
+        const key = `${id}\u0000${JSON.stringify(o)}`;
+        if (this.first.has(key)) session._store = this.first.get(key)._store;
+        else this.first.set(key, session);
+        return session;
+      },
     },
     {
       name: 'redis',
