@@ -89,7 +89,7 @@ pub(crate) async fn guard(
         .and_then(|h| h.to_str().ok())
         .map(str::to_ascii_lowercase);
     let mut response = match host {
-        Some(h) if state.hosts.iter().any(|ok| *ok == h) => {
+        Some(h) if state.hosts.contains(&h) => {
             let path = request.uri().path();
             let public = path == "/login" || path.starts_with("/assets/");
             if public || authorized(&state, request.headers()) {
@@ -156,28 +156,28 @@ pub(crate) fn check_write(
     headers: &HeaderMap,
     session_id: &str,
     confirm: Option<&str>,
-) -> Result<(), Response> {
+) -> Result<(), Box<Response>> {
     if !state.allow_writes {
-        return Err(plain(
+        return Err(Box::new(plain(
             StatusCode::FORBIDDEN,
             "read-only: start agent-session serve with --allow-writes to pop or clear",
-        ));
+        )));
     }
     let csrf_ok = headers
         .get(CSRF_HEADER)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| same(v, &state.csrf));
     if !same_origin(state, headers) || !csrf_ok {
-        return Err(plain(
+        return Err(Box::new(plain(
             StatusCode::FORBIDDEN,
             "cross-site write refused: writes come from this server's pages (X-CSRF-Token)",
-        ));
+        )));
     }
     if confirm != Some(session_id) {
-        return Err(plain(
+        return Err(Box::new(plain(
             StatusCode::BAD_REQUEST,
             "unconfirmed: pass confirm=<the session id> to pop or clear",
-        ));
+        )));
     }
     Ok(())
 }

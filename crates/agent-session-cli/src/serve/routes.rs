@@ -489,7 +489,7 @@ async fn write(
     pop: bool,
 ) -> Response {
     if let Err(refused) = auth::check_write(&state, &headers, &id, confirm.confirm.as_deref()) {
-        return refused;
+        return *refused;
     }
     let session = match state.store.session(&id) {
         Ok(s) => s,
