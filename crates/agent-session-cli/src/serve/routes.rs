@@ -110,10 +110,13 @@ async fn listed(
     state: &State,
     query: &ListQuery,
 ) -> Result<(Vec<(String, Option<SessionInfo>)>, Option<String>, bool), Error> {
+    // A prefix search lists by id: a range of the id index, where newest first would filter
+    // the whole update-time index.
+    let prefix = query.prefix.as_deref().filter(|p| !p.is_empty());
     let mut options = ListOptions::default()
         .page_size(SESSIONS_PER_PAGE)
-        .newest_first(true);
-    if let Some(p) = query.prefix.as_deref().filter(|p| !p.is_empty()) {
+        .newest_first(prefix.is_none());
+    if let Some(p) = prefix {
         options = options.prefix(p);
     }
     if let Some(c) = query.cursor.as_deref().filter(|c| !c.is_empty()) {
@@ -136,9 +139,10 @@ async fn listed(
     Ok((rows, page.next_cursor, newest_first))
 }
 
-fn order_note(backend: &str, newest_first: bool) -> &'static str {
+fn order_note(backend: &str, newest_first: bool, prefix: bool) -> &'static str {
     match backend {
         _ if newest_first => "Most recently updated first.",
+        "sqlite" | "memory" if prefix => "Sorted by session id (a prefix search).",
         "memory" => "Sorted by session id (the backend's order).",
         _ => "In the backend's order (it cannot sort by update time cheaply).",
     }
@@ -159,7 +163,7 @@ pub(crate) async fn sessions_page(
          <button type=\"submit\">search</button></form>\
          <p class=\"note\" id=\"order\">{} {} per page. Store: {}.</p>",
         esc(&prefix),
-        order_note(state.store.backend_name(), newest_first),
+        order_note(state.store.backend_name(), newest_first, !prefix.is_empty()),
         SESSIONS_PER_PAGE,
         esc(state.store.backend_name())
     );
