@@ -19,6 +19,7 @@ One run at a time per conversation, across processes, with a lease and its fenci
 from __future__ import annotations
 
 import asyncio
+import atexit
 import copy
 import datetime as _datetime
 import inspect
@@ -29,7 +30,11 @@ import threading
 from typing import Any, Dict, Generic, List, Mapping, Optional, Tuple, Type, TypeVar
 from urllib.parse import quote, urlencode
 
-from ._native import NativeError, NativeStore
+from ._native import NativeError, NativeStore, _close_exit_gate
+
+# Before the interpreter finalizes, wait for the native runtime's threads to finish delivering
+# results: one that needs the GIL during finalization would abort the process (SIGABRT).
+atexit.register(_close_exit_gate)
 
 __version__ = "0.2.0.dev0"
 
