@@ -25,6 +25,14 @@ use super::error::{classify, map_connect, map_pg, Failure};
 /// a few for statements the server rolled back (a deadlock or serialization failure).
 const ATTEMPTS: usize = 4;
 
+/// A server error that ended the connection itself.
+fn terminated(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    e.code().is_some_and(|c| {
+        *c == SqlState::ADMIN_SHUTDOWN || *c == SqlState::CRASH_SHUTDOWN || *c == SqlState::IDLE_SESSION_TIMEOUT
+    })
+}
+
 /// The pool and the timeouts of one store.
 pub(super) struct Conn {
     pool: Pool,
@@ -188,6 +196,27 @@ impl Conn {
             match tokio::time::timeout(self.response_timeout, client.query(&statement, params)).await {
                 Ok(Ok(rows)) => return Ok(rows),
                 Ok(Err(e)) => match classify(&e) {
+                    // The server ended this connection while the request was on it (an
+                    // administrator's pg_terminate_backend, a shutdown): under the rule, a
+                    // write in flight is of unknown outcome; a read is sent once more.
+                    Failure::Refused if terminated(&e) => {
+                        drop(Object::take(client));
+                        if !op.is_write() && !lost_read {
+                            lost_read = true;
+                            continue;
+                        }
+                        return Err(if op.is_write() {
+                            Error::new(
+                                ErrorKind::OutcomeUnknown,
+                                op,
+                                "PostgreSQL ended the connection during the write; it may or may not have been applied",
+                            )
+                            .with_cause(FailureCause::Connection)
+                            .with_source(e)
+                        } else {
+                            map_pg(op, e)
+                        });
+                    }
                     Failure::Refused => {
                         let transient = e.code().is_some_and(|c| {
                             *c == tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED

@@ -17,6 +17,8 @@ impl Inner {
             qualify(FUNCTIONS, &schema, &prefix)
         );
         let lock_key = format!("openai-agents-session:{schema}:{prefix}");
+        // Tables of another shape under our names are named before anything is created.
+        self.check_shape(false).await?;
         let found: Option<i32> = self
             .conn
             .with_client(op, |client| {
@@ -60,11 +62,12 @@ impl Inner {
                 ))
             }
         }
-        self.check_shape().await
+        self.check_shape(true).await
     }
 
-    /// Every table has the columns this build reads and writes, of the types it expects.
-    async fn check_shape(&self) -> Result<()> {
+    /// Every table has the columns this build reads and writes, of the types it expects
+    /// (`require_all`: and none is missing).
+    async fn check_shape(&self, require_all: bool) -> Result<()> {
         let op = Operation::Open;
         let (schema, prefix) = (self.schema.clone(), self.prefix.clone());
         let rows = self
@@ -89,6 +92,9 @@ impl Inner {
                 .filter(|r| r.get::<_, String>(0) == name)
                 .map(|r| (r.get::<_, String>(1), r.get::<_, String>(2)))
                 .collect();
+            if found.is_empty() && !require_all {
+                continue;
+            }
             if found.is_empty() {
                 return Err(Error::new(
                     ErrorKind::Config,
