@@ -736,3 +736,98 @@ async fn a_stopped_server_is_a_typed_timeout() {
     }
     eprintln!("SIGSTOP: read Timeout and write {:?} within {elapsed:?}", err.kind());
 }
+
+// ------------------------------------------------------------------------------ migration ---
+
+/// The tables `SQLAlchemySession` creates on PostgreSQL (its DDL, as SQLAlchemy emits it),
+/// written as it writes (`json.dumps` with `ensure_ascii`): read in `created_at, id` order
+/// through `layout=openai-agents`, equal as JSON, and copied into the native layout in one
+/// `copy_sessions`. (The Python suite does the same with the real SQLAlchemySession.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agents_sdk_sqlalchemy_tables_copy_in_one_command() {
+    let url = shared_url("OAS_TEST_POSTGRES_URL");
+    let schema = unique("sa");
+    let db = admin(&url).await;
+    db.batch_execute(&format!(
+        "CREATE SCHEMA \"{schema}\";
+         SET search_path TO \"{schema}\";
+         CREATE TABLE my_sessions (session_id VARCHAR NOT NULL,
+             created_at TIMESTAMP WITHOUT TIME ZONE DEFAULT CURRENT_TIMESTAMP NOT NULL,
+             updated_at TIMESTAMP WITHOUT TIME ZONE DEFAULT CURRENT_TIMESTAMP NOT NULL,
+             PRIMARY KEY (session_id));
+         CREATE TABLE my_messages (id SERIAL NOT NULL, session_id VARCHAR NOT NULL,
+             message_data TEXT NOT NULL,
+             created_at TIMESTAMP WITHOUT TIME ZONE DEFAULT CURRENT_TIMESTAMP NOT NULL,
+             PRIMARY KEY (id),
+             FOREIGN KEY(session_id) REFERENCES my_sessions (session_id) ON DELETE CASCADE);
+         CREATE INDEX idx_my_messages_session_time ON my_messages (session_id, created_at);
+         INSERT INTO my_sessions (session_id) VALUES ('u:1'), ('u:2'), ('other');
+         INSERT INTO my_messages (session_id, message_data, created_at) VALUES
+           ('u:1', '{{\"role\": \"user\", \"content\": \"caf\\u00e9 \\ud83d\\ude00\"}}', '2026-01-01 00:00:01'),
+           ('u:1', '{{\"role\": \"assistant\", \"n\": 2}}', '2026-01-01 00:00:01'),
+           ('u:1', 'not json', '2026-01-01 00:00:02'),
+           ('u:1', '{{\"late\": true}}', '2026-01-01 00:00:03'),
+           ('u:2', '{{\"x\": 1}}', '2026-01-01 00:00:00');"
+    ))
+    .await
+    .unwrap();
+    let legacy_url = with_option(
+        &url,
+        &format!("schema={schema}&layout=openai-agents&sessions_table=my_sessions&messages_table=my_messages"),
+    );
+    let legacy = Store::open(&legacy_url).await.unwrap();
+    let got: Vec<serde_json::Value> = legacy
+        .session("u:1")
+        .unwrap()
+        .get_items(None)
+        .await
+        .unwrap()
+        .iter()
+        .map(Item::to_value)
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            json!({"role": "user", "content": "café 😀"}),
+            json!({"role": "assistant", "n": 2}),
+            json!({"late": true}),
+        ]
+    );
+    let newest = legacy.session("u:1").unwrap().get_items(Some(1)).await.unwrap();
+    assert_eq!(newest[0].to_value(), json!({"late": true}));
+    assert_eq!(legacy.list_all_sessions(Some("u:")).await.unwrap(), vec!["u:1", "u:2"]);
+    assert_eq!(legacy.session_info("u:1").await.unwrap().unwrap().item_count, 4);
+    let err = legacy.session("u:1").unwrap().add_items(vec![item(json!({"a": 1}))]).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("read-only"), "{err}");
+    // Missing tables are named.
+    let err = Store::open(&with_option(&url, &format!("schema={schema}&layout=openai-agents")))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("agent_sessions"), "{err}");
+    // Upgrade in one copy.
+    let target = Store::open(&with_option(&url, &format!("schema={schema}_native")))
+        .await
+        .unwrap();
+    let summary = openai_agents_session::transfer::copy_sessions(
+        &legacy,
+        &target,
+        &openai_agents_session::transfer::CopyOptions::default(),
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    eprintln!("copied: {summary:?}");
+    let copied: Vec<serde_json::Value> = target
+        .session("u:1")
+        .unwrap()
+        .get_items(None)
+        .await
+        .unwrap()
+        .iter()
+        .map(Item::to_value)
+        .collect();
+    assert_eq!(copied, got);
+    let listed = target.list_all_sessions(Some("u:")).await.unwrap();
+    assert_eq!(listed, vec!["u:1", "u:2"]);
+}
