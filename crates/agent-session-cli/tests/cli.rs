@@ -1946,13 +1946,26 @@ fn works_with_postgres_plain_and_tls() {
         };
         let o = run(&["init"]);
         assert_eq!(code(&o), 0, "{var}: {}", stderr(&o));
-        let o = run(&["add", "cli:s1", r#"{"role":"user","content":"hi"}"#, r#"{"n":1}"#]);
+        let o = run(&[
+            "add",
+            "cli:s1",
+            r#"{"role":"user","content":"hi"}"#,
+            r#"{"n":1}"#,
+        ]);
         assert_eq!(code(&o), 0, "{var}: {}", stderr(&o));
-        assert_eq!(stdout(&run(&["get", "cli:s1", "--limit", "1"])), "{\"n\":1}\n", "{var}");
+        assert_eq!(
+            stdout(&run(&["get", "cli:s1", "--limit", "1"])),
+            "{\"n\":1}\n",
+            "{var}"
+        );
         let info: serde_json::Value =
             serde_json::from_str(stdout(&run(&["info", "cli:s1"])).trim()).unwrap();
         assert_eq!(info["item_count"].as_u64(), Some(2), "{var}");
-        assert_eq!(stdout(&run(&["list", "--prefix", "cli:"])), "cli:s1\n", "{var}");
+        assert_eq!(
+            stdout(&run(&["list", "--prefix", "cli:"])),
+            "cli:s1\n",
+            "{var}"
+        );
         assert_eq!(stdout(&run(&["pop", "cli:s1"])), "{\"n\":1}\n", "{var}");
         assert_eq!(code(&run(&["clear", "cli:s1"])), 0, "{var}");
         assert_eq!(code(&run(&["info", "cli:s1"])), 3, "{var}");
@@ -1967,13 +1980,24 @@ fn works_with_postgres_plain_and_tls() {
             .output()
             .unwrap();
         assert_eq!(code(&o), 0, "{var}: {}", stderr(&o));
-        assert_eq!(stdout(&run(&["get", "from-sqlite"])), "{\"k\":\"é\",\"n\":1e400}\n", "{var}");
+        assert_eq!(
+            stdout(&run(&["get", "from-sqlite"])),
+            "{\"k\":\"é\",\"n\":1e400}\n",
+            "{var}"
+        );
         // A wrong password: exit 1 or 2, the password never in the output.
         let wrong = url.replace("oas-pg-secret", "wrong-secret-pw");
-        let o = env.cmd().args(["--url", &wrong, "get", "x"]).output().unwrap();
+        let o = env
+            .cmd()
+            .args(["--url", &wrong, "get", "x"])
+            .output()
+            .unwrap();
         assert_ne!(code(&o), 0);
         let all = format!("{}{}", stdout(&o), stderr(&o));
-        assert!(!all.contains("wrong-secret-pw") && !all.contains("oas-pg-secret"), "{all}");
+        assert!(
+            !all.contains("wrong-secret-pw") && !all.contains("oas-pg-secret"),
+            "{all}"
+        );
         assert!(all.contains("password"), "{all}");
     }
 }

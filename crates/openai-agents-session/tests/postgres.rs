@@ -141,7 +141,9 @@ impl OwnPostgres {
         let pids = self.processes();
         self.signal(&pids, "-KILL");
         let t0 = Instant::now();
-        while pids.iter().any(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+        while pids
+            .iter()
+            .any(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
             && t0.elapsed() < Duration::from_secs(10)
         {
             std::thread::sleep(Duration::from_millis(50));
@@ -168,12 +170,10 @@ impl Drop for OwnPostgres {
 /// A plain client for the tests' own statements (as the test role).
 async fn admin(url: &str) -> tokio_postgres::Client {
     let base = url.split('?').next().unwrap();
-    let (client, conn) = tokio_postgres::connect(
-        &format!("{base}?sslmode=disable"),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .expect("admin connection");
+    let (client, conn) =
+        tokio_postgres::connect(&format!("{base}?sslmode=disable"), tokio_postgres::NoTls)
+            .await
+            .expect("admin connection");
     tokio::spawn(conn);
     client
 }
@@ -272,7 +272,10 @@ async fn one_round_trip_per_operation() {
     let items = || vec![item(json!({"role": "user", "n": 1})), item(json!({"n": 2}))];
     let tx = openai_agents_session::history::HistoryTransaction::append_items(items());
     let replace = |from: Vec<Item>| {
-        openai_agents_session::history::HistoryTransaction::replace_suffix(from, vec![item(json!({"r": 1}))])
+        openai_agents_session::history::HistoryTransaction::replace_suffix(
+            from,
+            vec![item(json!({"r": 1}))],
+        )
     };
     // Warm-up: every statement prepared once on the one connection.
     let warm = async {
@@ -281,11 +284,26 @@ async fn one_round_trip_per_operation() {
         session.get_items(None).await.unwrap();
         session.pop_item().await.unwrap();
         store.session_info("rt").await.unwrap();
-        store.list_sessions(&ListOptions::default().prefix("r")).await.unwrap();
-        session.apply_history_transaction("warm", &tx).await.unwrap();
-        session.apply_history_transaction("warm2", &replace(vec![item(json!({"n": 2}))])).await.unwrap();
-        let lease = store.acquire_lease("rt", "me", Duration::from_secs(5), None).await.unwrap();
-        store.renew_lease("rt", lease.token, Duration::from_secs(5)).await.unwrap();
+        store
+            .list_sessions(&ListOptions::default().prefix("r"))
+            .await
+            .unwrap();
+        session
+            .apply_history_transaction("warm", &tx)
+            .await
+            .unwrap();
+        session
+            .apply_history_transaction("warm2", &replace(vec![item(json!({"n": 2}))]))
+            .await
+            .unwrap();
+        let lease = store
+            .acquire_lease("rt", "me", Duration::from_secs(5), None)
+            .await
+            .unwrap();
+        store
+            .renew_lease("rt", lease.token, Duration::from_secs(5))
+            .await
+            .unwrap();
         store.lease_info("rt").await.unwrap();
         let fenced = session.fenced(lease.token);
         fenced.add_items(items()).await.unwrap();
@@ -299,31 +317,62 @@ async fn one_round_trip_per_operation() {
         ($name:expr, $e:expr) => {{
             let (s0, r0) = (proxy.count(), store.stats().total_requests());
             let v = $e;
-            costs.push(($name, proxy.count() - s0, store.stats().total_requests() - r0));
+            costs.push((
+                $name,
+                proxy.count() - s0,
+                store.stats().total_requests() - r0,
+            ));
             v
         }};
     }
     cost!("add_items", session.add_items(items()).await.unwrap());
-    cost!("get_items(Some(1))", session.get_items(Some(1)).await.unwrap());
+    cost!(
+        "get_items(Some(1))",
+        session.get_items(Some(1)).await.unwrap()
+    );
     cost!("get_items(None)", session.get_items(None).await.unwrap());
     cost!("pop_item", session.pop_item().await.unwrap());
     cost!("session_info", store.session_info("rt").await.unwrap());
-    cost!("list_sessions", store.list_sessions(&ListOptions::default().prefix("r")).await.unwrap());
-    cost!("apply append_items", session.apply_history_transaction("a1", &tx).await.unwrap());
+    cost!(
+        "list_sessions",
+        store
+            .list_sessions(&ListOptions::default().prefix("r"))
+            .await
+            .unwrap()
+    );
+    cost!(
+        "apply append_items",
+        session.apply_history_transaction("a1", &tx).await.unwrap()
+    );
     cost!(
         "apply replace_suffix",
-        session.apply_history_transaction("a2", &replace(vec![item(json!({"n": 2}))])).await.unwrap()
+        session
+            .apply_history_transaction("a2", &replace(vec![item(json!({"n": 2}))]))
+            .await
+            .unwrap()
     );
     let lease = cost!(
         "acquire_lease",
-        store.acquire_lease("rt", "me", Duration::from_secs(5), None).await.unwrap()
+        store
+            .acquire_lease("rt", "me", Duration::from_secs(5), None)
+            .await
+            .unwrap()
     );
-    cost!("renew_lease", store.renew_lease("rt", lease.token, Duration::from_secs(5)).await.unwrap());
+    cost!(
+        "renew_lease",
+        store
+            .renew_lease("rt", lease.token, Duration::from_secs(5))
+            .await
+            .unwrap()
+    );
     cost!("lease_info", store.lease_info("rt").await.unwrap());
     let fenced = session.fenced(lease.token);
     cost!("fenced add_items", fenced.add_items(items()).await.unwrap());
     cost!("fenced pop_item", fenced.pop_item().await.unwrap());
-    cost!("release_lease", store.release_lease("rt", lease.token).await.unwrap());
+    cost!(
+        "release_lease",
+        store.release_lease("rt", lease.token).await.unwrap()
+    );
     cost!("clear_session", session.clear_session().await.unwrap());
     cost!("prune", store.prune().await.unwrap());
     for (name, syncs, requests) in &costs {
@@ -341,14 +390,21 @@ async fn newest_items_come_from_the_index() {
     let url = url_in_schema("OAS_TEST_POSTGRES_URL", &schema);
     let store = Store::open(&url).await.unwrap();
     let session = store.session("long").unwrap();
-    let mut staged = store.stage("long", openai_agents_session::StageMode::Append, None).await.unwrap();
+    let mut staged = store
+        .stage("long", openai_agents_session::StageMode::Append, None)
+        .await
+        .unwrap();
     for chunk in 0..100 {
-        let batch: Vec<Item> = (0..1000).map(|i| item(json!({"i": chunk * 1000 + i}))).collect();
+        let batch: Vec<Item> = (0..1000)
+            .map(|i| item(json!({"i": chunk * 1000 + i})))
+            .collect();
         staged.append(batch).await.unwrap();
     }
     staged.commit().await.unwrap();
     let db = admin(&url).await;
-    db.batch_execute(&format!("ANALYZE \"{schema}\".oas_items")).await.unwrap();
+    db.batch_execute(&format!("ANALYZE \"{schema}\".oas_items"))
+        .await
+        .unwrap();
     let t0 = Instant::now();
     let newest = session.get_items(Some(20)).await.unwrap();
     let long = t0.elapsed();
@@ -401,7 +457,12 @@ async fn concurrent_writers_lose_nothing() {
     for t in tasks {
         t.await.unwrap();
     }
-    let all = store.session("shared").unwrap().get_items(None).await.unwrap();
+    let all = store
+        .session("shared")
+        .unwrap()
+        .get_items(None)
+        .await
+        .unwrap();
     assert_eq!(all.len(), 32 * 500, "items lost or duplicated");
     let values: Vec<serde_json::Value> = all.iter().map(Item::to_value).collect();
     let mut next: HashMap<u64, u64> = HashMap::new();
@@ -435,7 +496,9 @@ async fn concurrent_pops_return_each_item_at_most_once() {
     let store = Store::open(&url).await.unwrap();
     let session = store.session("pops").unwrap();
     for chunk in 0..4 {
-        let batch: Vec<Item> = (0..500).map(|i| item(json!({"i": chunk * 500 + i}))).collect();
+        let batch: Vec<Item> = (0..500)
+            .map(|i| item(json!({"i": chunk * 500 + i})))
+            .collect();
         session.add_items(batch).await.unwrap();
     }
     let mut tasks = Vec::new();
@@ -469,11 +532,18 @@ async fn bad_credentials_certificates_hosts_options_and_tables_are_named() {
     assert!(err.to_string().contains("password"), "{err}");
     assert!(!err.to_string().contains("not-the-password"), "{err}");
     // A password given as an option is accepted, and hidden as userinfo is.
-    let as_option = url.replace(":oas-pg-secret@", "@").replace("sslmode=disable", "sslmode=disable&password=oas-pg-secret");
-    Store::open(&with_option(&as_option, &format!("schema={}", unique("pwopt"))))
+    let as_option = url
+        .replace(":oas-pg-secret@", "@")
+        .replace("sslmode=disable", "sslmode=disable&password=oas-pg-secret");
+    Store::open(&with_option(
+        &as_option,
+        &format!("schema={}", unique("pwopt")),
+    ))
+    .await
+    .unwrap();
+    let err = Store::open(&with_option(&as_option, "bogus=1"))
         .await
-        .unwrap();
-    let err = Store::open(&with_option(&as_option, "bogus=1")).await.unwrap_err();
+        .unwrap_err();
     assert!(err.to_string().contains("\"bogus\""), "{err}");
     assert!(!err.to_string().contains("oas-pg-secret"), "{err}");
     // The wrong CA: verify-full fails naming TLS.
@@ -484,13 +554,17 @@ async fn bad_credentials_certificates_hosts_options_and_tables_are_named() {
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
     assert!(err.to_string().contains("TLS"), "{err}");
     // verify-full checks the host name: the certificate is for localhost and 127.0.0.1 only.
-    let err = Store::open(&tls.replace("@localhost:", "@127.0.0.2:")).await.unwrap_err();
+    let err = Store::open(&tls.replace("@localhost:", "@127.0.0.2:"))
+        .await
+        .unwrap_err();
     assert!(
         matches!(err.kind(), ErrorKind::Config | ErrorKind::Connection),
         "{err}"
     );
     // A missing CA file.
-    let err = Store::open(&tls.replace(&ca, "/nonexistent/ca.pem")).await.unwrap_err();
+    let err = Store::open(&tls.replace(&ca, "/nonexistent/ca.pem"))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("sslrootcert"), "{err}");
     // An unreachable host: a Connection error within connect_timeout.
     let t0 = Instant::now();
@@ -501,7 +575,11 @@ async fn bad_credentials_certificates_hosts_options_and_tables_are_named() {
     assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
     assert!(t0.elapsed() < Duration::from_secs(5));
     // Unknown options and bad values are named.
-    for (option, needle) in [("frob=1", "frob"), ("sslmode=sometimes", "sslmode"), ("schema=a-b", "schema")] {
+    for (option, needle) in [
+        ("frob=1", "frob"),
+        ("sslmode=sometimes", "sslmode"),
+        ("schema=a-b", "schema"),
+    ] {
         let err = Store::open(&with_option(&url, option)).await.unwrap_err();
         assert!(err.to_string().contains(needle), "{option}: {err}");
     }
@@ -513,16 +591,23 @@ async fn bad_credentials_certificates_hosts_options_and_tables_are_named() {
     ))
     .await
     .unwrap();
-    let err = Store::open(&with_option(&url, &format!("schema={schema}"))).await.unwrap_err();
+    let err = Store::open(&with_option(&url, &format!("schema={schema}")))
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
-    assert!(err.to_string().contains("oas_sessions") && err.to_string().contains("wrong shape"), "{err}");
+    assert!(
+        err.to_string().contains("oas_sessions") && err.to_string().contains("wrong shape"),
+        "{err}"
+    );
     // A newer schema version than this build knows.
     let schema = unique("newer");
     let store_url = with_option(&url, &format!("schema={schema}"));
     Store::open(&store_url).await.unwrap();
-    db.batch_execute(&format!("INSERT INTO \"{schema}\".oas_schema_version (version) VALUES (99)"))
-        .await
-        .unwrap();
+    db.batch_execute(&format!(
+        "INSERT INTO \"{schema}\".oas_schema_version (version) VALUES (99)"
+    ))
+    .await
+    .unwrap();
     let err = Store::open(&store_url).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UnsupportedFormat, "{err}");
     assert!(err.to_string().contains("99"), "{err}");
@@ -534,7 +619,12 @@ async fn list_by_literal_prefix() {
     let url = url_in_schema("OAS_TEST_POSTGRES_URL", &unique("list"));
     let store = Store::open(&url).await.unwrap();
     for id in ["a%b", "a%bc", "axb", "a_b", "aab", "a\u{0}b", "é1"] {
-        store.session(id).unwrap().add_items(vec![item(json!({"x": 1}))]).await.unwrap();
+        store
+            .session(id)
+            .unwrap()
+            .add_items(vec![item(json!({"x": 1}))])
+            .await
+            .unwrap();
     }
     for (prefix, want) in [
         ("a%", vec!["a%b", "a%bc"]),
@@ -542,7 +632,11 @@ async fn list_by_literal_prefix() {
         ("a\u{0}", vec!["a\u{0}b"]),
         ("é", vec!["é1"]),
     ] {
-        assert_eq!(store.list_all_sessions(Some(prefix)).await.unwrap(), want, "{prefix:?}");
+        assert_eq!(
+            store.list_all_sessions(Some(prefix)).await.unwrap(),
+            want,
+            "{prefix:?}"
+        );
     }
 }
 
@@ -572,12 +666,17 @@ async fn survives_kill_and_restart() {
             let (mut acked, mut unknown, mut errors) = (Vec::new(), Vec::new(), Vec::new());
             let mut b = 0u64;
             while !stop.load(Ordering::SeqCst) {
-                let batch: Vec<Item> = (0..3).map(|i| item(json!({"w": w, "b": b, "i": i}))).collect();
+                let batch: Vec<Item> = (0..3)
+                    .map(|i| item(json!({"w": w, "b": b, "i": i})))
+                    .collect();
                 match session.add_items(batch).await {
                     Ok(()) => acked.push(b),
                     Err(e) if e.kind() == ErrorKind::OutcomeUnknown => unknown.push(b),
                     Err(e) => {
-                        assert!(typed_outage(e.kind()), "untyped error during the outage: {e}");
+                        assert!(
+                            typed_outage(e.kind()),
+                            "untyped error during the outage: {e}"
+                        );
                         errors.push(b);
                         tokio::time::sleep(Duration::from_millis(20)).await;
                     }
@@ -599,14 +698,22 @@ async fn survives_kill_and_restart() {
             Ok(()) => break answering.elapsed(),
             Err(e) => {
                 assert!(typed_outage(e.kind()), "{e}");
-                assert!(answering.elapsed() < Duration::from_secs(5), "not recovered: {e}");
+                assert!(
+                    answering.elapsed() < Duration::from_secs(5),
+                    "not recovered: {e}"
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::SeqCst);
-    let all = store.session("load").unwrap().get_items(None).await.unwrap();
+    let all = store
+        .session("load")
+        .unwrap()
+        .get_items(None)
+        .await
+        .unwrap();
     let mut batches: HashMap<(u64, u64), u64> = HashMap::new();
     for v in all.iter().map(Item::to_value) {
         *batches
@@ -617,16 +724,27 @@ async fn survives_kill_and_restart() {
     for t in writers {
         let (w, acked, unknown, errors) = t.await.unwrap();
         for b in &acked {
-            assert_eq!(batches.get(&(w, *b)), Some(&3), "acknowledged batch ({w}, {b}) lost");
+            assert_eq!(
+                batches.get(&(w, *b)),
+                Some(&3),
+                "acknowledged batch ({w}, {b}) lost"
+            );
         }
         for b in &errors {
-            assert_eq!(batches.get(&(w, *b)), None, "a failed batch ({w}, {b}) was written");
+            assert_eq!(
+                batches.get(&(w, *b)),
+                None,
+                "a failed batch ({w}, {b}) was written"
+            );
         }
         acked_total += acked.len();
         unknown_total += unknown.len();
         failed_total += errors.len();
     }
-    assert!(batches.values().all(|n| *n == 3), "a partial batch: {batches:?}");
+    assert!(
+        batches.values().all(|n| *n == 3),
+        "a partial batch: {batches:?}"
+    );
     eprintln!(
         "kill -9 mid-load: {acked_total} batches acknowledged (all present), {unknown_total} outcome unknown, \
          {failed_total} failed cleanly; writes succeed again {recovered:?} after the server answers"
@@ -661,7 +779,10 @@ async fn terminated_connections_reconnect_and_in_flight_writes_are_unknown() {
     assert!(n >= 1, "no connection of ours to terminate");
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Transparent: reads and writes go on fresh connections.
-    session.add_items(vec![item(json!({"after": 1}))]).await.unwrap();
+    session
+        .add_items(vec![item(json!({"after": 1}))])
+        .await
+        .unwrap();
     assert_eq!(session.get_items(None).await.unwrap().len(), 9);
     let n2: i64 = db.query_one(&terminate, &[]).await.unwrap().get(0);
     assert!(n2 >= 1);
@@ -670,11 +791,15 @@ async fn terminated_connections_reconnect_and_in_flight_writes_are_unknown() {
     // A write in flight: held behind a row lock, then its connection terminated.
     let mut locker = admin(&server.url("")).await;
     let tx = locker.transaction().await.unwrap();
-    tx.execute("SELECT 1 FROM public.oas_sessions WHERE session_id = $1 FOR UPDATE", &[&"t".as_bytes()])
-        .await
-        .unwrap();
+    tx.execute(
+        "SELECT 1 FROM public.oas_sessions WHERE session_id = $1 FOR UPDATE",
+        &[&"t".as_bytes()],
+    )
+    .await
+    .unwrap();
     let writer = store.session("t").unwrap();
-    let write = tokio::spawn(async move { writer.add_items(vec![item(json!({"in_flight": 1}))]).await });
+    let write =
+        tokio::spawn(async move { writer.add_items(vec![item(json!({"in_flight": 1}))]).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
     let killed: i64 = db
         .query_one(
@@ -689,7 +814,10 @@ async fn terminated_connections_reconnect_and_in_flight_writes_are_unknown() {
     assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
     tx.rollback().await.unwrap();
     // And the store goes on.
-    session.add_items(vec![item(json!({"later": 1}))]).await.unwrap();
+    session
+        .add_items(vec![item(json!({"later": 1}))])
+        .await
+        .unwrap();
 }
 
 /// A stopped server (SIGSTOP): reads fail with Timeout and writes with OutcomeUnknown within
@@ -713,7 +841,10 @@ async fn a_stopped_server_is_a_typed_timeout() {
     server.signal(&pids, "-STOP");
     let t0 = Instant::now();
     // A write sent on a live connection that gets no answer: OutcomeUnknown.
-    let err = session.add_items(vec![item(json!({"b": 1}))]).await.unwrap_err();
+    let err = session
+        .add_items(vec![item(json!({"b": 1}))])
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
     // A read: Timeout.
     let read = session.get_items(None).await.unwrap_err();
@@ -734,7 +865,10 @@ async fn a_stopped_server_is_a_typed_timeout() {
             }
         }
     }
-    eprintln!("SIGSTOP: read Timeout and write {:?} within {elapsed:?}", err.kind());
+    eprintln!(
+        "SIGSTOP: read Timeout and write {:?} within {elapsed:?}",
+        err.kind()
+    );
 }
 
 // ------------------------------------------------------------------------------ migration ---
@@ -793,17 +927,41 @@ async fn the_agents_sdk_sqlalchemy_tables_copy_in_one_command() {
             json!({"late": true}),
         ]
     );
-    let newest = legacy.session("u:1").unwrap().get_items(Some(1)).await.unwrap();
+    let newest = legacy
+        .session("u:1")
+        .unwrap()
+        .get_items(Some(1))
+        .await
+        .unwrap();
     assert_eq!(newest[0].to_value(), json!({"late": true}));
-    assert_eq!(legacy.list_all_sessions(Some("u:")).await.unwrap(), vec!["u:1", "u:2"]);
-    assert_eq!(legacy.session_info("u:1").await.unwrap().unwrap().item_count, 4);
-    let err = legacy.session("u:1").unwrap().add_items(vec![item(json!({"a": 1}))]).await.unwrap_err();
+    assert_eq!(
+        legacy.list_all_sessions(Some("u:")).await.unwrap(),
+        vec!["u:1", "u:2"]
+    );
+    assert_eq!(
+        legacy
+            .session_info("u:1")
+            .await
+            .unwrap()
+            .unwrap()
+            .item_count,
+        4
+    );
+    let err = legacy
+        .session("u:1")
+        .unwrap()
+        .add_items(vec![item(json!({"a": 1}))])
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert!(err.to_string().contains("read-only"), "{err}");
     // Missing tables are named.
-    let err = Store::open(&with_option(&url, &format!("schema={schema}&layout=openai-agents")))
-        .await
-        .unwrap_err();
+    let err = Store::open(&with_option(
+        &url,
+        &format!("schema={schema}&layout=openai-agents"),
+    ))
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("agent_sessions"), "{err}");
     // Upgrade in one copy.
     let target = Store::open(&with_option(&url, &format!("schema={schema}_native")))

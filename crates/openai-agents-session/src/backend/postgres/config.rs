@@ -134,9 +134,7 @@ fn config_error(message: String) -> Error {
 fn identifier(name: &str, value: &str, allow_empty: bool) -> Result<String> {
     let ok = (allow_empty || !value.is_empty())
         && value.len() <= 40
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !value.starts_with(|c: char| c.is_ascii_digit());
     if ok {
         Ok(value.to_owned())
@@ -194,7 +192,12 @@ impl PgConfig {
         let user = user
             .or_else(|| env("PGUSER"))
             .or_else(|| env("USER"))
-            .ok_or_else(|| config_error(format!("{:?} names no user (give one, or set PGUSER)", url.redacted)))?;
+            .ok_or_else(|| {
+                config_error(format!(
+                    "{:?} names no user (give one, or set PGUSER)",
+                    url.redacted
+                ))
+            })?;
         let password = password.or_else(|| env("PGPASSWORD"));
         // Hosts and ports: the authority's, else the `host`/`port` options, else PGHOST/PGPORT.
         let mut names: Vec<String> = Vec::new();
@@ -221,7 +224,13 @@ impl PgConfig {
             names.push(name);
             ports.push(port);
         }
-        let host_option = take(url, "host").or_else(|| if names.is_empty() { env("PGHOST") } else { None });
+        let host_option = take(url, "host").or_else(|| {
+            if names.is_empty() {
+                env("PGHOST")
+            } else {
+                None
+            }
+        });
         if names.is_empty() {
             if let Some(h) = host_option {
                 names = h.split(',').map(str::to_owned).collect();
@@ -267,10 +276,11 @@ impl PgConfig {
             None => SslMode::Prefer,
         };
         let sslrootcert = take(url, "sslrootcert").or_else(|| env("PGSSLROOTCERT"));
-        let connect_timeout = match take(url, "connect_timeout").or_else(|| env("PGCONNECT_TIMEOUT")) {
-            Some(v) => parse_duration("connect_timeout", &v)?,
-            None => DEFAULT_CONNECT_TIMEOUT,
-        };
+        let connect_timeout =
+            match take(url, "connect_timeout").or_else(|| env("PGCONNECT_TIMEOUT")) {
+                Some(v) => parse_duration("connect_timeout", &v)?,
+                None => DEFAULT_CONNECT_TIMEOUT,
+            };
         let application_name = take(url, "application_name")
             .or_else(|| env("PGAPPNAME"))
             .unwrap_or_else(|| "openai-agents-session".to_owned());
@@ -355,7 +365,13 @@ mod tests {
     #[test]
     fn defaults_follow_libpq() {
         let c = config("postgres://").unwrap();
-        assert_eq!(c.hosts, vec![Host { name: "localhost".into(), port: 5432 }]);
+        assert_eq!(
+            c.hosts,
+            vec![Host {
+                name: "localhost".into(),
+                port: 5432
+            }]
+        );
         assert_eq!(c.user, "osuser");
         assert_eq!(c.database, "osuser");
         assert_eq!(c.password, None);
@@ -378,9 +394,18 @@ mod tests {
         assert_eq!(
             c.hosts,
             vec![
-                Host { name: "db1".into(), port: 5441 },
-                Host { name: "::1".into(), port: 5442 },
-                Host { name: "db3".into(), port: 5432 },
+                Host {
+                    name: "db1".into(),
+                    port: 5441
+                },
+                Host {
+                    name: "::1".into(),
+                    port: 5442
+                },
+                Host {
+                    name: "db3".into(),
+                    port: 5432
+                },
             ]
         );
         assert_eq!(c.database, "app");
@@ -408,7 +433,13 @@ mod tests {
             ("PGCONNECT_TIMEOUT", "7"),
         ];
         let c = config_env("postgres://", &env).unwrap();
-        assert_eq!(c.hosts, vec![Host { name: "envhost".into(), port: 6000 }]);
+        assert_eq!(
+            c.hosts,
+            vec![Host {
+                name: "envhost".into(),
+                port: 6000
+            }]
+        );
         assert_eq!((c.user.as_str(), c.database.as_str()), ("envuser", "envdb"));
         assert_eq!(c.password.as_deref(), Some("envpw"));
         assert_eq!(c.sslmode, SslMode::Require);
@@ -417,7 +448,13 @@ mod tests {
         assert_eq!(c.connect_timeout, Duration::from_secs(7));
         // The URL wins over the environment.
         let c = config_env("postgres://u:pw@h:1/d?sslmode=disable", &env).unwrap();
-        assert_eq!(c.hosts, vec![Host { name: "h".into(), port: 1 }]);
+        assert_eq!(
+            c.hosts,
+            vec![Host {
+                name: "h".into(),
+                port: 1
+            }]
+        );
         assert_eq!((c.user.as_str(), c.database.as_str()), ("u", "d"));
         assert_eq!(c.password.as_deref(), Some("pw"));
         assert_eq!(c.sslmode, SslMode::Disable);
@@ -453,10 +490,14 @@ mod tests {
             let err = config(url).unwrap_err();
             assert!(err.to_string().contains(needle), "{url}: {err}");
         }
-        let c = config("postgres://h/?layout=openai-agents&sessions_table=s&messages_table=m").unwrap();
+        let c =
+            config("postgres://h/?layout=openai-agents&sessions_table=s&messages_table=m").unwrap();
         assert_eq!(
             c.layout,
-            PgLayout::OpenAiAgents { sessions_table: "s".into(), messages_table: "m".into() }
+            PgLayout::OpenAiAgents {
+                sessions_table: "s".into(),
+                messages_table: "m".into()
+            }
         );
     }
 }

@@ -12,7 +12,9 @@
 
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
@@ -29,7 +31,9 @@ const ATTEMPTS: usize = 4;
 fn terminated(e: &tokio_postgres::Error) -> bool {
     use tokio_postgres::error::SqlState;
     e.code().is_some_and(|c| {
-        *c == SqlState::ADMIN_SHUTDOWN || *c == SqlState::CRASH_SHUTDOWN || *c == SqlState::IDLE_SESSION_TIMEOUT
+        *c == SqlState::ADMIN_SHUTDOWN
+            || *c == SqlState::CRASH_SHUTDOWN
+            || *c == SqlState::IDLE_SESSION_TIMEOUT
     })
 }
 
@@ -76,13 +80,15 @@ impl Conn {
             _ => tokio_postgres::config::SslMode::Require,
         });
         let ca = match &config.sslrootcert {
-            Some(path) if config.sslmode != SslMode::Disable => Some(std::fs::read(path).map_err(|e| {
-                Error::new(
-                    ErrorKind::Config,
-                    Operation::Open,
-                    format!("cannot read sslrootcert {path:?}: {e}"),
-                )
-            })?),
+            Some(path) if config.sslmode != SslMode::Disable => {
+                Some(std::fs::read(path).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Config,
+                        Operation::Open,
+                        format!("cannot read sslrootcert {path:?}: {e}"),
+                    )
+                })?)
+            }
             _ => None,
         };
         let tls = super::tls::client_config(config.sslmode, ca.as_deref())
@@ -97,11 +103,17 @@ impl Conn {
         let pool = Pool::builder(manager)
             .max_size(config.pool_size)
             .runtime(Runtime::Tokio1)
-            .create_timeout(Some(config.connect_timeout * config.hosts.len() as u32 + Duration::from_secs(1)))
+            .create_timeout(Some(
+                config.connect_timeout * config.hosts.len() as u32 + Duration::from_secs(1),
+            ))
             .wait_timeout(Some(config.response_timeout))
             .build()
             .map_err(|e| {
-                Error::new(ErrorKind::Config, Operation::Open, format!("cannot build the connection pool: {e}"))
+                Error::new(
+                    ErrorKind::Config,
+                    Operation::Open,
+                    format!("cannot build the connection pool: {e}"),
+                )
             })?;
         let target = config
             .hosts
@@ -130,10 +142,17 @@ impl Conn {
             Err(PoolError::Timeout(_)) => Err(Error::new(
                 ErrorKind::Connection,
                 op,
-                format!("cannot connect to PostgreSQL at {} within connect_timeout; nothing was sent", self.target),
+                format!(
+                    "cannot connect to PostgreSQL at {} within connect_timeout; nothing was sent",
+                    self.target
+                ),
             )
             .with_cause(FailureCause::Timeout)),
-            Err(e) => Err(Error::new(ErrorKind::Backend, op, format!("the connection pool failed: {e}"))),
+            Err(e) => Err(Error::new(
+                ErrorKind::Backend,
+                op,
+                format!("the connection pool failed: {e}"),
+            )),
         }
     }
 
@@ -149,7 +168,10 @@ impl Conn {
             return Err(Error::new(
                 ErrorKind::Backend,
                 op,
-                format!("PostgreSQL returned {} rows where one was expected", rows.len()),
+                format!(
+                    "PostgreSQL returned {} rows where one was expected",
+                    rows.len()
+                ),
             ));
         }
         Ok(rows.remove(0))
@@ -173,27 +195,40 @@ impl Conn {
                 if attempt < ATTEMPTS {
                     continue;
                 }
-                return Err(Error::new(ErrorKind::Connection, op, "every connection to PostgreSQL closed; nothing was sent"));
+                return Err(Error::new(
+                    ErrorKind::Connection,
+                    op,
+                    "every connection to PostgreSQL closed; nothing was sent",
+                ));
             }
             // Preparing applies nothing, so a failure here is retried like a closed connection.
-            let statement = match tokio::time::timeout(self.response_timeout, client.prepare_cached(sql)).await {
-                Ok(Ok(statement)) => statement,
-                Ok(Err(e)) if classify(&e) == Failure::Lost && attempt < ATTEMPTS => {
-                    drop(Object::take(client));
-                    continue;
-                }
-                Ok(Err(e)) => {
-                    return Err(match classify(&e) {
-                        Failure::Refused => map_pg(op, e),
-                        Failure::Lost => Error::new(ErrorKind::Connection, op, "the connection to PostgreSQL failed; nothing was applied").with_source(e),
-                    })
-                }
-                Err(_) => {
-                    drop(Object::take(client));
-                    return Err(self.timed_out(op, false));
-                }
-            };
-            match tokio::time::timeout(self.response_timeout, client.query(&statement, params)).await {
+            let statement =
+                match tokio::time::timeout(self.response_timeout, client.prepare_cached(sql)).await
+                {
+                    Ok(Ok(statement)) => statement,
+                    Ok(Err(e)) if classify(&e) == Failure::Lost && attempt < ATTEMPTS => {
+                        drop(Object::take(client));
+                        continue;
+                    }
+                    Ok(Err(e)) => {
+                        return Err(match classify(&e) {
+                            Failure::Refused => map_pg(op, e),
+                            Failure::Lost => Error::new(
+                                ErrorKind::Connection,
+                                op,
+                                "the connection to PostgreSQL failed; nothing was applied",
+                            )
+                            .with_source(e),
+                        })
+                    }
+                    Err(_) => {
+                        drop(Object::take(client));
+                        return Err(self.timed_out(op, false));
+                    }
+                };
+            match tokio::time::timeout(self.response_timeout, client.query(&statement, params))
+                .await
+            {
                 Ok(Ok(rows)) => return Ok(rows),
                 Ok(Err(e)) => match classify(&e) {
                     // The server ended this connection while the request was on it (an
@@ -222,8 +257,10 @@ impl Conn {
                             *c == tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED
                                 || *c == tokio_postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
                         });
-                        if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_SQL_STATEMENT_NAME)
-                            || e.code() == Some(&tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED)
+                        if e.code()
+                            == Some(&tokio_postgres::error::SqlState::INVALID_SQL_STATEMENT_NAME)
+                            || e.code()
+                                == Some(&tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED)
                         {
                             // A cached plan went stale (the schema was reinstalled): prepare again.
                             client.statement_cache.clear();
@@ -278,7 +315,12 @@ impl Conn {
     pub(super) async fn with_client<T>(
         &self,
         op: Operation,
-        work: impl for<'c> FnOnce(&'c mut Object) -> crate::store::BoxFuture<'c, std::result::Result<T, tokio_postgres::Error>>,
+        work: impl for<'c> FnOnce(
+            &'c mut Object,
+        ) -> crate::store::BoxFuture<
+            'c,
+            std::result::Result<T, tokio_postgres::Error>,
+        >,
     ) -> Result<T> {
         let mut client = self.client(op).await?;
         match tokio::time::timeout(self.response_timeout * 3, work(&mut client)).await {

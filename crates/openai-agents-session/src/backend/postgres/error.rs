@@ -61,7 +61,9 @@ fn db_message(db: &tokio_postgres::error::DbError) -> (ErrorKind, String) {
     } else if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::UNDEFINED_FUNCTION {
         (
             ErrorKind::Config,
-            format!("the store's schema is missing or incomplete ({text}); run `agent-session init`"),
+            format!(
+                "the store's schema is missing or incomplete ({text}); run `agent-session init`"
+            ),
         )
     } else {
         (ErrorKind::Backend, format!("PostgreSQL failed: {text}"))
@@ -84,7 +86,12 @@ pub(super) fn map_pg(op: Operation, err: tokio_postgres::Error) -> Error {
         .with_cause(FailureCause::Connection)
         .with_source(err)
     } else {
-        Error::new(ErrorKind::Connection, op, "the connection to PostgreSQL failed").with_source(err)
+        Error::new(
+            ErrorKind::Connection,
+            op,
+            "the connection to PostgreSQL failed",
+        )
+        .with_source(err)
     }
 }
 
@@ -102,15 +109,22 @@ pub(super) fn map_connect(op: Operation, err: &tokio_postgres::Error, target: &s
         cause = s.to_string();
         source = s.source();
     }
-    let tls = cause.contains("certificate") || cause.contains("Certificate") || cause.contains("TLS");
+    let tls =
+        cause.contains("certificate") || cause.contains("Certificate") || cause.contains("TLS");
     if tls {
         Error::new(
             ErrorKind::Config,
             op,
-            format!("TLS with PostgreSQL at {target} failed ({cause}); check sslmode and sslrootcert"),
+            format!(
+                "TLS with PostgreSQL at {target} failed ({cause}); check sslmode and sslrootcert"
+            ),
         )
     } else if cause.contains("server does not support TLS") {
-        Error::new(ErrorKind::Config, op, format!("PostgreSQL at {target}: {cause}; use sslmode=disable or prefer"))
+        Error::new(
+            ErrorKind::Config,
+            op,
+            format!("PostgreSQL at {target}: {cause}; use sslmode=disable or prefer"),
+        )
     } else if cause.contains("timed out") || cause.contains("timeout") {
         Error::new(
             ErrorKind::Connection,

@@ -50,7 +50,10 @@ pub(super) fn qualify(text: &str, schema: &str, prefix: &str) -> String {
     }
     out.push_str(rest);
     for name in NAMES {
-        out = out.replace(&format!("@{name}"), &format!("\"{schema}\".\"{prefix}{name}\""));
+        out = out.replace(
+            &format!("@{name}"),
+            &format!("\"{schema}\".\"{prefix}{name}\""),
+        );
     }
     out
 }
@@ -609,11 +612,19 @@ pub(super) const EXPECTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
     ),
     (
         "items",
-        &[("record", "bytea"), ("seq", "bigint"), ("session", "bigint")],
+        &[
+            ("record", "bytea"),
+            ("seq", "bigint"),
+            ("session", "bigint"),
+        ],
     ),
     (
         "stages",
-        &[("created_at", "bigint"), ("id", "bigint"), ("session_id", "bytea")],
+        &[
+            ("created_at", "bigint"),
+            ("id", "bigint"),
+            ("session_id", "bytea"),
+        ],
     ),
     (
         "staged",

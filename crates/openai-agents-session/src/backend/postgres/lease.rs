@@ -41,11 +41,20 @@ impl Inner {
     ) -> Result<LeaseGrant> {
         let op = Operation::AcquireLease;
         let row = self
-            .one(op, &self.sql.acquire, &[&sid(session_id), &owner.as_bytes(), &ttl_ms(ttl)])
+            .one(
+                op,
+                &self.sql.acquire,
+                &[&sid(session_id), &owner.as_bytes(), &ttl_ms(ttl)],
+            )
             .await?;
         let st = status(op, &row)?;
-        let lease = lease_of(op, &row)?
-            .ok_or_else(|| Error::new(ErrorKind::Backend, op, "the acquire function returned no lease"))?;
+        let lease = lease_of(op, &row)?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::Backend,
+                op,
+                "the acquire function returned no lease",
+            )
+        })?;
         match st.as_str() {
             "GRANTED" => Ok(LeaseGrant::Granted(lease)),
             "HELD" => Ok(LeaseGrant::Held(lease)),
@@ -53,15 +62,25 @@ impl Inner {
         }
     }
 
-    pub(super) async fn renew_lease(&self, session_id: &str, token: u64, ttl: Duration) -> Result<Lease> {
+    pub(super) async fn renew_lease(
+        &self,
+        session_id: &str,
+        token: u64,
+        ttl: Duration,
+    ) -> Result<Lease> {
         let op = Operation::RenewLease;
         let t = fence_arg(Some(token));
         let row = self
             .one(op, &self.sql.renew, &[&sid(session_id), &t, &ttl_ms(ttl)])
             .await?;
         match status(op, &row)?.as_str() {
-            "OK" => lease_of(op, &row)?
-                .ok_or_else(|| Error::new(ErrorKind::Backend, op, "the renew function returned no lease")),
+            "OK" => lease_of(op, &row)?.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Backend,
+                    op,
+                    "the renew function returned no lease",
+                )
+            }),
             "FENCED" => Err(Error::fenced(op, token, lease_of(op, &row)?)),
             other => Err(unexpected(op, "renew", other)),
         }
@@ -70,7 +89,9 @@ impl Inner {
     pub(super) async fn release_lease(&self, session_id: &str, token: u64) -> Result<()> {
         let op = Operation::ReleaseLease;
         let t = fence_arg(Some(token));
-        let row = self.one(op, &self.sql.release, &[&sid(session_id), &t]).await?;
+        let row = self
+            .one(op, &self.sql.release, &[&sid(session_id), &t])
+            .await?;
         match status(op, &row)?.as_str() {
             "OK" => Ok(()),
             "FENCED" => Err(Error::fenced(op, token, lease_of(op, &row)?)),
@@ -81,7 +102,10 @@ impl Inner {
     pub(super) async fn lease_info(&self, session_id: &str) -> Result<Option<Lease>> {
         let op = Operation::LeaseInfo;
         self.stats.record_requests(op, 1);
-        let rows = self.conn.query(op, &self.sql.lease, &[&sid(session_id)]).await?;
+        let rows = self
+            .conn
+            .query(op, &self.sql.lease, &[&sid(session_id)])
+            .await?;
         let Some(r) = rows.first() else {
             return Ok(None);
         };

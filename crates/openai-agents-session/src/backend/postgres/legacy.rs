@@ -28,8 +28,14 @@ pub(super) async fn open(
     let sessions = format!("\"{schema}\".\"{sessions_table}\"");
     let messages = format!("\"{schema}\".\"{messages_table}\"");
     for (table, columns) in [
-        (sessions_table, &["session_id", "created_at", "updated_at"][..]),
-        (messages_table, &["id", "session_id", "message_data", "created_at"][..]),
+        (
+            sessions_table,
+            &["session_id", "created_at", "updated_at"][..],
+        ),
+        (
+            messages_table,
+            &["id", "session_id", "message_data", "created_at"][..],
+        ),
     ] {
         let rows = conn
             .query(
@@ -91,10 +97,17 @@ impl AgentsTables {
     async fn records(&self, session_id: &str, limit: Option<i64>) -> Result<Vec<Vec<u8>>> {
         let op = Operation::GetItems;
         self.stats.record_requests(op, 1);
-        let rows = self.conn.query(op, &self.get, &[&session_id, &limit]).await?;
+        let rows = self
+            .conn
+            .query(op, &self.get, &[&session_id, &limit])
+            .await?;
         Ok(rows
             .iter()
-            .map(|r| r.get::<_, Option<String>>(0).unwrap_or_default().into_bytes())
+            .map(|r| {
+                r.get::<_, Option<String>>(0)
+                    .unwrap_or_default()
+                    .into_bytes()
+            })
             .collect())
     }
 }

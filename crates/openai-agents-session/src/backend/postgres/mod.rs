@@ -128,7 +128,14 @@ pub(crate) async fn open(mut url: StoreUrl, options: StoreOptions) -> Result<Sto
     } = &config.layout
     {
         let conn = Conn::new(&config)?;
-        return legacy::open(conn, &config.schema, sessions_table, messages_table, options).await;
+        return legacy::open(
+            conn,
+            &config.schema,
+            sessions_table,
+            messages_table,
+            options,
+        )
+        .await;
     }
     let backend = PostgresBackend::connect(&config, options.clone()).await?;
     Ok(Store::from_backend(Arc::new(backend), options))
@@ -168,7 +175,9 @@ impl Inner {
 
     /// The store's TTL in milliseconds (NULL: none).
     fn ttl_ms(&self) -> Option<i64> {
-        self.options.ttl.map(|s| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX))
+        self.options
+            .ttl
+            .map(|s| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX))
     }
 
     fn encode_all(&self, items: &[Item]) -> Vec<Vec<u8>> {
@@ -186,9 +195,21 @@ fn fenced_from(op: Operation, token: u64, row: &tokio_postgres::Row, first: usiz
     let owner: Option<Vec<u8>> = row.try_get(first).ok().flatten();
     let current = owner.map(|owner| {
         let owner = String::from_utf8_lossy(&owner).into_owned();
-        let t: i64 = row.try_get::<_, Option<i64>>(first + 1).ok().flatten().unwrap_or(0);
-        let e: i64 = row.try_get::<_, Option<i64>>(first + 2).ok().flatten().unwrap_or(0);
-        Lease::new(owner, u64::try_from(t).unwrap_or(0), Timestamp::from_millis(e))
+        let t: i64 = row
+            .try_get::<_, Option<i64>>(first + 1)
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        let e: i64 = row
+            .try_get::<_, Option<i64>>(first + 2)
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        Lease::new(
+            owner,
+            u64::try_from(t).unwrap_or(0),
+            Timestamp::from_millis(e),
+        )
     });
     Error::fenced(op, token, current)
 }

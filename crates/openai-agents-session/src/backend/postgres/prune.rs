@@ -11,15 +11,27 @@ pub(super) const PRUNE_BATCH: i64 = 500;
 impl Inner {
     pub(super) async fn prune(&self) -> Result<PruneReport> {
         let op = Operation::Prune;
-        let retention = i64::try_from(crate::lease::LEASE_RECORD_RETENTION.as_millis()).unwrap_or(0);
+        let retention =
+            i64::try_from(crate::lease::LEASE_RECORD_RETENTION.as_millis()).unwrap_or(0);
         let (mut sessions, mut leftovers) = (0u64, 0u64);
         loop {
-            let stale_after = i64::try_from(self.stale_stage_after.as_millis()).unwrap_or(i64::MAX / 2);
+            let stale_after =
+                i64::try_from(self.stale_stage_after.as_millis()).unwrap_or(i64::MAX / 2);
             let row = self
-                .one(op, &self.sql.prune, &[&PRUNE_BATCH, &stale_after, &retention])
+                .one(
+                    op,
+                    &self.sql.prune,
+                    &[&PRUNE_BATCH, &stale_after, &retention],
+                )
                 .await?;
-            let s: i64 = row.try_get::<_, Option<i64>>(0).map_err(|e| row_error(op, e))?.unwrap_or(0);
-            let l: i64 = row.try_get::<_, Option<i64>>(1).map_err(|e| row_error(op, e))?.unwrap_or(0);
+            let s: i64 = row
+                .try_get::<_, Option<i64>>(0)
+                .map_err(|e| row_error(op, e))?
+                .unwrap_or(0);
+            let l: i64 = row
+                .try_get::<_, Option<i64>>(1)
+                .map_err(|e| row_error(op, e))?
+                .unwrap_or(0);
             sessions += s.max(0) as u64;
             leftovers += l.max(0) as u64;
             if s < PRUNE_BATCH && l < PRUNE_BATCH {

@@ -8,14 +8,20 @@ use super::*;
 const PAGE_RECORDS: i64 = 256;
 
 impl Inner {
-    pub(super) async fn read_tail(&self, session_id: &str, limit: Option<usize>) -> Result<Vec<Item>> {
+    pub(super) async fn read_tail(
+        &self,
+        session_id: &str,
+        limit: Option<usize>,
+    ) -> Result<Vec<Item>> {
         let op = Operation::GetItems;
         let mut collector = TailCollector::new(limit);
         let mut before = i64::MAX;
         let mut refresh = self.options.refreshes_on_read();
         let ttl = self.ttl_ms();
         loop {
-            let wanted = collector.wanted().map(|w| i64::try_from(w).unwrap_or(i64::MAX));
+            let wanted = collector
+                .wanted()
+                .map(|w| i64::try_from(w).unwrap_or(i64::MAX));
             let row = self
                 .one(
                     op,
@@ -24,7 +30,10 @@ impl Inner {
                 )
                 .await?;
             refresh = false;
-            let live: bool = row.try_get::<_, Option<bool>>(0).map_err(|e| row_error(op, e))?.unwrap_or(false);
+            let live: bool = row
+                .try_get::<_, Option<bool>>(0)
+                .map_err(|e| row_error(op, e))?
+                .unwrap_or(false);
             if !live {
                 return Ok(collector.finish());
             }
@@ -58,13 +67,23 @@ impl Inner {
         let (mut items, mut bytes) = (Vec::new(), 0usize);
         loop {
             let row = self
-                .one(op, &self.sql.page, &[&sid(session_id), &last, &PAGE_RECORDS])
+                .one(
+                    op,
+                    &self.sql.page,
+                    &[&sid(session_id), &last, &PAGE_RECORDS],
+                )
                 .await?;
-            let live: bool = row.try_get::<_, Option<bool>>(0).map_err(|e| row_error(op, e))?.unwrap_or(false);
+            let live: bool = row
+                .try_get::<_, Option<bool>>(0)
+                .map_err(|e| row_error(op, e))?
+                .unwrap_or(false);
             if !live {
                 return Ok(ItemPage::new(items, None));
             }
-            let seqs: Vec<i64> = row.try_get::<_, Option<Vec<i64>>>(1).map_err(|e| row_error(op, e))?.unwrap_or_default();
+            let seqs: Vec<i64> = row
+                .try_get::<_, Option<Vec<i64>>>(1)
+                .map_err(|e| row_error(op, e))?
+                .unwrap_or_default();
             let records: Vec<Vec<u8>> = row
                 .try_get::<_, Option<Vec<Vec<u8>>>>(2)
                 .map_err(|e| row_error(op, e))?
@@ -96,8 +115,12 @@ impl Inner {
         let Some(r) = rows.first() else {
             return Ok(None);
         };
-        let get_i64 = |i: usize| -> Result<i64> { r.try_get::<_, i64>(i).map_err(|e| row_error(op, e)) };
-        let lease = match r.try_get::<_, Option<Vec<u8>>>(4).map_err(|e| row_error(op, e))? {
+        let get_i64 =
+            |i: usize| -> Result<i64> { r.try_get::<_, i64>(i).map_err(|e| row_error(op, e)) };
+        let lease = match r
+            .try_get::<_, Option<Vec<u8>>>(4)
+            .map_err(|e| row_error(op, e))?
+        {
             Some(owner) => Some(Lease::new(
                 String::from_utf8_lossy(&owner).into_owned(),
                 u64::try_from(get_i64(5)?).unwrap_or(0),

@@ -79,7 +79,16 @@ impl Inner {
                             "SELECT table_name::text, column_name::text, data_type::text
                                FROM information_schema.columns
                               WHERE table_schema = $1 AND table_name LIKE $2 ESCAPE '!'",
-                            &[&schema, &format!("{}%", prefix.replace('!', "!!").replace('_', "!_").replace('%', "!%"))],
+                            &[
+                                &schema,
+                                &format!(
+                                    "{}%",
+                                    prefix
+                                        .replace('!', "!!")
+                                        .replace('_', "!_")
+                                        .replace('%', "!%")
+                                ),
+                            ],
                         )
                         .await
                 })

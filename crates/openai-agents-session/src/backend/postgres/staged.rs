@@ -72,7 +72,13 @@ impl StagedWrite for PgStaged {
                 .one(
                     op,
                     &self.inner.sql.commit,
-                    &[&sid(&self.session_id), &self.stage, &self.count, &self.replace, &ttl],
+                    &[
+                        &sid(&self.session_id),
+                        &self.stage,
+                        &self.count,
+                        &self.replace,
+                        &ttl,
+                    ],
                 )
                 .await?;
             let status: Option<String> = row.try_get(0).map_err(|e| row_error(op, e))?;
@@ -106,7 +112,10 @@ impl Inner {
     async fn unstage(&self, stage: i64) -> Result<()> {
         let op = Operation::AddItems;
         self.stats.record_requests(op, 1);
-        self.conn.query(op, &self.sql.unstage, &[&stage]).await.map(|_| ())
+        self.conn
+            .query(op, &self.sql.unstage, &[&stage])
+            .await
+            .map(|_| ())
     }
 }
 

@@ -31,7 +31,11 @@ impl Inner {
         let ttl = self.ttl_ms();
         let fence_arg = fence_arg(fence);
         let row = self
-            .one(op, &self.sql.add, &[&sid(session_id), &records, &ttl, &fence_arg])
+            .one(
+                op,
+                &self.sql.add,
+                &[&sid(session_id), &records, &ttl, &fence_arg],
+            )
             .await?;
         match status(op, &row)?.as_str() {
             "OK" => Ok(()),
@@ -75,7 +79,9 @@ impl Inner {
                         return Err(Error::new(
                             ErrorKind::Unreadable,
                             op,
-                            format!("the newest record is unreadable: {reason}; nothing was removed"),
+                            format!(
+                                "the newest record is unreadable: {reason}; nothing was removed"
+                            ),
                         ));
                     }
                     let done = self
