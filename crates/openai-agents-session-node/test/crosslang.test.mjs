@@ -30,10 +30,8 @@ function need(path, what) {
   return why;
 }
 
-// os._exit after the work: the Python package can abort (SIGABRT) at interpreter exit after a
-// SQLite write, once the work is done and stored (a teardown race of its runtime, reported).
 const PY = `
-import asyncio, json, os, sys
+import asyncio, json, sys
 from openai_agents_session import open_session
 url, sid, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 async def main():
@@ -43,8 +41,6 @@ async def main():
     else:
         await s.add_items(json.loads(sys.argv[4]))
 asyncio.run(main())
-sys.stdout.flush()
-os._exit(0)
 `;
 
 const ITEMS = [
