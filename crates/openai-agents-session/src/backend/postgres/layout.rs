@@ -540,6 +540,13 @@ pub mod sql {
         "SELECT * FROM @get($1::bytea, $2::bigint, $3::bigint, $4::bigint, $5::boolean)";
     /// `read_page`.
     pub const PAGE: &str = "SELECT * FROM @page($1::bytea, $2::bigint, $3::bigint)";
+    /// `read_before`: the newest `$3` records below sequence `$2` of the live session, newest
+    /// first (one range of the `(session, seq)` index).
+    pub const BEFORE: &str =
+        "SELECT i.seq, i.record FROM @items i JOIN @sessions s ON i.session = s.id
+  WHERE s.session_id = $1::bytea AND (s.expires_at IS NULL OR s.expires_at > @now_ms())
+    AND i.seq < $2::bigint
+  ORDER BY i.seq DESC LIMIT $3::bigint";
     /// `pop_item`.
     pub const POP: &str = "SELECT * FROM @pop($1::bytea, $2::bigint, $3::bigint)";
     /// The second step of a pop of an envelope.

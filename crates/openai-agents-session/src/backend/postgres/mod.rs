@@ -60,6 +60,7 @@ struct Statements {
     add: String,
     get: String,
     page: String,
+    before: String,
     pop: String,
     pop_at: String,
     clear: String,
@@ -84,6 +85,7 @@ impl Statements {
             add: q(sql::ADD),
             get: q(sql::GET),
             page: q(sql::PAGE),
+            before: q(sql::BEFORE),
             pop: q(sql::POP),
             pop_at: q(sql::POP_AT),
             clear: q(sql::CLEAR),
@@ -293,6 +295,20 @@ impl Backend for PostgresBackend {
         Box::pin(async move {
             self.inner
                 .read_page(session_id, after, max_bytes)
+                .await
+                .map(Some)
+        })
+    }
+
+    fn read_before<'a>(
+        &'a self,
+        session_id: &'a str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Option<crate::pages::PageBefore>>> {
+        Box::pin(async move {
+            self.inner
+                .read_before(session_id, before, limit)
                 .await
                 .map(Some)
         })

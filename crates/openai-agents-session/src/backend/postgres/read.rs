@@ -105,6 +105,39 @@ impl Inner {
         }
     }
 
+    /// The newest `limit` valid items below position `before` (the newest with `None`): one
+    /// index range of `limit` rows, more only past undecodable records; no refresh.
+    pub(super) async fn read_before(
+        &self,
+        session_id: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<crate::pages::PageBefore> {
+        let op = Operation::GetItems;
+        let mut collector = crate::pages::BeforeCollector::new(limit);
+        let mut below = before.map_or(i64::MAX, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        loop {
+            let want = i64::try_from(collector.wanted()).unwrap_or(i64::MAX);
+            self.stats.record_requests(op, 1);
+            let rows = self
+                .conn
+                .query(op, &self.sql.before, &[&sid(session_id), &below, &want])
+                .await?;
+            let fetched = rows.len() as i64;
+            for r in &rows {
+                below = r.try_get(0).map_err(|e| row_error(op, e))?;
+                let record: Vec<u8> = r.try_get(1).map_err(|e| row_error(op, e))?;
+                let position = u64::try_from(below).unwrap_or(0);
+                if collector.push(position, self.codec.decode(&record)) {
+                    return Ok(collector.finish());
+                }
+            }
+            if fetched < want {
+                return Ok(collector.finish());
+            }
+        }
+    }
+
     pub(super) async fn info(&self, session_id: &str) -> Result<Option<SessionInfo>> {
         let op = Operation::SessionInfo;
         self.stats.record_requests(op, 1);
