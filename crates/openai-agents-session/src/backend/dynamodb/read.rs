@@ -163,7 +163,7 @@ impl Inner {
         F: FnMut(&str, &Row, Decoded) -> bool,
     {
         self.walk_raw_leased(op, session_id, page_hint, lease, |sk, row, bytes| {
-            visit(sk, row, self.codec.decode(bytes))
+            visit(sk, row, self.codec.decode(session_id, bytes))
         })
         .await
     }
@@ -287,7 +287,7 @@ impl DynamoDbBackend {
         if let Some(m) = &meta {
             self.maybe_refresh(op, session_id, m, now).await?;
         }
-        Ok(collector.finish())
+        collector.finish()
     }
 
     /// With `refresh_on_read`, pushes the expiry forward: at most one UpdateItem, skipped when
