@@ -117,7 +117,7 @@ async fn rekey_session(
             {
                 summary.retries += 1;
                 attempt += 1;
-                tracing::debug!(session = id, attempt, "session changed during rekey; again");
+                // The session changed meanwhile: read it again.
             }
             Err(e) => return Err(e),
         }
