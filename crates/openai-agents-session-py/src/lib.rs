@@ -159,7 +159,7 @@ fn encryption_of(keys: Vec<Bound<'_, PyAny>>) -> PyResult<Encryption> {
             ))
         };
         let key = if let Ok(text) = key.cast::<pyo3::types::PyString>() {
-            EncryptionKey::from_base64(text.to_str()?).map_err(bad)?
+            EncryptionKey::from_base64(&text.to_cow()?).map_err(bad)?
         } else if let Ok(bytes) = key.cast::<pyo3::types::PyBytes>() {
             EncryptionKey::from_bytes(bytes.as_bytes()).map_err(bad)?
         } else {
