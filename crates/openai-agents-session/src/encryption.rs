@@ -577,7 +577,7 @@ mod tests {
         for i in 0..record.len() {
             let mut bad = record.clone();
             bad[i] ^= 0x01;
-            if i >= 3 && i < 3 + KEY_ID_BYTES {
+            if (3..3 + KEY_ID_BYTES).contains(&i) {
                 continue; // another key id: not ours (the codec reports it)
             }
             assert!(

@@ -144,7 +144,7 @@ async fn encrypted_redis_holds_no_plaintext_and_reads_stay_cheap() {
         session.get_items(Some(20)).await.unwrap(),
         items[480..].to_vec()
     );
-    let all: usize = items.iter().map(|i| s_len(i)).sum();
+    let all: usize = items.iter().map(s_len).sum();
     let read = (proxy.answer_bytes() - bytes) as usize;
     assert_eq!(via.stats().requests(Operation::GetItems) - requests, 1);
     assert!(read < all / 10, "get_items(20) read {read} bytes of {all}");
