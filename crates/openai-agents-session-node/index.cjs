@@ -27,6 +27,7 @@ const DEFAULT_KEY_PREFIX = 'openai_agents_session';
 //   invalid_session_id   InvalidSessionIdError           InvalidInputError
 //   too_large            SessionTooLargeError            InvalidInputError
 //   config               ConfigError                     InvalidInputError
+//   encryption_key_missing EncryptionKeyMissingError     ConfigError
 //   not_found            SessionNotFoundError            SessionError
 //   connection           SessionConnectionError          SessionError
 //   timeout              SessionTimeoutError             SessionError
@@ -72,6 +73,9 @@ class SessionTooLargeError extends InvalidInputError {}
 defineKind(SessionTooLargeError, 'too_large');
 class ConfigError extends InvalidInputError {}
 defineKind(ConfigError, 'config');
+/** The session holds encrypted records and the store URL gives no key; nothing was changed. */
+class EncryptionKeyMissingError extends ConfigError {}
+defineKind(EncryptionKeyMissingError, 'encryption_key_missing');
 class SessionNotFoundError extends SessionError {}
 defineKind(SessionNotFoundError, 'not_found');
 class SessionConnectionError extends SessionError {
@@ -144,6 +148,7 @@ const KINDS = {
   invalid_session_id: InvalidSessionIdError,
   too_large: SessionTooLargeError,
   config: ConfigError,
+  encryption_key_missing: EncryptionKeyMissingError,
   not_found: SessionNotFoundError,
   connection: SessionConnectionError,
   timeout: SessionTimeoutError,
@@ -680,6 +685,7 @@ async function createTableIfNotExists(options = {}) {
 
 module.exports = {
   ConfigError,
+  EncryptionKeyMissingError,
   DynamoDBSession,
   FencedError,
   HistoryConflictError,

@@ -145,6 +145,8 @@ export declare class InvalidInputError extends SessionError {}
 export declare class InvalidSessionIdError extends InvalidInputError {}
 export declare class SessionTooLargeError extends InvalidInputError {}
 export declare class ConfigError extends InvalidInputError {}
+/** The session holds encrypted records and the store URL gives no key (kind `encryption_key_missing`). */
+export declare class EncryptionKeyMissingError extends ConfigError {}
 export declare class SessionNotFoundError extends SessionError {}
 export declare class SessionConnectionError extends SessionError {}
 export declare class SessionTimeoutError extends SessionError {}

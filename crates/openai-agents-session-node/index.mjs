@@ -7,6 +7,7 @@ const pkg = require('./index.cjs');
 
 export const {
   ConfigError,
+  EncryptionKeyMissingError,
   DynamoDBSession,
   FencedError,
   HistoryConflictError,

@@ -1,6 +1,7 @@
 //! `agent-session`: read and write openai-agents-session stores from the shell.
 //!
-//! Exit codes: 0 ok; 2 invalid input or usage (nothing written); 1 backend or runtime failure;
+//! Exit codes: 0 ok; 2 invalid input, usage or configuration (a malformed key, a session
+//! holding encrypted records opened without its key: nothing written); 1 backend or runtime failure;
 //! 3 not found; 4 conflict (a history transaction refused: its reason is named; a lease held
 //! by another owner; a fenced write whose token is not the live lease's: nothing was changed).
 //! Passwords in URLs never appear in any output.
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod rekey;
 mod serve;
 use openai_agents_session::{
     Applied, Error, ErrorKind, HistoryTransaction, Item, Lease, ListOptions, Session, SessionInfo,
@@ -111,6 +113,26 @@ enum Command {
     Info {
         /// The session id.
         session: String,
+        /// Decode every record and add a "verify" object: how many records are valid (plain,
+        /// under the current key, under older keys), unreadable (no configured key opens them)
+        /// and corrupt.
+        #[arg(long)]
+        verify: bool,
+    },
+    /// Print a new encryption key: 32 random bytes in standard base64 with padding. Keep it in
+    /// an environment variable (encryption_key_env=VAR) or a file (encryption_key_file=PATH).
+    Keygen,
+    /// Re-encrypt the store in place under the first key of its URL (plain records and records
+    /// under older keys), session by session, each through a conditional replace retried when
+    /// the session changed meanwhile. Resumable: sessions already under the key are skipped.
+    /// Prints a JSON summary on stdout, a progress bar and a summary line on stderr.
+    Rekey {
+        /// Only sessions whose id starts with this text.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// No progress bar or summary line on stderr.
+        #[arg(long)]
+        quiet: bool,
     },
     /// Delete expired sessions' data and what interrupted writes left behind; prints what was
     /// removed (`pruned: N expired sessions, M leftovers of interrupted writes`).
@@ -252,7 +274,8 @@ impl From<Error> for Failure {
             ErrorKind::InvalidInput
             | ErrorKind::InvalidSessionId
             | ErrorKind::TooLarge
-            | ErrorKind::Config => 2,
+            | ErrorKind::Config
+            | ErrorKind::EncryptionKeyMissing => 2,
             ErrorKind::NotFound => 3,
             ErrorKind::Conflict | ErrorKind::LeaseHeld | ErrorKind::Fenced => 4,
             _ => 1,
@@ -545,6 +568,35 @@ async fn run(
     use openai_agents_session::transfer;
     // Commands with two stores, or a file to validate, come first.
     match &cli.command {
+        Command::Keygen => {
+            let mut out = io::stdout().lock();
+            return rekey::keygen(&mut out);
+        }
+        Command::Rekey { prefix, quiet } => {
+            let url = cli.url.as_deref().unwrap_or(DEFAULT_URL);
+            let (store, tally) = rekey::open_tallied(url).await?;
+            let mut out = io::stdout().lock();
+            return rekey::rekey(&store, &tally, prefix.clone(), *quiet, &interrupt, &mut out)
+                .await;
+        }
+        Command::Info {
+            session,
+            verify: true,
+        } => {
+            let url = cli.url.as_deref().unwrap_or(DEFAULT_URL);
+            let (store, tally) = rekey::open_tallied(url).await?;
+            let Some(info) = store.session_info(session).await? else {
+                return Err(Failure {
+                    code: 3,
+                    message: format!("not found: {session}"),
+                });
+            };
+            let mut json = info_json(&info);
+            json["verify"] = rekey::verify(&store, &tally, session).await?;
+            let mut out = io::stdout().lock();
+            writeln!(out, "{json}")?;
+            return Ok(());
+        }
         Command::Copy {
             from,
             to,
@@ -731,7 +783,7 @@ async fn run(
                 }
             }
         }
-        Command::Info { session } => match store.session_info(&session).await? {
+        Command::Info { session, .. } => match store.session_info(&session).await? {
             Some(info) => writeln!(out, "{}", info_json(&info))?,
             None => {
                 return Err(Failure {
@@ -757,7 +809,11 @@ async fn run(
         }
         Command::Bench(args) => bench::run(&store, url, &args, &mut out).await?,
         Command::Serve(_) => unreachable!("serve returns before the store is opened here"),
-        Command::Copy { .. } | Command::Import { .. } | Command::Export { .. } => {}
+        Command::Copy { .. }
+        | Command::Import { .. }
+        | Command::Export { .. }
+        | Command::Keygen
+        | Command::Rekey { .. } => {}
         Command::Init => {
             store.init().await?;
             writeln!(out, "ready: {} store", store.backend_name())?;

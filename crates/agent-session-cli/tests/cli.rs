@@ -2001,3 +2001,119 @@ fn works_with_postgres_plain_and_tls() {
         assert!(all.contains("password"), "{all}");
     }
 }
+
+/// keygen, rekey (encrypting a plain store, rotating to a new key, rerun as a no-op, no write
+/// lost while it runs), info --verify, and the exit codes of missing and malformed keys; no key
+/// ever appears in any output.
+#[test]
+fn keygen_rekey_verify_and_key_errors() {
+    let env = Env::new("rekey");
+    let keygen = env.cmd().arg("keygen").output().unwrap();
+    assert_eq!(code(&keygen), 0);
+    let k1 = stdout(&keygen).trim().to_owned();
+    assert_eq!(k1.len(), 44, "32 bytes, standard base64 with padding: {k1}");
+    assert!(k1.ends_with('='));
+    let k2 = stdout(&env.cmd().arg("keygen").output().unwrap())
+        .trim()
+        .to_owned();
+    assert_ne!(k1, k2);
+    for i in 0..30 {
+        let out = env.run(&[
+            "add",
+            &format!("s{i}"),
+            r#"{"role":"user","content":"MARKER-313"}"#,
+        ]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+    }
+    let keyed = |keys: &str, args: &[&str]| {
+        env.cmd()
+            .env("OAS_CLI_KEYS", keys)
+            .arg("--url")
+            .arg(format!("{}?encryption_key_env=OAS_CLI_KEYS", env.url()))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // A writer adds to s0 while the rekey runs: none of its items is lost.
+    let writer = {
+        let url = env.url();
+        let bin = env!("CARGO_BIN_EXE_agent-session");
+        let (dir, k1) = (env.dir.clone(), k1.clone());
+        std::thread::spawn(move || {
+            for n in 0..15 {
+                let out = Command::new(bin)
+                    .current_dir(&dir)
+                    .env("OAS_CLI_KEYS", &k1)
+                    .arg("--url")
+                    .arg(format!("{url}?encryption_key_env=OAS_CLI_KEYS"))
+                    .args(["add", "s0", &format!(r#"{{"during":{n}}}"#)])
+                    .output()
+                    .unwrap();
+                assert_eq!(out.status.code(), Some(0));
+            }
+        })
+    };
+    let rekey = keyed(&k1, &["rekey"]);
+    writer.join().unwrap();
+    assert_eq!(code(&rekey), 0, "{}", stderr(&rekey));
+    let summary: serde_json::Value = serde_json::from_str(stdout(&rekey).trim()).unwrap();
+    assert_eq!(summary["sessions"], 30);
+    assert_eq!(summary["failed"], serde_json::json!([]));
+    let s0 = keyed(&k1, &["get", "s0"]);
+    assert_eq!(
+        stdout(&s0).lines().count(),
+        16,
+        "no write lost: {}",
+        stdout(&s0)
+    );
+    // A rerun encrypts what the writer added plain... (it wrote encrypted: nothing to do).
+    let again = keyed(&k1, &["rekey", "--quiet"]);
+    let again: serde_json::Value = serde_json::from_str(stdout(&again).trim()).unwrap();
+    assert_eq!(again["rekeyed"], 0);
+    assert_eq!(again["already_current"], 30);
+    let db = std::fs::read(env.dir.join("s.db")).unwrap();
+    assert!(
+        !db.windows(10).any(|w| w == b"MARKER-313"),
+        "plaintext left after rekey"
+    );
+
+    // Without a key: exit 2, the error says the session holds encrypted records.
+    let plain = env.run(&["get", "s1"]);
+    assert_eq!(code(&plain), 2);
+    assert!(
+        stderr(&plain).contains("encrypted records"),
+        "{}",
+        stderr(&plain)
+    );
+    // A wrong key: reads skip, pop exits 1 (unreadable) and removes nothing.
+    let wrong = keyed(&k2, &["get", "s1"]);
+    assert_eq!((code(&wrong), stdout(&wrong).trim()), (0, ""));
+    let pop = keyed(&k2, &["pop", "s1"]);
+    assert_eq!(code(&pop), 1, "{}", stderr(&pop));
+    let verify = keyed(&k2, &["info", "--verify", "s1"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&verify).trim()).unwrap();
+    assert_eq!(v["verify"]["unreadable"], 1);
+    // Rotation: the new key first; rekey moves every record under it.
+    let both = format!("{k2},{k1}");
+    let rotate = keyed(&both, &["rekey", "--quiet"]);
+    assert_eq!(code(&rotate), 0, "{}", stderr(&rotate));
+    let verify = keyed(&both, &["info", "--verify", "s1"]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&verify).trim()).unwrap();
+    assert_eq!(
+        (
+            v["verify"]["current_key"].clone(),
+            v["verify"]["older_keys"].clone()
+        ),
+        (1.into(), 0.into())
+    );
+    assert_eq!(stdout(&keyed(&k2, &["get", "s1"])).lines().count(), 1);
+    // A malformed key: exit 2, naming the variable, never the key.
+    let bad = keyed("not-a-key", &["get", "s1"]);
+    assert_eq!(code(&bad), 2);
+    assert!(stderr(&bad).contains("OAS_CLI_KEYS") && !stderr(&bad).contains("not-a-key"));
+    for out in [&rekey, &verify, &bad, &plain, &pop] {
+        for key in [&k1, &k2] {
+            assert!(!stdout(out).contains(key.as_str()) && !stderr(out).contains(key.as_str()));
+        }
+    }
+}

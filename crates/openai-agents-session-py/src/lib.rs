@@ -10,7 +10,8 @@ use std::time::Duration;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::provider::{error::CredentialsError, future, ProvideCredentials};
 use aws_credential_types::Credentials;
-use openai_agents_session::backend::dynamodb::open_with_credentials;
+use openai_agents_session::backend::dynamodb::open_with_credentials_and;
+use openai_agents_session::encryption::{Encryption, EncryptionKey};
 use openai_agents_session::{
     Applied, ConflictReason, Error, ErrorKind, FailureCause, HistoryTransaction, Item, Lease,
     Operation, Session, Store, StoreSession, Timestamp,
@@ -301,7 +302,44 @@ where
 struct NativeStore {
     url: String,
     credentials: Option<PySource>,
+    encryption: Option<Encryption>,
     store: Arc<OnceCell<Store>>,
+}
+
+/// The keys of `encryption_key=` (newest first): each `bytes` (32 raw bytes) or a base64 `str`.
+/// A malformed one is a `ConfigError` naming its place, never the key.
+fn encryption_of(keys: Vec<Bound<'_, PyAny>>) -> PyResult<Encryption> {
+    let mut parsed = Vec::with_capacity(keys.len());
+    for (i, key) in keys.iter().enumerate() {
+        let place = format!("encryption_key (key {} of {})", i + 1, keys.len());
+        let bad = |e: Error| {
+            to_py(Error::new(
+                ErrorKind::Config,
+                Operation::Open,
+                format!("{place}: {}", e.message()),
+            ))
+        };
+        let key = if let Ok(text) = key.cast::<pyo3::types::PyString>() {
+            EncryptionKey::from_base64(&text.to_cow()?).map_err(bad)?
+        } else if let Ok(bytes) = key.cast::<pyo3::types::PyBytes>() {
+            EncryptionKey::from_bytes(bytes.as_bytes()).map_err(bad)?
+        } else {
+            return Err(to_py(Error::new(
+                ErrorKind::Config,
+                Operation::Open,
+                format!("{place} must be bytes or a base64 str"),
+            )));
+        };
+        parsed.push(key);
+    }
+    if parsed.is_empty() {
+        return Err(to_py(Error::new(
+            ErrorKind::Config,
+            Operation::Open,
+            "encryption_key is an empty list",
+        )));
+    }
+    Ok(Encryption::new(parsed))
 }
 
 impl NativeStore {
@@ -309,15 +347,24 @@ impl NativeStore {
         store: Arc<OnceCell<Store>>,
         url: String,
         credentials: Option<PySource>,
+        encryption: Option<Encryption>,
     ) -> openai_agents_session::Result<Store> {
+        // Keys given in code replace the URL's; its require_encryption stays.
+        let adjust = move |o: openai_agents_session::StoreOptions| match encryption {
+            Some(e) => {
+                let required = o.encryption.is_required();
+                o.with_encryption(e.with_required(required))
+            }
+            None => Ok(o),
+        };
         store
             .get_or_try_init(|| async {
                 match credentials {
                     Some(source) => {
                         let provider = SharedCredentialsProvider::new(PythonCredentials { source });
-                        open_with_credentials(&url, provider).await
+                        open_with_credentials_and(&url, provider, adjust).await
                     }
-                    None => Store::open(&url).await,
+                    None => Store::open_with(&url, adjust).await,
                 }
             })
             .await
@@ -339,19 +386,22 @@ impl NativeStore {
         F: FnOnce(Store) -> Fut + Send + 'static,
         Fut: Future<Output = openai_agents_session::Result<T>> + Send + 'static,
     {
-        let (cell, url, creds) = (
+        let (cell, url, creds, encryption) = (
             Arc::clone(&self.store),
             self.url.clone(),
             self.credentials.clone(),
+            self.encryption.clone(),
         );
         awaitable_of(py, async move {
-            let store = NativeStore::get(cell, url, creds).await.map_err(|err| {
-                let err = err.with_operation(op);
-                to_py(match session_id {
-                    Some(id) if err.session_id().is_none() => err.with_session(id),
-                    _ => err,
-                })
-            })?;
+            let store = NativeStore::get(cell, url, creds, encryption)
+                .await
+                .map_err(|err| {
+                    let err = err.with_operation(op);
+                    to_py(match session_id {
+                        Some(id) if err.session_id().is_none() => err.with_session(id),
+                        _ => err,
+                    })
+                })?;
             work(store).await.map_err(to_py)
         })
     }
@@ -361,15 +411,40 @@ impl NativeStore {
 impl NativeStore {
     /// A store for `url`; `credentials`, for a `dynamodb://` URL, is a callable returning
     /// `(access_key, secret_key, token, expiry_epoch_seconds)`, asked whenever the AWS SDK's
-    /// cached credentials are due to expire.
+    /// cached credentials are due to expire. `encryption_keys`: keys newest first (`bytes` or
+    /// base64 `str`), replacing the URL's `encryption_key_env` / `encryption_key_file`.
     #[new]
-    #[pyo3(signature = (url, credentials=None))]
-    fn new(url: String, credentials: Option<Py<PyAny>>) -> Self {
-        NativeStore {
+    #[pyo3(signature = (url, credentials=None, encryption_keys=None))]
+    fn new(
+        url: String,
+        credentials: Option<Py<PyAny>>,
+        encryption_keys: Option<Vec<Bound<'_, PyAny>>>,
+    ) -> PyResult<Self> {
+        Ok(NativeStore {
             url,
             credentials: credentials.map(Arc::new),
+            encryption: encryption_keys.map(encryption_of).transpose()?,
             store: Arc::new(OnceCell::new()),
-        }
+        })
+    }
+
+    /// A new encryption key as standard base64 (what `agent-session keygen` prints).
+    #[staticmethod]
+    fn generate_key() -> PyResult<String> {
+        Ok(EncryptionKey::generate()
+            .map_err(to_py)?
+            .to_base64()
+            .as_str()
+            .to_owned())
+    }
+
+    /// The ids of the configured keys (16 hex digits each), newest first; never the keys.
+    #[getter]
+    fn encryption_key_ids(&self) -> Vec<String> {
+        self.encryption
+            .as_ref()
+            .map(|e| e.key_ids().iter().map(ToString::to_string).collect())
+            .unwrap_or_default()
     }
 
     /// The URL with any password hidden.

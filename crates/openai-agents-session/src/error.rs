@@ -64,11 +64,15 @@ pub enum ErrorKind {
     /// lease's (it expired, was released or was taken over). Nothing was changed; not
     /// retryable: the holder lost the lease.
     Fenced,
+    /// The session holds encrypted records and the store was opened without an encryption
+    /// key: the store is misconfigured. Nothing was changed; not retryable as is (open the
+    /// store with its key). Python `EncryptionKeyMissingError` (a `ConfigError`), CLI exit 2.
+    EncryptionKeyMissing,
 }
 
 impl ErrorKind {
     /// Every kind, in declaration order (for tables and tests).
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 16] = [
         ErrorKind::InvalidInput,
         ErrorKind::InvalidSessionId,
         ErrorKind::TooLarge,
@@ -84,6 +88,7 @@ impl ErrorKind {
         ErrorKind::Conflict,
         ErrorKind::LeaseHeld,
         ErrorKind::Fenced,
+        ErrorKind::EncryptionKeyMissing,
     ];
 
     /// The stable snake_case name of the kind: the `kind` attribute of the Python (and Node)
@@ -112,6 +117,7 @@ impl ErrorKind {
             ErrorKind::Conflict => "conflict",
             ErrorKind::LeaseHeld => "lease_held",
             ErrorKind::Fenced => "fenced",
+            ErrorKind::EncryptionKeyMissing => "encryption_key_missing",
         }
     }
 
@@ -134,6 +140,7 @@ impl ErrorKind {
             ErrorKind::Conflict => "conflict",
             ErrorKind::LeaseHeld => "lease held",
             ErrorKind::Fenced => "fenced",
+            ErrorKind::EncryptionKeyMissing => "encryption key missing",
         }
     }
 }

@@ -374,6 +374,7 @@ impl PreparedTransaction {
     pub fn suffix_matches<'r>(
         &self,
         codec: &crate::codec::RecordCodec,
+        session_id: &str,
         records: impl ExactSizeIterator<Item = &'r [u8]>,
     ) -> bool {
         let expected = self.transaction.expected_suffix();
@@ -382,7 +383,7 @@ impl PreparedTransaction {
         }
         records
             .zip(expected)
-            .all(|(record, want)| match codec.decode(record) {
+            .all(|(record, want)| match codec.decode(session_id, record) {
                 crate::codec::Decoded::Valid(item) => {
                     item == *want || canonical_item(&item) == canonical_item(want)
                 }

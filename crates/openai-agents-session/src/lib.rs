@@ -49,6 +49,7 @@ pub mod backend;
 pub mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod encryption;
 mod error;
 pub mod history;
 mod item;

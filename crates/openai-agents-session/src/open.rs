@@ -183,8 +183,32 @@ impl Store {
     /// # }
     /// ```
     pub async fn open(url: &str) -> Result<Store> {
+        Self::open_with(url, Ok).await
+    }
+
+    /// As [`open`](Self::open), with the URL's shared options then adjusted in code: keys
+    /// that come from elsewhere than the environment or a file (the Python package's
+    /// `encryption_key=`), an audit [`RecordTally`](crate::encryption::RecordTally).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> openai_agents_session::Result<()> {
+    /// use openai_agents_session::encryption::{Encryption, EncryptionKey};
+    /// use openai_agents_session::Store;
+    /// let key = EncryptionKey::generate()?;
+    /// let store = Store::open_with("memory://", |o| {
+    ///     o.with_encryption(Encryption::new(vec![key]))
+    /// })
+    /// .await?;
+    /// assert!(store.options().encryption.is_enabled());
+    /// # Ok(()) }
+    /// ```
+    pub async fn open_with<F>(url: &str, adjust: F) -> Result<Store>
+    where
+        F: FnOnce(StoreOptions) -> Result<StoreOptions>,
+    {
         let mut parsed = StoreUrl::parse(url)?;
-        let options = parsed.take_store_options()?;
+        let options = adjust(parsed.take_store_options()?)?;
         let scheme = parsed.scheme.clone();
         if let Some(row) = SCHEMES
             .iter()

@@ -69,7 +69,9 @@ impl BeforeCollector {
                 self.corrupt += 1;
                 tracing::debug!(%reason, position, "skipping a corrupt record");
             }
-            Decoded::Unreadable(reason) => {
+            // Without a key, an encrypted record is counted as unreadable here: a page of a
+            // viewer shows how many it could not read rather than failing.
+            Decoded::Unreadable(reason) | Decoded::KeyMissing(reason) => {
                 self.unreadable += 1;
                 tracing::debug!(%reason, position, "skipping an unreadable record");
             }

@@ -8,6 +8,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::codec::RecordCodec;
+use crate::encryption::{Encryption, RecordTally};
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::history::{
     Applied, HistoryTransaction, PreparedTransaction, DEFAULT_OPERATION_RETENTION,
@@ -288,6 +290,9 @@ pub struct StoreOptions {
     /// How long history transactions' operation ids are remembered (URL option
     /// `operation_retention`, seconds; default a day).
     pub operation_retention: Duration,
+    /// Encryption at rest (URL options `encryption_key_env`, `encryption_key_file`,
+    /// `require_encryption`; [`with_encryption`](Self::with_encryption)). Default: none.
+    pub encryption: Encryption,
 }
 
 impl Default for StoreOptions {
@@ -297,6 +302,7 @@ impl Default for StoreOptions {
             refresh_on_read: true,
             max_item_bytes: DEFAULT_MAX_ITEM_BYTES,
             operation_retention: DEFAULT_OPERATION_RETENTION,
+            encryption: Encryption::none(),
         }
     }
 }
@@ -332,6 +338,48 @@ impl StoreOptions {
         }
         self.max_item_bytes = bytes;
         Ok(self)
+    }
+
+    /// Sets the encryption at rest: every backend encrypts and decrypts through the codec
+    /// these options build ([`codec`](Self::codec)), staged writes included.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> openai_agents_session::Result<()> {
+    /// use openai_agents_session::encryption::{Encryption, EncryptionKey};
+    /// use openai_agents_session::{backend::memory::MemoryBackend, Session, Store, StoreOptions};
+    /// let options = StoreOptions::default()
+    ///     .with_encryption(Encryption::new(vec![EncryptionKey::generate()?]))?;
+    /// let store = Store::from_backend(
+    ///     std::sync::Arc::new(MemoryBackend::new(options.clone())),
+    ///     options,
+    /// );
+    /// let session = store.session("chat")?;
+    /// session.add_items(vec![r#"{"role":"user","content":"secret"}"#.parse()?]).await?;
+    /// assert_eq!(session.get_items(None).await?.len(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn with_encryption(mut self, encryption: Encryption) -> Result<Self> {
+        encryption.check()?;
+        let mut encryption = encryption;
+        if encryption.tally.is_none() {
+            encryption.tally = self.encryption.tally.take();
+        }
+        self.encryption = encryption;
+        Ok(self)
+    }
+
+    /// Counts every record the codec decodes into `tally` (an audit hook: `agent-session info
+    /// --verify` and `rekey` use it).
+    pub fn with_record_tally(mut self, tally: Arc<RecordTally>) -> Self {
+        self.encryption.tally = Some(tally);
+        self
+    }
+
+    /// The record codec of a store opened with these options (what every backend encodes and
+    /// decodes with).
+    pub fn codec(&self) -> RecordCodec {
+        RecordCodec::new(self.encryption.clone())
     }
 
     /// Whether reads refresh the TTL under these options.

@@ -25,6 +25,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::encryption::Encryption;
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::store::StoreOptions;
 
@@ -65,30 +66,48 @@ fn config_error(message: impl Into<String>) -> Error {
 /// assert_eq!(redact("postgres://me@h/db?password=s3cret&x=1"), "postgres://me@h/db?password=***&x=1");
 /// ```
 pub fn redact(url: &str) -> String {
-    let redacted = redact_userinfo(url);
-    // A `password` query option (libpq's form) is hidden too.
-    match redacted.split_once('?') {
-        Some((head, query)) if query.split('&').any(is_password_option) => {
-            let hidden: Vec<String> = query
-                .split('&')
-                .map(|pair| {
-                    if is_password_option(pair) {
-                        format!("{}=***", pair.split('=').next().unwrap_or("password"))
-                    } else {
-                        pair.to_owned()
-                    }
-                })
-                .collect();
-            format!("{head}?{}", hidden.join("&"))
-        }
-        _ => redacted,
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = redact_userinfo(base);
+    if let Some(query) = query {
+        out.push('?');
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if is_secret_option(key) => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
     }
+    out
 }
 
-fn is_password_option(pair: &str) -> bool {
-    pair.split('=')
-        .next()
-        .is_some_and(|key| key.eq_ignore_ascii_case("password"))
+/// Whether a query option's value is a secret (hidden by [`redact`]): any name holding
+/// `password`, `passwd`, `secret`, `token`, `credential` or `key`, except the names of
+/// where keys are (`encryption_key_env`, `encryption_key_file`).
+pub fn is_secret_option(key: &str) -> bool {
+    let key = percent_decode(key)
+        .unwrap_or_else(|_| key.to_owned())
+        .to_ascii_lowercase();
+    if key == "encryption_key_env" || key == "encryption_key_file" {
+        return false;
+    }
+    [
+        "password",
+        "passwd",
+        "pass",
+        "pwd",
+        "secret",
+        "token",
+        "credential",
+        "key",
+        "auth",
+    ]
+    .iter()
+    .any(|s| key.contains(s))
 }
 
 fn redact_userinfo(url: &str) -> String {
@@ -97,7 +116,7 @@ fn redact_userinfo(url: &str) -> String {
     };
     let rest_start = scheme_end + 3;
     let rest = &url[rest_start..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority_end = rest.find(['/', '#']).unwrap_or(rest.len());
     let authority = &rest[..authority_end];
     match authority.rfind('@') {
         Some(at) => {
@@ -128,7 +147,9 @@ pub fn percent_decode(text: &str) -> Result<String> {
                 .get(i + 1..i + 3)
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| config_error(format!("bad percent escape in {text:?}")))?;
+                .ok_or_else(|| {
+                    config_error("a bad percent escape (expected %XX with two hex digits)")
+                })?;
             out.push(hex);
             i += 3;
         } else {
@@ -136,8 +157,7 @@ pub fn percent_decode(text: &str) -> Result<String> {
             i += 1;
         }
     }
-    String::from_utf8(out)
-        .map_err(|_| config_error(format!("percent escapes in {text:?} are not UTF-8")))
+    String::from_utf8(out).map_err(|_| config_error("percent escapes that are not UTF-8"))
 }
 
 impl StoreUrl {
@@ -216,6 +236,28 @@ impl StoreUrl {
                 .map_err(|_| config_error(format!("max_item_bytes {bytes} is too large")))?;
             opts = opts.with_max_item_bytes(bytes)?;
         }
+        if self.options.contains_key("encryption_key") {
+            return Err(config_error(
+                "a key never goes in a URL: give encryption_key_env=VAR or encryption_key_file=PATH",
+            ));
+        }
+        let key_env = self.take_option("encryption_key_env");
+        let key_file = self.take_option("encryption_key_file");
+        let required = match self.take_option("require_encryption") {
+            Some(v) => parse_bool("require_encryption", &v)?,
+            None => false,
+        };
+        let encryption = match (key_env, key_file) {
+            (Some(_), Some(_)) => {
+                return Err(config_error(
+                    "give encryption_key_env or encryption_key_file, not both",
+                ))
+            }
+            (Some(var), None) => Encryption::from_env(&var)?,
+            (None, Some(path)) => Encryption::from_file(&path)?,
+            (None, None) => Encryption::none(),
+        };
+        opts = opts.with_encryption(encryption.with_required(required))?;
         Ok(opts)
     }
 

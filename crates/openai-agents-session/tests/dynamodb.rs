@@ -37,6 +37,92 @@ async fn conformance() {
     assert_eq!(report.unsupported().count(), 0, "{report}");
 }
 
+/// The kit with encryption on. A subset, to keep the DynamoDB stage's time: every case that
+/// stores or reads records (limits, round trips, the 10 MB item, raw records, staged writes,
+/// transactions, fenced writes), without the TTL and lease cases that mostly sleep and write
+/// records the same way (see docs/testing.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_encrypted() {
+    support::set_kit_keys();
+    let url = table_url(
+        "kit_enc",
+        &format!("&encryption_key_env={}", support::KIT_KEY_ENV),
+    );
+    let report = openai_agents_session::conformance::run_matching(
+        &UrlFactory::new(url, Capabilities::all()),
+        |name| {
+            let sleeps = name.starts_with("ttl_") || name.starts_with("tx_retention");
+            let lease_only = name.starts_with("lease_") && !name.contains("fenced");
+            !sleeps && !lease_only
+        },
+    )
+    .await;
+    println!("{report}");
+    report.assert_passed();
+    assert_eq!(report.unsupported().count(), 0, "{report}");
+}
+
+/// Encrypted items, small and large (compressed, then encrypted, then split past 400 KB), round
+/// trip exactly, and no stored attribute holds their text (a Scan of the table).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_items_hold_no_plaintext_and_split_exactly() {
+    use openai_agents_session::conformance::random_text;
+    support::set_kit_keys();
+    let name = table_name("enc_scan");
+    let store = Store::open(&format!(
+        "dynamodb://{name}?region=us-east-1&endpoint={}&create_table=true&encryption_key_env={}",
+        endpoint(),
+        support::KIT_KEY_ENV
+    ))
+    .await
+    .unwrap();
+    let s = store.session("secret-ddb").unwrap();
+    let items = vec![
+        item(json!({"role": "user", "content": "MARKER-5521 small"})),
+        // Compressible: compressed below 400 KB, then encrypted.
+        item(json!({"role": "user", "content": format!("MARKER-5521 {}", "abc ".repeat(300_000))})),
+        // Incompressible: encrypted and split into parts.
+        item(
+            json!({"role": "user", "content": format!("MARKER-5521 {}", random_text(1_500_000, 9))}),
+        ),
+    ];
+    s.add_items(items.clone()).await.unwrap();
+    assert_eq!(s.get_items(None).await.unwrap(), items);
+    assert_eq!(s.get_items(Some(1)).await.unwrap(), items[2..].to_vec());
+    let rows = raw_items(&name, "secret-ddb").await;
+    assert!(rows.len() > 4, "the large item was split: {rows:?}");
+    let client = raw_client().await;
+    let mut start = None;
+    let mut scanned = 0;
+    loop {
+        let page = client
+            .scan()
+            .table_name(&name)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .unwrap();
+        for row in page.items() {
+            for value in row.values() {
+                let bytes: &[u8] = match value {
+                    ddb::types::AttributeValue::B(b) => b.as_ref(),
+                    ddb::types::AttributeValue::S(s) => s.as_bytes(),
+                    _ => continue,
+                };
+                assert!(!bytes.windows(11).any(|w| w == b"MARKER-5521"));
+                scanned += 1;
+            }
+        }
+        start = page.last_evaluated_key().cloned();
+        if start.is_none() {
+            break;
+        }
+    }
+    assert!(scanned > 4);
+    assert_eq!(s.pop_item().await.unwrap(), Some(items[2].clone()));
+    assert_eq!(s.get_items(None).await.unwrap(), items[..2].to_vec());
+}
+
 use openai_agents_session::backend::dynamodb::aws_sdk_dynamodb as ddb;
 use openai_agents_session::backend::dynamodb::DynamoDbBackend;
 use openai_agents_session::StoreOptions;

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use openai_agents_session::conformance::{run, Capabilities, UrlFactory};
-use openai_agents_session::{Error, ErrorKind, Item, Session, Store};
+use openai_agents_session::{Error, ErrorKind, Item, Operation, Session, Store};
 use serde_json::json;
 use support::{command_calls, shared_url, CountingProxy, OwnCluster, OwnRedis};
 
@@ -59,6 +59,99 @@ async fn conformance_cluster() {
         shared_url("OAS_TEST_REDIS_CLUSTER_URL")
     ))
     .await;
+}
+
+/// The kit with encryption on, standalone and Cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_standalone_encrypted() {
+    support::set_kit_keys();
+    kit(format!(
+        "{}?prefix=enc_kit&encryption_key_env={}",
+        shared_url("OAS_TEST_REDIS_URL"),
+        support::KIT_KEY_ENV
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_cluster_encrypted() {
+    support::set_kit_keys();
+    kit(format!(
+        "{}?prefix=enc_cluster_kit&encryption_key_env={}",
+        shared_url("OAS_TEST_REDIS_CLUSTER_URL"),
+        support::KIT_KEY_ENV
+    ))
+    .await;
+}
+
+/// Encrypted, no stored byte holds the items' text: every key's DUMP is searched for a marker.
+/// An encrypted get_items(20) reads about 20 records, not the whole list (the GET script counts
+/// envelopes): one EVALSHA whose reply is about 20 records long.
+#[tokio::test]
+async fn encrypted_redis_holds_no_plaintext_and_reads_stay_cheap() {
+    let server = OwnRedis::start("encrypted-dump");
+    support::set_kit_keys();
+    let url = format!(
+        "{}?encryption_key_env={}",
+        server.url(),
+        support::KIT_KEY_ENV
+    );
+    let store = Store::open(&url).await.unwrap();
+    let s = store.session("secret-chat").unwrap();
+    let items: Vec<Item> = (0..500)
+        .map(|n| item(json!({"role": "user", "content": format!("MARKER-7731 number {n}")})))
+        .collect();
+    s.add_items(items.clone()).await.unwrap();
+    assert_eq!(s.get_items(None).await.unwrap(), items);
+    let keys = server.cli(&["--scan"]);
+    let mut dumped = 0;
+    for key in keys.lines().filter(|k| !k.is_empty()) {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &server.port.to_string(), "--no-raw", "DUMP", key])
+            .output()
+            .unwrap();
+        assert!(
+            !out.stdout.windows(11).any(|w| w == b"MARKER-7731"),
+            "{key}"
+        );
+        let raw = std::process::Command::new("redis-cli")
+            .args(["-p", &server.port.to_string(), "LRANGE", key, "0", "-1"])
+            .output()
+            .unwrap();
+        assert!(
+            !raw.stdout.windows(11).any(|w| w == b"MARKER-7731"),
+            "{key}"
+        );
+        dumped += 1;
+    }
+    assert!(dumped >= 2, "the session's keys were dumped: {keys}");
+    // Through a proxy that counts the answer's bytes: 20 of 500 records, not the list.
+    let proxy = CountingProxy::start(server.port);
+    let via = Store::open(&format!(
+        "{}?encryption_key_env={}",
+        proxy.url(),
+        support::KIT_KEY_ENV
+    ))
+    .await
+    .unwrap();
+    let session = via.session("secret-chat").unwrap();
+    session.get_items(Some(1)).await.unwrap(); // warm-up: connection and script load
+    let (bytes, requests) = (
+        proxy.answer_bytes(),
+        via.stats().requests(Operation::GetItems),
+    );
+    assert_eq!(
+        session.get_items(Some(20)).await.unwrap(),
+        items[480..].to_vec()
+    );
+    let all: usize = items.iter().map(s_len).sum();
+    let read = (proxy.answer_bytes() - bytes) as usize;
+    assert_eq!(via.stats().requests(Operation::GetItems) - requests, 1);
+    assert!(read < all / 10, "get_items(20) read {read} bytes of {all}");
+}
+
+fn s_len(item: &Item) -> usize {
+    item.len_bytes() + 39
 }
 
 /// Each of get/add/pop/clear/info is one request/response exchange after warm-up, counted as

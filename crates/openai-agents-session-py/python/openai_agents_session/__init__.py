@@ -27,7 +27,7 @@ import json
 import math
 import os
 import threading
-from typing import Any, Dict, Generic, List, Mapping, Optional, Tuple, Type, TypeVar
+from typing import Any, Dict, Generic, List, Mapping, Optional, Tuple, Type, TypeVar, Union
 from urllib.parse import quote, urlencode
 
 from ._native import NativeError, NativeStore, _close_exit_gate
@@ -41,6 +41,7 @@ __version__ = "0.2.0.dev0"
 __all__ = [
     "ConfigError",
     "DynamoDBSession",
+    "EncryptionKeyMissingError",
     "FencedError",
     "HistoryConflictError",
     "InvalidInputError",
@@ -64,6 +65,7 @@ __all__ = [
     "UnsupportedFormatError",
     "__version__",
     "create_table_if_not_exists",
+    "generate_encryption_key",
     "open_session",
 ]
 
@@ -107,6 +109,8 @@ except Exception:  # pragma: no cover - exercised without openai-agents
 #   invalid_session_id    InvalidSessionIdError           InvalidInputError
 #   too_large             SessionTooLargeError            InvalidInputError
 #   config                ConfigError                     InvalidInputError
+#   encryption_key_missing EncryptionKeyMissingError      ConfigError
+#     (the session holds encrypted records; the store was opened without a key)
 #   not_found             SessionNotFoundError            SessionError, LookupError
 #   connection            SessionConnectionError          SessionError, ConnectionError, redis-py's
 #   timeout               SessionTimeoutError             SessionError, TimeoutError, redis-py's
@@ -188,6 +192,14 @@ class ConfigError(InvalidInputError):
     """The store URL is unusable: unknown scheme or option, missing path, failed authentication."""
 
     kind = "config"
+
+
+class EncryptionKeyMissingError(ConfigError):
+    """The session holds encrypted records and the store was opened without an encryption key
+    (``encryption_key=``, or the URL's ``encryption_key_env`` / ``encryption_key_file``).
+    Nothing was changed."""
+
+    kind = "encryption_key_missing"
 
 
 class SessionNotFoundError(SessionError, LookupError):
@@ -321,6 +333,7 @@ _KINDS: Dict[str, Any] = {
     "invalid_session_id": InvalidSessionIdError,
     "too_large": SessionTooLargeError,
     "config": ConfigError,
+    "encryption_key_missing": EncryptionKeyMissingError,
     "not_found": SessionNotFoundError,
     "connection": SessionConnectionError,
     "timeout": SessionTimeoutError,
@@ -382,23 +395,62 @@ _stores_lock = threading.Lock()
 _client_stores: Dict[Any, Tuple[NativeStore, "_ClientCredentials"]] = {}
 
 
-def _shared_store(url: str) -> NativeStore:
-    """One store per URL in the process: sessions share its connections and runtime."""
+EncryptionKey = Union[bytes, str]
+
+
+def generate_encryption_key() -> str:
+    """A new encryption key: 32 random bytes as standard base64 (as ``agent-session keygen``)."""
+    return str(NativeStore.generate_key())
+
+
+def _keys(encryption_key: Any) -> Optional[List[Any]]:
+    """``encryption_key=``: ``bytes``, a base64 ``str``, or a list of them, newest first (the
+    first encrypts, all decrypt)."""
+    if encryption_key is None:
+        return None
+    if isinstance(encryption_key, (bytes, bytearray, memoryview)):
+        return [bytes(encryption_key)]
+    if isinstance(encryption_key, str):
+        return [encryption_key]
+    if isinstance(encryption_key, (list, tuple)):
+        return [bytes(k) if isinstance(k, (bytearray, memoryview)) else k for k in encryption_key]
+    raise ConfigError("encryption_key must be bytes, a base64 str, or a list of them (newest first)", operation="open")
+
+
+def _native_store(url: str, credentials: Any = None, keys: Optional[List[Any]] = None) -> NativeStore:
+    try:
+        return NativeStore(url, credentials, keys)
+    except NativeError as err:
+        raise _convert(err) from None
+
+
+def _store_key(url: str, keys: Optional[List[Any]]) -> Any:
+    """Stores are shared per URL and key ids (never the keys themselves)."""
+    if keys is None:
+        return url
+    return (url, tuple(_native_store("memory://", None, keys).encryption_key_ids))
+
+
+def _shared_store(url: str, encryption_key: Any = None) -> NativeStore:
+    """One store per URL (and keys) in the process: sessions share its connections and runtime."""
+    keys = _keys(encryption_key)
+    key = _store_key(url, keys)
     with _stores_lock:
-        store = _stores.get(url)
+        store = _stores.get(key)
         if store is None:
-            store = _stores[url] = NativeStore(url)
+            store = _stores[key] = _native_store(url, None, keys)
         return store
 
 
-def _client_store(url: str, credentials: "_ClientCredentials") -> Tuple[NativeStore, "_ClientCredentials"]:
+def _client_store(url: str, credentials: "_ClientCredentials", encryption_key: Any = None) -> Tuple[NativeStore, "_ClientCredentials"]:
     """One store per URL and client credentials: sessions made from the same client share it,
     and its credentials source (whose event loop every session keeps current)."""
+    keys = _keys(encryption_key)
     with _stores_lock:
-        key = (url, id(credentials.credentials))  # the store keeps the credentials alive
+        key = (_store_key(url, keys), id(credentials.credentials))  # the store keeps the credentials alive
         entry = _client_stores.get(key)
         if entry is None:
-            entry = _client_stores[key] = (NativeStore(url, credentials), credentials)
+            entry = _client_stores[key] = (_native_store(url, credentials, keys), credentials)
         return entry
 
 
@@ -730,21 +782,22 @@ class SessionLease(Generic[_S]):
         return None
 
 
-def open_session(url: str, session_id: str, *, session_settings: Any = None) -> _NativeSession:
+def open_session(url: str, session_id: str, *, session_settings: Any = None, encryption_key: Any = None) -> _NativeSession:
     """A session of the store at ``url`` (any URL the library takes: sqlite://, redis://,
-    rediss://, redis+cluster://, dynamodb://, postgres://, memory://...)."""
-    return _NativeSession(session_id, _shared_store(url), session_settings)
+    rediss://, redis+cluster://, dynamodb://, postgres://, memory://...). ``encryption_key``: ``bytes``, a
+    base64 ``str``, or a list of them, newest first (docs/encryption.md)."""
+    return _NativeSession(session_id, _shared_store(url, encryption_key), session_settings)
 
 
 class SQLiteSession(_NativeSession):
     """Like ``agents.SQLiteSession``: ``db_path=":memory:"`` is private to this session."""
 
-    def __init__(self, session_id: str, db_path: str = ":memory:", *, ttl: Optional[int] = None, session_settings: Any = None) -> None:
+    def __init__(self, session_id: str, db_path: str = ":memory:", *, ttl: Optional[int] = None, session_settings: Any = None, encryption_key: Any = None) -> None:
         if str(db_path) == ":memory:":
-            store = NativeStore(_with_query("memory://", ttl=ttl))
+            store = _native_store(_with_query("memory://", ttl=ttl), None, _keys(encryption_key))
         else:
             path = os.path.abspath(os.fspath(db_path))
-            store = _shared_store(_with_query("sqlite://" + quote(path), ttl=ttl))
+            store = _shared_store(_with_query("sqlite://" + quote(path), ttl=ttl), encryption_key)
         super().__init__(session_id, store, session_settings)
 
 
@@ -831,6 +884,7 @@ class RedisSession(_NativeSession):
         ttl: Optional[int] = None,
         session_settings: Any = None,
         url: Optional[str] = None,
+        encryption_key: Any = None,
     ) -> None:
         if url is None:
             if redis_client is None:
@@ -838,11 +892,11 @@ class RedisSession(_NativeSession):
             url = _redis_url(redis_client, key_prefix, ttl)
         else:
             url = _with_query(url, prefix=key_prefix, ttl=ttl)
-        super().__init__(session_id, _shared_store(url), session_settings)
+        super().__init__(session_id, _shared_store(url, encryption_key), session_settings)
 
     @classmethod
-    def from_url(cls, session_id: str, *, url: str, key_prefix: str = "openai_agents_session", ttl: Optional[int] = None, session_settings: Any = None) -> "RedisSession":
-        return cls(session_id, key_prefix=key_prefix, ttl=ttl, session_settings=session_settings, url=url)
+    def from_url(cls, session_id: str, *, url: str, key_prefix: str = "openai_agents_session", ttl: Optional[int] = None, session_settings: Any = None, encryption_key: Any = None) -> "RedisSession":
+        return cls(session_id, key_prefix=key_prefix, ttl=ttl, session_settings=session_settings, url=url, encryption_key=encryption_key)
 
 
 class _ClientCredentials:
@@ -934,6 +988,7 @@ class DynamoDBSession(_NativeSession):
         region_name: Optional[str] = None,
         endpoint_url: Optional[str] = None,
         session_settings: Any = None,
+        encryption_key: Any = None,
     ) -> None:
         if not table_name:
             raise InvalidInputError("DynamoDBSession needs table_name", operation="open", session_id=session_id)
@@ -941,9 +996,9 @@ class DynamoDBSession(_NativeSession):
         credentials = _client_credentials(dynamodb_client)
         self._credentials: Optional[_ClientCredentials] = None
         if credentials is None:
-            store = _shared_store(url)
+            store = _shared_store(url, encryption_key)
         else:
-            store, self._credentials = _client_store(url, credentials)
+            store, self._credentials = _client_store(url, credentials, encryption_key)
         super().__init__(session_id, store, session_settings)
 
     def _check_open(self, operation: str) -> None:

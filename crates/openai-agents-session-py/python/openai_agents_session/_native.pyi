@@ -1,4 +1,4 @@
-from typing import Any, Awaitable, Callable, List, Optional, Tuple
+from typing import Union, Any, Awaitable, Callable, List, Optional, Tuple
 
 # A lease: (owner, token, expires_at in epoch milliseconds).
 _Lease = Tuple[str, int, int]
@@ -24,7 +24,12 @@ class NativeStore:
         self,
         url: str,
         credentials: Optional[Callable[[], Tuple[str, str, Optional[str], Optional[float]]]] = None,
+        encryption_keys: Optional[List[Union[bytes, str]]] = None,
     ) -> None: ...
+    @staticmethod
+    def generate_key() -> str: ...
+    @property
+    def encryption_key_ids(self) -> List[str]: ...
     @property
     def redacted_url(self) -> str: ...
     def connect(self) -> Awaitable[str]: ...

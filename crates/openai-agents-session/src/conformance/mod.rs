@@ -547,6 +547,8 @@ cases! {
     read_before_skips_undecodable_records_uncounted: RawRecords,
     read_before_cost_does_not_grow_with_history: Nothing,
     list_newest_first_where_supported: Nothing,
+    encrypted_records_need_their_key: RawRecords,
+    encrypted_records_are_bound_and_sealed: RawRecords,
     tx_append_applies_once_and_says_so: Transactions,
     tx_retry_from_another_store_is_applied_before: Transactions,
     tx_reused_id_with_another_transaction_conflicts: Transactions,
@@ -574,6 +576,9 @@ cases! {
     lease_operations_are_one_request_each: Leases,
 }
 
+mod encryption;
+pub use encryption::foreign_encrypted_record;
+use encryption::*;
 mod history;
 use history::*;
 mod lease;
@@ -1546,9 +1551,11 @@ pub fn corrupt_records() -> Vec<Vec<u8>> {
     ]
 }
 
-/// A record that decodes as unreadable: an encrypted envelope this build has no key for.
+/// A record that decodes as unreadable with any configuration: an envelope of a newer format
+/// version. (An encrypted envelope is unreadable only with keys configured; without one it
+/// fails reads with `EncryptionKeyMissing`: see [`foreign_encrypted_record`].)
 pub fn unreadable_record() -> Vec<u8> {
-    let mut record = vec![ENVELOPE_MAGIC, RECORD_FORMAT_VERSION, FLAG_ENCRYPTED];
+    let mut record = vec![ENVELOPE_MAGIC, RECORD_FORMAT_VERSION + 1, FLAG_ENCRYPTED];
     record.extend_from_slice(&random_text(48, 7).into_bytes());
     record
 }

@@ -24,6 +24,20 @@ pub fn shared_url(var: &str) -> String {
     }
 }
 
+/// The environment variable holding the encrypted kit runs' keys (fixed test keys, newest
+/// first: base64 of 32 bytes 0x2a, then of 32 bytes 0x01).
+#[allow(dead_code)]
+pub const KIT_KEY_ENV: &str = "OAS_TEST_KIT_ENCRYPTION_KEYS";
+
+/// Sets [`KIT_KEY_ENV`] (the same value from every test, so concurrent setters agree).
+#[allow(dead_code)]
+pub fn set_kit_keys() {
+    std::env::set_var(
+        KIT_KEY_ENV,
+        "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=,AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE",
+    );
+}
+
 /// A free loopback port (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -192,6 +206,7 @@ pub fn command_calls(port: u16) -> std::collections::HashMap<String, u64> {
 pub struct CountingProxy {
     pub port: u16,
     commands: Arc<AtomicU64>,
+    answer_bytes: Arc<AtomicU64>,
 }
 
 impl CountingProxy {
@@ -200,6 +215,8 @@ impl CountingProxy {
         let port = listener.local_addr().expect("addr").port();
         let commands = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&commands);
+        let answer_bytes = Arc::new(AtomicU64::new(0));
+        let answered = Arc::clone(&answer_bytes);
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)) else {
@@ -210,11 +227,22 @@ impl CountingProxy {
                     server.try_clone().expect("clone"),
                 );
                 let counter = Arc::clone(&counter);
+                let answered = Arc::clone(&answered);
                 std::thread::spawn(move || pump_counting(client, server, counter));
-                std::thread::spawn(move || pump(s2, c2));
+                std::thread::spawn(move || pump_bytes(s2, c2, answered));
             }
         });
-        CountingProxy { port, commands }
+        CountingProxy {
+            port,
+            commands,
+            answer_bytes,
+        }
+    }
+
+    /// Bytes the server sent back through the proxy so far.
+    #[allow(dead_code)]
+    pub fn answer_bytes(&self) -> u64 {
+        self.answer_bytes.load(Ordering::SeqCst)
     }
 
     pub fn url(&self) -> String {
@@ -226,6 +254,23 @@ impl CountingProxy {
     }
 }
 
+fn pump_bytes(mut from: TcpStream, mut to: TcpStream, bytes: Arc<AtomicU64>) {
+    use std::io::{Read, Write};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        bytes.fetch_add(n as u64, Ordering::SeqCst);
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
+}
+
+#[allow(dead_code)]
 fn pump(mut from: TcpStream, mut to: TcpStream) {
     let _ = std::io::copy(&mut from, &mut to);
     let _ = to.shutdown(std::net::Shutdown::Both);

@@ -121,7 +121,13 @@ impl DynamoDbBackend {
             .transaction
             .items_added()
             .iter()
-            .map(|item| prepare(&inner.codec, inner.codec.encode(item)))
+            .map(|item| {
+                prepare(
+                    &inner.codec,
+                    session_id,
+                    inner.codec.encode(session_id, item),
+                )
+            })
             .collect();
         let add_actions: usize = added.iter().map(Prepared::actions).sum();
         let add_bytes: usize = added.iter().map(Prepared::bytes).sum();
@@ -164,7 +170,7 @@ impl DynamoDbBackend {
                 };
                 suffix.reverse();
                 let records = suffix.iter().map(|r| r.bytes.as_slice());
-                if !prepared.suffix_matches(&inner.codec, records) {
+                if !prepared.suffix_matches(&inner.codec, session_id, records) {
                     // A retry of a replace applied before no longer finds its suffix.
                     return match inner.lookup(op, session_id, meta.life, prepared).await? {
                         Remembered::Same => Ok(Applied::Before),
@@ -728,7 +734,7 @@ impl Inner {
         all.reverse();
         let cut = all.len().saturating_sub(m);
         let records = all[cut..].iter().map(|r| r.bytes.as_slice());
-        if all.len() < m || !prepared.suffix_matches(&self.codec, records) {
+        if all.len() < m || !prepared.suffix_matches(&self.codec, session_id, records) {
             return Ok(Attempt::Again(None)); // changed since the first read: decide anew
         }
         if let Some(done) = self
@@ -776,7 +782,7 @@ impl Inner {
         // replacement, from sequence 0 of the new generation.
         let mut records: Vec<Prepared> = all[..cut]
             .iter()
-            .map(|r| prepare(&self.codec, r.bytes.clone()))
+            .map(|r| prepare(&self.codec, session_id, r.bytes.clone()))
             .collect();
         drop(all);
         records.extend(added.iter().map(|p| Prepared {

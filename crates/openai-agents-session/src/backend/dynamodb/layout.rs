@@ -6,9 +6,8 @@ use std::collections::{HashMap, HashSet};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::codec::RecordCodec;
+use crate::codec::{Decoded, RecordCodec, ENVELOPE_MAGIC, FLAG_COMPRESSED};
 use crate::error::{Error, ErrorKind, Operation, Result};
-use crate::item::Item;
 use crate::lease::{self, Lease};
 use crate::time::Timestamp;
 
@@ -488,17 +487,26 @@ impl Prepared {
 
 /// Makes a record fit DynamoDB's item size limit: inline when small enough, else compressed
 /// and, when still too large, split into parts of [`PART_BYTES`].
-pub(super) fn prepare(codec: &RecordCodec, record: Vec<u8>) -> Prepared {
+pub(super) fn prepare(codec: &RecordCodec, session_id: &str, record: Vec<u8>) -> Prepared {
     if record.len() <= PART_BYTES {
         return Prepared {
             head: Some(record),
             parts: Vec::new(),
         };
     }
-    // Compress large plain records (the codec keeps the smaller form), then split.
-    let record = match Item::from_json_slice(&record) {
-        Ok(item) => codec.encode_compressed(&item),
-        Err(_) => record,
+    // Compress large records that are not compressed yet (the codec keeps the smaller form,
+    // and encrypts after compressing when a key is configured), then split.
+    let compressed = record.first() == Some(&ENVELOPE_MAGIC)
+        && record
+            .get(2)
+            .is_some_and(|flags| flags & FLAG_COMPRESSED != 0);
+    let record = if compressed {
+        record
+    } else {
+        match codec.decode(session_id, &record) {
+            Decoded::Valid(item) => codec.encode_compressed(session_id, &item),
+            _ => record,
+        }
     };
     if record.len() <= PART_BYTES {
         return Prepared {
@@ -596,6 +604,7 @@ pub(super) fn reassemble(parts: usize, found: &[Row]) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::codec::Decoded;
+    use crate::item::Item;
 
     #[test]
     fn sort_keys_round_trip_and_sort_as_the_queries_need() {
@@ -824,8 +833,8 @@ mod tests {
     #[test]
     fn small_records_stay_inline_and_plain() {
         let codec = RecordCodec::default();
-        let record = codec.encode(&item_of("hi"));
-        let p = prepare(&codec, record.clone());
+        let record = codec.encode("s", &item_of("hi"));
+        let p = prepare(&codec, "s", record.clone());
         assert_eq!(p.head.as_deref(), Some(record.as_slice()));
         assert!(p.parts.is_empty());
         assert_eq!((p.bytes(), p.actions()), (record.len(), 1));
@@ -841,23 +850,23 @@ mod tests {
     fn large_compressible_records_are_compressed_inline() {
         let codec = RecordCodec::default();
         let item = item_of(&"ab".repeat(PART_BYTES));
-        let p = prepare(&codec, codec.encode(&item));
+        let p = prepare(&codec, "s", codec.encode("s", &item));
         let head = p.head.as_deref().unwrap();
         assert!(p.parts.is_empty());
         assert!(head.len() < PART_BYTES && head[0] != b'{');
-        assert_eq!(codec.decode(head), Decoded::Valid(item));
+        assert_eq!(codec.decode("s", head), Decoded::Valid(item));
     }
 
     #[test]
     fn large_records_are_compressed_then_split_and_reassemble() {
         let codec = RecordCodec::default();
         let item = item_of(&noise(4 * PART_BYTES));
-        let plain = codec.encode(&item);
-        let p = prepare(&codec, plain.clone());
+        let plain = codec.encode("s", &item);
+        let p = prepare(&codec, "s", plain.clone());
         assert!(p.head.is_none());
         let whole: Vec<u8> = p.parts.concat();
         // Compressed first (an envelope, smaller than the plain record), then split.
-        assert_eq!(whole, codec.encode_compressed(&item));
+        assert_eq!(whole, codec.encode_compressed("s", &item));
         assert!(whole[0] != b'{' && whole.len() < plain.len());
         let parts = p.parts.len();
         assert!(parts >= 2);
@@ -865,7 +874,7 @@ mod tests {
         assert!(p.parts.iter().all(|part| part.len() <= PART_BYTES));
         assert_eq!((p.bytes(), p.actions()), (whole.len(), 1 + parts));
 
-        let next = prepare(&codec, codec.encode(&item_of("next")));
+        let next = prepare(&codec, "s", codec.encode("s", &item_of("next")));
         let rows = record_items("s", 9, 41, &[p, next], None, None);
         assert_eq!(rows.len(), 1 + parts + 1); // the head, its parts, the next record
         let head = &rows[0];
@@ -879,13 +888,13 @@ mod tests {
         }
         assert_eq!(sk_of(&rows[parts + 1]), Some(item_sk(9, 42).as_str()));
         assert_eq!(
-            codec.decode(&reassemble(parts, &found)),
+            codec.decode("s", &reassemble(parts, &found)),
             Decoded::Valid(item)
         );
         // A missing part leaves nothing to decode: the record is corrupt, not an error.
         assert!(reassemble(parts, &found[..parts - 1]).is_empty());
         assert!(reassemble(0, &[]).is_empty());
-        assert!(matches!(codec.decode(&[]), Decoded::Corrupt(_)));
+        assert!(matches!(codec.decode("s", &[]), Decoded::Corrupt(_)));
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub(crate) fn store(client: Client, table: String, options: StoreOptions) -> Sto
         Arc::new(SeedTable {
             client,
             table,
-            codec: RecordCodec::default(),
+            codec: RecordCodec::new(options.encryption.clone()),
             stats: RequestStats::default(),
         }),
         options,
@@ -107,11 +107,11 @@ impl Backend for SeedTable {
             };
             let mut collector = TailCollector::new(limit);
             for record in self.records(&item).iter().rev() {
-                if collector.push(self.codec.decode(record)) {
+                if collector.push(self.codec.decode(session_id, record)) {
                     break;
                 }
             }
-            Ok(collector.finish())
+            collector.finish()
         })
     }
 

@@ -134,6 +134,7 @@ impl DynamoDbBackend {
     }
 
     fn new(client: Client, config: &DynamoConfig, options: StoreOptions) -> Self {
+        let codec = options.codec();
         let grace = config
             .grace
             .unwrap_or_else(|| Duration::from_secs(options.ttl.unwrap_or(0)));
@@ -144,7 +145,7 @@ impl DynamoDbBackend {
                 options,
                 grace,
                 stale_stage_after: config.stale_stage_after,
-                codec: RecordCodec::default(),
+                codec,
                 stats: RequestStats::default(),
                 known: Mutex::new(HashMap::new()),
                 turns: Mutex::new(HashMap::new()),
@@ -541,7 +542,10 @@ impl Backend for DynamoDbBackend {
 impl DynamoDbBackend {
     /// `add_items`, fenced by `fence` when given.
     async fn add(&self, session_id: &str, items: Vec<Item>, fence: Option<u64>) -> Result<()> {
-        let records = items.iter().map(|i| self.inner.codec.encode(i)).collect();
+        let records = items
+            .iter()
+            .map(|i| self.inner.codec.encode(session_id, i))
+            .collect();
         drop(items);
         self.inner
             .append(Operation::AddItems, session_id, records, fence)
@@ -622,6 +626,24 @@ pub async fn open_with_credentials(
         ));
     }
     let options = parsed.take_store_options()?;
+    open_with(parsed, options, Some(credentials)).await
+}
+
+/// As [`open_with_credentials`], with the URL's shared options adjusted in code (as
+/// [`Store::open_with`]: keys given by the Python package's `encryption_key=`).
+pub async fn open_with_credentials_and<F>(
+    url: &str,
+    credentials: aws_sdk_dynamodb::config::SharedCredentialsProvider,
+    adjust: F,
+) -> Result<Store>
+where
+    F: FnOnce(StoreOptions) -> Result<StoreOptions>,
+{
+    let mut parsed = StoreUrl::parse(url)?;
+    if parsed.scheme != "dynamodb" {
+        return open_with_credentials(url, credentials).await;
+    }
+    let options = adjust(parsed.take_store_options()?)?;
     open_with(parsed, options, Some(credentials)).await
 }
 

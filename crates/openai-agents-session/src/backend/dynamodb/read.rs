@@ -165,7 +165,7 @@ impl Inner {
         F: FnMut(&str, &Row, Decoded) -> bool,
     {
         self.walk_raw_leased(op, session_id, page_hint, lease, |sk, row, bytes| {
-            visit(sk, row, self.codec.decode(bytes))
+            visit(sk, row, self.codec.decode(session_id, bytes))
         })
         .await
     }
@@ -289,7 +289,7 @@ impl DynamoDbBackend {
         if let Some(m) = &meta {
             self.maybe_refresh(op, session_id, m, now).await?;
         }
-        Ok(collector.finish())
+        collector.finish()
     }
 
     /// The newest `limit` items below sequence `before`, with their sequences. `None`: the
@@ -354,7 +354,7 @@ impl DynamoDbBackend {
                     continue; // part of a batch not committed yet
                 }
                 let record = inner.record_bytes(op, session_id, meta.gen, row).await?;
-                if collector.push(seq.max(0) as u64, inner.codec.decode(&record)) {
+                if collector.push(seq.max(0) as u64, inner.codec.decode(session_id, &record)) {
                     return Ok(collector.finish());
                 }
             }

@@ -172,7 +172,13 @@ impl StagedWrite for DynamoStaged<'_> {
             let inner = self.inner;
             let prepared: Vec<Prepared> = items
                 .iter()
-                .map(|i| prepare(&inner.codec, inner.codec.encode(i)))
+                .map(|i| {
+                    prepare(
+                        &inner.codec,
+                        &self.session_id,
+                        inner.codec.encode(&self.session_id, i),
+                    )
+                })
                 .collect();
             drop(items);
             let ttl_attr = inner.item_ttl(inner.ttl_ms().map(|t| now_ms() + t));
@@ -405,7 +411,11 @@ impl Inner {
                     continue; // part of a batch not committed yet
                 }
                 let record = self.record_bytes(op, session_id, meta.gen, row).await?;
-                if let Decoded::Valid(item) = self.codec.decode(&record) {
+                let decoded = self.codec.decode(session_id, &record);
+                if let Some(e) = decoded.read_error(op) {
+                    return Err(e);
+                }
+                if let Decoded::Valid(item) = decoded {
                     bytes += item.len_bytes();
                     items.push(item);
                 }

@@ -79,7 +79,7 @@ impl Inner {
         let _turn = self.turn(session_id).await;
         let prepared: Vec<Prepared> = records
             .into_iter()
-            .map(|r| prepare(&self.codec, r))
+            .map(|r| prepare(&self.codec, session_id, r))
             .collect();
         // The metadata write, every record and part, and the fence's ConditionCheck.
         let actions: usize = prepared.iter().map(Prepared::actions).sum::<usize>()
@@ -727,6 +727,7 @@ impl DynamoDbBackend {
             let mut doomed: Vec<String> = Vec::new();
             let mut found: Option<(String, Item, usize)> = None;
             let mut unreadable: Option<String> = None;
+            let mut key_missing: Option<String> = None;
             let mut lease: Option<Row> = None;
             let meta = inner
                 .walk_leased(
@@ -749,6 +750,10 @@ impl DynamoDbBackend {
                                 unreadable = Some(reason);
                                 true
                             }
+                            Decoded::KeyMissing(reason) => {
+                                key_missing = Some(reason);
+                                true
+                            }
                         }
                     },
                 )
@@ -758,6 +763,9 @@ impl DynamoDbBackend {
                 check_read(op, token, lease.as_ref())?;
             }
             let Some(meta) = meta else { return Ok(None) };
+            if let Some(reason) = key_missing {
+                return Err(crate::codec::key_missing_error(op, &reason));
+            }
             if let Some(reason) = unreadable {
                 return Err(Error::new(
                     ErrorKind::Unreadable,

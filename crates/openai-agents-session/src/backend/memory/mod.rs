@@ -99,7 +99,7 @@ pub(crate) fn open(url: StoreUrl, options: StoreOptions) -> Result<Store> {
     let backend = MemoryBackend {
         sessions,
         options: options.clone(),
-        codec: RecordCodec::default(),
+        codec: options.codec(),
         stats: RequestStats::default(),
     };
     Ok(Store::from_backend(Arc::new(backend), options))
@@ -118,10 +118,11 @@ impl MemoryBackend {
     /// assert!(store.session("chat").is_ok());
     /// ```
     pub fn new(options: StoreOptions) -> Self {
+        let codec = options.codec();
         MemoryBackend {
             sessions: Arc::default(),
             options,
-            codec: RecordCodec::default(),
+            codec,
             stats: RequestStats::default(),
         }
     }
@@ -182,10 +183,10 @@ impl MemoryBackend {
         }
     }
 
-    fn encode(&self, items: &[Item]) -> Vec<Arc<[u8]>> {
+    fn encode(&self, session_id: &str, items: &[Item]) -> Vec<Arc<[u8]>> {
         items
             .iter()
-            .map(|item| Arc::from(self.codec.encode(item)))
+            .map(|item| Arc::from(self.codec.encode(session_id, item)))
             .collect()
     }
 
@@ -203,7 +204,10 @@ impl MemoryBackend {
         let mut to_remove = Vec::new();
         let mut popped = None;
         for (&seq, record) in session.records.iter().rev() {
-            match self.codec.decode(record) {
+            match self.codec.decode(session_id, record) {
+                Decoded::KeyMissing(reason) => {
+                    return Err(crate::codec::key_missing_error(Operation::PopItem, &reason));
+                }
                 Decoded::Valid(item) => {
                     to_remove.push(seq);
                     popped = Some(item);
@@ -251,7 +255,11 @@ impl MemoryBackend {
         let empty = BTreeMap::new();
         let stored = sessions.get(session_id).map_or(&empty, |s| &s.records);
         let suffix: Vec<u64> = stored.keys().rev().take(expected).copied().collect();
-        let matches = tx.suffix_matches(&self.codec, suffix.iter().rev().map(|seq| &*stored[seq]));
+        let matches = tx.suffix_matches(
+            &self.codec,
+            session_id,
+            suffix.iter().rev().map(|seq| &*stored[seq]),
+        );
         if !matches {
             return Err(history::suffix_mismatch());
         }
@@ -303,11 +311,11 @@ impl Backend for MemoryBackend {
                 session.expires_at = expiry_after(now, self.options.ttl);
             }
             for record in session.records.values().rev() {
-                if collector.push(self.codec.decode(record)) {
+                if collector.push(self.codec.decode(session_id, record)) {
                     break;
                 }
             }
-            Ok(collector.finish())
+            collector.finish()
         })
     }
 
@@ -315,7 +323,7 @@ impl Backend for MemoryBackend {
         Box::pin(async move {
             let records = items
                 .iter()
-                .map(|item| Arc::from(self.codec.encode(item)))
+                .map(|item| Arc::from(self.codec.encode(session_id, item)))
                 .collect();
             self.append(session_id, records, Operation::AddItems);
             Ok(())
@@ -335,7 +343,7 @@ impl Backend for MemoryBackend {
         tx: &'a PreparedTransaction,
     ) -> BoxFuture<'a, Result<Applied>> {
         Box::pin(async move {
-            let records = self.encode(tx.transaction.items_added());
+            let records = self.encode(session_id, tx.transaction.items_added());
             let now = Timestamp::now();
             let mut shared = self.lock(Operation::ApplyTransaction);
             self.apply_locked(&mut shared.sessions, session_id, tx, records, now)
@@ -435,8 +443,10 @@ impl Backend for MemoryBackend {
         Box::pin(async move {
             let op = write.operation();
             let records = match &write {
-                FencedWrite::AddItems(items) => self.encode(items),
-                FencedWrite::ApplyTransaction(tx) => self.encode(tx.transaction.items_added()),
+                FencedWrite::AddItems(items) => self.encode(session_id, items),
+                FencedWrite::ApplyTransaction(tx) => {
+                    self.encode(session_id, tx.transaction.items_added())
+                }
                 _ => Vec::new(),
             };
             let now = Timestamp::now();
@@ -556,7 +566,11 @@ impl Backend for MemoryBackend {
                     return Ok(Some(ItemPage::new(items, last)));
                 }
                 last = Some(seq);
-                if let Decoded::Valid(item) = self.codec.decode(record) {
+                let decoded = self.codec.decode(session_id, record);
+                if let Some(e) = decoded.read_error(Operation::GetItems) {
+                    return Err(e);
+                }
+                if let Decoded::Valid(item) = decoded {
                     bytes += item.len_bytes();
                     items.push(item);
                 }
@@ -584,7 +598,7 @@ impl Backend for MemoryBackend {
                 .range((std::ops::Bound::Unbounded, end))
                 .rev()
             {
-                if collector.push(seq, self.codec.decode(record)) {
+                if collector.push(seq, self.codec.decode(session_id, record)) {
                     break;
                 }
             }
@@ -624,8 +638,9 @@ impl StagedWrite for MemoryStaged<'_> {
     fn append(&mut self, items: Vec<Item>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             let codec = &self.backend.codec;
+            let id = &self.session_id;
             self.records
-                .extend(items.iter().map(|item| Arc::from(codec.encode(item))));
+                .extend(items.iter().map(|item| Arc::from(codec.encode(id, item))));
             Ok(())
         })
     }

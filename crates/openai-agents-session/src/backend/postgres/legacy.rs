@@ -127,8 +127,8 @@ impl Backend for AgentsTables {
             let mut records = self.records(session_id, wanted).await?;
             let mut collector = TailCollector::new(limit);
             for record in &records {
-                if collector.push(self.codec.decode(record)) {
-                    return Ok(collector.finish());
+                if collector.push(self.codec.decode(session_id, record)) {
+                    return collector.finish();
                 }
             }
             if let Some(w) = wanted {
@@ -137,14 +137,14 @@ impl Backend for AgentsTables {
                     records = self.records(session_id, None).await?;
                     let mut collector = TailCollector::new(limit);
                     for record in &records {
-                        if collector.push(self.codec.decode(record)) {
+                        if collector.push(self.codec.decode(session_id, record)) {
                             break;
                         }
                     }
-                    return Ok(collector.finish());
+                    return collector.finish();
                 }
             }
-            Ok(collector.finish())
+            collector.finish()
         })
     }
 

@@ -149,7 +149,7 @@ impl PostgresBackend {
         let inner = Inner {
             conn,
             sql: Statements::new(&config.schema, &config.table_prefix),
-            codec: RecordCodec::default(),
+            codec: options.codec(),
             stats: RequestStats::default(),
             options,
             stale_stage_after: config.stale_stage_after,
@@ -182,8 +182,11 @@ impl Inner {
             .map(|s| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX))
     }
 
-    fn encode_all(&self, items: &[Item]) -> Vec<Vec<u8>> {
-        items.iter().map(|i| self.codec.encode(i)).collect()
+    fn encode_all(&self, session_id: &str, items: &[Item]) -> Vec<Vec<u8>> {
+        items
+            .iter()
+            .map(|i| self.codec.encode(session_id, i))
+            .collect()
     }
 }
 
@@ -243,7 +246,7 @@ impl Backend for PostgresBackend {
 
     fn add_items<'a>(&'a self, session_id: &'a str, items: Vec<Item>) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let records = self.inner.encode_all(&items);
+            let records = self.inner.encode_all(session_id, &items);
             drop(items);
             self.inner
                 .append(Operation::AddItems, session_id, &records, None)
@@ -372,7 +375,7 @@ impl Backend for PostgresBackend {
         Box::pin(async move {
             match write {
                 FencedWrite::AddItems(items) => {
-                    let records = self.inner.encode_all(&items);
+                    let records = self.inner.encode_all(session_id, &items);
                     drop(items);
                     self.inner
                         .append(Operation::AddItems, session_id, &records, fence)

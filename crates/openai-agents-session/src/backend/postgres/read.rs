@@ -35,7 +35,7 @@ impl Inner {
                 .map_err(|e| row_error(op, e))?
                 .unwrap_or(false);
             if !live {
-                return Ok(collector.finish());
+                return collector.finish();
             }
             let records: Vec<Vec<u8>> = row
                 .try_get::<_, Option<Vec<Vec<u8>>>>(1)
@@ -44,14 +44,14 @@ impl Inner {
             let lowest: Option<i64> = row.try_get(2).map_err(|e| row_error(op, e))?;
             let fetched = records.len() as i64;
             for record in &records {
-                if collector.push(self.codec.decode(record)) {
-                    return Ok(collector.finish());
+                if collector.push(self.codec.decode(session_id, record)) {
+                    return collector.finish();
                 }
             }
             match (wanted, lowest) {
                 // Fewer than asked for: the history ended.
                 (Some(w), Some(low)) if fetched >= w => before = low,
-                _ => return Ok(collector.finish()),
+                _ => return collector.finish(),
             }
         }
     }
@@ -94,7 +94,7 @@ impl Inner {
                     return Ok(ItemPage::new(items, Some(last as u64)));
                 }
                 last = seq;
-                if let Decoded::Valid(item) = self.codec.decode(&record) {
+                if let Decoded::Valid(item) = self.codec.decode(session_id, &record) {
                     bytes += item.len_bytes();
                     items.push(item);
                 }
@@ -128,7 +128,7 @@ impl Inner {
                 below = r.try_get(0).map_err(|e| row_error(op, e))?;
                 let record: Vec<u8> = r.try_get(1).map_err(|e| row_error(op, e))?;
                 let position = u64::try_from(below).unwrap_or(0);
-                if collector.push(position, self.codec.decode(&record)) {
+                if collector.push(position, self.codec.decode(session_id, &record)) {
                     return Ok(collector.finish());
                 }
             }

@@ -60,7 +60,12 @@ impl Inner {
                         .try_get::<_, Option<Vec<u8>>>(1)
                         .map_err(|e| row_error(op, e))?
                         .unwrap_or_default();
-                    match self.codec.decode(&record) {
+                    match self.codec.decode(session_id, &record) {
+                        Decoded::KeyMissing(reason) => {
+                            return Err(Decoded::KeyMissing(reason)
+                                .read_error(op)
+                                .unwrap_or_else(|| unexpected(op, "pop", "KEY")))
+                        }
                         Decoded::Valid(item) => return Ok(Some(item)),
                         // It looked like an object but is not one: dropped, as corrupt
                         // records are; pop the next.
@@ -74,7 +79,10 @@ impl Inner {
                         .unwrap_or_default();
                     let at: Option<i64> = row.try_get(2).map_err(|e| row_error(op, e))?;
                     let top: Option<i64> = row.try_get(3).map_err(|e| row_error(op, e))?;
-                    let decoded = self.codec.decode(&record);
+                    let decoded = self.codec.decode(session_id, &record);
+                    if let Some(err) = decoded.read_error(op) {
+                        return Err(err);
+                    }
                     if let Decoded::Unreadable(reason) = &decoded {
                         return Err(Error::new(
                             ErrorKind::Unreadable,
@@ -132,8 +140,8 @@ impl Inner {
         fence: Option<u64>,
     ) -> Result<Applied> {
         let op = Operation::ApplyTransaction;
-        let records = self.encode_all(prepared.transaction.items_added());
-        let mut expected = self.encode_all(prepared.transaction.expected_suffix());
+        let records = self.encode_all(session_id, prepared.transaction.items_added());
+        let mut expected = self.encode_all(session_id, prepared.transaction.expected_suffix());
         let k = expected.len() as i64;
         let ttl = self.ttl_ms();
         let fence_arg = fence_arg(fence);
@@ -168,7 +176,11 @@ impl Inner {
                         .map_err(|e| row_error(op, e))?
                         .unwrap_or_default();
                     if tail == expected
-                        || !prepared.suffix_matches(&self.codec, tail.iter().map(Vec::as_slice))
+                        || !prepared.suffix_matches(
+                            &self.codec,
+                            session_id,
+                            tail.iter().map(Vec::as_slice),
+                        )
                     {
                         return Err(history::suffix_mismatch());
                     }

@@ -34,7 +34,7 @@ impl RedisBackend {
             .transaction
             .items_added()
             .iter()
-            .map(|i| self.codec.encode(i))
+            .map(|i| self.codec.encode(session_id, i))
             .collect();
         let k = prepared.transaction.expected_suffix().len();
         let (ttl, k_text) = (self.ttl_ms().to_string(), k.to_string());
@@ -65,7 +65,11 @@ impl RedisBackend {
                     Some("OK") => expected = bytes_of(&reply[1..]),
                     _ => return Err(unexpected(op, "tail", &reply)),
                 }
-                if !prepared.suffix_matches(&self.codec, expected.iter().map(Vec::as_slice)) {
+                if !prepared.suffix_matches(
+                    &self.codec,
+                    session_id,
+                    expected.iter().map(Vec::as_slice),
+                ) {
                     return Err(history::suffix_mismatch());
                 }
             }

@@ -40,7 +40,7 @@ pub(crate) fn store(
         conn,
         layout,
         prefix,
-        codec: RecordCodec::default(),
+        codec: RecordCodec::new(options.encryption.clone()),
         stats: RequestStats::default(),
     };
     Store::from_backend(Arc::new(backend), options)
@@ -101,13 +101,13 @@ impl LegacyBackend {
             };
             let fetched = records.len() as i64;
             for record in records.iter().rev() {
-                if collector.push(self.codec.decode(record)) {
+                if collector.push(self.codec.decode(session_id, record)) {
                     break;
                 }
             }
             offset += fetched;
             if collector.is_full() || limit.is_none() || fetched == 0 {
-                return Ok(collector.finish());
+                return collector.finish();
             }
         }
     }

@@ -319,13 +319,14 @@ impl RedisBackend {
     }
 
     fn new(conn: RedisConnection, prefix: String, options: StoreOptions) -> Self {
+        let codec = options.codec();
         RedisBackend {
             conn,
             check_seed: prefix == DEFAULT_PREFIX,
             prefix,
             options,
             scripts: Scripts::new(),
-            codec: RecordCodec::default(),
+            codec,
             stats: RequestStats::default(),
             stale_stage_after: DEFAULT_STALE_STAGE_AFTER,
         }
@@ -444,7 +445,10 @@ impl Backend for RedisBackend {
 
     fn add_items<'a>(&'a self, session_id: &'a str, items: Vec<Item>) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let records = items.iter().map(|i| self.codec.encode(i)).collect();
+            let records = items
+                .iter()
+                .map(|i| self.codec.encode(session_id, i))
+                .collect();
             drop(items);
             self.append(Operation::AddItems, session_id, records, None)
                 .await
@@ -503,7 +507,10 @@ impl Backend for RedisBackend {
         Box::pin(async move {
             match write {
                 FencedWrite::AddItems(items) => {
-                    let records = items.iter().map(|i| self.codec.encode(i)).collect();
+                    let records = items
+                        .iter()
+                        .map(|i| self.codec.encode(session_id, i))
+                        .collect();
                     drop(items);
                     self.append(Operation::AddItems, session_id, records, fence)
                         .await

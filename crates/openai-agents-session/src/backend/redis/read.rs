@@ -61,7 +61,7 @@ impl RedisBackend {
             // The script returns oldest first; the collector wants newest first.
             for record in records.into_iter().rev() {
                 let bytes = value_bytes(record).unwrap_or_default();
-                if collector.push(self.codec.decode(&bytes)) {
+                if collector.push(self.codec.decode(session_id, &bytes)) {
                     break;
                 }
             }
@@ -69,7 +69,7 @@ impl RedisBackend {
             // Another round trip only when the script's plausibility test let a corrupt record
             // through and older records remain.
             if collector.is_full() || limit.is_none() || fetched == 0 || offset >= len {
-                return Ok(collector.finish());
+                return collector.finish();
             }
         }
     }
@@ -150,7 +150,11 @@ impl RedisBackend {
                 }
                 pos += 1;
                 let raw = value_bytes(record).unwrap_or_default();
-                if let Decoded::Valid(item) = self.codec.decode(&raw) {
+                let decoded = self.codec.decode(session_id, &raw);
+                if let Some(e) = decoded.read_error(op) {
+                    return Err(e);
+                }
+                if let Decoded::Valid(item) = decoded {
                     bytes += item.len_bytes();
                     items.push(item);
                 }
@@ -218,7 +222,7 @@ impl RedisBackend {
             };
             for (i, record) in records.into_iter().enumerate().rev() {
                 let bytes = value_bytes(record).unwrap_or_default();
-                if collector.push(base + i as u64, self.codec.decode(&bytes)) {
+                if collector.push(base + i as u64, self.codec.decode(session_id, &bytes)) {
                     return Ok(collector.finish());
                 }
             }

@@ -84,6 +84,11 @@ end
 local function plausible(r)
   return string.byte(r, 1) == 123 and string.byte(r, -1) == 125
 end
+-- What GET counts toward its limit: plausible records and envelopes (encrypted or compressed
+-- records), so that an encrypted get_items(20) reads about 20 records, not the whole list.
+local function candidate(r)
+  return plausible(r) or string.byte(r, 1) == 0
+end
 -- The session's lease record {owner, token, expires_at} (false where missing) and whether it
 -- is live at `now`. The record outlives the session: it holds the newest token.
 local function lease_at(now)
@@ -143,7 +148,7 @@ else
     if #chunk == 0 then break end
     for i = #chunk, 1, -1 do
       newest_first[#newest_first + 1] = chunk[i]
-      if plausible(chunk[i]) then found = found + 1 end
+      if candidate(chunk[i]) then found = found + 1 end
     end
     pos = pos + #chunk
   end
@@ -153,9 +158,11 @@ refresh(st, now, ttl)
 return reply
 "#;
 
-/// ARGV: ttl_ms (0: none), fence. Returns {'MISSING'}, {'EMPTY'}, {'OK', record} (removed,
-/// with the implausible records above it), {'CHECK', record, above, length}: the newest
-/// candidate is an envelope the client must decode; nothing was removed, or {'FENCED', ...}.
+/// ARGV: ttl_ms (0: none), fence, check_all ('1' under require_encryption: plain records are
+/// checked by the client too, never removed unseen). Returns {'MISSING'}, {'EMPTY'},
+/// {'OK', record} (removed, with the implausible records above it), {'CHECK', record, above,
+/// length}: the newest candidate is an envelope the client must decode; nothing was removed,
+/// or {'FENCED', ...}.
 const POP: &str = r#"
 local st, err = load() if err then return redis.error_reply(err) end
 local now, ttl = now_ms(), tonumber(ARGV[1])
@@ -165,11 +172,11 @@ local len = st.len
 local k = 0
 while k < len do
   local r = redis.call('LINDEX', items, -(k + 1))
-  if plausible(r) then
+  if plausible(r) and ARGV[3] ~= '1' then
     redis.call('LTRIM', items, 0, -(k + 2))
     touch(st, now, ttl)
     return {'OK', r}
-  elseif string.byte(r, 1) == 0 then
+  elseif string.byte(r, 1) == 0 or plausible(r) then
     return {'CHECK', r, k, len}
   end
   k = k + 1

@@ -62,7 +62,8 @@ impl StagedWrite for RedisStaged<'_> {
     fn append(&mut self, items: Vec<Item>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             let b = self.backend;
-            let records: Vec<Vec<u8>> = items.iter().map(|i| b.codec.encode(i)).collect();
+            let id = &self.session_id;
+            let records: Vec<Vec<u8>> = items.iter().map(|i| b.codec.encode(id, i)).collect();
             drop(items);
             let expiry = STAGE_EXPIRY.as_millis().to_string();
             let mut args: Vec<&[u8]> = vec![expiry.as_bytes()];

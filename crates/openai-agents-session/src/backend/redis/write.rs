@@ -59,7 +59,12 @@ impl RedisBackend {
         let fence_text = fence_arg(fence);
         let refused = |reply: &[redis::Value]| fenced_error(op, fence.unwrap_or(0), reply);
         for _ in 0..POP_ATTEMPTS {
-            let args: [&[u8]; 2] = [ttl.as_bytes(), fence_text.as_bytes()];
+            let check_all: &[u8] = if self.codec.requires_encryption() {
+                b"1"
+            } else {
+                b"0"
+            };
+            let args: [&[u8]; 3] = [ttl.as_bytes(), fence_text.as_bytes(), check_all];
             let reply = self
                 .eval(op, &self.scripts.pop, &script_keys, &args)
                 .await?;
@@ -76,7 +81,7 @@ impl RedisBackend {
                         .nth(1)
                         .and_then(value_bytes)
                         .unwrap_or_default();
-                    match self.codec.decode(&bytes) {
+                    match self.codec.decode(session_id, &bytes) {
                         Decoded::Valid(item) => return Ok(Some(item)),
                         // It looked like an object but is not one: dropped, as corrupt records
                         // are; pop the next.
@@ -88,7 +93,10 @@ impl RedisBackend {
                     let record = parts.next().and_then(value_bytes).unwrap_or_default();
                     let above = parts.next().and_then(|v| value_int(&v)).unwrap_or(0);
                     let len = parts.next().and_then(|v| value_int(&v)).unwrap_or(0);
-                    let decoded = self.codec.decode(&record);
+                    let decoded = self.codec.decode(session_id, &record);
+                    if let Some(e) = decoded.read_error(op) {
+                        return Err(e);
+                    }
                     if let Decoded::Unreadable(reason) = &decoded {
                         return Err(Error::new(
                             ErrorKind::Unreadable,

@@ -81,7 +81,7 @@ pub(crate) fn open(
         conn: Arc::new(Mutex::new(conn)),
         sessions,
         messages,
-        codec: RecordCodec::default(),
+        codec: RecordCodec::new(options.encryption.clone()),
         stats: RequestStats::default(),
     };
     Ok(Store::from_backend(Arc::new(backend), options))
@@ -157,11 +157,11 @@ impl Backend for AgentsTables {
             })?;
             let mut collector = TailCollector::new(limit);
             for record in &rows {
-                if collector.push(self.codec.decode(record)) {
+                if collector.push(self.codec.decode(session_id, record)) {
                     break;
                 }
             }
-            Ok(collector.finish())
+            collector.finish()
         })
     }
 

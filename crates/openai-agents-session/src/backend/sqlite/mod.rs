@@ -40,7 +40,7 @@ mod write;
 
 use error::{is_busy, map_sqlite};
 use layout::{find_session, prefix_successor, record_bytes, SCHEMA};
-use prune::prune_expired;
+use prune::{checkpoint, prune_expired};
 use staged::SqliteStaged;
 
 use config::{SqliteConfig, SqliteLayout};
@@ -132,11 +132,12 @@ type TxResult<T> = rusqlite::Result<Result<T>>;
 
 impl SqliteBackend {
     async fn open(config: Config) -> Result<SqliteBackend> {
+        let codec = config.options.codec();
         let inner = Arc::new(Inner {
             config,
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS)),
-            codec: RecordCodec::default(),
+            codec,
             stats: RequestStats::default(),
             last_prune_ms: AtomicI64::new(0),
         });
@@ -208,6 +209,9 @@ impl Inner {
             tracing::warn!(%mode, path = %self.config.path.display(), "SQLite did not switch to WAL");
         }
         conn.pragma_update(None, "synchronous", self.config.synchronous.pragma())?;
+        // Deleted and overwritten records are zeroed in the file, not left in free pages
+        // (docs/encryption.md: no old plaintext after clear_session or rekey).
+        conn.pragma_update(None, "secure_delete", "ON")?;
         conn.set_prepared_statement_cache_capacity(32);
         Ok(conn)
     }
@@ -288,7 +292,10 @@ impl Backend for SqliteBackend {
         let inner = Arc::clone(&self.inner);
         let id = session_id.to_owned();
         Box::pin(async move {
-            let records: Vec<Vec<u8>> = items.iter().map(|i| self.inner.codec.encode(i)).collect();
+            let records: Vec<Vec<u8>> = items
+                .iter()
+                .map(|i| self.inner.codec.encode(&id, i))
+                .collect();
             drop(items);
             self.run(Operation::AddItems, move |conn| {
                 inner.append(conn, &id, &records, None)
@@ -357,6 +364,7 @@ impl Backend for SqliteBackend {
                 )?
                 .execute([])?;
             tx.commit()?;
+            checkpoint(conn);
             inner
                 .last_prune_ms
                 .store(now.as_millis(), Ordering::Relaxed);
@@ -377,7 +385,7 @@ impl Backend for SqliteBackend {
                 .transaction
                 .items_added()
                 .iter()
-                .map(|i| inner.codec.encode(i))
+                .map(|i| inner.codec.encode(&id, i))
                 .collect();
             self.run(Operation::ApplyTransaction, move |conn| {
                 inner.apply_transaction(conn, &id, &prepared, &records, None)
@@ -442,7 +450,7 @@ impl Backend for SqliteBackend {
             match write {
                 FencedWrite::AddItems(items) => {
                     let records: Vec<Vec<u8>> =
-                        items.iter().map(|i| inner.codec.encode(i)).collect();
+                        items.iter().map(|i| inner.codec.encode(&id, i)).collect();
                     drop(items);
                     self.run(op, move |conn| inner.append(conn, &id, &records, fence))
                         .await
@@ -462,7 +470,7 @@ impl Backend for SqliteBackend {
                         .transaction
                         .items_added()
                         .iter()
-                        .map(|i| inner.codec.encode(i))
+                        .map(|i| inner.codec.encode(&id, i))
                         .collect();
                     self.run(op, move |conn| {
                         inner.apply_transaction(conn, &id, &prepared, &records, fence)

@@ -32,7 +32,11 @@ impl Inner {
                 }
                 fetched += 1;
                 last = r.get(0)?;
-                if let Decoded::Valid(item) = self.codec.decode(record_bytes(r.get_ref(1)?)) {
+                let decoded = self.codec.decode(session_id, record_bytes(r.get_ref(1)?));
+                if let Some(e) = decoded.read_error(Operation::GetItems) {
+                    return Ok(Err(e));
+                }
+                if let Decoded::Valid(item) = decoded {
                     bytes += item.len_bytes();
                     items.push(item);
                 }
@@ -74,7 +78,7 @@ impl Inner {
             while let Some(r) = rows.next()? {
                 fetched += 1;
                 below = r.get(0)?;
-                let decoded = self.codec.decode(record_bytes(r.get_ref(1)?));
+                let decoded = self.codec.decode(session_id, record_bytes(r.get_ref(1)?));
                 if collector.push(below.max(0) as u64, decoded) {
                     break 'pages;
                 }
@@ -120,7 +124,7 @@ impl Inner {
                 while let Some(r) = rows.next()? {
                     fetched += 1;
                     before = r.get(0)?;
-                    if collector.push(self.codec.decode(record_bytes(r.get_ref(1)?))) {
+                    if collector.push(self.codec.decode(session_id, record_bytes(r.get_ref(1)?))) {
                         break 'pages;
                     }
                 }
@@ -129,7 +133,8 @@ impl Inner {
                 }
             }
         }
-        if refresh {
+        let items = collector.finish();
+        if refresh && items.is_ok() {
             tx.prepare_cached("UPDATE oas_sessions SET expires_at = ?2 WHERE id = ?1")?
                 .execute(params![
                     row.key,
@@ -137,7 +142,7 @@ impl Inner {
                 ])?;
         }
         tx.commit()?;
-        Ok(Ok(collector.finish()))
+        Ok(items)
     }
 
     pub(super) fn info(

@@ -108,7 +108,10 @@ impl StagedWrite for SqliteStaged<'_> {
     fn append(&mut self, items: Vec<Item>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             let inner = Arc::clone(&self.backend.inner);
-            let records: Vec<Vec<u8>> = items.iter().map(|i| inner.codec.encode(i)).collect();
+            let records: Vec<Vec<u8>> = items
+                .iter()
+                .map(|i| inner.codec.encode(&self.session_id, i))
+                .collect();
             drop(items);
             let n = records.len() as i64;
             let (id, stage, first) = (self.session_id.clone(), self.stage, self.count + 1);

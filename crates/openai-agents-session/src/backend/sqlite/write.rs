@@ -149,7 +149,7 @@ impl Inner {
             let mut rows = newest_first.query([row.key])?;
             while let Some(r) = rows.next()? {
                 let seq: i64 = r.get(0)?;
-                match self.codec.decode(record_bytes(r.get_ref(1)?)) {
+                match self.codec.decode(session_id, record_bytes(r.get_ref(1)?)) {
                     Decoded::Valid(item) => {
                         popped = Some(item);
                         lowest_removed = Some(seq);
@@ -160,6 +160,12 @@ impl Inner {
                         tracing::debug!(seq, %reason, "pop_item drops a corrupt record");
                         lowest_removed = Some(seq);
                         removed += 1;
+                    }
+                    Decoded::KeyMissing(reason) => {
+                        return Ok(Err(crate::codec::key_missing_error(
+                            Operation::PopItem,
+                            &reason,
+                        )));
                     }
                     Decoded::Unreadable(reason) => {
                         // Dropping `tx` rolls back: nothing is removed.
@@ -213,6 +219,7 @@ impl Inner {
         tx.prepare_cached("DELETE FROM oas_sessions WHERE session_id = ?1")?
             .execute([session_id])?;
         tx.commit()?;
+        checkpoint(conn);
         Ok(Ok(()))
     }
 
@@ -262,7 +269,11 @@ impl Inner {
                 suffix.push((r.get(0)?, record_bytes(r.get_ref(1)?).to_vec()));
             }
         }
-        if !prepared.suffix_matches(&self.codec, suffix.iter().rev().map(|(_, r)| r.as_slice())) {
+        if !prepared.suffix_matches(
+            &self.codec,
+            session_id,
+            suffix.iter().rev().map(|(_, r)| r.as_slice()),
+        ) {
             // Dropping `tx` rolls back: nothing changes, and the id stays unused.
             return Ok(Err(history::suffix_mismatch()));
         }
