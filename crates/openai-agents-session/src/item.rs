@@ -186,21 +186,28 @@ impl Shape {
             unicode_escape: false,
             depth: 0,
         };
-        let (mut in_string, mut escaped, mut depth) = (false, false, 0usize);
-        for &b in bytes {
-            if in_string {
-                if escaped {
-                    escaped = false;
-                    shape.unicode_escape |= b == b'u';
-                } else if b == b'\\' {
-                    escaped = true;
-                } else if b == b'"' {
-                    in_string = false;
+        let (mut i, mut depth) = (0usize, 0usize);
+        while i < bytes.len() {
+            match bytes[i] {
+                b'"' => {
+                    // A string: jump from escape to escape to its closing quote (most of an
+                    // item's bytes are string contents).
+                    i += 1;
+                    loop {
+                        match memchr::memchr2(b'"', b'\\', &bytes[i..]) {
+                            None => return shape, // unterminated: the validating pass refuses it
+                            Some(at) if bytes[i + at] == b'"' => {
+                                i += at + 1;
+                                break;
+                            }
+                            Some(at) => {
+                                shape.unicode_escape |= bytes.get(i + at + 1) == Some(&b'u');
+                                i += at + 2;
+                            }
+                        }
+                    }
+                    continue;
                 }
-                continue;
-            }
-            match b {
-                b'"' => in_string = true,
                 b'{' | b'[' => {
                     depth += 1;
                     shape.depth = shape.depth.max(depth);
@@ -209,6 +216,7 @@ impl Shape {
                 b' ' | b'\t' | b'\n' | b'\r' => shape.whitespace = true,
                 _ => {}
             }
+            i += 1;
         }
         shape
     }
@@ -220,24 +228,35 @@ impl Shape {
 
 /// Removes the whitespace outside strings from valid JSON text; everything else stays as written.
 fn minify(text: &str) -> String {
-    let mut out = Vec::with_capacity(text.len());
-    let mut in_string = false;
-    let mut escaped = false;
-    for &b in text.as_bytes() {
-        if in_string {
-            out.push(b);
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0usize;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                // Copy the whole string at once, up to its closing quote.
+                let start = i;
+                i += 1;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', &bytes[i..]) {
+                        None => {
+                            i = bytes.len();
+                            break;
+                        }
+                        Some(at) if bytes[i + at] == b'"' => {
+                            i += at + 1;
+                            break;
+                        }
+                        Some(at) => i = (i + at + 2).min(bytes.len()),
+                    }
+                }
+                out.extend_from_slice(&bytes[start..i]);
             }
-        } else if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
-            if b == b'"' {
-                in_string = true;
+            b' ' | b'\t' | b'\n' | b'\r' => i += 1,
+            b => {
+                out.push(b);
+                i += 1;
             }
-            out.push(b);
         }
     }
     // Only ASCII whitespace outside strings was removed, so the bytes are still UTF-8.
