@@ -39,19 +39,17 @@ impl Item {
         // The common case (records this library wrote, compact objects from a framework) is
         // checked without building a tree: one byte scan for the layout, one validating pass
         // of serde_json that keeps nothing, and the text kept as it is when already compact.
+        // Invalid text falls through: the full parse below names the error.
         let shape = Shape::of(text);
-        if shape.is_fast() {
-            if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
-                let json = if shape.whitespace {
-                    minify(text)
-                } else {
-                    text.to_owned()
-                };
-                return Ok(Item {
-                    json: json.into_boxed_str(),
-                });
-            }
-            // Invalid: the full parse below names the error.
+        if shape.is_fast() && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
+            let json = if shape.whitespace {
+                minify(text)
+            } else {
+                text.to_owned()
+            };
+            return Ok(Item {
+                json: json.into_boxed_str(),
+            });
         }
         let value: Value = serde_json::from_str(text).map_err(|e| {
             Error::new(
