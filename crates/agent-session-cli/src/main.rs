@@ -25,7 +25,8 @@ const DEFAULT_URL: &str = "sqlite://agent-sessions.db";
     version,
     about = "Durable conversation memory for AI agents: read and write session stores.",
     after_help = "Store URLs: memory://, sqlite://PATH, sqlite:///ABS/PATH, redis://, rediss://, redis+cluster://,\n\
-                  dynamodb://TABLE?region=..., with options such as ?ttl=3600.\n\
+                  dynamodb://TABLE?region=..., postgres://USER:PASS@HOST:PORT/DB?sslmode=verify-full,\n\
+                  with options such as ?ttl=3600.\n\
                   Exit codes: 0 ok, 1 backend failure, 2 invalid input or usage, 3 not found,\n\
                   4 conflict (a history transaction refused, a lease held by another owner, or a\n\
                   fenced write whose token is not the live lease's; nothing was changed)."

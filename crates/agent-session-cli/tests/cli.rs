@@ -1925,3 +1925,79 @@ fn lease_commands_and_fencing_tokens() {
     let redis = format!("{redis}{sep}prefix=cli_lease_{}", std::process::id());
     lease_commands_on(&env, &redis, "leased");
 }
+
+/// The default build opens PostgreSQL URLs, plain and over TLS (`sslmode=verify-full`):
+/// init, add, get, info, list, pop, clear, prune, copy from SQLite; the password never shows.
+#[test]
+fn works_with_postgres_plain_and_tls() {
+    let env = Env::new("postgres");
+    for var in ["OAS_TEST_POSTGRES_URL", "OAS_TEST_POSTGRES_TLS_URL"] {
+        let url = std::env::var(var).unwrap_or_else(|_| {
+            panic!("{var} is not set: run scripts/test.sh, or scripts/servers.sh start and source target/test-servers.env")
+        });
+        let url = format!("{url}&schema=cli_{}_{}", std::process::id(), var.len());
+        let run = |args: &[&str]| {
+            env.cmd()
+                .arg("--url")
+                .arg(&url)
+                .args(args)
+                .output()
+                .unwrap()
+        };
+        let o = run(&["init"]);
+        assert_eq!(code(&o), 0, "{var}: {}", stderr(&o));
+        let o = run(&[
+            "add",
+            "cli:s1",
+            r#"{"role":"user","content":"hi"}"#,
+            r#"{"n":1}"#,
+        ]);
+        assert_eq!(code(&o), 0, "{var}: {}", stderr(&o));
+        assert_eq!(
+            stdout(&run(&["get", "cli:s1", "--limit", "1"])),
+            "{\"n\":1}\n",
+            "{var}"
+        );
+        let info: serde_json::Value =
+            serde_json::from_str(stdout(&run(&["info", "cli:s1"])).trim()).unwrap();
+        assert_eq!(info["item_count"].as_u64(), Some(2), "{var}");
+        assert_eq!(
+            stdout(&run(&["list", "--prefix", "cli:"])),
+            "cli:s1\n",
+            "{var}"
+        );
+        assert_eq!(stdout(&run(&["pop", "cli:s1"])), "{\"n\":1}\n", "{var}");
+        assert_eq!(code(&run(&["clear", "cli:s1"])), 0, "{var}");
+        assert_eq!(code(&run(&["info", "cli:s1"])), 3, "{var}");
+        assert_eq!(code(&run(&["prune"])), 0, "{var}");
+        // copy from SQLite into PostgreSQL.
+        assert_eq!(code(&env.run(&["clear", "from-sqlite"])), 0);
+        let o = env.run(&["add", "from-sqlite", r#"{"k":"é","n":1e400}"#]);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let o = env
+            .cmd()
+            .args(["copy", "--from", &env.url(), "--to", &url])
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 0, "{var}: {}", stderr(&o));
+        assert_eq!(
+            stdout(&run(&["get", "from-sqlite"])),
+            "{\"k\":\"é\",\"n\":1e400}\n",
+            "{var}"
+        );
+        // A wrong password: exit 1 or 2, the password never in the output.
+        let wrong = url.replace("oas-pg-secret", "wrong-secret-pw");
+        let o = env
+            .cmd()
+            .args(["--url", &wrong, "get", "x"])
+            .output()
+            .unwrap();
+        assert_ne!(code(&o), 0);
+        let all = format!("{}{}", stdout(&o), stderr(&o));
+        assert!(
+            !all.contains("wrong-secret-pw") && !all.contains("oas-pg-secret"),
+            "{all}"
+        );
+        assert!(all.contains("password"), "{all}");
+    }
+}

@@ -17,6 +17,7 @@ use openai_agents_session::{
 };
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
+use pyo3::IntoPyObjectExt;
 use tokio::sync::OnceCell;
 
 pyo3::create_exception!(
@@ -100,6 +101,11 @@ type PySource = Arc<Py<PyAny>>;
 
 impl PythonCredentials {
     fn fetch(source: &Py<PyAny>) -> Result<Credentials, CredentialsError> {
+        let Some(_pass) = exit_gate::enter() else {
+            return Err(CredentialsError::provider_error(
+                "the Python interpreter is exiting: no credentials can be read",
+            ));
+        };
         let answer: PyResult<CredentialTuple> = Python::attach(|py| source.call0(py)?.extract(py));
         let (access, secret, token, expiry) = answer.map_err(|e| {
             CredentialsError::provider_error(format!(
@@ -132,6 +138,161 @@ impl ProvideCredentials for PythonCredentials {
                 .map_err(|e| CredentialsError::provider_error(format!("{e}")))?
         })
     }
+}
+
+/// The gate every call into Python from the runtime's threads passes, so that none is under way
+/// while the interpreter finalizes. A thread that needs the GIL while `Py_FinalizeEx` runs is
+/// ended by CPython with `pthread_exit` (3.11 and older; newer ones hang it forever), whose
+/// forced unwind through Rust frames aborts the process: the SIGABRT at exit after an
+/// operation whose result was delivered with `loop.call_soon_threadsafe`, which releases the
+/// GIL to wake the loop and takes it back after the main thread may already be finalizing. The
+/// package's `atexit` hook ([`_close_exit_gate`]) closes the gate and waits for the calls under
+/// way; later ones are skipped (their awaitables can no longer be awaited anyway).
+mod exit_gate {
+    use std::sync::{Condvar, Mutex};
+    use std::time::{Duration, Instant};
+
+    /// `(closed, calls under way)`.
+    static STATE: Mutex<(bool, usize)> = Mutex::new((false, 0));
+    static IDLE: Condvar = Condvar::new();
+
+    /// A call under way: leaving it (on drop) lets a waiting [`close`] go on.
+    pub(crate) struct Pass(());
+
+    impl Drop for Pass {
+        fn drop(&mut self) {
+            let mut state = STATE.lock().unwrap_or_else(|e| e.into_inner());
+            state.1 -= 1;
+            if state.1 == 0 {
+                IDLE.notify_all();
+            }
+        }
+    }
+
+    /// A pass for one call into Python, or None once the interpreter is exiting.
+    pub(crate) fn enter() -> Option<Pass> {
+        let mut state = STATE.lock().unwrap_or_else(|e| e.into_inner());
+        if state.0 {
+            return None;
+        }
+        state.1 += 1;
+        Some(Pass(()))
+    }
+
+    /// Closes the gate and waits (at most `limit`) for the calls under way. Called without the
+    /// GIL, which those calls need to finish.
+    pub(crate) fn close(limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let mut state = STATE.lock().unwrap_or_else(|e| e.into_inner());
+        state.0 = true;
+        while state.1 > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            state = IDLE
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// Registered with `atexit` by the package: closes the [`exit_gate`] before the interpreter
+/// finalizes, waiting (GIL released) up to 5 s for deliveries under way.
+#[pyfunction]
+fn _close_exit_gate(py: Python<'_>) {
+    py.detach(|| exit_gate::close(Duration::from_secs(5)));
+}
+
+/// Completes an asyncio future on its loop (called there through `call_soon_threadsafe`),
+/// unless it is already done (cancelled meanwhile).
+#[pyclass(frozen)]
+struct Complete;
+
+#[pymethods]
+impl Complete {
+    fn __call__(
+        &self,
+        future: &Bound<'_, PyAny>,
+        ok: bool,
+        value: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        if future.call_method0("done")?.is_truthy()? {
+            return Ok(());
+        }
+        let method = if ok { "set_result" } else { "set_exception" };
+        future.call_method1(method, (value,))?;
+        Ok(())
+    }
+}
+
+/// Aborts the Rust task of an awaitable when its asyncio future is cancelled (a done callback).
+#[pyclass(frozen)]
+struct AbortOnCancel {
+    task: tokio::task::AbortHandle,
+}
+
+#[pymethods]
+impl AbortOnCancel {
+    fn __call__(&self, future: &Bound<'_, PyAny>) -> PyResult<()> {
+        if future.call_method0("cancelled")?.is_truthy()? {
+            self.task.abort();
+        }
+        Ok(())
+    }
+}
+
+/// An asyncio future of the running loop that `fut`, run on the shared tokio runtime, completes
+/// (cancelling the future aborts `fut`). Like `pyo3_async_runtimes::tokio::future_into_py`,
+/// but the delivery passes the [`exit_gate`], so no runtime thread touches Python while the
+/// interpreter finalizes.
+fn awaitable_of<'py, T, Fut>(py: Python<'py>, fut: Fut) -> PyResult<Bound<'py, PyAny>>
+where
+    T: for<'p> IntoPyObject<'p> + Send + 'static,
+    Fut: Future<Output = PyResult<T>> + Send + 'static,
+{
+    let event_loop = pyo3_async_runtimes::get_running_loop(py)?;
+    let future = event_loop.call_method0("create_future")?;
+    let runtime = pyo3_async_runtimes::tokio::get_runtime();
+    let task = runtime.spawn(fut);
+    future.call_method1(
+        "add_done_callback",
+        (AbortOnCancel {
+            task: task.abort_handle(),
+        },),
+    )?;
+    let (event_loop, target) = (event_loop.unbind(), future.clone().unbind());
+    runtime.spawn(async move {
+        let result = match task.await {
+            Ok(result) => Some(result),
+            Err(err) if err.is_panic() => Some(Err(pyo3::panic::PanicException::new_err(
+                "a Rust operation panicked",
+            ))),
+            Err(_) => None, // aborted: the future is cancelled already
+        };
+        let Some(result) = result else { return };
+        // The GIL is never taken on the async workers (a blocked one would stall others).
+        // Detached: the handle is dropped.
+        drop(tokio::task::spawn_blocking(move || {
+            let Some(_pass) = exit_gate::enter() else {
+                return; // exiting: the Py handles are released later, without the GIL
+            };
+            Python::attach(move |py| {
+                let (ok, value) = match result.and_then(|v| v.into_py_any(py)) {
+                    Ok(value) => (true, value),
+                    Err(err) => (false, err.into_value(py).into_any()),
+                };
+                // An error here means the loop is closed: nobody awaits the future any more.
+                let _ = event_loop.bind(py).call_method1(
+                    "call_soon_threadsafe",
+                    (Complete, target.bind(py), ok, value),
+                );
+                drop((event_loop, target));
+            });
+        }));
+    });
+    Ok(future)
 }
 
 /// A store opened lazily from a URL (constructors do no I/O) and shared by every session
@@ -183,7 +344,7 @@ impl NativeStore {
             self.url.clone(),
             self.credentials.clone(),
         );
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        awaitable_of(py, async move {
             let store = NativeStore::get(cell, url, creds).await.map_err(|err| {
                 let err = err.with_operation(op);
                 to_py(match session_id {
@@ -534,6 +695,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeStore>()?;
     m.add_function(wrap_pyfunction!(_error_kinds, m)?)?;
     m.add_function(wrap_pyfunction!(_raise_for_test, m)?)?;
+    m.add_function(wrap_pyfunction!(_close_exit_gate, m)?)?;
     m.add("NativeError", m.py().get_type::<NativeError>())?;
     Ok(())
 }

@@ -15,6 +15,7 @@ import pytest
 from openai_agents_session import (
     DynamoDBSession,
     InvalidInputError,
+    PostgresSession,
     RedisSession,
     SessionClosedError,
     SessionConnectionError,
@@ -79,6 +80,9 @@ def make_factories():
         "redis-tls": lambda sid, **kw: RedisSession(sid, _redis_client("OAS_TEST_REDISS_URL"), key_prefix=f"py{TAG}", **kw),
         "redis-cluster": lambda sid, **kw: RedisSession(sid, _cluster_client(), key_prefix=f"py{TAG}", **kw),
         "dynamodb": lambda sid, **kw: DynamoDBSession(sid, _boto3(), f"py_{os.getpid()}", ttl_seconds=kw.pop("ttl", None), **kw),
+        "postgres": lambda sid, **kw: PostgresSession(sid, env("OAS_TEST_POSTGRES_URL") + f"&schema=py_{os.getpid()}", **kw),
+        "postgres-tls": lambda sid, **kw: PostgresSession(sid, env("OAS_TEST_POSTGRES_TLS_URL") + f"&schema=py_{os.getpid()}", **kw),
+        "postgres-open-session": lambda sid, **kw: open_session(env("OAS_TEST_POSTGRES_URL") + f"&schema=py_{os.getpid()}&ttl={kw.pop('ttl', None) or 86400}", sid, **kw),
     }
 
 
@@ -130,7 +134,7 @@ def test_contract(backend):
     run(body())
 
 
-@pytest.mark.parametrize("backend", ["sqlite-file", "redis", "dynamodb"])
+@pytest.mark.parametrize("backend", ["sqlite-file", "redis", "dynamodb", "postgres"])
 def test_ttl_expiry(backend):
     async def body():
         s = FACTORIES[backend](f"ttl-{TAG}", ttl=1)
@@ -304,7 +308,7 @@ def _conversation(session, inputs, sync=False, streamed=False):
     return outputs
 
 
-@pytest.mark.parametrize("backend", ["sqlite-file", "redis", "redis-cluster", "dynamodb"])
+@pytest.mark.parametrize("backend", ["sqlite-file", "redis", "redis-cluster", "dynamodb", "postgres", "postgres-tls"])
 def test_runner_multi_turn_matches_the_sdk_sqlite_session(backend):
     from agents import SQLiteSession as SdkSQLiteSession
 
@@ -615,3 +619,48 @@ def test_dynamodb_client_timeouts_and_retries_are_honoured():
         assert "timeouts-" in str(caught.value) and "SessionTimeoutError(" in repr(caught.value)
     finally:
         silent.close()
+
+
+def test_postgres_session_checks_its_arguments():
+    with pytest.raises(InvalidInputError, match="postgres://"):
+        PostgresSession("s", "redis://localhost")
+    with pytest.raises(InvalidInputError, match="encryption_key"):
+        PostgresSession("s", env("OAS_TEST_POSTGRES_URL"), encryption_key=b"k" * 32)
+    # A wrong password is a ConfigError naming it, without the password.
+    bad = env("OAS_TEST_POSTGRES_URL").replace("oas-pg-secret", "not-the-pw")
+    with pytest.raises(InvalidInputError) as info:
+        run(PostgresSession("s", bad).get_items())
+    assert "password" in str(info.value) and "not-the-pw" not in str(info.value)
+
+
+def test_sqlalchemy_session_data_reads_through_layout_openai_agents():
+    """Data written by the real SQLAlchemySession (openai-agents with asyncpg) reads through
+    layout=openai-agents equal as JSON to what the SDK reads (it writes with ensure_ascii)."""
+    from agents.extensions.memory import SQLAlchemySession
+
+    url = env("OAS_TEST_POSTGRES_URL")
+    base = url.split("?")[0].replace("postgres://", "postgresql+asyncpg://", 1)
+    st, mt = f"sa_sessions_{os.getpid()}", f"sa_messages_{os.getpid()}"
+
+    async def body():
+        sdk = SQLAlchemySession.from_url(f"sa-{TAG}", url=base, create_tables=True, sessions_table=st, messages_table=mt)
+        await sdk.add_items(SDK_ITEMS[:3])
+        await sdk.add_items(SDK_ITEMS[3:])
+        other = SQLAlchemySession(f"sa-{TAG}-other", engine=sdk._engine, create_tables=True, sessions_table=st, messages_table=mt)
+        await other.add_items([{"other": "\u00e9"}])
+        expected = await sdk.get_items()
+        legacy = f"{url}&layout=openai-agents&sessions_table={st}&messages_table={mt}"
+        ours = open_session(legacy, f"sa-{TAG}")
+        assert await ours.get_items() == expected == SDK_ITEMS
+        assert await ours.get_items(2) == expected[-2:]
+        assert await open_session(legacy, f"sa-{TAG}-other").get_items() == [{"other": "\u00e9"}]
+        with pytest.raises(InvalidInputError, match="read-only"):
+            await ours.add_items([{"a": 1}])
+        # Into the native layout, then read back equal.
+        target = open_session(env("OAS_TEST_POSTGRES_URL") + f"&schema=py_{os.getpid()}", f"sa-copy-{TAG}")
+        await target.clear_session()
+        await target.add_items(await ours.get_items())
+        assert await target.get_items() == expected
+        await sdk._engine.dispose()
+
+    run(body())

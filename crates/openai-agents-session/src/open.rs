@@ -76,6 +76,14 @@ const SCHEMES: &[Scheme] = &[
         opener: None,
     },
     Scheme {
+        schemes: &["postgres", "postgresql"],
+        feature: "postgres",
+        #[cfg(feature = "postgres")]
+        opener: Some(|url, options| Box::pin(crate::backend::postgres::open(url, options))),
+        #[cfg(not(feature = "postgres"))]
+        opener: None,
+    },
+    Scheme {
         schemes: &["dynamodb"],
         feature: "dynamodb",
         #[cfg(feature = "dynamodb")]

@@ -54,15 +54,44 @@ fn config_error(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::Config, Operation::Open, message)
 }
 
-/// Replaces the password of `scheme://user:password@host...` with `***`.
+/// Replaces the password of `scheme://user:password@host...` (and the value of a `password`
+/// query option) with `***`.
 ///
 /// ```
 /// use openai_agents_session::url::redact;
 /// assert_eq!(redact("redis://me:s3cret@host:6379/0"), "redis://me:***@host:6379/0");
 /// assert_eq!(redact("redis://:s3cret@host"), "redis://:***@host");
 /// assert_eq!(redact("sqlite://a.db"), "sqlite://a.db");
+/// assert_eq!(redact("postgres://me@h/db?password=s3cret&x=1"), "postgres://me@h/db?password=***&x=1");
 /// ```
 pub fn redact(url: &str) -> String {
+    let redacted = redact_userinfo(url);
+    // A `password` query option (libpq's form) is hidden too.
+    match redacted.split_once('?') {
+        Some((head, query)) if query.split('&').any(is_password_option) => {
+            let hidden: Vec<String> = query
+                .split('&')
+                .map(|pair| {
+                    if is_password_option(pair) {
+                        format!("{}=***", pair.split('=').next().unwrap_or("password"))
+                    } else {
+                        pair.to_owned()
+                    }
+                })
+                .collect();
+            format!("{head}?{}", hidden.join("&"))
+        }
+        _ => redacted,
+    }
+}
+
+fn is_password_option(pair: &str) -> bool {
+    pair.split('=')
+        .next()
+        .is_some_and(|key| key.eq_ignore_ascii_case("password"))
+}
+
+fn redact_userinfo(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_owned();
     };

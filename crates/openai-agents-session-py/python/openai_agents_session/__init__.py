@@ -19,6 +19,7 @@ One run at a time per conversation, across processes, with a lease and its fenci
 from __future__ import annotations
 
 import asyncio
+import atexit
 import copy
 import datetime as _datetime
 import inspect
@@ -29,7 +30,11 @@ import threading
 from typing import Any, Dict, Generic, List, Mapping, Optional, Tuple, Type, TypeVar
 from urllib.parse import quote, urlencode
 
-from ._native import NativeError, NativeStore
+from ._native import NativeError, NativeStore, _close_exit_gate
+
+# Before the interpreter finalizes, wait for the native runtime's threads to finish delivering
+# results: one that needs the GIL during finalization would abort the process (SIGABRT).
+atexit.register(_close_exit_gate)
 
 __version__ = "0.2.0.dev0"
 
@@ -45,6 +50,7 @@ __all__ = [
     "OutcomeUnknownConnectionError",
     "OutcomeUnknownError",
     "OutcomeUnknownTimeoutError",
+    "PostgresSession",
     "RedisSession",
     "SQLiteSession",
     "SessionClosedError",
@@ -726,7 +732,7 @@ class SessionLease(Generic[_S]):
 
 def open_session(url: str, session_id: str, *, session_settings: Any = None) -> _NativeSession:
     """A session of the store at ``url`` (any URL the library takes: sqlite://, redis://,
-    rediss://, redis+cluster://, dynamodb://, memory://...)."""
+    rediss://, redis+cluster://, dynamodb://, postgres://, memory://...)."""
     return _NativeSession(session_id, _shared_store(url), session_settings)
 
 
@@ -740,6 +746,35 @@ class SQLiteSession(_NativeSession):
             path = os.path.abspath(os.fspath(db_path))
             store = _shared_store(_with_query("sqlite://" + quote(path), ttl=ttl))
         super().__init__(session_id, store, session_settings)
+
+
+class PostgresSession(_NativeSession):
+    """A session in PostgreSQL: ``PostgresSession(session_id, "postgres://user:pw@host/db")``.
+
+    ``url`` is libpq's form (``postgres://`` or ``postgresql://``, options such as
+    ``sslmode=verify-full&sslrootcert=/ca.pem``; ``PGHOST``, ``PGUSER``, ``PGPASSWORD``... fill
+    what it leaves out). Sessions made from the same URL share one connection pool. The tables
+    and functions are created on first use when missing (``docs/storage/postgres.md``).
+
+    ``encryption_key`` is reserved for encrypted records (issue 6/10); this build has no
+    encryption yet, so giving one raises ``ConfigError`` rather than storing plain records.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        url: str,
+        *,
+        ttl: Optional[int] = None,
+        session_settings: Any = None,
+        encryption_key: Any = None,
+    ) -> None:
+        text = str(url)
+        if not text.lower().startswith(("postgres://", "postgresql://")):
+            raise ConfigError("PostgresSession needs a postgres:// or postgresql:// URL", operation="open", session_id=session_id)
+        if encryption_key is not None:
+            raise ConfigError("encryption_key: this build does not encrypt records yet", operation="open", session_id=session_id)
+        super().__init__(session_id, _shared_store(_with_query(text, ttl=ttl)), session_settings)
 
 
 def _redis_url(client: Any, key_prefix: str, ttl: Optional[int]) -> str:

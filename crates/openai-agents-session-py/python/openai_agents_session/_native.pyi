@@ -9,6 +9,7 @@ class NativeError(Exception):
     args: Tuple[str, Optional[str], str, Optional[str], str, Optional[str], Optional[_Lease]]  # type: ignore[assignment]
 
 def _error_kinds() -> List[str]: ...
+def _close_exit_gate() -> None: ...
 def _raise_for_test(
     kind: str,
     cause: Optional[str] = None,
