@@ -36,6 +36,21 @@ impl Item {
     /// the whitespace outside strings, so numbers (`1e400`, `1.0`, huge integers) and escapes
     /// survive byte for byte.
     pub fn from_json_str(text: &str) -> Result<Item> {
+        // The common case (records this library wrote, compact objects from a framework) is
+        // checked without building a tree: one byte scan for the layout, one validating pass
+        // of serde_json that keeps nothing, and the text kept as it is when already compact.
+        // Invalid text falls through: the full parse below names the error.
+        let shape = Shape::of(text);
+        if shape.is_fast() && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
+            let json = if shape.whitespace {
+                minify(text)
+            } else {
+                text.to_owned()
+            };
+            return Ok(Item {
+                json: json.into_boxed_str(),
+            });
+        }
         let value: Value = serde_json::from_str(text).map_err(|e| {
             Error::new(
                 ErrorKind::InvalidInput,
@@ -141,29 +156,109 @@ fn not_an_object(value: &Value) -> Error {
     )
 }
 
+/// What one byte scan of JSON text tells before it is validated.
+struct Shape {
+    /// The first byte outside whitespace is `{`.
+    object: bool,
+    /// Whitespace outside strings (the text is not compact).
+    whitespace: bool,
+    /// A `\u` escape: serde_json's validating pass without a tree accepts lone surrogates,
+    /// which its full parse refuses, so such text takes the full parse.
+    unicode_escape: bool,
+    /// The deepest nesting of arrays and objects (the full parse refuses more than 127).
+    depth: usize,
+}
+
+/// Nesting the fast path accepts; deeper text takes the full parse, which decides.
+const FAST_DEPTH: usize = 100;
+
+impl Shape {
+    fn of(text: &str) -> Shape {
+        let bytes = text.as_bytes();
+        let start = bytes
+            .iter()
+            .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+        let mut shape = Shape {
+            object: start.is_some_and(|i| bytes[i] == b'{'),
+            whitespace: start.is_some_and(|i| i > 0),
+            unicode_escape: false,
+            depth: 0,
+        };
+        let (mut i, mut depth) = (0usize, 0usize);
+        while i < bytes.len() {
+            match bytes[i] {
+                b'"' => {
+                    // A string: jump from escape to escape to its closing quote (most of an
+                    // item's bytes are string contents).
+                    i += 1;
+                    loop {
+                        match memchr::memchr2(b'"', b'\\', &bytes[i..]) {
+                            None => return shape, // unterminated: the validating pass refuses it
+                            Some(at) if bytes[i + at] == b'"' => {
+                                i += at + 1;
+                                break;
+                            }
+                            Some(at) => {
+                                shape.unicode_escape |= bytes.get(i + at + 1) == Some(&b'u');
+                                i += at + 2;
+                            }
+                        }
+                    }
+                    continue;
+                }
+                b'{' | b'[' => {
+                    depth += 1;
+                    shape.depth = shape.depth.max(depth);
+                }
+                b'}' | b']' => depth = depth.saturating_sub(1),
+                b' ' | b'\t' | b'\n' | b'\r' => shape.whitespace = true,
+                _ => {}
+            }
+            i += 1;
+        }
+        shape
+    }
+
+    fn is_fast(&self) -> bool {
+        self.object && !self.unicode_escape && self.depth <= FAST_DEPTH
+    }
+}
+
 /// Removes the whitespace outside strings from valid JSON text; everything else stays as written.
 fn minify(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut in_string = false;
-    let mut escaped = false;
-    for ch in text.chars() {
-        if in_string {
-            out.push(ch);
-            if escaped {
-                escaped = false;
-            } else if ch == '\\' {
-                escaped = true;
-            } else if ch == '"' {
-                in_string = false;
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0usize;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                // Copy the whole string at once, up to its closing quote.
+                let start = i;
+                i += 1;
+                loop {
+                    match memchr::memchr2(b'"', b'\\', &bytes[i..]) {
+                        None => {
+                            i = bytes.len();
+                            break;
+                        }
+                        Some(at) if bytes[i + at] == b'"' => {
+                            i += at + 1;
+                            break;
+                        }
+                        Some(at) => i = (i + at + 2).min(bytes.len()),
+                    }
+                }
+                out.extend_from_slice(&bytes[start..i]);
             }
-        } else if !matches!(ch, ' ' | '\t' | '\n' | '\r') {
-            if ch == '"' {
-                in_string = true;
+            b' ' | b'\t' | b'\n' | b'\r' => i += 1,
+            b => {
+                out.push(b);
+                i += 1;
             }
-            out.push(ch);
         }
     }
-    out
+    // Only ASCII whitespace outside strings was removed, so the bytes are still UTF-8.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 fn json_type_name(value: &Value) -> &'static str {
@@ -286,6 +381,37 @@ mod tests {
             let err = Item::from_json_str(bad).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn fast_and_full_parse_agree() {
+        // Accepted by both paths, kept as written (less whitespace).
+        for good in [
+            r#"{}"#,
+            r#"{"a":"\u00e9","b":"\ud83d\ude00"}"#,
+            " {\"a\" : [1, 2.50, -0, 1E+2, {\"b\":null}]}\n",
+            r#"{"s":"a\\\"b","t":"\\u"}"#,
+        ] {
+            let item = Item::from_json_str(good).unwrap();
+            assert_eq!(item.as_str(), minify(good), "{good:?}");
+        }
+        // Refused by both: lone surrogates, nesting past serde_json's limit, bad numbers.
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(200), "]".repeat(200));
+        for bad in [
+            r#"{"a":"\ud800"}"#.to_owned(),
+            deep,
+            r#"{"a":01}"#.to_owned(),
+            r#"{"a":1,}"#.to_owned(),
+            r#"{"a":"\x"}"#.to_owned(),
+            "{\"a\":\"tab\tin string\"}".to_owned(),
+        ] {
+            let err = Item::from_json_str(&bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{bad:?}");
+            assert!(serde_json::from_str::<Value>(&bad).is_err(), "{bad:?}");
+        }
+        // Nesting the full parse accepts, past the fast path's depth.
+        let nested = format!("{{\"a\":{}1{}}}", "[".repeat(110), "]".repeat(110));
+        assert_eq!(Item::from_json_str(&nested).unwrap().as_str(), nested);
     }
 
     #[test]

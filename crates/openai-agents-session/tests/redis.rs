@@ -155,7 +155,8 @@ fn s_len(item: &Item) -> usize {
 }
 
 /// Each of get/add/pop/clear/info is one request/response exchange after warm-up, counted as
-/// RESP commands crossing a proxy, and as exactly one top-level EVALSHA in INFO commandstats.
+/// RESP commands crossing a proxy, and as exactly one top-level EVALSHA in INFO commandstats;
+/// `get_items` is one round trip of two pipelined commands: the HEAD script and a plain LRANGE.
 #[tokio::test]
 async fn one_round_trip_per_operation() {
     let server = OwnRedis::start("round-trips");
@@ -196,11 +197,11 @@ async fn one_round_trip_per_operation() {
         session.add_items(three()),
     )
     .await;
-    exchanges(&proxy, &server, &mut figures, "get_items(None)", async {
+    pipelined(&proxy, &server, &mut figures, "get_items(None)", async {
         session.get_items(None).await.map(drop)
     })
     .await;
-    exchanges(&proxy, &server, &mut figures, "get_items(Some(2))", async {
+    pipelined(&proxy, &server, &mut figures, "get_items(Some(2))", async {
         session.get_items(Some(2)).await.map(drop)
     })
     .await;
@@ -236,7 +237,7 @@ async fn one_round_trip_per_operation() {
         session.pop_item().await.map(drop)
     })
     .await;
-    exchanges(
+    pipelined(
         &proxy,
         &server,
         &mut figures,
@@ -324,11 +325,39 @@ async fn one_round_trip_per_operation() {
     println!("round trips per operation:\n  {}", figures.join("\n  "));
 }
 
+/// A get: one round trip (the pipeline is written at once), its two commands the HEAD
+/// script's EVALSHA and one LRANGE.
+async fn pipelined(
+    proxy: &CountingProxy,
+    server: &OwnRedis,
+    figures: &mut Vec<String>,
+    name: &str,
+    op: impl std::future::Future<Output = Result<(), Error>>,
+) {
+    let before = command_calls(server.port);
+    exchanges_of(proxy, server, figures, name, 2, op).await;
+    let after = command_calls(server.port);
+    let lrange =
+        after.get("lrange").copied().unwrap_or(0) - before.get("lrange").copied().unwrap_or(0);
+    assert_eq!(lrange, 1, "{name}: one LRANGE");
+}
+
 async fn exchanges(
     proxy: &CountingProxy,
     server: &OwnRedis,
     figures: &mut Vec<String>,
     name: &str,
+    op: impl std::future::Future<Output = Result<(), Error>>,
+) {
+    exchanges_of(proxy, server, figures, name, 1, op).await
+}
+
+async fn exchanges_of(
+    proxy: &CountingProxy,
+    server: &OwnRedis,
+    figures: &mut Vec<String>,
+    name: &str,
+    commands: u64,
     op: impl std::future::Future<Output = Result<(), Error>>,
 ) {
     let before_proxy = proxy.commands();
@@ -342,7 +371,7 @@ async fn exchanges(
     figures.push(format!(
         "{name}: {sent} command(s) on the socket, {evalsha} EVALSHA"
     ));
-    assert_eq!(sent, 1, "{name}: commands sent");
+    assert_eq!(sent, commands, "{name}: commands sent");
     assert_eq!((evalsha, eval), (1, 0), "{name}: one EVALSHA");
 }
 

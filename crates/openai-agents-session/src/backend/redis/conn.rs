@@ -294,6 +294,30 @@ impl Watched {
         self.classify(before, result)
     }
 
+    /// Sends a pipeline as [`Watched::send_within`] sends one command; the replies come back
+    /// as one array, a server error of one command left as a value in it.
+    pub(super) async fn send_pipeline_within(
+        &mut self,
+        pipe: &Pipeline,
+        limit: Duration,
+    ) -> RedisResult<Value> {
+        if self.is_closed() {
+            return Err(closed());
+        }
+        let before = self.state.written();
+        let result =
+            match tokio::time::timeout(limit, self.conn.send_packed_commands(pipe, 0, pipe.len()))
+                .await
+            {
+                Ok(result) => result.map(Value::Array),
+                Err(_) => Err(io_error(
+                    io::ErrorKind::TimedOut,
+                    "Redis did not answer within response_timeout".to_owned(),
+                )),
+            };
+        self.classify(before, result)
+    }
+
     fn classify<T>(&self, before: u64, result: RedisResult<T>) -> RedisResult<T> {
         match result {
             Err(e) if is_transport_failure(&e) => {

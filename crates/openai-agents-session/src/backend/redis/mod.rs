@@ -121,6 +121,13 @@ impl std::fmt::Debug for ManagedConnection {
     }
 }
 
+/// What [`ManagedConnection::send`] sends.
+#[derive(Clone, Copy)]
+enum Request<'a> {
+    Cmd(&'a redis::Cmd),
+    Pipeline(&'a redis::Pipeline),
+}
+
 /// Whether a failed attempt may be sent again (once) under the retry rule.
 fn may_retry(op: Operation, err: &RedisError) -> bool {
     match err.code() {
@@ -144,6 +151,20 @@ impl ManagedConnection {
     /// Sends `cmd` under the retry rule, within `response_timeout`, plus `connect_timeout` when
     /// a connection had to be made first.
     async fn request(&self, op: Operation, cmd: &redis::Cmd) -> redis::RedisResult<Value> {
+        self.send(op, Request::Cmd(cmd)).await
+    }
+
+    /// Sends a pipeline under the same rule; the replies come back as one array (a server
+    /// error of one command stays a value in it).
+    async fn request_pipeline(
+        &self,
+        op: Operation,
+        pipe: &redis::Pipeline,
+    ) -> redis::RedisResult<Value> {
+        self.send(op, Request::Pipeline(pipe)).await
+    }
+
+    async fn send(&self, op: Operation, req: Request<'_>) -> redis::RedisResult<Value> {
         let start = tokio::time::Instant::now();
         let mut deadline = start + self.response_timeout;
         if matches!(self.inner, Managed::Cluster(_)) {
@@ -165,7 +186,12 @@ impl ManagedConnection {
                         if left.is_zero() {
                             Err(budget_exhausted())
                         } else {
-                            conn.send_within(cmd, left).await
+                            match req {
+                                Request::Cmd(cmd) => conn.send_within(cmd, left).await,
+                                Request::Pipeline(pipe) => {
+                                    conn.send_pipeline_within(pipe, left).await
+                                }
+                            }
                         }
                     }
                     Err(e) => Err(e),
@@ -173,7 +199,16 @@ impl ManagedConnection {
                 Managed::Cluster(cluster) => {
                     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                     let mut cluster = cluster.clone();
-                    match tokio::time::timeout(left, cmd.query_async(&mut cluster)).await {
+                    let sent = async {
+                        match req {
+                            Request::Cmd(cmd) => cmd.query_async(&mut cluster).await,
+                            Request::Pipeline(pipe) => pipe
+                                .query_async::<Vec<Value>>(&mut cluster)
+                                .await
+                                .map(Value::Array),
+                        }
+                    };
+                    match tokio::time::timeout(left, sent).await {
                         Ok(result) => result,
                         Err(_) => Err(redis::make_extension_error(
                             conn::LOST_TIMEOUT.to_owned(),
@@ -207,6 +242,24 @@ impl RedisConnection {
             RedisConnection::Single(c) => cmd.query_async(&mut c.clone()).await,
             RedisConnection::Cluster(c) => cmd.query_async(&mut c.clone()).await,
             RedisConnection::Managed(m) => m.request(op, cmd).await,
+        }
+    }
+
+    /// Sends a pipeline (non-atomic; every key in one slot) in one round trip. The replies come
+    /// back in order, a server error of one command as a [`Value::ServerError`] among them.
+    async fn query_pipeline(
+        &self,
+        op: Operation,
+        pipe: &redis::Pipeline,
+    ) -> redis::RedisResult<Vec<Value>> {
+        let reply = match self {
+            RedisConnection::Single(c) => pipe.query_async(&mut c.clone()).await.map(Value::Array),
+            RedisConnection::Cluster(c) => pipe.query_async(&mut c.clone()).await.map(Value::Array),
+            RedisConnection::Managed(m) => m.request_pipeline(op, pipe).await,
+        }?;
+        match reply {
+            Value::Array(values) => Ok(values),
+            other => Ok(vec![other]),
         }
     }
 

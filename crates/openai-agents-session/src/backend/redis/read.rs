@@ -24,7 +24,109 @@ use super::{RedisBackend, RedisConnection};
 const PAGE_SLICE: u64 = 256;
 
 impl RedisBackend {
+    /// `get_items`: one round trip of two pipelined commands, the HEAD script (metadata, expiry,
+    /// seed migration, the refresh when due; a small reply) then a plain `LRANGE` of the newest
+    /// `limit` records, which Redis returns without passing them through Lua. When that window
+    /// holds records that do not decode as items (corrupt, unreadable) and older records remain,
+    /// the GET script widens the window instead, so that such records are never counted.
     pub(super) async fn get(&self, session_id: &str, limit: Option<usize>) -> Result<Vec<Item>> {
+        let op = Operation::GetItems;
+        let keys = SessionKeys::new(&self.prefix, session_id);
+        let script_keys = self.script_keys(&keys);
+        let refresh = if self.options.refreshes_on_read() {
+            self.ttl_ms()
+        } else {
+            0
+        }
+        .to_string();
+        // LRANGE's window: the newest `limit` records (`1 0` is an empty range), or all.
+        let (from, to) = match limit {
+            None => (0i64, -1i64),
+            Some(0) => (1, 0),
+            Some(n) => (-(i64::try_from(n).unwrap_or(i64::MAX)), -1),
+        };
+        let pipeline = |verb: &str, body: &str| {
+            let mut pipe = redis::pipe();
+            // Each command's server error stays a value (NOSCRIPT is answered with EVAL).
+            pipe.ignore_errors();
+            let cmd = pipe.cmd(verb).arg(body).arg(script_keys.len());
+            for k in &script_keys {
+                cmd.arg(k.as_slice());
+            }
+            cmd.arg(refresh.as_bytes());
+            pipe.cmd("LRANGE")
+                .arg(keys.items.as_slice())
+                .arg(from)
+                .arg(to);
+            pipe
+        };
+        self.stats.record_requests(op, 1);
+        let mut replies = self
+            .conn
+            .query_pipeline(op, &pipeline("EVALSHA", &self.scripts.head.sha))
+            .await
+            .map_err(|e| map_redis(op, e))?;
+        if matches!(replies.first(), Some(Value::ServerError(e)) if e.code() == "NOSCRIPT") {
+            tracing::debug!(script = "head", "NOSCRIPT: sending the script with EVAL");
+            self.stats.record_requests(op, 1);
+            replies = self
+                .conn
+                .query_pipeline(op, &pipeline("EVAL", &self.scripts.head.source))
+                .await
+                .map_err(|e| map_redis(op, e))?;
+        }
+        let mut replies = replies.into_iter();
+        let (head, records) = match (replies.next(), replies.next()) {
+            (Some(head), Some(records)) => (head, records),
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Backend,
+                    op,
+                    "the get pipeline returned fewer than two replies",
+                ))
+            }
+        };
+        let head = match head.extract_error().map_err(|e| map_redis(op, e))? {
+            Value::Array(values) => values,
+            other => return Err(unexpected(op, "head", &[other])),
+        };
+        match tag(&head) {
+            Some("MISSING") => {
+                self.check_seed_key(op, &keys, session_id).await?;
+                return Ok(Vec::new());
+            }
+            Some("OK") => {}
+            _ => return Err(unexpected(op, "head", &head)),
+        }
+        let records = match records.extract_error().map_err(|e| map_redis(op, e))? {
+            Value::Array(records) => records,
+            Value::Nil => Vec::new(),
+            other => return Err(unexpected(op, "LRANGE", &[other])),
+        };
+        let fetched = records.len();
+        let mut collector = TailCollector::new(limit);
+        for record in records.into_iter().rev() {
+            let bytes = value_bytes(record).unwrap_or_default();
+            if collector.push(self.codec.decode(session_id, &bytes)) {
+                break;
+            }
+        }
+        // The window held records that are not items (never counted toward `limit`): the
+        // script widens it past them, from the newest record again (items may have been
+        // added since).
+        if !collector.is_full() && limit.is_some_and(|n| fetched >= n) {
+            tracing::debug!(
+                skipped = collector.skipped,
+                "records that are not items in the newest window; widening it in the GET script"
+            );
+            return self.get_scripted(session_id, limit).await;
+        }
+        collector.finish()
+    }
+
+    /// The GET script's path: the records carried through Lua, widened past implausible ones
+    /// in the script. Taken when the common path's window held records that are not items.
+    async fn get_scripted(&self, session_id: &str, limit: Option<usize>) -> Result<Vec<Item>> {
         let op = Operation::GetItems;
         let keys = SessionKeys::new(&self.prefix, session_id);
         let script_keys = self.script_keys(&keys);

@@ -158,6 +158,19 @@ refresh(st, now, ttl)
 return reply
 "#;
 
+/// The first half of the common `get_items`: everything the GET script does but reading the
+/// records, which a plain `LRANGE` pipelined right after it returns without carrying them
+/// through Lua (about 35 us of server time for 20 turn-sized records). ARGV: refresh ttl_ms
+/// (0: none). Returns {'MISSING'} or {'OK', length}: the session is live (an expired one was
+/// deleted, a seed history migrated) and its expiry refreshed when due.
+const HEAD: &str = r#"
+local st, err = load() if err then return redis.error_reply(err) end
+local now = now_ms()
+if not live(st, now) and not migrate(st, now) then return {'MISSING'} end
+refresh(st, now, tonumber(ARGV[1]))
+return {'OK', st.len}
+"#;
+
 /// ARGV: ttl_ms (0: none), fence, check_all ('1' under require_encryption: plain records are
 /// checked by the client too, never removed unseen). Returns {'MISSING'}, {'EMPTY'},
 /// {'OK', record} (removed, with the implausible records above it), {'CHECK', record, above,
@@ -441,6 +454,7 @@ impl LuaScript {
 pub(crate) struct Scripts {
     pub(crate) add: LuaScript,
     pub(crate) get: LuaScript,
+    pub(crate) head: LuaScript,
     pub(crate) pop: LuaScript,
     pub(crate) pop_at: LuaScript,
     pub(crate) clear: LuaScript,
@@ -461,6 +475,7 @@ impl Scripts {
         Scripts {
             add: LuaScript::new("add", ADD),
             get: LuaScript::new("get", GET),
+            head: LuaScript::new("head", HEAD),
             pop: LuaScript::new("pop", POP),
             pop_at: LuaScript::new("pop_at", POP_AT),
             clear: LuaScript::new("clear", CLEAR),

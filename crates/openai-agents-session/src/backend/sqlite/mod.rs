@@ -283,8 +283,9 @@ impl Backend for SqliteBackend {
     ) -> BoxFuture<'a, Result<Vec<Item>>> {
         let inner = Arc::clone(&self.inner);
         let id = session_id.to_owned();
+        let mut immediate = false;
         Box::pin(self.run(Operation::GetItems, move |conn| {
-            inner.read_tail(conn, &id, limit)
+            inner.read_tail(conn, &id, limit, &mut immediate)
         }))
     }
 

@@ -90,15 +90,22 @@ impl Inner {
         Ok(Ok(collector.finish()))
     }
 
+    /// The newest `limit` items. A read transaction, unless the read must refresh the expiry
+    /// (`refresh_on_read`) and the refresh is due: it is skipped while it would move the expiry
+    /// by less than the granularity, ttl / 100 (36 s of a one-hour TTL), as on Redis and
+    /// DynamoDB, so most reads write nothing and sync nothing. A due refresh upgrades the
+    /// transaction to a write; if another writer committed meanwhile (SQLITE_BUSY_SNAPSHOT)
+    /// the transaction is retried, and `*immediate` makes the retry take the write lock first.
     pub(super) fn read_tail(
         &self,
         conn: &mut Connection,
         session_id: &str,
         limit: Option<usize>,
+        immediate: &mut bool,
     ) -> TxResult<Vec<Item>> {
         let now = Timestamp::now();
         let refresh = self.config.options.refreshes_on_read();
-        let tx = if refresh {
+        let tx = if refresh && *immediate {
             conn.transaction_with_behavior(TransactionBehavior::Immediate)?
         } else {
             conn.transaction()?
@@ -134,11 +141,13 @@ impl Inner {
             }
         }
         let items = collector.finish();
-        if refresh && items.is_ok() {
+        let ttl = self.config.options.ttl;
+        if refresh && items.is_ok() && refresh_due(row.expires_at, now, ttl) {
+            *immediate = true;
             tx.prepare_cached("UPDATE oas_sessions SET expires_at = ?2 WHERE id = ?1")?
                 .execute(params![
                     row.key,
-                    expiry_after(now, self.config.options.ttl).map(Timestamp::as_millis)
+                    expiry_after(now, ttl).map(Timestamp::as_millis)
                 ])?;
         }
         tx.commit()?;
@@ -291,5 +300,42 @@ impl Inner {
             None
         };
         Ok(Ok(SessionPage::new(ids, next_cursor)))
+    }
+}
+
+/// Whether a read at `now` must push the expiry `current` to now + ttl: only when that moves
+/// it by at least the granularity, ttl / 100 (a session without an expiry gets one).
+pub(super) fn refresh_due(
+    current: Option<Timestamp>,
+    now: Timestamp,
+    ttl_secs: Option<u64>,
+) -> bool {
+    let Some(ttl) = ttl_secs else { return false };
+    let Some(current) = current else { return true };
+    let ttl_ms = i64::try_from(ttl)
+        .unwrap_or(i64::MAX / 1000)
+        .saturating_mul(1000);
+    let moved = now.as_millis().saturating_add(ttl_ms) - current.as_millis();
+    moved >= (ttl_ms / 100).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_granularity_is_a_hundredth_of_the_ttl() {
+        let now = Timestamp::from_millis(1_000_000);
+        let ttl = Some(3600);
+        // Refreshed 35 s ago: the expiry would move by 35 s < 36 s.
+        let recent = Some(Timestamp::from_millis(1_000_000 + 3_600_000 - 35_000));
+        assert!(!refresh_due(recent, now, ttl));
+        let due = Some(Timestamp::from_millis(1_000_000 + 3_600_000 - 36_000));
+        assert!(refresh_due(due, now, ttl));
+        assert!(refresh_due(None, now, ttl));
+        assert!(!refresh_due(recent, now, None));
+        // A 3 s TTL read at 2 s: moved by 2 s >= 30 ms.
+        let three = Some(Timestamp::from_millis(1_000_000 + 1_000));
+        assert!(refresh_due(three, now, Some(3)));
     }
 }
