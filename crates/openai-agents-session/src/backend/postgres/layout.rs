@@ -77,6 +77,7 @@ CREATE TABLE IF NOT EXISTS @sessions (
 );
 CREATE INDEX IF NOT EXISTS #sessions_expires_at ON @sessions (expires_at)
     WHERE expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS #sessions_updated_at ON @sessions (updated_at, session_id);
 CREATE TABLE IF NOT EXISTS @items (
     session bigint NOT NULL,
     seq     bigint NOT NULL,
@@ -568,6 +569,13 @@ pub mod sql {
     AND session_id <> $3::bytea
     AND (expires_at IS NULL OR expires_at > @now_ms())
   ORDER BY session_id LIMIT $4::bigint";
+    /// `list_sessions` newest first: the `(updated_at, session_id)` index walked backwards
+    /// from the cursor `updated_ms:session_id`, the prefix as a filter.
+    pub const LIST_NEWEST: &str = "SELECT session_id, updated_at FROM @sessions
+  WHERE (updated_at < $1::bigint OR (updated_at = $1::bigint AND $2::bytea <> ''::bytea AND session_id < $2::bytea))
+    AND substring(session_id FROM 1 FOR $4::integer) = $3::bytea
+    AND (expires_at IS NULL OR expires_at > @now_ms())
+  ORDER BY updated_at DESC, session_id DESC LIMIT $5::bigint";
     /// `prune`, one batch.
     pub const PRUNE: &str = "SELECT * FROM @prune($1::bigint, $2::bigint, $3::bigint)";
     /// A staged write's part.

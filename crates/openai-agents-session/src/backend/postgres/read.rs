@@ -174,7 +174,61 @@ impl Inner {
         ))
     }
 
+    /// Most recently updated first (see `LIST_NEWEST`); the cursor is `updated_ms:session_id`.
+    async fn list_newest_first(&self, options: &ListOptions) -> Result<SessionPage> {
+        let op = Operation::ListSessions;
+        let prefix = options.prefix.clone().unwrap_or_default();
+        let page_size = options.effective_page_size();
+        let (at, after_id): (i64, Vec<u8>) = match &options.cursor {
+            Some(c) => match c
+                .split_once(':')
+                .and_then(|(t, id)| Some((t.parse::<i64>().ok()?, id)))
+            {
+                Some((t, id)) => (t, id.as_bytes().to_vec()),
+                None => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        op,
+                        format!("invalid newest-first list cursor {c:?}"),
+                    ))
+                }
+            },
+            None => (i64::MAX, Vec::new()),
+        };
+        let prefix_len = i32::try_from(prefix.len()).unwrap_or(i32::MAX);
+        let limit = i64::try_from(page_size).unwrap_or(i64::MAX - 1) + 1;
+        self.stats.record_requests(op, 1);
+        let rows = self
+            .conn
+            .query(
+                op,
+                &self.sql.list_newest,
+                &[&at, &after_id, &prefix.as_bytes(), &prefix_len, &limit],
+            )
+            .await?;
+        let mut page = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let bytes: Vec<u8> = r.try_get(0).map_err(|e| row_error(op, e))?;
+            let updated: i64 = r.try_get(1).map_err(|e| row_error(op, e))?;
+            match String::from_utf8(bytes) {
+                Ok(id) => page.push((id, updated)),
+                Err(_) => tracing::warn!("skipping a session id that is not UTF-8"),
+            }
+        }
+        let next_cursor = if page.len() > page_size {
+            page.truncate(page_size);
+            page.last().map(|(id, t)| format!("{t}:{id}"))
+        } else {
+            None
+        };
+        let ids = page.into_iter().map(|(id, _)| id).collect();
+        Ok(SessionPage::new(ids, next_cursor).sorted_newest_first())
+    }
+
     pub(super) async fn list(&self, options: &ListOptions) -> Result<SessionPage> {
+        if options.newest_first {
+            return self.list_newest_first(options).await;
+        }
         let op = Operation::ListSessions;
         let prefix = options.prefix.clone().unwrap_or_default();
         let page_size = options.effective_page_size();
