@@ -52,6 +52,19 @@ async fn conformance_plain() {
     kit(url_in_schema("OAS_TEST_POSTGRES_URL", &unique("kit_plain"))).await;
 }
 
+/// The kit with encryption on: every record an envelope the client decodes (pops take their
+/// two round trips), the same guarantees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_encrypted() {
+    support::set_kit_keys();
+    let url = url_in_schema("OAS_TEST_POSTGRES_URL", &unique("kit_enc"));
+    kit(with_option(
+        &url,
+        &format!("encryption_key_env={}", support::KIT_KEY_ENV),
+    ))
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn conformance_tls_verify_full() {
     let url = shared_url("OAS_TEST_POSTGRES_TLS_URL");
