@@ -229,11 +229,40 @@ function invalidInput(operation, sessionId, problem) {
 /** One native store per URL in the process: sessions share its connections. */
 const stores = new Map();
 
-function sharedStore(url) {
-  let store = stores.get(url);
+/**
+ * `encryptionKey`: a Buffer / Uint8Array of 32 raw bytes, a base64 string, or an array of them
+ * (newest first); undefined when none. A key of another type is a ConfigError naming its place.
+ */
+function encryptionKeys(encryptionKey, sessionId) {
+  if (encryptionKey === undefined || encryptionKey === null) return undefined;
+  const list = Array.isArray(encryptionKey) ? encryptionKey : [encryptionKey];
+  return list.map((key, i) => {
+    if (typeof key === 'string' || Buffer.isBuffer(key)) return key;
+    if (key instanceof Uint8Array) return Buffer.from(key.buffer, key.byteOffset, key.byteLength);
+    throw new ConfigError(
+      `encryptionKey (key ${i + 1} of ${list.length}) must be a Buffer / Uint8Array of 32 bytes or a base64 string, got ${key === null ? 'null' : typeof key}`,
+      { operation: 'open', sessionId },
+    );
+  });
+}
+
+/** A native store for `url` with the keys of `encryptionKey`; throws ConfigError for a malformed key. */
+function nativeStore(url, encryptionKey, sessionId) {
+  const keys = encryptionKeys(encryptionKey, sessionId);
+  return callSync(() => new NativeStore(url, keys), sessionId);
+}
+
+/**
+ * The store of `url` shared in the process, one per URL and set of key ids (two different keys
+ * never share a store).
+ */
+function sharedStore(url, encryptionKey, sessionId) {
+  const fresh = nativeStore(url, encryptionKey, sessionId);
+  const cacheKey = `${url}\n${fresh.encryptionKeyIds.join(',')}`;
+  let store = stores.get(cacheKey);
   if (store === undefined) {
-    store = new NativeStore(url);
-    stores.set(url, store);
+    store = fresh;
+    stores.set(cacheKey, store);
   }
   return store;
 }
@@ -254,16 +283,6 @@ function ttlOption(ttl, operation, sessionId) {
     });
   }
   return ttl;
-}
-
-function rejectEncryptionKey(options, sessionId) {
-  if (options && options.encryptionKey !== undefined && options.encryptionKey !== null) {
-    throw new ConfigError(
-      'encryptionKey: encryption at rest is not available in this build of openai-agents-session ' +
-        '(the core has no encryption_key store option yet); nothing was opened',
-      { operation: 'open', sessionId },
-    );
-  }
 }
 
 function settingsLimit(settings, sessionId) {
@@ -347,7 +366,6 @@ class NativeSession {
       throw new InvalidSessionIdError(`a session id must be a string, got ${typeof sessionId}`, { operation: 'open' });
     }
     callSync(() => NativeStore.validateSessionId(sessionId), sessionId);
-    rejectEncryptionKey(options, sessionId);
     Object.defineProperty(this, '_store', { value: store, enumerable: false, writable: true });
     Object.defineProperty(this, '_lease', { value: null, enumerable: false, writable: true });
     this.sessionId = sessionId;
@@ -592,23 +610,21 @@ class LeaseState {
 /** A session of the store at `url` (sqlite://, memory://, redis://, rediss://, redis+cluster://, dynamodb://). */
 function openSession(url, sessionId, options = {}) {
   if (typeof url !== 'string') throw new ConfigError(`openSession: url must be a string, got ${typeof url}`, { operation: 'open', sessionId });
-  rejectEncryptionKey(options, sessionId);
   const ttl = ttlOption(options.ttl, 'openSession', sessionId);
-  return new NativeSession(sessionId, sharedStore(withQuery(url, { ttl })), options);
+  return new NativeSession(sessionId, sharedStore(withQuery(url, { ttl }), options.encryptionKey, sessionId), options);
 }
 
 /** SQLite: `path` a database file (shared by the sessions opened on it), or ':memory:' (private to this session). */
 class SQLiteSession extends NativeSession {
   constructor(sessionId, options = {}) {
-    rejectEncryptionKey(options, sessionId);
     const ttl = ttlOption(options.ttl, 'SQLiteSession', sessionId);
     const path = options.path === undefined ? ':memory:' : String(options.path);
     let store;
     if (path === ':memory:') {
-      store = new NativeStore(withQuery('memory://', { ttl }));
+      store = nativeStore(withQuery('memory://', { ttl }), options.encryptionKey, sessionId);
     } else {
       const absolute = resolvePath(path).split('/').map(encodeURIComponent).join('/');
-      store = sharedStore(withQuery(`sqlite://${absolute}`, { ttl }));
+      store = sharedStore(withQuery(`sqlite://${absolute}`, { ttl }), options.encryptionKey, sessionId);
     }
     super(sessionId, store, options);
   }
@@ -620,11 +636,10 @@ class RedisSession extends NativeSession {
     if (!options || typeof options.url !== 'string') {
       throw new ConfigError('RedisSession needs { url }, e.g. redis://localhost:6379/0', { operation: 'open', sessionId });
     }
-    rejectEncryptionKey(options, sessionId);
     const ttl = ttlOption(options.ttl, 'RedisSession', sessionId);
     const hasPrefix = /[?&]prefix=/.test(options.url);
     const prefix = options.keyPrefix ?? (hasPrefix ? undefined : DEFAULT_KEY_PREFIX);
-    super(sessionId, sharedStore(withQuery(options.url, { prefix, ttl })), options);
+    super(sessionId, sharedStore(withQuery(options.url, { prefix, ttl }), options.encryptionKey, sessionId), options);
   }
 }
 
@@ -638,13 +653,13 @@ class DynamoDBSession extends NativeSession {
     if (!options || typeof options.tableName !== 'string' || options.tableName === '') {
       throw new ConfigError('DynamoDBSession needs { tableName }', { operation: 'open', sessionId });
     }
-    rejectEncryptionKey(options, sessionId);
     const ttl = ttlOption(options.ttl, 'DynamoDBSession', sessionId);
-    super(sessionId, sharedStore(dynamodbUrl(options.tableName, options.region, options.endpoint, ttl)), options);
+    const url = dynamodbUrl(options.tableName, options.region, options.endpoint, ttl);
+    super(sessionId, sharedStore(url, options.encryptionKey, sessionId), options);
   }
 }
 
-/** PostgreSQL: not in this build yet (the core has no postgres:// backend); the constructor throws ConfigError. */
+/** PostgreSQL (postgres:// or postgresql:// URL); a build without the backend throws ConfigError. */
 class PostgresSession extends NativeSession {
   constructor(sessionId, options = {}) {
     const schemes = native.knownSchemes();
@@ -658,9 +673,8 @@ class PostgresSession extends NativeSession {
     if (!options || typeof options.url !== 'string') {
       throw new ConfigError('PostgresSession needs { url }', { operation: 'open', sessionId });
     }
-    rejectEncryptionKey(options, sessionId);
     const ttl = ttlOption(options.ttl, 'PostgresSession', sessionId);
-    super(sessionId, sharedStore(withQuery(options.url, { ttl })), options);
+    super(sessionId, sharedStore(withQuery(options.url, { ttl }), options.encryptionKey, sessionId), options);
   }
 }
 
@@ -668,6 +682,11 @@ class PostgresSession extends NativeSession {
  * Creates the DynamoDB table when it does not exist (this library's layout, on-demand billing),
  * waits until it is active and turns DynamoDB's TTL on the attribute `ttl` on.
  */
+/** A new encryption key: 32 random bytes as standard base64 (what `agent-session keygen` prints). */
+function generateEncryptionKey() {
+  return callSync(() => NativeStore.generateKey());
+}
+
 async function createTableIfNotExists(options = {}) {
   if (!options || typeof options.tableName !== 'string' || options.tableName === '') {
     throw new ConfigError('createTableIfNotExists needs { tableName }', { operation: 'open' });
@@ -679,7 +698,7 @@ async function createTableIfNotExists(options = {}) {
       { operation: 'open' },
     );
   }
-  const store = sharedStore(dynamodbUrl(options.tableName, options.region, options.endpoint, undefined));
+  const store = sharedStore(dynamodbUrl(options.tableName, options.region, options.endpoint, undefined), undefined);
   await call(() => store.init());
 }
 
@@ -708,6 +727,7 @@ module.exports = {
   UnreadableRecordError,
   UnsupportedFormatError,
   createTableIfNotExists,
+  generateEncryptionKey,
   openSession,
   /** @internal the error transport, for the package's tests. */
   _native: native,

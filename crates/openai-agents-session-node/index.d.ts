@@ -12,9 +12,14 @@ export interface SessionSettings {
 }
 
 /**
- * An encryption key: 32 bytes as a Buffer / Uint8Array or a base64 string, or a list of them,
- * newest first (older keys still read). Not available in this build: giving one throws
- * ConfigError.
+ * An encryption key (AES-256-GCM at rest, docs/encryption.md): 32 raw bytes as a Buffer /
+ * Uint8Array or a base64 string (`generateEncryptionKey()`, `agent-session keygen`), or a list
+ * of them, newest first: new records are sealed with the first, older keys still read. Keys
+ * given here replace the URL's `encryption_key_env` / `encryption_key_file`; the URL's
+ * `require_encryption` stays. A malformed key throws ConfigError naming which key (never its
+ * bytes). Reading a record sealed with an unknown key: `getItems` skips it, `popItem` rejects
+ * with UnreadableRecordError (kind `unreadable`) and removes nothing. A session holding
+ * encrypted records opened without a key: EncryptionKeyMissingError.
  */
 export type EncryptionKey = Uint8Array | string | Array<Uint8Array | string>;
 
@@ -108,12 +113,12 @@ export declare class RedisSession extends NativeSession {
 export declare class DynamoDBSession extends NativeSession {
   constructor(sessionId: string, options: DynamoDBOptions);
 }
-/** Throws ConfigError in a build without the PostgreSQL backend. */
+/** PostgreSQL: `url` a postgres:// or postgresql:// URL (the library's query options). */
 export declare class PostgresSession extends NativeSession {
   constructor(sessionId: string, options: PostgresOptions);
 }
 
-/** A session of the store at any URL the library opens (sqlite://, memory://, redis://, rediss://, redis+cluster://, dynamodb://). */
+/** A session of the store at any URL the library opens (sqlite://, memory://, redis://, rediss://, redis+cluster://, dynamodb://, postgres://). */
 export declare function openSession(url: string, sessionId: string, options?: OpenSessionOptions): NativeSession;
 
 export interface CreateTableOptions {
@@ -124,6 +129,9 @@ export interface CreateTableOptions {
   enableTtl?: boolean;
 }
 export declare function createTableIfNotExists(options: CreateTableOptions): Promise<void>;
+
+/** A new encryption key: 32 random bytes as standard base64 (what `agent-session keygen` prints). */
+export declare function generateEncryptionKey(): string;
 
 export interface ErrorDetails {
   kind?: string;
@@ -145,7 +153,7 @@ export declare class InvalidInputError extends SessionError {}
 export declare class InvalidSessionIdError extends InvalidInputError {}
 export declare class SessionTooLargeError extends InvalidInputError {}
 export declare class ConfigError extends InvalidInputError {}
-/** The session holds encrypted records and the store URL gives no key (kind `encryption_key_missing`). */
+/** The session holds encrypted records and neither `encryptionKey` nor the store URL gives a key (kind `encryption_key_missing`). */
 export declare class EncryptionKeyMissingError extends ConfigError {}
 export declare class SessionNotFoundError extends SessionError {}
 export declare class SessionConnectionError extends SessionError {}

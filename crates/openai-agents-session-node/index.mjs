@@ -30,6 +30,7 @@ export const {
   UnreadableRecordError,
   UnsupportedFormatError,
   createTableIfNotExists,
+  generateEncryptionKey,
   openSession,
 } = pkg;
 export default pkg;

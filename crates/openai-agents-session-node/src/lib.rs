@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
+use openai_agents_session::encryption::{Encryption, EncryptionKey};
 use openai_agents_session::{
     Applied, ConflictReason, Error as CoreError, ErrorKind, FailureCause, HistoryTransaction, Item,
     Lease, Operation, Session, Store, StoreSession, Timestamp,
@@ -115,7 +116,38 @@ fn handle(
 #[napi]
 pub struct NativeStore {
     url: String,
+    encryption: Option<Encryption>,
     store: Arc<OnceCell<Store>>,
+}
+
+/// The keys of `encryptionKey` (newest first): each a `Buffer` of 32 raw bytes or a base64
+/// string. A malformed one is a `config` error naming its place, never the key.
+fn encryption_of(keys: Vec<Either<Buffer, String>>) -> Result<Encryption> {
+    let count = keys.len();
+    let mut parsed = Vec::with_capacity(count);
+    for (i, key) in keys.into_iter().enumerate() {
+        let place = format!("encryptionKey (key {} of {count})", i + 1);
+        let key = match &key {
+            Either::A(bytes) => EncryptionKey::from_bytes(bytes),
+            Either::B(text) => EncryptionKey::from_base64(text),
+        }
+        .map_err(|e| {
+            to_js(CoreError::new(
+                ErrorKind::Config,
+                Operation::Open,
+                format!("{place}: {}", e.message()),
+            ))
+        })?;
+        parsed.push(key);
+    }
+    if parsed.is_empty() {
+        return Err(to_js(CoreError::new(
+            ErrorKind::Config,
+            Operation::Open,
+            "encryptionKey is an empty list",
+        )));
+    }
+    Ok(Encryption::new(parsed))
 }
 
 impl NativeStore {
@@ -128,8 +160,17 @@ impl NativeStore {
     {
         let cell = Arc::clone(&self.store);
         let url = self.url.clone();
+        let encryption = self.encryption.clone();
+        // Keys given in code replace the URL's; its require_encryption stays.
+        let adjust = move |o: openai_agents_session::StoreOptions| match encryption {
+            Some(e) => {
+                let required = o.encryption.is_required();
+                o.with_encryption(e.with_required(required))
+            }
+            None => Ok(o),
+        };
         let store = cell
-            .get_or_try_init(|| async move { Store::open(&url).await })
+            .get_or_try_init(|| async move { Store::open_with(&url, adjust).await })
             .await
             .cloned()
             .map_err(|err| {
@@ -146,12 +187,34 @@ impl NativeStore {
 #[napi]
 impl NativeStore {
     /// A store for `url` (any URL the library opens); no I/O until the first operation.
+    /// `encryption_keys`: keys newest first (32-byte `Buffer`s or base64 strings), replacing
+    /// the URL's `encryption_key_env` / `encryption_key_file` (its `require_encryption` stays).
     #[napi(constructor)]
-    pub fn new(url: String) -> Self {
-        NativeStore {
+    pub fn new(url: String, encryption_keys: Option<Vec<Either<Buffer, String>>>) -> Result<Self> {
+        Ok(NativeStore {
             url,
+            encryption: encryption_keys.map(encryption_of).transpose()?,
             store: Arc::new(OnceCell::new()),
-        }
+        })
+    }
+
+    /// The ids of the keys given in code (16 hex digits each), newest first; never the keys.
+    #[napi(getter)]
+    pub fn encryption_key_ids(&self) -> Vec<String> {
+        self.encryption
+            .as_ref()
+            .map(|e| e.key_ids().iter().map(ToString::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    /// A new encryption key as standard base64 (what `agent-session keygen` prints).
+    #[napi]
+    pub fn generate_key() -> Result<String> {
+        Ok(EncryptionKey::generate()
+            .map_err(to_js)?
+            .to_base64()
+            .as_str()
+            .to_owned())
     }
 
     /// The URL with any password hidden.

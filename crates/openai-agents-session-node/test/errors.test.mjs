@@ -15,6 +15,7 @@ const TABLE = {
   invalid_session_id: 'InvalidSessionIdError',
   too_large: 'SessionTooLargeError',
   config: 'ConfigError',
+  encryption_key_missing: 'EncryptionKeyMissingError',
   not_found: 'SessionNotFoundError',
   connection: 'SessionConnectionError',
   timeout: 'SessionTimeoutError',
@@ -98,11 +99,13 @@ test('no secret in any message: a wrong Redis password', { skip: !process.env.OA
   });
 });
 
-test('options that this build cannot honour fail clearly', () => {
-  assert.throws(() => new pkg.SQLiteSession('x', { encryptionKey: Buffer.alloc(32) }), (err) => err instanceof pkg.ConfigError && /encryption/.test(err.message));
-  assert.throws(() => new pkg.RedisSession('x', { url: 'redis://127.0.0.1/', encryptionKey: 'a2V5' }), pkg.ConfigError);
-  assert.throws(() => pkg.openSession('memory://', 'x', { encryptionKey: [Buffer.alloc(32)] }), pkg.ConfigError);
-  assert.throws(() => new pkg.PostgresSession('x', { url: 'postgres://127.0.0.1/db' }), (err) => err instanceof pkg.ConfigError && /PostgreSQL/.test(err.message));
+test('options that are wrong or that this build cannot honour fail clearly', () => {
+  // a 32-byte key is taken (no I/O yet); a malformed one names which key, never its bytes
+  new pkg.SQLiteSession('x', { encryptionKey: Buffer.alloc(32, 7) });
+  pkg.openSession('memory://', 'x', { encryptionKey: [pkg.generateEncryptionKey()] });
+  assert.throws(() => new pkg.RedisSession('x', { url: 'redis://127.0.0.1/', encryptionKey: 'a2V5' }), (err) => err instanceof pkg.ConfigError && /key 1 of 1/.test(err.message) && !err.message.includes('a2V5'));
+  assert.throws(() => pkg.openSession('memory://', 'x', { encryptionKey: [pkg.generateEncryptionKey(), {}] }), (err) => err instanceof pkg.ConfigError && /key 2 of 2/.test(err.message));
+  assert.throws(() => new pkg.PostgresSession('x', {}), (err) => err instanceof pkg.ConfigError && /url/.test(err.message));
   assert.throws(() => new pkg.RedisSession('x', {}), pkg.ConfigError);
   assert.throws(() => new pkg.DynamoDBSession('x', {}), pkg.ConfigError);
   assert.throws(() => new pkg.SQLiteSession('x', { ttl: 1.5 }), pkg.ConfigError);

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after } from 'node:test';
-import { DynamoDBSession, RedisSession, SQLiteSession, createTableIfNotExists } from '../index.mjs';
+import { DynamoDBSession, PostgresSession, RedisSession, SQLiteSession, createTableIfNotExists } from '../index.mjs';
 
 export const TAG = `${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
 let counter = 0;
@@ -106,6 +106,14 @@ export function backends() {
       skip: missing('OAS_TEST_DYNAMODB_ENDPOINT'),
       async make(id, o = {}) {
         return new DynamoDBSession(id, { ...(await dynamoTable()), ...o });
+      },
+    },
+    {
+      // the default tables: unique session ids keep tests and engineers apart
+      name: 'postgres',
+      skip: missing('OAS_TEST_POSTGRES_URL'),
+      make(id, o = {}) {
+        return new PostgresSession(id, { url: process.env.OAS_TEST_POSTGRES_URL, ...o });
       },
     },
   ];

@@ -5,9 +5,11 @@ import {
   DynamoDBSession,
   HistoryConflictError,
   LeaseHeldError,
+  PostgresSession,
   RedisSession,
   SQLiteSession,
   SessionError,
+  generateEncryptionKey,
   openSession,
   type LeaseInfo,
 } from 'openai-agents-session';
@@ -17,6 +19,14 @@ const s: SessionHistoryTransactionAwareSession = new RedisSession('x', { url });
 const plain: Session = new SQLiteSession('x', { path: 'a.db', ttl: 60, sessionSettings: { limit: 10 } });
 const d: SessionHistoryTransactionAwareSession = new DynamoDBSession('x', { tableName: 't', region: 'us-east-1', endpoint: 'http://127.0.0.1:8000' });
 const o: SessionHistoryTransactionAwareSession = openSession('sqlite://a.db', 'x');
+const key: string = generateEncryptionKey();
+const pg: SessionHistoryTransactionAwareSession = new PostgresSession('x', { url: 'postgres://h/db', ttl: 60, sessionSettings: { limit: 5 }, encryptionKey: key });
+const enc: Session = new SQLiteSession('x', { path: 'a.db', encryptionKey: [Buffer.from(key, 'base64'), new Uint8Array(32), key] });
+const encOpen: Session = openSession('redis://h/0', 'x', { encryptionKey: key });
+// @ts-expect-error PostgresSession needs { url }
+new PostgresSession('x', {});
+// @ts-expect-error an encryption key is bytes or a base64 string
+new SQLiteSession('x', { encryptionKey: 42 });
 
 async function use(): Promise<void> {
   const items: AgentInputItem[] = await plain.getItems(5);
