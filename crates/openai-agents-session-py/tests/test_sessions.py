@@ -9,11 +9,13 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 
 import pytest
 
 from openai_agents_session import (
     DynamoDBSession,
+    EncryptionKeyMissingError,
     InvalidInputError,
     PostgresSession,
     RedisSession,
@@ -625,7 +627,15 @@ def test_postgres_session_checks_its_arguments():
     with pytest.raises(InvalidInputError, match="postgres://"):
         PostgresSession("s", "redis://localhost")
     with pytest.raises(InvalidInputError, match="encryption_key"):
-        PostgresSession("s", env("OAS_TEST_POSTGRES_URL"), encryption_key=b"k" * 32)
+        PostgresSession("s", env("OAS_TEST_POSTGRES_URL"), encryption_key=b"too short")
+    # A valid key: records are encrypted; without the key the session says so.
+    sid = f"pg-enc-{uuid.uuid4().hex}"
+    keyed = PostgresSession(sid, env("OAS_TEST_POSTGRES_URL"), encryption_key=b"k" * 32)
+    run(keyed.add_items([{"role": "user", "content": "secret"}]))
+    assert run(keyed.get_items()) == [{"role": "user", "content": "secret"}]
+    with pytest.raises(EncryptionKeyMissingError):
+        run(PostgresSession(sid, env("OAS_TEST_POSTGRES_URL")).get_items())
+    run(keyed.clear_session())
     # A wrong password is a ConfigError naming it, without the password.
     bad = env("OAS_TEST_POSTGRES_URL").replace("oas-pg-secret", "not-the-pw")
     with pytest.raises(InvalidInputError) as info:

@@ -809,8 +809,8 @@ class PostgresSession(_NativeSession):
     what it leaves out). Sessions made from the same URL share one connection pool. The tables
     and functions are created on first use when missing (``docs/storage/postgres.md``).
 
-    ``encryption_key`` is reserved for encrypted records (issue 6/10); this build has no
-    encryption yet, so giving one raises ``ConfigError`` rather than storing plain records.
+    ``encryption_key``: ``bytes``, a base64 ``str``, or a list of them, newest first: records
+    are encrypted at rest (docs/encryption.md), as on every other session class.
     """
 
     def __init__(
@@ -825,9 +825,7 @@ class PostgresSession(_NativeSession):
         text = str(url)
         if not text.lower().startswith(("postgres://", "postgresql://")):
             raise ConfigError("PostgresSession needs a postgres:// or postgresql:// URL", operation="open", session_id=session_id)
-        if encryption_key is not None:
-            raise ConfigError("encryption_key: this build does not encrypt records yet", operation="open", session_id=session_id)
-        super().__init__(session_id, _shared_store(_with_query(text, ttl=ttl)), session_settings)
+        super().__init__(session_id, _shared_store(_with_query(text, ttl=ttl), encryption_key), session_settings)
 
 
 def _redis_url(client: Any, key_prefix: str, ttl: Optional[int]) -> str:
