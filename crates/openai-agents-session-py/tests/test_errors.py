@@ -14,6 +14,7 @@ import redis.exceptions
 import openai_agents_session as oas
 from openai_agents_session import (
     ConfigError,
+    EncryptionKeyMissingError,
     DynamoDBSession,
     FencedError,
     HistoryConflictError,
@@ -60,6 +61,7 @@ TABLE = {
     ("invalid_session_id", None): (InvalidSessionIdError, [InvalidInputError, SessionError, ValueError]),
     ("too_large", None): (SessionTooLargeError, [InvalidInputError, SessionError, ValueError]),
     ("config", None): (ConfigError, [InvalidInputError, SessionError, ValueError]),
+    ("encryption_key_missing", None): (EncryptionKeyMissingError, [ConfigError, InvalidInputError, SessionError, ValueError]),
     ("not_found", None): (SessionNotFoundError, [SessionError, LookupError]),
     ("connection", None): (SessionConnectionError, [SessionError, ConnectionError, redis.exceptions.ConnectionError]),
     ("timeout", None): (SessionTimeoutError, [SessionError, TimeoutError, redis.exceptions.TimeoutError]),
@@ -106,7 +108,7 @@ def native_error(kind, cause=None, operation="add_items", session_id="table-1", 
 
 def test_the_table_covers_every_kind_of_the_core():
     kinds = _native._error_kinds()
-    assert len(kinds) == len(set(kinds)) == 15, kinds
+    assert len(kinds) == len(set(kinds)) == 16, kinds
     assert {kind for kind, _ in TABLE} == set(kinds), "every ErrorKind of the Rust core is in the table"
 
 
