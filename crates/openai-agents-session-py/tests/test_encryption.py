@@ -5,6 +5,7 @@ Run by scripts/python-tests.sh."""
 import asyncio
 import base64
 import os
+import shutil
 import tempfile
 import time
 
@@ -32,8 +33,21 @@ KEY = generate_encryption_key()
 OTHER = base64.b64decode(generate_encryption_key())  # raw bytes work too
 
 
+_DIRS = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_db_dirs():
+    """The temporary directories of _db() go when the module ends, passed or failed."""
+    yield
+    for d in _DIRS:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def _db():
-    return os.path.join(tempfile.mkdtemp(prefix="oas-py-enc-"), "s.db")
+    d = tempfile.mkdtemp(prefix="oas-py-enc-")
+    _DIRS.append(d)
+    return os.path.join(d, "s.db")
 
 
 def test_keys_in_every_form_and_errors_name_no_key():
