@@ -54,6 +54,10 @@ pub struct BenchArgs {
     /// Print JSON instead of a table (scenarios: one object per scenario; turns: one object).
     #[arg(long)]
     pub json: bool,
+    /// Print the metrics of the run after the report (an in-process `metrics` recorder:
+    /// operations by backend, operation and outcome, latency histograms, bytes and items).
+    #[arg(long)]
+    pub metrics: bool,
     #[command(flatten)]
     pub turns: TurnArgs,
 }
@@ -1130,6 +1134,27 @@ fn output_error(e: std::io::Error) -> Error {
 
 /// Runs the chosen workload against the store at `url` and prints the results.
 pub async fn run(
+    store: &Store,
+    url: &str,
+    args: &BenchArgs,
+    out: &mut impl std::io::Write,
+) -> Result<(), Error> {
+    let recorder = args
+        .metrics
+        .then(crate::observe::MetricsRecorder::install)
+        .flatten();
+    let result = run_workload(store, url, args, out).await;
+    if let Some(recorder) = recorder {
+        if args.json {
+            writeln!(out, "{}", recorder.render_json()).map_err(output_error)?;
+        } else {
+            write!(out, "{}", recorder.render_text()).map_err(output_error)?;
+        }
+    }
+    result
+}
+
+async fn run_workload(
     store: &Store,
     url: &str,
     args: &BenchArgs,

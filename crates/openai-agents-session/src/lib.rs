@@ -54,6 +54,7 @@ mod error;
 pub mod history;
 mod item;
 pub mod lease;
+pub mod observe;
 pub mod open;
 pub mod pages;
 pub mod staged;

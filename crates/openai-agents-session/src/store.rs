@@ -687,10 +687,11 @@ pub fn validate_session_id(session_id: &str) -> Result<()> {
 }
 
 impl Store {
-    /// Wraps a backend (yours or ours) with the shared rules.
+    /// Wraps a backend (yours or ours) with the shared rules, and with the spans and metrics of
+    /// [`crate::observe`].
     pub fn from_backend(backend: Arc<dyn Backend>, options: StoreOptions) -> Store {
         Store {
-            backend,
+            backend: crate::observe::Observed::wrap(backend),
             options: Arc::new(options),
         }
     }
