@@ -1,8 +1,8 @@
 //! Observability: a `tracing` span, and (feature `metrics`) metrics through the `metrics`
 //! facade, for every storage operation of every backend.
 //!
-//! [`Store::from_backend`](crate::Store::from_backend) wraps each backend in one
-//! [`Observed`] layer, so every call the store makes to its storage (`get_items`, `add_items`,
+//! [`Store::from_backend`](crate::Store::from_backend) (defined here) wraps each backend in
+//! one `Observed` layer, so every call the store makes to its storage (`get_items`, `add_items`,
 //! `pop_item`, `clear_session`, `session_info`, `list_sessions`, `prune`, `init`, `read_page`,
 //! `read_before`, staged writes' `stage` / `append` / `commit` / `abort`, history
 //! transactions, leases and fenced writes) passes through this file; no backend does any of it
@@ -84,7 +84,7 @@ use crate::lease::{Lease, LeaseGrant};
 use crate::stats::RequestStats;
 use crate::store::{
     Backend, BoxFuture, FencedWrite, ItemPage, ListOptions, PageBefore, PruneReport, RawRecords,
-    SessionInfo, SessionPage, StageMode, StagedWrite, WriteOutcome,
+    SessionInfo, SessionPage, StageMode, StagedWrite, Store, StoreOptions, WriteOutcome,
 };
 
 /// The counter of operations (labels `backend`, `operation`, `outcome`).
@@ -290,7 +290,27 @@ impl Call {
     }
 }
 
-/// The layer [`Store::from_backend`](crate::Store::from_backend) puts around every backend: it
+impl Store {
+    /// Wraps a backend (yours or ours) with the shared rules, and with the spans and metrics of
+    /// [`crate::observe`] (this constructor lives here so that `store.rs` need not know the
+    /// layer).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use openai_agents_session::{backend::memory::MemoryBackend, Store, StoreOptions};
+    /// let options = StoreOptions::default();
+    /// let store = Store::from_backend(Arc::new(MemoryBackend::new(options.clone())), options);
+    /// assert_eq!(store.backend_name(), "memory");
+    /// ```
+    pub fn from_backend(backend: Arc<dyn Backend>, options: StoreOptions) -> Store {
+        Store {
+            backend: Observed::wrap(backend),
+            options: Arc::new(options),
+        }
+    }
+}
+
+/// The layer [`Store::from_backend`] puts around every backend: it
 /// forwards each call and observes it (see the [module docs](self)).
 pub(crate) struct Observed {
     inner: Arc<dyn Backend>,

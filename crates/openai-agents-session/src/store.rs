@@ -649,8 +649,9 @@ fn unexpected_outcome(op: Operation, outcome: &WriteOutcome, session_id: &str) -
 /// ```
 #[derive(Clone)]
 pub struct Store {
+    /// The backend inside the `observe.rs` layer (`Store::from_backend` is in `observe.rs`).
     pub(crate) backend: Arc<dyn Backend>,
-    options: Arc<StoreOptions>,
+    pub(crate) options: Arc<StoreOptions>,
 }
 
 impl fmt::Debug for Store {
@@ -687,15 +688,6 @@ pub fn validate_session_id(session_id: &str) -> Result<()> {
 }
 
 impl Store {
-    /// Wraps a backend (yours or ours) with the shared rules, and with the spans and metrics of
-    /// [`crate::observe`].
-    pub fn from_backend(backend: Arc<dyn Backend>, options: StoreOptions) -> Store {
-        Store {
-            backend: crate::observe::Observed::wrap(backend),
-            options: Arc::new(options),
-        }
-    }
-
     /// A handle on one session: validates the id, does no I/O, shares this store's connections.
     pub fn session(&self, session_id: &str) -> Result<StoreSession> {
         validate_session_id(session_id)?;
