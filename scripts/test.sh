@@ -14,6 +14,8 @@ quick=false
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+# A one-shot build gains nothing from incremental compilation's caches, and pays to write them.
+[ "${CI:-}" = "true" ] && export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 declare -a stage_names=() stage_secs=()
 stage() {
