@@ -2407,3 +2407,46 @@ async fn prune_beside_new_sessions_loses_nothing() {
     );
     println!("prune race: {runs} prune runs beside 48 new sessions, nothing lost");
 }
+
+/// `init` turns DynamoDB's TTL on the attribute `ttl` on by default; with `enable_ttl=false`
+/// it creates the table and leaves TTL off (the Node package's `enableTtl: false`).
+#[tokio::test]
+async fn init_turns_ttl_on_unless_enable_ttl_is_false() {
+    let client = raw_client().await;
+    let ttl_status = |table: String| {
+        let client = client.clone();
+        async move {
+            let out = client
+                .describe_time_to_live()
+                .table_name(&table)
+                .send()
+                .await
+                .unwrap();
+            out.time_to_live_description()
+                .and_then(|d| d.time_to_live_status())
+                .map(|s| s.as_str().to_owned())
+        }
+    };
+    let on = table_name("ttl_on");
+    Store::open(&table_url("ttl_on", ""))
+        .await
+        .unwrap()
+        .init()
+        .await
+        .unwrap();
+    assert_eq!(ttl_status(on).await.as_deref(), Some("ENABLED"));
+    let off = table_name("ttl_off");
+    let store = Store::open(&table_url("ttl_off", "&enable_ttl=false"))
+        .await
+        .unwrap();
+    store.init().await.unwrap();
+    let status = ttl_status(off).await;
+    assert!(
+        matches!(status.as_deref(), None | Some("DISABLED")),
+        "TTL left off: {status:?}"
+    );
+    // The table works: TTL at read time does not depend on DynamoDB's sweeper.
+    let s = store.session("x").unwrap();
+    s.add_items(numbered(0..2)).await.unwrap();
+    assert_eq!(s.get_items(None).await.unwrap().len(), 2);
+}
