@@ -44,8 +44,7 @@ impl Visit for Fields<'_> {
         self.0.insert(field.name().to_owned(), value.to_owned());
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0
-            .insert(field.name().to_owned(), format!("{value:?}"));
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
     }
 }
 
@@ -152,7 +151,10 @@ async fn every_operation_has_a_span_with_its_fields() {
     store.session_info("user-42:chat").await.unwrap();
     store.list_sessions(&ListOptions::default()).await.unwrap();
     session.read_before(None, 5).await.unwrap();
-    store.read_page("user-42:chat", None, 1 << 20).await.unwrap();
+    store
+        .read_page("user-42:chat", None, 1 << 20)
+        .await
+        .unwrap();
     let mut staged = store
         .stage("user-42:chat", StageMode::Append, None)
         .await
@@ -160,7 +162,10 @@ async fn every_operation_has_a_span_with_its_fields() {
     staged.append(items(&[r#"{"s":1}"#])).await.unwrap();
     staged.commit().await.unwrap();
     let tx = HistoryTransaction::append_items(items(&[r#"{"t":1}"#]));
-    session.apply_history_transaction("op-1", &tx).await.unwrap();
+    session
+        .apply_history_transaction("op-1", &tx)
+        .await
+        .unwrap();
     let lease = store
         .acquire_lease("user-42:chat", "worker", Duration::from_secs(5), None)
         .await
@@ -185,7 +190,10 @@ async fn every_operation_has_a_span_with_its_fields() {
     assert_eq!(get.get("oas.bytes"), Some("7"));
     assert_eq!(get.get("oas.requests"), Some("1"));
     let pop = only(&spans, "pop_item");
-    assert_eq!((pop.get("oas.items"), pop.get("oas.bytes")), (Some("1"), Some("7")));
+    assert_eq!(
+        (pop.get("oas.items"), pop.get("oas.bytes")),
+        (Some("1"), Some("7"))
+    );
     for op in [
         "session_info",
         "list_sessions",
@@ -211,7 +219,10 @@ async fn every_operation_has_a_span_with_its_fields() {
     assert_eq!(only(&spans, "read_before").get("oas.items"), Some("1"));
     assert_eq!(only(&spans, "staged_append").get("oas.items"), Some("1"));
     let tx = only(&spans, "apply_history_transaction");
-    assert_eq!((tx.get("oas.items"), tx.get("oas.bytes")), (Some("1"), Some("7")));
+    assert_eq!(
+        (tx.get("oas.items"), tx.get("oas.bytes")),
+        (Some("1"), Some("7"))
+    );
     let fenced: Vec<_> = spans
         .iter()
         .filter(|s| s.get("oas.fenced") == Some("true"))
@@ -282,7 +293,10 @@ async fn spans_and_events_hold_no_contents_ids_or_keys() {
     session.get_items(None).await.unwrap();
     session.pop_item().await.unwrap();
     let tx = HistoryTransaction::append_items(items(&[r#"{"content":"item-contents-0815"}"#]));
-    session.apply_history_transaction("op-secret-9", &tx).await.unwrap();
+    session
+        .apply_history_transaction("op-secret-9", &tx)
+        .await
+        .unwrap();
     store
         .acquire_lease(id, "owner-name-1234", Duration::from_secs(5), None)
         .await
@@ -290,10 +304,18 @@ async fn spans_and_events_hold_no_contents_ids_or_keys() {
     store.list_all_sessions(None).await.unwrap();
     // An error too: a store without the key meets the encrypted record.
     let keyless = Store::open(&sqlite_url(&dir, "")).await.unwrap();
-    let err = keyless.session(id).unwrap().get_items(None).await.unwrap_err();
+    let err = keyless
+        .session(id)
+        .unwrap()
+        .get_items(None)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::EncryptionKeyMissing);
     let everything = capture.everything();
-    assert!(everything.contains("encryption_key_missing"), "{everything}");
+    assert!(
+        everything.contains("encryption_key_missing"),
+        "{everything}"
+    );
     for secret in [
         "item-contents-0815",
         id,
@@ -379,7 +401,10 @@ fn metrics_count_operations_outcomes_and_bytes() {
         runtime.block_on(async {
             let store = Store::open(&sqlite_url(&dir, "")).await.unwrap();
             let session = store.session("m").unwrap();
-            session.add_items(items(&[r#"{"a":1}"#, r#"{"b":22}"#])).await.unwrap();
+            session
+                .add_items(items(&[r#"{"a":1}"#, r#"{"b":22}"#]))
+                .await
+                .unwrap();
             session.add_items(items(&[r#"{"c":3}"#])).await.unwrap();
             assert_eq!(session.get_items(None).await.unwrap().len(), 3);
             session.get_items(Some(0)).await.unwrap(); // answered without storage: not counted
@@ -397,7 +422,10 @@ fn metrics_count_operations_outcomes_and_bytes() {
         })
     });
     let l = |op: &str, outcome: &str| {
-        format!("{}{{backend=sqlite,operation={op},outcome={outcome}}}", observe::OPERATIONS)
+        format!(
+            "{}{{backend=sqlite,operation={op},outcome={outcome}}}",
+            observe::OPERATIONS
+        )
     };
     assert_eq!(counts.get(&l("add_items", "ok")), 2);
     assert_eq!(counts.get(&l("get_items", "ok")), 1);
@@ -405,18 +433,29 @@ fn metrics_count_operations_outcomes_and_bytes() {
     assert_eq!(counts.get(&l("acquire_lease", "ok")), 1);
     assert_eq!(counts.get(&l("pop_item", "fenced")), 1);
     let d = |op: &str, outcome: &str| {
-        format!("{}{{backend=sqlite,operation={op},outcome={outcome}}}", observe::DURATION)
+        format!(
+            "{}{{backend=sqlite,operation={op},outcome={outcome}}}",
+            observe::DURATION
+        )
     };
     assert_eq!(counts.get(&d("add_items", "ok")), 2, "one latency per call");
     assert_eq!(counts.get(&d("pop_item", "fenced")), 1);
     let b = |name: &str, op: &str| format!("{name}{{backend=sqlite,operation={op}}}");
-    assert_eq!(counts.get(&b(observe::BYTES_WRITTEN, "add_items")), 7 + 8 + 7);
+    assert_eq!(
+        counts.get(&b(observe::BYTES_WRITTEN, "add_items")),
+        7 + 8 + 7
+    );
     assert_eq!(counts.get(&b(observe::ITEMS_WRITTEN, "add_items")), 3);
     assert_eq!(counts.get(&b(observe::BYTES_READ, "get_items")), 7 + 8 + 7);
     assert_eq!(counts.get(&b(observe::ITEMS_READ, "get_items")), 3);
     assert_eq!(counts.get(&b(observe::BYTES_READ, "pop_item")), 7);
     assert!(
-        counts.values.lock().unwrap().keys().all(|k| !k.contains("=m,") && !k.contains("=m}")),
+        counts
+            .values
+            .lock()
+            .unwrap()
+            .keys()
+            .all(|k| !k.contains("=m,") && !k.contains("=m}")),
         "no session id in a label"
     );
 }
