@@ -21,6 +21,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# DATA=FILE reuses a data set made before (the same generator as scripts/bench-transfer.sh).
+if [ -n "${DATA:-}" ]; then ln -s "$(realpath "$DATA")" "$WORK/data.jsonl"; else
 python3 - "$SESSIONS" "$ITEMS" "$BYTES" >"$WORK/data.jsonl" <<'PY'
 import json, random, string, sys
 sessions, items, size = map(int, sys.argv[1:])
@@ -32,6 +34,7 @@ for s in range(sessions):
         text = "".join(rnd.choices(alphabet, k=size))
         print(f'{{"session_id":{sid},"item":{{"type":"message","role":"user","n":{i},"content":"{text}"}}}}')
 PY
+fi
 echo "input: $(du -m "$WORK/data.jsonl" | cut -f1) MB in $SESSIONS sessions"
 OLD=$("$BIN" keygen)
 NEW=$("$BIN" keygen)
