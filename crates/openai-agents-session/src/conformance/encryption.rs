@@ -11,7 +11,9 @@ use crate::encryption::{Encryption, EncryptionKey};
 /// A record of `session_id` holding `item`, sealed under a fresh random key that no store has.
 pub fn foreign_encrypted_record(session_id: &str, item: &Item) -> Vec<u8> {
     let key = EncryptionKey::generate().expect("the system random generator works");
-    RecordCodec::new(Encryption::new(vec![key])).encode(session_id, item)
+    RecordCodec::new(Encryption::new(vec![key]))
+        .encode(session_id, item)
+        .expect("the system random generator works")
 }
 
 async fn count_of(store: &Store, id: &str) -> std::result::Result<Option<u64>, Fail> {
@@ -106,7 +108,7 @@ pub(super) async fn encrypted_records_are_bound_and_sealed(ctx: &Ctx<'_>) -> Cas
     let moved = item(json!({"moved": "from a"}));
     b.add_items(numbered(0..1)).await?;
     // A record written for session a, copied into session b.
-    raw(&store, &b_id, codec.encode(&a_id, &moved)).await?;
+    raw(&store, &b_id, codec.encode(&a_id, &moved)?).await?;
     if !codec.encrypts() {
         // Plain records are not bound to their session: that is what encryption adds.
         ensure_eq!(
@@ -127,7 +129,7 @@ pub(super) async fn encrypted_records_are_bound_and_sealed(ctx: &Ctx<'_>) -> Cas
         "pop reaching a moved record"
     );
     // Damaged records of b's own: whatever byte is flipped, unreadable, never dropped.
-    let own = codec.encode(&b_id, &item(json!({"own": true})));
+    let own = codec.encode(&b_id, &item(json!({"own": true})))?;
     for at in [0, 1, 2, 5, own.len() / 2, own.len() - 1] {
         let mut bad = own.clone();
         bad[at] ^= 0x5a;

@@ -552,7 +552,7 @@ impl DynamoDbBackend {
         let records = items
             .iter()
             .map(|i| self.inner.codec.encode(session_id, i))
-            .collect();
+            .collect::<Result<_>>()?;
         drop(items);
         self.inner
             .append(Operation::AddItems, session_id, records, fence)

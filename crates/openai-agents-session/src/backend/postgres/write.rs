@@ -140,8 +140,8 @@ impl Inner {
         fence: Option<u64>,
     ) -> Result<Applied> {
         let op = Operation::ApplyTransaction;
-        let records = self.encode_all(session_id, prepared.transaction.items_added());
-        let mut expected = self.encode_all(session_id, prepared.transaction.expected_suffix());
+        let records = self.encode_all(session_id, prepared.transaction.items_added())?;
+        let mut expected = self.encode_all(session_id, prepared.transaction.expected_suffix())?;
         let k = expected.len() as i64;
         let ttl = self.ttl_ms();
         let fence_arg = fence_arg(fence);

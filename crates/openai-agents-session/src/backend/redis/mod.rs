@@ -501,7 +501,7 @@ impl Backend for RedisBackend {
             let records = items
                 .iter()
                 .map(|i| self.codec.encode(session_id, i))
-                .collect();
+                .collect::<Result<_>>()?;
             drop(items);
             self.append(Operation::AddItems, session_id, records, None)
                 .await
@@ -563,7 +563,7 @@ impl Backend for RedisBackend {
                     let records = items
                         .iter()
                         .map(|i| self.codec.encode(session_id, i))
-                        .collect();
+                        .collect::<Result<_>>()?;
                     drop(items);
                     self.append(Operation::AddItems, session_id, records, fence)
                         .await

@@ -296,7 +296,7 @@ impl Backend for SqliteBackend {
             let records: Vec<Vec<u8>> = items
                 .iter()
                 .map(|i| self.inner.codec.encode(&id, i))
-                .collect();
+                .collect::<Result<_>>()?;
             drop(items);
             self.run(Operation::AddItems, move |conn| {
                 inner.append(conn, &id, &records, None)
@@ -387,7 +387,7 @@ impl Backend for SqliteBackend {
                 .items_added()
                 .iter()
                 .map(|i| inner.codec.encode(&id, i))
-                .collect();
+                .collect::<Result<_>>()?;
             self.run(Operation::ApplyTransaction, move |conn| {
                 inner.apply_transaction(conn, &id, &prepared, &records, None)
             })
@@ -450,8 +450,7 @@ impl Backend for SqliteBackend {
         Box::pin(async move {
             match write {
                 FencedWrite::AddItems(items) => {
-                    let records: Vec<Vec<u8>> =
-                        items.iter().map(|i| inner.codec.encode(&id, i)).collect();
+                    let records: Vec<Vec<u8>> = inner.codec.encode_all(&id, &items)?;
                     drop(items);
                     self.run(op, move |conn| inner.append(conn, &id, &records, fence))
                         .await
@@ -472,7 +471,7 @@ impl Backend for SqliteBackend {
                         .items_added()
                         .iter()
                         .map(|i| inner.codec.encode(&id, i))
-                        .collect();
+                        .collect::<Result<_>>()?;
                     self.run(op, move |conn| {
                         inner.apply_transaction(conn, &id, &prepared, &records, fence)
                     })
