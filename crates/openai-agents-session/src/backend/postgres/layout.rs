@@ -8,7 +8,7 @@ pub const SCHEMA_VERSION: i32 = 2;
 
 /// What brings a schema of version 1 to this version, run (under the install's advisory lock)
 /// before [`FUNCTIONS`] and the new version row: the tables are unchanged; version 2 gave
-/// `@pop` its `p_check_all` parameter and `@fence` its status.
+/// `@pop` its `p_check_all` parameter, `@fence` its status and `@get` its refresh granularity.
 pub const UPGRADE_FROM_1: &str = r#"
 DROP FUNCTION IF EXISTS @pop(bytea, bigint, bigint);
 DROP FUNCTION IF EXISTS @fence(bytea, bigint, bigint);
@@ -194,22 +194,22 @@ END $$;
 
 -- get_items: the newest p_limit records (NULL: all) below sequence p_before, newest first,
 -- and the lowest sequence among them; with p_refresh the live session's expiry moves to
--- now + p_ttl in the same call. found is false for a missing or expired session.
+-- now + p_ttl in the same call when that moves it by at least the refresh granularity,
+-- p_ttl / 100 (as on the other backends), so nearly every read writes nothing. live is false
+-- for a missing or expired session.
 CREATE OR REPLACE FUNCTION @get(p_sid bytea, p_limit bigint, p_before bigint, p_ttl bigint,
     p_refresh boolean, OUT live boolean, OUT records bytea[], OUT lowest bigint, OUT n bigint)
 LANGUAGE plpgsql AS $$
-DECLARE now_ms bigint := @now_ms(); k bigint;
+DECLARE now_ms bigint := @now_ms(); k bigint; v_exp bigint;
 BEGIN
-  IF p_refresh THEN
-    UPDATE @sessions SET expires_at = now_ms + p_ttl
-     WHERE session_id = p_sid AND (expires_at IS NULL OR expires_at > now_ms)
-     RETURNING id INTO k;
-  ELSE
-    SELECT id INTO k FROM @sessions
-     WHERE session_id = p_sid AND (expires_at IS NULL OR expires_at > now_ms);
-  END IF;
+  SELECT id, expires_at INTO k, v_exp FROM @sessions
+   WHERE session_id = p_sid AND (expires_at IS NULL OR expires_at > now_ms);
   live := k IS NOT NULL;
   IF NOT live THEN RETURN; END IF;
+  IF p_refresh AND (v_exp IS NULL OR now_ms + p_ttl - v_exp >= greatest(p_ttl / 100, 1)) THEN
+    UPDATE @sessions SET expires_at = now_ms + p_ttl
+     WHERE id = k AND (expires_at IS NULL OR expires_at > now_ms);
+  END IF;
   SELECT array_agg(t.record ORDER BY t.seq DESC), min(t.seq), count(*) INTO records, lowest, n
     FROM (SELECT i.seq, i.record FROM @items i WHERE i.session = k AND i.seq < p_before
           ORDER BY i.seq DESC LIMIT p_limit) t;
