@@ -61,6 +61,8 @@ pub mod staged;
 mod stats;
 mod store;
 mod time;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod tls;
 pub mod transfer;
 pub mod url;
 
