@@ -116,8 +116,8 @@ impl Target {
     where
         S: Strategy,
         S::Value: Clone + std::fmt::Debug,
-        F: Fn(String, S::Value) -> Fut,
-        Fut: Future<Output = Result<Vec<String>, TestCaseError>>,
+        F: Fn(Case, S::Value) -> Fut,
+        Fut: Future<Output = Result<(), TestCaseError>>,
     {
         let seed = seed();
         let config = Config {
@@ -133,17 +133,18 @@ impl Target {
         let started = Instant::now();
         let result = runner.run(&strategy, |value| {
             self.runtime.block_on(async {
-                let token = self.case_token();
-                let outcome = body(token, value).await;
-                // Clean up what the case wrote, passed or failed, so that a shrunk replay and
-                // the servers' other users see nothing of it.
-                match outcome {
-                    Ok(used) => {
-                        self.clear(&used).await.map_err(TestCaseError::fail)?;
-                        Ok(())
-                    }
-                    Err(e) => Err(e),
-                }
+                let case = Case {
+                    token: self.case_token(),
+                    used: Default::default(),
+                };
+                let used = case.used.clone();
+                let outcome = body(case, value).await;
+                // Clean up what the case wrote, passed or failed, so that the servers' other
+                // users see nothing of it (replays have fresh ids anyway).
+                let used = std::mem::take(&mut *used.lock().expect("ids"));
+                let cleaned = self.clear(&used).await;
+                outcome?;
+                cleaned.map_err(TestCaseError::fail)
             })
         });
         let elapsed = started.elapsed();
@@ -178,20 +179,31 @@ impl Target {
     }
 
     fn all(&self) {
-        self.check("model", ops_strategy(), |token, ops| {
-            model_case(&self.store, token, ops)
+        self.check("model", ops_strategy(), |case, ops| {
+            model_case(&self.store, case, ops)
         });
-        self.check("isolation", ids_strategy(), |token, spec| {
-            isolation_case(&self.store, token, spec)
+        self.check("isolation", ids_strategy(), |case, spec| {
+            isolation_case(&self.store, case, spec)
         });
-        self.check("round_trip", round_trip_strategy(), |token, items| {
-            round_trip_case(&self.store, token, items)
+        self.check("round_trip", round_trip_strategy(), |case, items| {
+            round_trip_case(&self.store, case, items)
         });
     }
 }
 
-/// The case's failure, after a best-effort cleanup of what it wrote (a failed case is not
-/// replayed on its own leftovers: every replay has fresh ids).
+/// One case: its token (in each of its session ids) and the ids it used, cleared when it ends.
+struct Case {
+    token: String,
+    used: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Case {
+    fn uses(&self, ids: &[String]) {
+        self.used.lock().expect("ids").extend(ids.iter().cloned());
+    }
+}
+
+/// The case's failure (its sessions are cleared by [`Target::check`] all the same).
 macro_rules! ensure {
     ($cond:expr, $($why:tt)+) => {
         if !$cond {
@@ -366,15 +378,13 @@ impl ModelSession {
     }
 }
 
-async fn model_case(
-    store: &Store,
-    token: String,
-    ops: Vec<Op>,
-) -> Result<Vec<String>, TestCaseError> {
+async fn model_case(store: &Store, case: Case, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let token = &case.token;
     const SUFFIXES: [&str; SESSIONS] = ["", ":{a}*", "/%_\0\u{1F600}"];
     let ids: Vec<String> = (0..SESSIONS)
         .map(|i| format!("{token}-{i}{}", SUFFIXES[i]))
         .collect();
+    case.uses(&ids);
     let sessions: Vec<_> = ids
         .iter()
         .map(|id| store.session(id).expect("valid id"))
@@ -619,7 +629,7 @@ async fn model_case(
             texts(&got)
         );
     }
-    Ok(ids)
+    Ok(())
 }
 
 async fn apply_and_compare(
@@ -793,12 +803,8 @@ fn build_ids(token: &str, specs: &[IdSpec]) -> Vec<Option<String>> {
     out
 }
 
-async fn isolation_case(
-    store: &Store,
-    token: String,
-    case: IdsCase,
-) -> Result<Vec<String>, TestCaseError> {
-    let built = build_ids(&token, &case.ids);
+async fn isolation_case(store: &Store, ctx: Case, case: IdsCase) -> Result<(), TestCaseError> {
+    let built = build_ids(&ctx.token, &case.ids);
     // Distinct valid ids; invalid ones must be refused before any I/O.
     let mut ids: Vec<String> = Vec::new();
     for id in built.into_iter().flatten() {
@@ -824,8 +830,9 @@ async fn isolation_case(
             Err(e) => return Err(fail(&format!("session {id:?}"), e)),
         }
     }
+    ctx.uses(&ids);
     if ids.is_empty() {
-        return Ok(ids);
+        return Ok(());
     }
     let mut model: Vec<Vec<String>> = vec![Vec::new(); ids.len()];
     let mut written = 0u32;
@@ -930,7 +937,7 @@ async fn isolation_case(
             }
         }
     }
-    Ok(ids)
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -946,10 +953,11 @@ fn round_trip_strategy() -> impl Strategy<Value = Vec<(Json, u64)>> {
 
 async fn round_trip_case(
     store: &Store,
-    token: String,
+    case: Case,
     items: Vec<(Json, u64)>,
-) -> Result<Vec<String>, TestCaseError> {
-    let id = format!("{token}-rt");
+) -> Result<(), TestCaseError> {
+    let id = format!("{}-rt", case.token);
+    case.uses(std::slice::from_ref(&id));
     let session = store.session(&id).expect("valid id");
     let mut compact: Vec<String> = Vec::new();
     let mut batch: Vec<Item> = Vec::new();
@@ -1001,7 +1009,7 @@ async fn round_trip_case(
         "pop_item returned {popped:?}, expected {:?}",
         compact.last()
     );
-    Ok(vec![id])
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1032,7 +1040,7 @@ fn sqlite() {
     Target::open(
         "sqlite",
         &format!("sqlite://{}/props.db", dir.display()),
-        96,
+        64,
     )
     .all();
 }
@@ -1041,7 +1049,7 @@ fn sqlite() {
 #[cfg(feature = "redis")]
 #[test]
 fn redis_standalone() {
-    Target::open("redis", &support::shared_url("OAS_TEST_REDIS_URL"), 64).all();
+    Target::open("redis", &support::shared_url("OAS_TEST_REDIS_URL"), 96).all();
 }
 
 #[cfg(feature = "redis")]
@@ -1050,7 +1058,7 @@ fn redis_cluster() {
     Target::open(
         "redis-cluster",
         &support::shared_url("OAS_TEST_REDIS_CLUSTER_URL"),
-        48,
+        64,
     )
     .all();
 }
@@ -1072,5 +1080,5 @@ fn postgres() {
     let url = support::shared_url("OAS_TEST_POSTGRES_URL");
     let sep = if url.contains('?') { '&' } else { '?' };
     let schema = format!("props_{}", run_token());
-    Target::open("postgres", &format!("{url}{sep}schema={schema}"), 48).all();
+    Target::open("postgres", &format!("{url}{sep}schema={schema}"), 64).all();
 }
