@@ -1372,7 +1372,7 @@ async fn a_stalled_holder_is_fenced_after_takeover() {
     );
 }
 
-/// Found by the property tests (tests/properties.rs, isolation): under the default prefix, the
+/// The case of the property tests' `{id}:items` ids (tests/properties.rs): under the default prefix, the
 /// seed layout's key of a session named `{chat}:items` is `chat`'s own item list. Reading that
 /// session moved `chat`'s items into it on a standalone server (and a clear deleted them); on a
 /// Cluster it failed with `LegacyData`. Each id now keeps to its own items.

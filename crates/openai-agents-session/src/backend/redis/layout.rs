@@ -59,7 +59,7 @@ impl SessionKeys {
     /// own keys after the prefix, as `{chat}:items` has: its seed key is then another session's
     /// item list, metadata, lease or staging list (`{prefix}:{TAG}:...`, TAG brace-free as
     /// every escaped id is), and taking it for seed history would move that session's items
-    /// into this one (found by the property tests: reading `{chat}:items` emptied `chat`).
+    /// into this one (reading `{chat}:items` emptied `chat`; see docs/testing.md, "Property tests").
     ///
     /// ```
     /// use openai_agents_session::backend::redis::SessionKeys;
