@@ -332,6 +332,17 @@ impl Tx {
     }
 }
 
+/// A transaction as it was sent: the session, the operation id, the model's trees and the
+/// library's items (spelled as they were).
+#[derive(Clone)]
+struct Sent {
+    session: usize,
+    op_id: String,
+    tx: Tx,
+    expected: Vec<Item>,
+    added: Vec<Item>,
+}
+
 #[derive(Debug, PartialEq)]
 enum TxOutcome {
     Now,
@@ -390,8 +401,8 @@ async fn model_case(store: &Store, case: Case, ops: Vec<Op>) -> Result<(), TestC
         .map(|id| store.session(id).expect("valid id"))
         .collect();
     let mut model: Vec<ModelSession> = (0..SESSIONS).map(|_| ModelSession::default()).collect();
-    // Every transaction sent: (session, operation id, the transaction with its spelled items).
-    let mut sent: Vec<(usize, String, Tx, Vec<Item>, Vec<Item>)> = Vec::new();
+    // Every transaction sent, to be sent again as it was.
+    let mut sent: Vec<Sent> = Vec::new();
     for (step, op) in ops.iter().enumerate() {
         let at = |what: &str| format!("step {step} ({what})");
         match op {
@@ -516,13 +527,13 @@ async fn model_case(store: &Store, case: Case, ops: Vec<Op>) -> Result<(), TestC
                     }
                 };
                 let added: Vec<Item> = tx.added.iter().map(item_of).collect();
-                sent.push((
-                    *s,
-                    OP_IDS[*o].to_owned(),
-                    tx.clone(),
-                    spelled_expected.clone(),
-                    added.clone(),
-                ));
+                sent.push(Sent {
+                    session: *s,
+                    op_id: OP_IDS[*o].to_owned(),
+                    tx: tx.clone(),
+                    expected: spelled_expected.clone(),
+                    added: added.clone(),
+                });
                 apply_and_compare(
                     &sessions[*s],
                     &mut model[*s],
@@ -538,7 +549,13 @@ async fn model_case(store: &Store, case: Case, ops: Vec<Op>) -> Result<(), TestC
                 if sent.is_empty() {
                     continue;
                 }
-                let (s, op_id, tx, expected, added) = sent[n % sent.len()].clone();
+                let Sent {
+                    session: s,
+                    op_id,
+                    tx,
+                    expected,
+                    added,
+                } = sent[n % sent.len()].clone();
                 apply_and_compare(
                     &sessions[s],
                     &mut model[s],

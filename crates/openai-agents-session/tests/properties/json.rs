@@ -382,7 +382,7 @@ fn number_value(n: &str) -> Option<(bool, String, Decimal)> {
     }
     // The first significant digit sits at 10^(len(int) - 1 - lead + exponent).
     let position = int.len() as i64 - 1 - lead as i64;
-    Some((negative, significant.to_owned(), exponent.add(position)))
+    Some((negative, significant.to_owned(), exponent.plus(position)))
 }
 
 /// A signed decimal integer of any size (exponents past i128 are valid JSON).
@@ -413,7 +413,7 @@ impl Decimal {
         }
     }
 
-    fn add(&self, n: i64) -> Self {
+    fn plus(&self, n: i64) -> Self {
         let other = Decimal::parse(&n.to_string());
         if self.negative == other.negative {
             return Decimal {
