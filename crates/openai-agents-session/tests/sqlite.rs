@@ -266,7 +266,11 @@ async fn concurrent_appends_share_a_commit_and_keep_their_own_results() {
             let batch: Vec<Item> = (0..3)
                 .map(|n| format!(r#"{{"client":{client},"n":{n}}}"#).parse().unwrap())
                 .collect();
-            (id.clone(), client, store.session(&id).unwrap().add_items(batch).await)
+            (
+                id.clone(),
+                client,
+                store.session(&id).unwrap().add_items(batch).await,
+            )
         }));
     }
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
