@@ -30,6 +30,7 @@ use crate::url::StoreUrl;
 
 mod config;
 mod error;
+mod group;
 mod layout;
 mod lease;
 mod legacy;
@@ -103,6 +104,10 @@ struct Inner {
     codec: RecordCodec,
     stats: RequestStats,
     last_prune_ms: AtomicI64,
+    /// Unfenced appends waiting for the group committer (`group.rs`).
+    group: Mutex<group::GroupQueue>,
+    /// The group committer's connection, outside the pool (idle between groups).
+    writer: Mutex<Option<Connection>>,
 }
 
 pub(crate) async fn open(mut url: StoreUrl, options: StoreOptions) -> Result<Store> {
@@ -140,6 +145,8 @@ impl SqliteBackend {
             codec,
             stats: RequestStats::default(),
             last_prune_ms: AtomicI64::new(0),
+            group: Mutex::new(group::GroupQueue::default()),
+            writer: Mutex::new(None),
         });
         let backend = SqliteBackend { inner };
         backend
@@ -290,7 +297,6 @@ impl Backend for SqliteBackend {
     }
 
     fn add_items<'a>(&'a self, session_id: &'a str, items: Vec<Item>) -> BoxFuture<'a, Result<()>> {
-        let inner = Arc::clone(&self.inner);
         let id = session_id.to_owned();
         Box::pin(async move {
             let records: Vec<Vec<u8>> = items
@@ -298,10 +304,8 @@ impl Backend for SqliteBackend {
                 .map(|i| self.inner.codec.encode(&id, i))
                 .collect::<Result<_>>()?;
             drop(items);
-            self.run(Operation::AddItems, move |conn| {
-                inner.append(conn, &id, &records, None)
-            })
-            .await
+            // Committed with the other appends queued meanwhile (`group.rs`).
+            self.append_grouped(id, records).await
         })
     }
 
