@@ -24,7 +24,9 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openai_agents_session::{BoxError, Error, Item, Operation, Session, Store, StoreSession};
+use openai_agents_session::{
+    BoxError, Error, HistoryTransaction, Item, Operation, Session, Store, StoreSession,
+};
 use serde_json::{json, Value};
 
 /// Which benchmark `agent-session bench` runs.
@@ -1825,7 +1827,84 @@ async fn run_scenarios(
         .await?,
     );
 
-    for name in ["single", "batch", "short", "long"] {
+    // History transactions (docs/history-transactions.md, "Measured costs"), where the
+    // backend has them: an append under a new operation id, the same append retried under an
+    // id already applied (answered from the remembered id), and a one-item replace_suffix.
+    let tx = store.session(&format!("{prefix}tx"))?;
+    let probe = HistoryTransaction::append_items(Vec::new());
+    if tx
+        .apply_history_transaction("bench-probe", &probe)
+        .await
+        .is_ok()
+    {
+        let appends: Vec<HistoryTransaction> = (0..ops)
+            .map(|i| HistoryTransaction::append_items(vec![item(i, size)]))
+            .collect();
+        scenarios.push(
+            measure(
+                store,
+                "append_items (1 item, new id)",
+                Operation::ApplyTransaction,
+                ops,
+                |i| {
+                    let (tx, t) = (&tx, &appends[i]);
+                    async move {
+                        tx.apply_history_transaction(&format!("bench-{i}"), t)
+                            .await
+                            .map(drop)
+                    }
+                },
+            )
+            .await?,
+        );
+        scenarios.push(
+            measure(
+                store,
+                "append_items retried (applied id)",
+                Operation::ApplyTransaction,
+                ops,
+                |i| {
+                    let (tx, t) = (&tx, &appends[i]);
+                    async move {
+                        tx.apply_history_transaction(&format!("bench-{i}"), t)
+                            .await
+                            .map(drop)
+                    }
+                },
+            )
+            .await?,
+        );
+        // Each replace swaps the newest item for a new one: its expected suffix is the item
+        // the previous replace wrote (the last append's at first).
+        let replaces: Vec<HistoryTransaction> = (0..ops)
+            .map(|i| {
+                let last = if i == 0 { ops - 1 } else { ops + i - 1 };
+                HistoryTransaction::replace_suffix(
+                    vec![item(last, size)],
+                    vec![item(ops + i, size)],
+                )
+            })
+            .collect();
+        scenarios.push(
+            measure(
+                store,
+                "replace_suffix (1 -> 1 item)",
+                Operation::ApplyTransaction,
+                ops,
+                |i| {
+                    let (tx, t) = (&tx, &replaces[i]);
+                    async move {
+                        tx.apply_history_transaction(&format!("bench-r{i}"), t)
+                            .await
+                            .map(drop)
+                    }
+                },
+            )
+            .await?,
+        );
+    }
+
+    for name in ["single", "batch", "short", "long", "tx"] {
         store
             .session(&format!("{prefix}{name}"))?
             .clear_session()
