@@ -1065,10 +1065,10 @@ async fn client(shared: Arc<Shared>, k: usize) -> ClientResult {
         }
         // This client's turns go round its sessions: the round is this session's turn count.
         let round = (n - 1) / sessions.len() as u64 + 1;
-        if args.clear_every.is_some_and(|e| e > 0 && round % e == 0) {
-            if !end_conversation(&shared, s, measured).await {
-                ok = false;
-            }
+        if args.clear_every.is_some_and(|e| e > 0 && round % e == 0)
+            && !end_conversation(&shared, s, measured).await
+        {
+            ok = false;
         }
         if measured {
             if let Some(max) = args.turns {
