@@ -301,7 +301,12 @@ mod tests {
         assert_eq!(h.count(), 100);
         let p50 = h.quantile(0.5);
         assert!((50e-6..=50e-6 * 1.13).contains(&p50), "{p50}");
-        assert_eq!(h.quantile(1.0), 100e-6);
+        // The largest value recorded, up to the float rounding of the bucket arithmetic.
+        assert!(
+            (h.quantile(1.0) - 100e-6).abs() < 1e-12,
+            "{}",
+            h.quantile(1.0)
+        );
     }
 
     #[test]
