@@ -14,6 +14,8 @@ quick=false
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+# A one-shot build gains nothing from incremental compilation's caches, and pays to write them.
+[ "${CI:-}" = "true" ] && export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 declare -a stage_names=() stage_secs=()
 stage() {
@@ -65,7 +67,16 @@ fi
 # of theirs could not link) are built and tested below, by maturin and by @napi-rs/cli.
 RUST=(--workspace --exclude openai-agents-session-py --exclude openai-agents-session-node --all-features --locked)
 stage "build tests" cargo test "${RUST[@]}" --no-run
-stage "tests + doc tests" cargo test "${RUST[@]}" --no-fail-fast
+# cargo-nextest (on this kind of machine) runs every binary's tests side by side: most of them
+# wait on servers, not on the CPU, and `cargo test` runs the binaries one after another.
+# Its settings: .config/nextest.toml. Without it, `cargo test` runs the same tests.
+if cargo nextest --version >/dev/null 2>&1; then
+  stage "tests" cargo nextest run "${RUST[@]}" --no-fail-fast
+else
+  echo "cargo-nextest is not installed: the tests run through cargo test, one binary at a time"
+  stage "tests" cargo test "${RUST[@]}" --no-fail-fast --tests --bins --lib
+fi
+stage "doc tests" cargo test "${RUST[@]}" --doc
 # The session inspector in a real browser (Debian chromium, playwright-core; installs chromium if missing).
 stage "browser" scripts/browser-tests.sh
 stage "python package" scripts/python-tests.sh

@@ -6,7 +6,10 @@
 * ``py-seed-redis``, ``py-seed-dynamodb``: the seed, ``openai-agents-session==0.1.0`` (same
   import name as ours: it runs from its own virtualenv);
 * ``py-official-redis``, ``py-official-sqlite``: the official ``openai-agents`` 0.24.0
-  ``RedisSession`` and ``SQLiteSession``.
+  ``RedisSession`` and ``SQLiteSession``;
+* ``py-official-sqlalchemy``: its ``SQLAlchemySession`` on PostgreSQL through asyncpg
+  (``postgresql+asyncpg://`` URLs; one engine shared by every session, its pool of
+  ``pool_size`` connections, default 16 as ours, no overflow).
 
 A turn is ``get_items(limit)`` then ``add_items(items)`` (a ~205 B user message and a ~986 B
 assistant output message, the same bytes as the Rust engine's), from ``concurrency`` asyncio
@@ -285,6 +288,28 @@ class OfficialSqlite(Target):
                 pass
 
 
+class OfficialSqlalchemy(Target):
+    name = "py-official-sqlalchemy"
+    backend = "postgres"
+    durability = "the server's (the session sets none)"
+
+    def __init__(self, url: str, pool_size: int) -> None:
+        from agents.extensions.memory.sqlalchemy_session import SQLAlchemySession
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        self.cls = SQLAlchemySession
+        self.engine = create_async_engine(url, pool_size=pool_size, max_overflow=0)
+
+    async def setup(self, names: List[str]) -> None:
+        # The tables once (create_tables on the first session), as an application at startup.
+        tables = {"sessions_table": "oasbench_sqla_sessions", "messages_table": "oasbench_sqla_messages"}
+        self.sessions = [self.cls(n, engine=self.engine, create_tables=(i == 0), **tables) for i, n in enumerate(names)]
+        await self.sessions[0].get_items(1)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
 class SeedDynamo(Target):
     name = "py-seed-dynamodb"
     backend = "dynamodb"
@@ -328,6 +353,8 @@ def make_target(req: Dict[str, Any], probe: Optional[RedisProbe]) -> Target:
         return OfficialRedis(url, ttl, prefix, probe)
     if t == "py-official-sqlite":
         return OfficialSqlite(url)
+    if t == "py-official-sqlalchemy":
+        return OfficialSqlalchemy(url, int(req.get("pool_size", 16)))
     raise ValueError(f"unknown target {t!r}")
 
 

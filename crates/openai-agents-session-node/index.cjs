@@ -678,27 +678,27 @@ class PostgresSession extends NativeSession {
   }
 }
 
-/**
- * Creates the DynamoDB table when it does not exist (this library's layout, on-demand billing),
- * waits until it is active and turns DynamoDB's TTL on the attribute `ttl` on.
- */
 /** A new encryption key: 32 random bytes as standard base64 (what `agent-session keygen` prints). */
 function generateEncryptionKey() {
   return callSync(() => NativeStore.generateKey());
 }
 
+/**
+ * Creates the DynamoDB table when it does not exist (this library's layout, on-demand billing),
+ * waits until it is active and turns DynamoDB's TTL on the attribute `ttl` on (with
+ * `enableTtl: false` the table's TTL setting is left as it is; expired sessions are hidden at
+ * read time either way).
+ */
 async function createTableIfNotExists(options = {}) {
   if (!options || typeof options.tableName !== 'string' || options.tableName === '') {
     throw new ConfigError('createTableIfNotExists needs { tableName }', { operation: 'open' });
   }
-  if (options.enableTtl === false) {
-    throw new ConfigError(
-      'createTableIfNotExists: enableTtl: false is not supported by the Node package (the table is created with ' +
-        "DynamoDB's TTL on `ttl`; expired sessions are hidden at read time either way)",
-      { operation: 'open' },
-    );
+  if (options.enableTtl !== undefined && typeof options.enableTtl !== 'boolean') {
+    throw new ConfigError('createTableIfNotExists: enableTtl must be a boolean', { operation: 'open' });
   }
-  const store = sharedStore(dynamodbUrl(options.tableName, options.region, options.endpoint, undefined), undefined);
+  let url = dynamodbUrl(options.tableName, options.region, options.endpoint, undefined);
+  if (options.enableTtl === false) url = withQuery(url, { enable_ttl: 'false' });
+  const store = sharedStore(url, undefined);
   await call(() => store.init());
 }
 

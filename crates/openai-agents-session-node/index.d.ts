@@ -125,7 +125,7 @@ export interface CreateTableOptions {
   tableName: string;
   region?: string;
   endpoint?: string;
-  /** Must be true (the default): the table gets DynamoDB's TTL on `ttl`. */
+  /** True (the default): DynamoDB's TTL is turned on the attribute `ttl`; false leaves the table's TTL setting as it is. */
   enableTtl?: boolean;
 }
 export declare function createTableIfNotExists(options: CreateTableOptions): Promise<void>;

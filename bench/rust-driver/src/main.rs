@@ -4,8 +4,10 @@
 //! * `rust-ours`: our library, any store URL (as the CLI does: a cross-check of it);
 //! * `rust-port`: the Rust Agents SDK port (`openai-agents-sdk` 0.24.2): its `RedisSession`
 //!   (`redis://` URLs; one multiplexed connection shared by every session, as the port's
-//!   `with_connection` expects) and its `SqliteSession` (`sqlite://PATH`; one connection shared
-//!   through `for_session`, WAL, SQLite's default `synchronous`, which the port does not set);
+//!   `with_connection` expects), its `SqliteSession` (`sqlite://PATH`; one connection shared
+//!   through `for_session`, WAL, SQLite's default `synchronous`, which the port does not set)
+//!   and its `SqlxSession` (feature `sqlx`; `postgres://` URLs: one sqlx `AnyPool` of
+//!   `--pool-size` connections shared by every session, as ours shares its pool of as many);
 //! * `rust-bare`: bare redis-rs, one pipelined round trip per operation (`LRANGE`+`PEXPIRE`,
 //!   `RPUSH`+`PEXPIRE`), items returned as raw bytes: the client limit on Redis.
 //!
@@ -15,7 +17,9 @@ use std::sync::Arc;
 
 use clap::Parser;
 use openai_agents_sdk::items::InputItem;
-use openai_agents_sdk::memory::{RedisSession, Session as PortSession, SqliteSession};
+use openai_agents_sdk::memory::{
+    RedisSession, Session as PortSession, SqliteSession, SqlxDialect, SqlxSession,
+};
 use openai_agents_session::{BoxError, Store};
 use serde_json::Value;
 
@@ -42,7 +46,8 @@ struct Cli {
     #[arg(long, value_enum)]
     target: Target,
     /// The store URL (rust-ours: any of ours, with its options such as ?ttl=3600; rust-port:
-    /// redis://HOST:PORT/ or sqlite://PATH; rust-bare: redis://HOST:PORT/).
+    /// redis://HOST:PORT/, sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB; rust-bare:
+    /// redis://HOST:PORT/).
     #[arg(long)]
     url: String,
     /// TTL in seconds of rust-port and rust-bare (rust-ours: the URL's `ttl` option).
@@ -51,6 +56,9 @@ struct Cli {
     /// Key prefix of rust-port and rust-bare.
     #[arg(long, default_value = "oasbench")]
     key_prefix: String,
+    /// Connections of rust-port's sqlx pool (ours: the URL's `pool_size`, default 16).
+    #[arg(long, default_value_t = 16)]
+    pool_size: u32,
     /// Print the JSON report instead of a table.
     #[arg(long)]
     json: bool,
@@ -252,6 +260,36 @@ async fn build(
                 ttl_secs: Some(cli.ttl),
                 refresh_on_read: false,
                 durability: redis_durability(),
+                encryption: "off".into(),
+            };
+            Ok((Arc::new(PortTarget { sessions }), settings))
+        }
+        Target::RustPort if cli.url.starts_with("postgres") => {
+            sqlx::any::install_default_drivers();
+            let pool = sqlx::any::AnyPoolOptions::new()
+                .max_connections(cli.pool_size)
+                .connect(&cli.url)
+                .await?;
+            let mut sessions: Vec<Box<dyn PortSession>> = Vec::with_capacity(names.len());
+            for (i, n) in names.iter().enumerate() {
+                // Tables of its own (the SQLAlchemy peer's default names are the same), created
+                // once, by the first session, as an application would at startup.
+                let session =
+                    SqlxSession::with_pool(n.clone(), pool.clone(), SqlxDialect::Postgres, false)
+                        .await?
+                        .with_tables("oasbench_port_sessions", "oasbench_port_messages")?;
+                if i == 0 {
+                    session.create_tables().await?;
+                }
+                sessions.push(Box::new(session));
+            }
+            let settings = TurnSettings {
+                target: "rust-port".into(),
+                backend: "postgres".into(),
+                url: openai_agents_session::url::redact(&cli.url),
+                ttl_secs: None,
+                refresh_on_read: false,
+                durability: "the server's (the session sets none)".into(),
                 encryption: "off".into(),
             };
             Ok((Arc::new(PortTarget { sessions }), settings))

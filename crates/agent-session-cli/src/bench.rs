@@ -24,7 +24,9 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openai_agents_session::{BoxError, Error, Item, Operation, Session, Store, StoreSession};
+use openai_agents_session::{
+    BoxError, Error, HistoryTransaction, Item, Operation, Session, Store, StoreSession,
+};
 use serde_json::{json, Value};
 
 /// Which benchmark `agent-session bench` runs.
@@ -54,6 +56,10 @@ pub struct BenchArgs {
     /// Print JSON instead of a table (scenarios: one object per scenario; turns: one object).
     #[arg(long)]
     pub json: bool,
+    /// Print the metrics of the run after the report (an in-process `metrics` recorder:
+    /// operations by backend, operation and outcome, latency histograms, bytes and items).
+    #[arg(long)]
+    pub metrics: bool,
     #[command(flatten)]
     pub turns: TurnArgs,
 }
@@ -91,6 +97,29 @@ pub struct TurnArgs {
     /// Turns: the `limit` of each turn's `get_items`.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
+    /// Turns: every N-th turn on a session ends its conversation: the session's items are
+    /// counted and checked against what was acknowledged (lost or extra items), then the
+    /// session is cleared (this keeps a long run's histories bounded).
+    #[arg(long, value_name = "N")]
+    pub clear_every: Option<u64>,
+    /// Turns, the soak mode: every SECS seconds print one JSON line on stderr (turns/s, errors
+    /// by kind, latency, RSS now and peak); latencies go to fixed-size histograms so memory stays
+    /// flat however long the run, and a client whose turn failed waits 10 ms before the next.
+    #[arg(long, value_name = "SECS")]
+    pub report_every: Option<f64>,
+    /// Turns: name the sessions `<PREFIX><i>` instead of `bench:<pid>:<i>` (a restarted run
+    /// works on the same sessions).
+    #[arg(long, value_name = "PREFIX")]
+    pub session_prefix: Option<String>,
+    /// Turns: a file of the acknowledged writes, appended (one `write` each) as they are
+    /// acknowledged and read at start: a run restarted after its process was killed first checks
+    /// that every session holds what the earlier runs were told (the resume check), then goes on
+    /// counting from there. With records in it, `--prefill` is skipped.
+    #[arg(long, value_name = "FILE")]
+    pub ledger: Option<std::path::PathBuf>,
+    /// Turns: leave the sessions in place at the end instead of clearing them.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// A boxed future, as the targets return.
@@ -160,6 +189,15 @@ pub struct TurnSettings {
 pub fn session_names(n: usize) -> Vec<String> {
     let pid = std::process::id();
     (0..n).map(|i| format!("bench:{pid}:{i}")).collect()
+}
+
+/// The session names of a turn run: `<--session-prefix><i>`, else [`session_names`].
+pub fn turn_session_names(args: &TurnArgs) -> Vec<String> {
+    let n = sessions_for(args);
+    match &args.session_prefix {
+        Some(prefix) => (0..n).map(|i| format!("{prefix}{i}")).collect(),
+        None => session_names(n),
+    }
 }
 
 // ------------------------------------------------------------------------------ turn items ---
@@ -562,6 +600,316 @@ struct ClientResult {
     first_error: Option<String>,
 }
 
+/// A latency histogram of fixed size (the soak mode's: memory does not grow with the run):
+/// 64 sub-buckets per power of two of nanoseconds, so a percentile is within 1.6 %.
+struct Histogram {
+    buckets: Vec<AtomicU64>,
+    sum_ns: AtomicU64,
+}
+
+const HIST_BUCKETS: usize = 64 * 64;
+
+impl Histogram {
+    fn new() -> Histogram {
+        Histogram {
+            buckets: (0..HIST_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+
+    fn index(ns: u64) -> usize {
+        if ns < 64 {
+            return ns as usize;
+        }
+        let exp = 63 - ns.leading_zeros(); // 6..=63
+        let mantissa = (ns >> (exp - 6)) & 63;
+        (exp as usize - 5) * 64 + mantissa as usize
+    }
+
+    /// The middle of bucket `i`, in nanoseconds.
+    fn value(i: usize) -> f64 {
+        if i < 64 {
+            return i as f64;
+        }
+        let exp = (i / 64 + 5) as u32;
+        let low = ((64 + (i % 64)) as u64) << (exp - 6);
+        low as f64 + ((1u64 << (exp - 6)) as f64 - 1.0) / 2.0
+    }
+
+    fn record(&self, d: Duration) {
+        let ns = d.as_nanos().min(u64::MAX as u128) as u64;
+        self.buckets[Histogram::index(ns)].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> HistSnapshot {
+        HistSnapshot {
+            counts: self
+                .buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
+            sum_ns: self.sum_ns.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The counts of a [`Histogram`] at one instant (or between two, [`HistSnapshot::since`]).
+#[derive(Debug, Clone, Default)]
+struct HistSnapshot {
+    counts: Vec<u64>,
+    sum_ns: u64,
+}
+
+impl HistSnapshot {
+    fn since(&self, before: &HistSnapshot) -> HistSnapshot {
+        HistSnapshot {
+            counts: self
+                .counts
+                .iter()
+                .enumerate()
+                .map(|(i, c)| c.saturating_sub(before.counts.get(i).copied().unwrap_or(0)))
+                .collect(),
+            sum_ns: self.sum_ns.saturating_sub(before.sum_ns),
+        }
+    }
+
+    fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Nearest-rank percentile in microseconds.
+    fn percentile_us(&self, p: f64) -> f64 {
+        let n = self.count();
+        if n == 0 {
+            return 0.0;
+        }
+        let rank = ((n as f64 * p).ceil() as u64).clamp(1, n);
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Histogram::value(i) / 1000.0;
+            }
+        }
+        0.0
+    }
+
+    fn mean_us(&self) -> f64 {
+        match self.count() {
+            0 => 0.0,
+            n => self.sum_ns as f64 / n as f64 / 1000.0,
+        }
+    }
+
+    /// The report's figures of one operation (as `op_json` gives them from exact latencies).
+    fn summary(&self, errors: u64) -> Value {
+        json!({
+            "count": self.count(),
+            "errors": errors,
+            "p50_us": round(self.percentile_us(0.5), 1),
+            "p99_us": round(self.percentile_us(0.99), 1),
+            "p999_us": round(self.percentile_us(0.999), 1),
+            "mean_us": round(self.mean_us(), 1),
+        })
+    }
+}
+
+/// The kind of a failed operation: our [`Error`]'s kind name, `other` for any other error.
+fn error_kind(e: &BoxError) -> &'static str {
+    e.downcast_ref::<Error>()
+        .map(|e| e.kind().name())
+        .unwrap_or("other")
+}
+
+/// Whether a failed write may have been applied: only [`ErrorKind::Connection`] and
+/// [`ErrorKind::Timeout`] promise it was not (any error not ours may have been).
+///
+/// [`ErrorKind::Connection`]: openai_agents_session::ErrorKind::Connection
+/// [`ErrorKind::Timeout`]: openai_agents_session::ErrorKind::Timeout
+fn maybe_applied(e: &BoxError) -> bool {
+    use openai_agents_session::ErrorKind;
+    !matches!(
+        e.downcast_ref::<Error>().map(|e| e.kind()),
+        Some(ErrorKind::Connection | ErrorKind::Timeout)
+    )
+}
+
+/// What the writes so far left in each session, as a range: the fewest and the most items it
+/// may hold (writes whose outcome is unknown widen the range), and the totals for the report.
+#[derive(Debug, Clone, Default)]
+struct Tally {
+    low: Vec<i64>,
+    high: Vec<i64>,
+    /// Items of acknowledged `add_items`.
+    added: u64,
+    /// Acknowledged `pop_item`s that returned an item.
+    popped: u64,
+    /// Acknowledged `clear_session`s.
+    cleared: u64,
+    /// Writes whose outcome is unknown.
+    unknown: u64,
+}
+
+impl Tally {
+    fn new(sessions: usize) -> Tally {
+        Tally {
+            low: vec![0; sessions],
+            high: vec![0; sessions],
+            ..Tally::default()
+        }
+    }
+
+    /// Applies one event of session `s`. Acknowledged writes: `a`dd of `n` items, `p`op of an
+    /// item, `c`lear. A write about to be sent (its outcome unknown until it returns; a kill
+    /// may come first): `A` (add of `n`), `P` (pop), `C` (clear); then, once it returned, its
+    /// outcome: `b` (the add of `n` applied), `x` (the add of `n` failed unapplied:
+    /// `connection` or `timeout`), `q` (the pop took an item), `e` (the pop found none), `k`
+    /// (the clear applied). Any other failed write keeps its capital: maybe applied.
+    fn apply(&mut self, op: char, s: usize, n: u64) {
+        let (low, high) = (&mut self.low[s], &mut self.high[s]);
+        let n = n as i64;
+        match op {
+            'a' => {
+                *low += n;
+                *high += n;
+                self.added += n as u64;
+            }
+            'p' => {
+                *low = (*low - 1).max(0);
+                *high = (*high - 1).max(0);
+                self.popped += 1;
+            }
+            'c' => {
+                *low = 0;
+                *high = 0;
+                self.cleared += 1;
+            }
+            'A' => *high += n,
+            'P' => *low = (*low - 1).max(0),
+            'C' => *low = 0,
+            'b' => {
+                *low += n;
+                self.added += n as u64;
+            }
+            'q' => {
+                *high = (*high - 1).max(0);
+                self.popped += 1;
+            }
+            'e' => {}
+            'x' => *high = (*high - n).max(*low),
+            'k' => {
+                *high = 0;
+                self.cleared += 1;
+            }
+            _ => return,
+        }
+        match op {
+            'A' | 'P' | 'C' => self.unknown += 1,
+            'b' | 'q' | 'e' | 'k' | 'x' => self.unknown = self.unknown.saturating_sub(1),
+            _ => {}
+        }
+    }
+
+    /// Items lost and items extra if session `s` holds `found` items.
+    fn check(&self, s: usize, found: u64) -> (u64, u64) {
+        let found = found as i64;
+        (
+            (self.low[s] - found).max(0) as u64,
+            (found - self.high[s]).max(0) as u64,
+        )
+    }
+}
+
+/// The `--ledger` file: one line per acknowledged (or maybe applied) write, `a <session> <n>`,
+/// `p <session>`, `c <session>` (in capitals when the outcome is unknown), each written by one
+/// `write` call as the write returns, so that a killed process loses none it was told of.
+struct Ledger {
+    file: std::sync::Mutex<std::fs::File>,
+}
+
+impl Ledger {
+    /// Opens (creates) the ledger and reads what earlier runs recorded.
+    fn open(path: &std::path::Path, sessions: usize) -> Result<(Ledger, Tally, u64), String> {
+        // Read line by line: a long soak's ledger is large, and this is no reason for RSS.
+        let mut reader = match std::fs::File::open(path) {
+            Ok(f) => Some(BufReader::new(f)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(format!("reading the ledger {}: {e}", path.display())),
+        };
+        let mut tally = Tally::new(sessions);
+        let mut records = 0;
+        let mut cut = false;
+        let mut buf = Vec::new();
+        while let Some(r) = reader.as_mut() {
+            buf.clear();
+            let n = r
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| format!("reading the ledger {}: {e}", path.display()))?;
+            if n == 0 {
+                break;
+            }
+            // A line without its newline was cut short by a kill: its write was not finished.
+            if buf.last() != Some(&b'\n') {
+                cut = true;
+                break;
+            }
+            let Ok(line) = std::str::from_utf8(&buf[..buf.len() - 1]) else {
+                continue;
+            };
+            let mut f = line.split(' ');
+            let (Some(op), Some(s)) = (f.next(), f.next().and_then(|s| s.parse::<usize>().ok()))
+            else {
+                continue;
+            };
+            let n = f.next().and_then(|n| n.parse::<u64>().ok());
+            let op = match (op, n) {
+                ("a" | "A" | "b" | "x", Some(_))
+                | ("p" | "P" | "c" | "C" | "q" | "e" | "k", None) => op,
+                _ => continue,
+            };
+            if s >= sessions {
+                return Err(format!(
+                    "the ledger {} names session {s}: run with the --sessions it was written with",
+                    path.display()
+                ));
+            }
+            tally.apply(op.chars().next().unwrap_or(' '), s, n.unwrap_or(0));
+            records += 1;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("opening the ledger {}: {e}", path.display()))?;
+        let ledger = Ledger {
+            file: std::sync::Mutex::new(file),
+        };
+        if cut {
+            ledger.record("\n".into()); // ends the cut line, so that it stays apart
+        }
+        Ok((ledger, tally, records))
+    }
+
+    fn record(&self, line: String) {
+        if let Ok(mut f) = self.file.lock() {
+            // A failed write only weakens the resume check (the item counts as extra).
+            let _ = f.write_all(line.as_bytes());
+        }
+    }
+}
+
+fn current_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// Items per `add_items` while pre-filling histories (one call of a ~600 KB batch: DynamoDB's
 /// 400 KB item of the seed holds 500 such items at most, and a run is not spent pre-filling).
 pub const PREFILL_BATCH: usize = 500;
@@ -579,9 +927,39 @@ struct Shared {
     /// Turns finished in the measured phase (`--turns`).
     finished: AtomicU64,
     done: tokio::sync::Notify,
-    /// Items added to / popped from each session since the start (lost-items check).
-    added: Vec<AtomicU64>,
-    popped: Vec<AtomicU64>,
+    sessions: usize,
+    /// What each session should hold (lost-items check), since the ledger's start.
+    tally: std::sync::Mutex<Tally>,
+    /// Failed operations in the measured phase, by `operation:kind`.
+    errors: std::sync::Mutex<BTreeMap<String, u64>>,
+    /// The soak mode's histograms (get, add, pop, turn); `None` outside it.
+    hist: Option<[Histogram; 4]>,
+    ledger: Option<Ledger>,
+    /// `--clear-every`'s checks so far: how many, items lost, items extra.
+    checks: AtomicU64,
+    checked_lost: AtomicU64,
+    checked_extra: AtomicU64,
+}
+
+impl Shared {
+    /// Records one write (see [`Tally::apply`]) in the tally and the ledger.
+    fn note(&self, op: char, s: usize, n: u64) {
+        if let Ok(mut t) = self.tally.lock() {
+            t.apply(op, s, n);
+        }
+        if let Some(ledger) = &self.ledger {
+            ledger.record(match op {
+                'a' | 'A' | 'b' | 'x' => format!("{op} {s} {n}\n"),
+                _ => format!("{op} {s}\n"),
+            });
+        }
+    }
+
+    fn count_error(&self, op: &str, e: &BoxError) {
+        if let Ok(mut m) = self.errors.lock() {
+            *m.entry(format!("{op}:{}", error_kind(e))).or_default() += 1;
+        }
+    }
 }
 
 /// The sessions client `k` of `c` works on: `k, k + c, k + 2c...`, or, with fewer sessions than
@@ -601,7 +979,7 @@ fn error_text(e: &BoxError) -> String {
 async fn client(shared: Arc<Shared>, k: usize) -> ClientResult {
     let args = &shared.args;
     let target = &shared.target;
-    let sessions = client_sessions(k, args.concurrency, shared.added.len());
+    let sessions = client_sessions(k, args.concurrency, shared.sessions);
     let mut out = ClientResult::default();
     let mut n: u64 = 0;
     loop {
@@ -623,53 +1001,78 @@ async fn client(shared: Arc<Shared>, k: usize) -> ClientResult {
         let added = items.len() as u64;
         let t0 = Instant::now();
         let got = target.get_items(s, args.limit).await;
+        // Every write is noted before it is sent and once it returned (the ledger survives a
+        // kill in between: the write then counts as maybe applied).
+        shared.note('A', s, added);
         let t1 = Instant::now();
         let put = target.add_items(s, items).await;
         let t2 = Instant::now();
-        if put.is_ok() {
-            shared.added[s].fetch_add(added, Ordering::Relaxed);
+        match &put {
+            Ok(()) => shared.note('b', s, added),
+            // Not applied, by the error contract: an item of it found later counts as extra.
+            Err(e) if !maybe_applied(e) => shared.note('x', s, added),
+            Err(_) => {}
         }
         let popped = match args.pop_every {
             Some(every) if every > 0 && n % every == 0 => {
+                shared.note('P', s, 1);
                 let r = target.pop_item(s).await;
-                if let Ok(true) = r {
-                    shared.popped[s].fetch_add(1, Ordering::Relaxed);
+                match &r {
+                    Ok(true) => shared.note('q', s, 1),
+                    Ok(false) => shared.note('e', s, 1),
+                    Err(_) => {}
                 }
                 Some((r, t2.elapsed()))
             }
             _ => None,
         };
         let in_window = measured && shared.phase.load(Ordering::Acquire) == MEASURE;
+        let mut ok = true;
         if in_window {
-            let mut ok = true;
+            let hist = shared.hist.as_ref();
+            let push = |l: &mut Latencies, h: usize, d: Duration| match hist {
+                Some(hist) => hist[h].record(d),
+                None => l.push(d),
+            };
             match got {
-                Ok(_) => out.get.push(t1 - t0),
+                Ok(_) => push(&mut out.get, 0, t1 - t0),
                 Err(e) => {
                     ok = false;
                     out.get.errors += 1;
+                    shared.count_error("get_items", &e);
                     out.first_error.get_or_insert_with(|| error_text(&e));
                 }
             }
             match put {
-                Ok(()) => out.add.push(t2 - t1),
+                Ok(()) => push(&mut out.add, 1, t2 - t1),
                 Err(e) => {
                     ok = false;
                     out.add.errors += 1;
+                    shared.count_error("add_items", &e);
                     out.first_error.get_or_insert_with(|| error_text(&e));
                 }
             }
             if ok {
-                out.turn.push(t2 - t0);
+                push(&mut out.turn, 3, t2 - t0);
             }
             if let Some((r, d)) = popped {
                 match r {
-                    Ok(_) => out.pop.push(d),
+                    Ok(_) => push(&mut out.pop, 2, d),
                     Err(e) => {
+                        ok = false;
                         out.pop.errors += 1;
+                        shared.count_error("pop_item", &e);
                         out.first_error.get_or_insert_with(|| error_text(&e));
                     }
                 }
             }
+        }
+        // This client's turns go round its sessions: the round is this session's turn count.
+        let round = (n - 1) / sessions.len() as u64 + 1;
+        if args.clear_every.is_some_and(|e| e > 0 && round % e == 0)
+            && !end_conversation(&shared, s, measured).await
+        {
+            ok = false;
         }
         if measured {
             if let Some(max) = args.turns {
@@ -678,8 +1081,125 @@ async fn client(shared: Arc<Shared>, k: usize) -> ClientResult {
                 }
             }
         }
+        if !ok && shared.hist.is_some() {
+            // The soak mode: a store that is down (restarting) is not hammered.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
     out
+}
+
+/// `--clear-every`: counts session `s`, checks it against the tally, clears it. Whether it went
+/// without error.
+async fn end_conversation(shared: &Shared, s: usize, measured: bool) -> bool {
+    let found = match shared.target.count_items(s).await {
+        Ok(n) => n as u64,
+        Err(e) => {
+            if measured {
+                shared.count_error("count_items", &e);
+            }
+            return false;
+        }
+    };
+    let (lost, extra) = shared
+        .tally
+        .lock()
+        .map(|t| t.check(s, found))
+        .unwrap_or((0, 0));
+    shared.checks.fetch_add(1, Ordering::Relaxed);
+    shared.checked_lost.fetch_add(lost, Ordering::Relaxed);
+    shared.checked_extra.fetch_add(extra, Ordering::Relaxed);
+    shared.note('C', s, 0);
+    match shared.target.clear(s).await {
+        Ok(()) => {
+            shared.note('k', s, 0);
+            true
+        }
+        Err(e) => {
+            if measured {
+                shared.count_error("clear_session", &e);
+            }
+            false
+        }
+    }
+}
+
+/// Counts every session and checks it against `tally`: `{sessions, items_found, items_lost,
+/// items_extra, error}`.
+async fn check_sessions(target: &dyn TurnTarget, tally: &Tally, sessions: usize) -> Value {
+    let (mut found, mut lost, mut extra) = (0u64, 0u64, 0u64);
+    let mut error = None;
+    for s in 0..sessions {
+        match target.count_items(s).await {
+            Ok(n) => {
+                let (l, e) = tally.check(s, n as u64);
+                found += n as u64;
+                lost += l;
+                extra += e;
+            }
+            Err(e) => {
+                error.get_or_insert_with(|| format!("counting session {s}: {}", error_text(&e)));
+            }
+        }
+    }
+    json!({
+        "sessions": sessions,
+        "items_acknowledged": tally.added,
+        "items_popped": tally.popped,
+        "sessions_cleared": tally.cleared,
+        "writes_outcome_unknown": tally.unknown,
+        "items_found": found,
+        "items_lost": lost,
+        "items_extra": extra,
+        "error": error,
+    })
+}
+
+/// The soak mode's reporter: one JSON line on stderr every `every` seconds of the measured
+/// phase, until the phase ends.
+async fn reporter(shared: Arc<Shared>, every: f64, start: Instant) {
+    let Some(hist) = shared.hist.as_ref() else {
+        return;
+    };
+    let mut before: Vec<HistSnapshot> = hist.iter().map(Histogram::snapshot).collect();
+    let mut errors_before = BTreeMap::new();
+    let mut last = Instant::now();
+    let mut interval = 0u64;
+    loop {
+        interval += 1;
+        let due = start + Duration::from_secs_f64(every * interval as f64);
+        tokio::time::sleep_until(due.into()).await;
+        if shared.phase.load(Ordering::Acquire) != MEASURE {
+            return;
+        }
+        let now: Vec<HistSnapshot> = hist.iter().map(Histogram::snapshot).collect();
+        let d: Vec<HistSnapshot> = now.iter().zip(&before).map(|(a, b)| a.since(b)).collect();
+        let errors = shared.errors.lock().map(|m| m.clone()).unwrap_or_default();
+        let new_errors: BTreeMap<&String, u64> = errors
+            .iter()
+            .map(|(k, v)| (k, v - errors_before.get(k).copied().unwrap_or(0)))
+            .filter(|(_, v)| *v > 0)
+            .collect();
+        let secs = last.elapsed().as_secs_f64().max(1e-9);
+        let line = json!({
+            "soak": interval,
+            "elapsed_s": round(start.elapsed().as_secs_f64(), 1),
+            "turns": d[3].count(),
+            "turns_per_sec": round(d[3].count() as f64 / secs, 1),
+            "ops_per_sec": round((d[0].count() + d[1].count() + d[2].count()) as f64 / secs, 1),
+            "turn_p50_us": round(d[3].percentile_us(0.5), 1),
+            "turn_p99_us": round(d[3].percentile_us(0.99), 1),
+            "errors": new_errors,
+            "items_lost_so_far": shared.checked_lost.load(Ordering::Relaxed),
+            "items_extra_so_far": shared.checked_extra.load(Ordering::Relaxed),
+            "rss_kib": current_rss_kib(),
+            "peak_rss_kib": peak_rss_kib(),
+        });
+        eprintln!("{line}");
+        before = now;
+        errors_before = errors;
+        last = Instant::now();
+    }
 }
 
 fn peak_rss_kib() -> Option<u64> {
@@ -742,8 +1262,31 @@ pub async fn run_turns(
     if args.turns == Some(0) {
         return Err("--turns must be at least 1".into());
     }
+    if let Some(every) = args.report_every {
+        if every.is_nan() || every <= 0.0 {
+            return Err("--report-every must be positive".into());
+        }
+    }
     let mut args = args.clone();
     args.concurrency = concurrency;
+    let (ledger, tally, ledger_records) = match &args.ledger {
+        Some(path) => {
+            let (l, t, n) = Ledger::open(path, sessions)?;
+            (Some(l), t, n)
+        }
+        None => (None, Tally::new(sessions), 0),
+    };
+    // A restarted run: the sessions must hold what the killed runs were told.
+    let resume_check = if ledger_records > 0 {
+        let check = check_sessions(target.as_ref(), &tally, sessions).await;
+        let line = json!({"resume_check": check, "ledger_records": ledger_records});
+        if args.report_every.is_some() {
+            eprintln!("{line}");
+        }
+        Some(line)
+    } else {
+        None
+    };
     let shared = Arc::new(Shared {
         target: target.clone(),
         args: args.clone(),
@@ -751,19 +1294,32 @@ pub async fn run_turns(
         claimed: AtomicU64::new(0),
         finished: AtomicU64::new(0),
         done: tokio::sync::Notify::new(),
-        added: (0..sessions).map(|_| AtomicU64::new(0)).collect(),
-        popped: (0..sessions).map(|_| AtomicU64::new(0)).collect(),
+        sessions,
+        tally: std::sync::Mutex::new(tally),
+        errors: std::sync::Mutex::new(BTreeMap::new()),
+        hist: args.report_every.map(|_| {
+            [
+                Histogram::new(),
+                Histogram::new(),
+                Histogram::new(),
+                Histogram::new(),
+            ]
+        }),
+        ledger,
+        checks: AtomicU64::new(0),
+        checked_lost: AtomicU64::new(0),
+        checked_extra: AtomicU64::new(0),
     });
 
     // Pre-fill: every client fills its own sessions, PREFILL_BATCH items per add_items.
     let prefill_start = Instant::now();
-    if args.prefill > 0 {
+    if args.prefill > 0 && ledger_records == 0 {
         let mut tasks = Vec::new();
         for k in 0..concurrency.min(sessions) {
             let shared = shared.clone();
             tasks.push(tokio::spawn(async move {
                 let a = &shared.args;
-                for s in client_sessions(k, a.concurrency, shared.added.len()) {
+                for s in client_sessions(k, a.concurrency, shared.sessions) {
                     let mut written = 0;
                     while written < a.prefill {
                         let n = (a.prefill - written).min(PREFILL_BATCH);
@@ -780,7 +1336,7 @@ pub async fn run_turns(
                             .add_items(s, items)
                             .await
                             .map_err(|e| format!("pre-filling session {s}: {}", error_text(&e)))?;
-                        shared.added[s].fetch_add(n as u64, Ordering::Relaxed);
+                        shared.note('a', s, n as u64);
                         written += n;
                     }
                 }
@@ -802,6 +1358,9 @@ pub async fn run_turns(
     let cpu_before = process_cpu_secs();
     let start = Instant::now();
     shared.phase.store(MEASURE, Ordering::Release);
+    let reporter = args
+        .report_every
+        .map(|every| tokio::spawn(reporter(shared.clone(), every, start)));
     match args.turns {
         Some(_) => shared.done.notified().await,
         None => tokio::time::sleep(Duration::from_secs_f64(args.duration)).await,
@@ -814,6 +1373,9 @@ pub async fn run_turns(
         .map(|(a, b)| a.since(b));
     let server_after = probe_snapshot(probe).await;
     shared.phase.store(STOP, Ordering::Release);
+    if let Some(r) = reporter {
+        r.abort();
+    }
     let mut total = ClientResult::default();
     for c in clients {
         let r = c.await.map_err(|e| e.to_string())?;
@@ -835,35 +1397,48 @@ pub async fn run_turns(
     }
 
     // Lost items: each session holds what was written to it, less what was popped.
-    let mut lost = 0u64;
-    let mut extra = 0u64;
-    let mut check_error = None;
-    for s in 0..sessions {
-        let expected = shared.added[s].load(Ordering::Relaxed) as i64
-            - shared.popped[s].load(Ordering::Relaxed) as i64;
-        match target.count_items(s).await {
-            Ok(n) => {
-                let diff = expected - n as i64;
-                if diff > 0 {
-                    lost += diff as u64;
-                } else {
-                    extra += (-diff) as u64;
-                }
-            }
-            Err(e) => {
-                check_error.get_or_insert_with(|| error_text(&e));
+    let tally = shared.tally.lock().map(|t| t.clone()).unwrap_or_default();
+    let check = check_sessions(target.as_ref(), &tally, sessions).await;
+    let lost =
+        check["items_lost"].as_u64().unwrap_or(0) + shared.checked_lost.load(Ordering::Relaxed);
+    let extra =
+        check["items_extra"].as_u64().unwrap_or(0) + shared.checked_extra.load(Ordering::Relaxed);
+    let mut check_error = check["error"].as_str().map(str::to_owned);
+    if !args.keep {
+        for s in 0..sessions {
+            if let Err(e) = target.clear(s).await {
+                check_error.get_or_insert_with(|| format!("clearing: {}", error_text(&e)));
             }
         }
     }
-    for s in 0..sessions {
-        if let Err(e) = target.clear(s).await {
-            check_error.get_or_insert_with(|| format!("clearing: {}", error_text(&e)));
-        }
-    }
+    let errors_by_kind = shared.errors.lock().map(|m| m.clone()).unwrap_or_default();
+    // The soak mode's figures come from its histograms.
+    let hist: Option<Vec<HistSnapshot>> = shared
+        .hist
+        .as_ref()
+        .map(|h| h.iter().map(Histogram::snapshot).collect());
 
     let secs = elapsed.as_secs_f64().max(1e-9);
-    let turns = total.turn.nanos.len() as u64;
-    let ops = (total.get.nanos.len() + total.add.nanos.len() + total.pop.nanos.len()) as f64;
+    let (turns, ops) = match &hist {
+        Some(h) => (
+            h[3].count(),
+            (h[0].count() + h[1].count() + h[2].count()) as f64,
+        ),
+        None => (
+            total.turn.nanos.len() as u64,
+            (total.get.nanos.len() + total.add.nanos.len() + total.pop.nanos.len()) as f64,
+        ),
+    };
+    let op = |l: &Latencies, i: usize, counts: Option<(u64, u64)>| {
+        let mut v = match &hist {
+            Some(h) => h[i].summary(l.errors),
+            None => op_json(l, None),
+        };
+        v["requests_per_op"] = json!(counts
+            .filter(|c| c.0 > 0)
+            .map(|(calls, requests)| round(requests as f64 / calls as f64, 3)));
+        v
+    };
     let server = match (server_before, server_after) {
         (Some(b), Some(a)) => {
             let mut per_turn = serde_json::Map::new();
@@ -918,10 +1493,10 @@ pub async fn run_turns(
         "turns_per_sec": round(turns as f64 / secs, 1),
         "ops_per_sec": round(ops / secs, 1),
         "ops": {
-            "get_items": op_json(&total.get, requests.map(|r| r.get)),
-            "add_items": op_json(&total.add, requests.map(|r| r.add)),
-            "pop_item": op_json(&total.pop, requests.map(|r| r.pop)),
-            "turn": op_json(&total.turn, None),
+            "get_items": op(&total.get, 0, requests.map(|r| r.get)),
+            "add_items": op(&total.add, 1, requests.map(|r| r.add)),
+            "pop_item": op(&total.pop, 2, requests.map(|r| r.pop)),
+            "turn": op(&total.turn, 3, None),
         },
         "requests_per_turn": requests_total.map(|t| round(t as f64 / turns.max(1) as f64, 3)),
         "redis_server": server,
@@ -937,7 +1512,16 @@ pub async fn run_turns(
         },
         "items_lost": lost,
         "items_extra": extra,
+        "items_check": check,
+        "clear_every": args.clear_every,
+        "checks_at_clear": {
+            "checks": shared.checks.load(Ordering::Relaxed),
+            "items_lost": shared.checked_lost.load(Ordering::Relaxed),
+            "items_extra": shared.checked_extra.load(Ordering::Relaxed),
+        },
+        "resume_check": resume_check,
         "errors": total.get.errors + total.add.errors + total.pop.errors,
+        "errors_by_kind": errors_by_kind,
         "first_error": total.first_error.or(check_error),
     }))
 }
@@ -1135,10 +1719,31 @@ pub async fn run(
     args: &BenchArgs,
     out: &mut impl std::io::Write,
 ) -> Result<(), Error> {
+    let recorder = args
+        .metrics
+        .then(crate::observe::MetricsRecorder::install)
+        .flatten();
+    let result = run_workload(store, url, args, out).await;
+    if let Some(recorder) = recorder {
+        if args.json {
+            writeln!(out, "{}", recorder.render_json()).map_err(output_error)?;
+        } else {
+            write!(out, "{}", recorder.render_text()).map_err(output_error)?;
+        }
+    }
+    result
+}
+
+async fn run_workload(
+    store: &Store,
+    url: &str,
+    args: &BenchArgs,
+    out: &mut impl std::io::Write,
+) -> Result<(), Error> {
     match args.workload {
         Workload::Scenarios => run_scenarios(store, args, out).await,
         Workload::Turns => {
-            let names = session_names(sessions_for(&args.turns));
+            let names = turn_session_names(&args.turns);
             let target: Arc<dyn TurnTarget> = Arc::new(StoreTarget::new(store, &names)?);
             let probe = RedisProbe::from_url(url).filter(|_| store.backend_name() == "redis");
             let settings = store_settings(store, url, probe.as_ref());
@@ -1247,7 +1852,84 @@ async fn run_scenarios(
         .await?,
     );
 
-    for name in ["single", "batch", "short", "long"] {
+    // History transactions (docs/history-transactions.md, "Measured costs"), where the
+    // backend has them: an append under a new operation id, the same append retried under an
+    // id already applied (answered from the remembered id), and a one-item replace_suffix.
+    let tx = store.session(&format!("{prefix}tx"))?;
+    let probe = HistoryTransaction::append_items(Vec::new());
+    if tx
+        .apply_history_transaction("bench-probe", &probe)
+        .await
+        .is_ok()
+    {
+        let appends: Vec<HistoryTransaction> = (0..ops)
+            .map(|i| HistoryTransaction::append_items(vec![item(i, size)]))
+            .collect();
+        scenarios.push(
+            measure(
+                store,
+                "append_items (1 item, new id)",
+                Operation::ApplyTransaction,
+                ops,
+                |i| {
+                    let (tx, t) = (&tx, &appends[i]);
+                    async move {
+                        tx.apply_history_transaction(&format!("bench-{i}"), t)
+                            .await
+                            .map(drop)
+                    }
+                },
+            )
+            .await?,
+        );
+        scenarios.push(
+            measure(
+                store,
+                "append_items retried (applied id)",
+                Operation::ApplyTransaction,
+                ops,
+                |i| {
+                    let (tx, t) = (&tx, &appends[i]);
+                    async move {
+                        tx.apply_history_transaction(&format!("bench-{i}"), t)
+                            .await
+                            .map(drop)
+                    }
+                },
+            )
+            .await?,
+        );
+        // Each replace swaps the newest item for a new one: its expected suffix is the item
+        // the previous replace wrote (the last append's at first).
+        let replaces: Vec<HistoryTransaction> = (0..ops)
+            .map(|i| {
+                let last = if i == 0 { ops - 1 } else { ops + i - 1 };
+                HistoryTransaction::replace_suffix(
+                    vec![item(last, size)],
+                    vec![item(ops + i, size)],
+                )
+            })
+            .collect();
+        scenarios.push(
+            measure(
+                store,
+                "replace_suffix (1 -> 1 item)",
+                Operation::ApplyTransaction,
+                ops,
+                |i| {
+                    let (tx, t) = (&tx, &replaces[i]);
+                    async move {
+                        tx.apply_history_transaction(&format!("bench-r{i}"), t)
+                            .await
+                            .map(drop)
+                    }
+                },
+            )
+            .await?,
+        );
+    }
+
+    for name in ["single", "batch", "short", "long", "tx"] {
         store
             .session(&format!("{prefix}{name}"))?
             .clear_session()
@@ -1321,6 +2003,11 @@ mod tests {
             turn_item_bytes: vec![205, 986],
             pop_every: None,
             limit: 20,
+            clear_every: None,
+            report_every: None,
+            session_prefix: None,
+            ledger: None,
+            keep: false,
         };
         let items = turn_items(&args, "c0t1");
         let sizes: Vec<usize> = items.iter().map(|v| v.to_string().len()).collect();
@@ -1353,6 +2040,141 @@ mod tests {
         assert_eq!(p.user, None);
         assert!(RedisProbe::from_url("rediss://host/").is_none());
         assert!(RedisProbe::from_url("sqlite://x.db").is_none());
+    }
+
+    #[test]
+    fn histogram_percentiles_are_within_two_percent() {
+        let h = Histogram::new();
+        for us in 1..=10_000u64 {
+            h.record(Duration::from_micros(us));
+        }
+        let snap = h.snapshot();
+        assert_eq!(snap.count(), 10_000);
+        for (p, exact) in [(0.5, 5_000.0), (0.99, 9_900.0), (0.999, 9_990.0)] {
+            let got = snap.percentile_us(p);
+            assert!((got - exact).abs() / exact < 0.02, "p{p}: {got} vs {exact}");
+        }
+        assert!((snap.mean_us() - 5_000.5).abs() < 0.01);
+        // Every bucket's value lies in the bucket; small and huge values do not panic.
+        for ns in [0u64, 1, 63, 64, 65, 127, 128, 1_000_003, u64::MAX] {
+            let i = Histogram::index(ns);
+            assert!(i < HIST_BUCKETS);
+            let v = Histogram::value(i);
+            assert!((v - ns as f64).abs() <= ns as f64 / 64.0 + 0.5, "{ns}: {v}");
+        }
+        let later = h.snapshot();
+        h.record(Duration::from_micros(7));
+        assert_eq!(h.snapshot().since(&later).count(), 1);
+        assert_eq!(HistSnapshot::default().percentile_us(0.5), 0.0);
+    }
+
+    #[test]
+    fn the_tally_bounds_lost_and_extra_items() {
+        let mut t = Tally::new(1);
+        t.apply('a', 0, 10);
+        t.apply('p', 0, 1);
+        t.apply('p', 0, 1);
+        assert_eq!(t.check(0, 8), (0, 0));
+        assert_eq!(t.check(0, 7), (1, 0));
+        assert_eq!(t.check(0, 9), (0, 1));
+        // Writes whose outcome is unknown widen the range instead of counting as lost or extra.
+        t.apply('A', 0, 2);
+        t.apply('P', 0, 1);
+        assert_eq!(t.check(0, 7), (0, 0));
+        assert_eq!(t.check(0, 10), (0, 0));
+        assert_eq!(t.check(0, 6), (1, 0));
+        assert_eq!(t.check(0, 11), (0, 1));
+        t.apply('C', 0, 1);
+        assert_eq!(t.check(0, 0), (0, 0));
+        assert_eq!(t.check(0, 10), (0, 0));
+        t.apply('c', 0, 1);
+        assert_eq!(t.check(0, 1), (0, 1));
+        t.apply('p', 0, 1); // a pop acknowledged on an empty range stays at zero
+        assert_eq!(t.check(0, 0), (0, 0));
+        assert_eq!((t.added, t.popped, t.cleared, t.unknown), (10, 3, 1, 3));
+
+        // Intents and outcomes: a kill between them leaves the range open, never a false loss.
+        let mut t = Tally::new(1);
+        t.apply('A', 0, 2);
+        assert_eq!(
+            (t.check(0, 0), t.check(0, 2), t.check(0, 3)),
+            ((0, 0), (0, 0), (0, 1))
+        );
+        t.apply('b', 0, 2);
+        assert_eq!((t.check(0, 1), t.check(0, 2)), ((1, 0), (0, 0)));
+        t.apply('P', 0, 1); // killed here: 1 or 2 items
+        assert_eq!((t.check(0, 1), t.check(0, 2)), ((0, 0), (0, 0)));
+        t.apply('q', 0, 1);
+        assert_eq!((t.check(0, 1), t.check(0, 2)), ((0, 0), (0, 1)));
+        t.apply('A', 0, 2);
+        t.apply('x', 0, 2); // refused unapplied: the range closes again
+        assert_eq!(t.check(0, 3), (0, 2));
+        t.apply('C', 0, 1);
+        assert_eq!((t.check(0, 0), t.check(0, 1)), ((0, 0), (0, 0)));
+        t.apply('k', 0, 1);
+        assert_eq!(t.check(0, 1), (0, 1));
+        t.apply('P', 0, 1);
+        t.apply('e', 0, 1);
+        assert_eq!((t.added, t.popped, t.cleared, t.unknown), (2, 1, 1, 0));
+    }
+
+    #[test]
+    fn the_ledger_reads_back_what_was_recorded_and_skips_a_cut_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger");
+        let (l, t, n) = Ledger::open(&path, 2).unwrap();
+        assert_eq!((t.high.clone(), n), (vec![0, 0], 0));
+        for line in [
+            "a 0 2\n", "a 1 2\n", "p 1\n", "A 0 2\n", "P 0\n", "a 1 2\n", "x 1\n",
+        ] {
+            l.record(line.into());
+        }
+        drop(l);
+        // A kill in the middle of a write leaves a partial last line.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"a 1")
+            .unwrap();
+        let (l, t, n) = Ledger::open(&path, 2).unwrap();
+        assert_eq!(n, 6);
+        assert_eq!((t.low.clone(), t.high.clone()), (vec![1, 3], vec![4, 3]));
+        assert_eq!((t.added, t.popped, t.unknown), (6, 1, 2));
+        l.record("c 1\n".into());
+        drop(l);
+        let t = Ledger::open(&path, 2).unwrap().1;
+        assert_eq!((t.low, t.high, t.cleared), (vec![1, 0], vec![4, 0], 1));
+        let err = Ledger::open(&path, 1).err().unwrap();
+        assert!(err.contains("--sessions"), "{err}");
+    }
+
+    #[test]
+    fn session_names_take_the_prefix() {
+        let mut args = TurnArgs {
+            concurrency: 2,
+            sessions: Some(3),
+            duration: 1.0,
+            turns: None,
+            warmup: 0.0,
+            prefill: 0,
+            items_per_turn: 2,
+            turn_item_bytes: vec![205],
+            pop_every: None,
+            limit: 20,
+            clear_every: None,
+            report_every: None,
+            session_prefix: Some("soak:".into()),
+            ledger: None,
+            keep: false,
+        };
+        assert_eq!(
+            turn_session_names(&args),
+            vec!["soak:0", "soak:1", "soak:2"]
+        );
+        args.session_prefix = None;
+        let pid = std::process::id();
+        assert_eq!(turn_session_names(&args)[2], format!("bench:{pid}:2"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod observe;
 mod rekey;
 mod serve;
 use openai_agents_session::{
@@ -38,6 +39,16 @@ struct Cli {
     /// Store URL [default: $AGENT_SESSION_URL, else sqlite://agent-sessions.db]
     #[arg(long, global = true, env = "AGENT_SESSION_URL", hide_env_values = true)]
     url: Option<String>,
+
+    /// Show store operations on stderr: -v one line per operation (its span: backend,
+    /// operation, items, bytes, requests, outcome, latency), -vv also debug events. Never item
+    /// contents, session ids (a hash), URLs or keys.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    /// The format of -v output on stderr: text, or json (one object per line).
+    #[arg(long, global = true, value_enum, default_value_t = observe::LogFormat::Text)]
+    log_format: observe::LogFormat,
 
     #[command(subcommand)]
     command: Command,
@@ -318,6 +329,7 @@ impl From<io::Error> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    observe::init_logging(cli.verbose, cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-use openai_agents_session::encryption::{Encryption, EncryptionKey};
+use openai_agents_session::encryption::{Encryption, EncryptionKey, KeyMaterial};
 use openai_agents_session::{
     Applied, ConflictReason, Error as CoreError, ErrorKind, FailureCause, HistoryTransaction, Item,
     Lease, Operation, Session, Store, StoreSession, Timestamp,
@@ -123,31 +123,11 @@ pub struct NativeStore {
 /// The keys of `encryptionKey` (newest first): each a `Buffer` of 32 raw bytes or a base64
 /// string. A malformed one is a `config` error naming its place, never the key.
 fn encryption_of(keys: Vec<Either<Buffer, String>>) -> Result<Encryption> {
-    let count = keys.len();
-    let mut parsed = Vec::with_capacity(count);
-    for (i, key) in keys.into_iter().enumerate() {
-        let place = format!("encryptionKey (key {} of {count})", i + 1);
-        let key = match &key {
-            Either::A(bytes) => EncryptionKey::from_bytes(bytes),
-            Either::B(text) => EncryptionKey::from_base64(text),
-        }
-        .map_err(|e| {
-            to_js(CoreError::new(
-                ErrorKind::Config,
-                Operation::Open,
-                format!("{place}: {}", e.message()),
-            ))
-        })?;
-        parsed.push(key);
-    }
-    if parsed.is_empty() {
-        return Err(to_js(CoreError::new(
-            ErrorKind::Config,
-            Operation::Open,
-            "encryptionKey is an empty list",
-        )));
-    }
-    Ok(Encryption::new(parsed))
+    let material = keys.iter().map(|key| match key {
+        Either::A(bytes) => KeyMaterial::Bytes(bytes),
+        Either::B(text) => KeyMaterial::Base64(text),
+    });
+    Encryption::from_key_material(material, "encryptionKey").map_err(to_js)
 }
 
 impl NativeStore {
@@ -161,14 +141,8 @@ impl NativeStore {
         let cell = Arc::clone(&self.store);
         let url = self.url.clone();
         let encryption = self.encryption.clone();
-        // Keys given in code replace the URL's; its require_encryption stays.
-        let adjust = move |o: openai_agents_session::StoreOptions| match encryption {
-            Some(e) => {
-                let required = o.encryption.is_required();
-                o.with_encryption(e.with_required(required))
-            }
-            None => Ok(o),
-        };
+        let adjust =
+            move |o: openai_agents_session::StoreOptions| o.with_keys_from_code(encryption);
         let store = cell
             .get_or_try_init(|| async move { Store::open_with(&url, adjust).await })
             .await

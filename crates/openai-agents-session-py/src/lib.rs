@@ -11,7 +11,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::provider::{error::CredentialsError, future, ProvideCredentials};
 use aws_credential_types::Credentials;
 use openai_agents_session::backend::dynamodb::open_with_credentials_and;
-use openai_agents_session::encryption::{Encryption, EncryptionKey};
+use openai_agents_session::encryption::{Encryption, EncryptionKey, KeyMaterial};
 use openai_agents_session::{
     Applied, ConflictReason, Error, ErrorKind, FailureCause, HistoryTransaction, Item, Lease,
     Operation, Session, Store, StoreSession, Timestamp,
@@ -309,37 +309,33 @@ struct NativeStore {
 /// The keys of `encryption_key=` (newest first): each `bytes` (32 raw bytes) or a base64 `str`.
 /// A malformed one is a `ConfigError` naming its place, never the key.
 fn encryption_of(keys: Vec<Bound<'_, PyAny>>) -> PyResult<Encryption> {
-    let mut parsed = Vec::with_capacity(keys.len());
+    enum Given<'k> {
+        Text(std::borrow::Cow<'k, str>),
+        Bytes(&'k [u8]),
+    }
+    let mut given = Vec::with_capacity(keys.len());
     for (i, key) in keys.iter().enumerate() {
-        let place = format!("encryption_key (key {} of {})", i + 1, keys.len());
-        let bad = |e: Error| {
-            to_py(Error::new(
-                ErrorKind::Config,
-                Operation::Open,
-                format!("{place}: {}", e.message()),
-            ))
-        };
-        let key = if let Ok(text) = key.cast::<pyo3::types::PyString>() {
-            EncryptionKey::from_base64(&text.to_cow()?).map_err(bad)?
+        if let Ok(text) = key.cast::<pyo3::types::PyString>() {
+            given.push(Given::Text(text.to_cow()?.into_owned().into()));
         } else if let Ok(bytes) = key.cast::<pyo3::types::PyBytes>() {
-            EncryptionKey::from_bytes(bytes.as_bytes()).map_err(bad)?
+            given.push(Given::Bytes(bytes.as_bytes()));
         } else {
             return Err(to_py(Error::new(
                 ErrorKind::Config,
                 Operation::Open,
-                format!("{place} must be bytes or a base64 str"),
+                format!(
+                    "encryption_key (key {} of {}) must be bytes or a base64 str",
+                    i + 1,
+                    keys.len()
+                ),
             )));
-        };
-        parsed.push(key);
+        }
     }
-    if parsed.is_empty() {
-        return Err(to_py(Error::new(
-            ErrorKind::Config,
-            Operation::Open,
-            "encryption_key is an empty list",
-        )));
-    }
-    Ok(Encryption::new(parsed))
+    let material = given.iter().map(|g| match g {
+        Given::Text(text) => KeyMaterial::Base64(text),
+        Given::Bytes(bytes) => KeyMaterial::Bytes(bytes),
+    });
+    Encryption::from_key_material(material, "encryption_key").map_err(to_py)
 }
 
 impl NativeStore {
@@ -349,14 +345,8 @@ impl NativeStore {
         credentials: Option<PySource>,
         encryption: Option<Encryption>,
     ) -> openai_agents_session::Result<Store> {
-        // Keys given in code replace the URL's; its require_encryption stays.
-        let adjust = move |o: openai_agents_session::StoreOptions| match encryption {
-            Some(e) => {
-                let required = o.encryption.is_required();
-                o.with_encryption(e.with_required(required))
-            }
-            None => Ok(o),
-        };
+        let adjust =
+            move |o: openai_agents_session::StoreOptions| o.with_keys_from_code(encryption);
         store
             .get_or_try_init(|| async {
                 match credentials {

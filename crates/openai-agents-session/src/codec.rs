@@ -14,7 +14,7 @@
 //!   skipped by reads and dropped by `pop_item`.
 
 use crate::encryption::{Encryption, Opened, Tallied, KEY_ID_BYTES};
-use crate::error::{Error, ErrorKind, Operation};
+use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::item::Item;
 
 /// The first byte of an envelope record.
@@ -84,10 +84,10 @@ pub(crate) fn key_missing_error(op: Operation, reason: &str) -> Error {
 /// use openai_agents_session::encryption::{Encryption, EncryptionKey};
 /// let item: Item = r#"{"role":"user","content":"hi"}"#.parse().unwrap();
 /// let plain = RecordCodec::default();
-/// assert_eq!(plain.decode("chat", &plain.encode("chat", &item)), Decoded::Valid(item.clone()));
+/// assert_eq!(plain.decode("chat", &plain.encode("chat", &item).unwrap()), Decoded::Valid(item.clone()));
 ///
 /// let sealed = RecordCodec::new(Encryption::new(vec![EncryptionKey::generate().unwrap()]));
-/// let record = sealed.encode("chat", &item);
+/// let record = sealed.encode("chat", &item).unwrap();
 /// assert!(!record.windows(2).any(|w| w == b"hi"));
 /// assert_eq!(sealed.decode("chat", &record), Decoded::Valid(item));
 /// assert!(matches!(sealed.decode("other", &record), Decoded::Unreadable(_)));
@@ -115,23 +115,37 @@ impl RecordCodec {
     }
 
     /// Encodes one item of session `session_id` as the bytes a backend stores: plain JSON, or
-    /// an encrypted envelope when a key is configured.
-    pub fn encode(&self, session_id: &str, item: &Item) -> Vec<u8> {
-        match self.encryption.seal(
-            session_id,
-            [ENVELOPE_MAGIC, RECORD_FORMAT_VERSION, FLAG_ENCRYPTED],
-            item.as_bytes(),
-        ) {
-            Some(record) => record,
-            None => item.as_bytes().to_vec(),
-        }
+    /// an encrypted envelope when a key is configured. Fails only when encrypting and the
+    /// operating system's random generator fails ([`ErrorKind::Backend`]; the write stores
+    /// nothing).
+    pub fn encode(&self, session_id: &str, item: &Item) -> Result<Vec<u8>> {
+        Ok(self
+            .encryption
+            .seal(
+                session_id,
+                [ENVELOPE_MAGIC, RECORD_FORMAT_VERSION, FLAG_ENCRYPTED],
+                item.as_bytes(),
+            )?
+            .unwrap_or_else(|| item.as_bytes().to_vec()))
+    }
+
+    /// [`encode`](Self::encode) of every item, in order (the first failure fails them all).
+    pub fn encode_all<'i>(
+        &self,
+        session_id: &str,
+        items: impl IntoIterator<Item = &'i Item>,
+    ) -> Result<Vec<Vec<u8>>> {
+        items
+            .into_iter()
+            .map(|item| self.encode(session_id, item))
+            .collect()
     }
 
     /// Encodes one item compressed with zstd in an envelope, when that is smaller than the
     /// plain record (backends with a small item size limit use it for large items); then
     /// encrypted when a key is configured (compress, then encrypt).
     #[cfg(feature = "compression")]
-    pub fn encode_compressed(&self, session_id: &str, item: &Item) -> Vec<u8> {
+    pub fn encode_compressed(&self, session_id: &str, item: &Item) -> Result<Vec<u8>> {
         let plain = item.as_bytes();
         let packed = match zstd::stream::encode_all(plain, 3) {
             Ok(packed) if packed.len() + 3 < plain.len() => packed,
@@ -145,13 +159,13 @@ impl RecordCodec {
                 FLAG_ENCRYPTED | FLAG_COMPRESSED,
             ],
             &packed,
-        ) {
-            return record;
+        )? {
+            return Ok(record);
         }
         let mut record = Vec::with_capacity(packed.len() + 3);
         record.extend_from_slice(&[ENVELOPE_MAGIC, RECORD_FORMAT_VERSION, FLAG_COMPRESSED]);
         record.extend_from_slice(&packed);
-        record
+        Ok(record)
     }
 
     /// Decodes one stored record of session `session_id`.
@@ -420,7 +434,7 @@ mod tests {
     fn compressed_records_round_trip() {
         let codec = RecordCodec::default();
         let big = Item::from_value(serde_json::json!({"text": "abc ".repeat(10_000)})).unwrap();
-        let record = codec.encode_compressed("s", &big);
+        let record = codec.encode_compressed("s", &big).unwrap();
         assert_eq!(
             &record[..3],
             &[ENVELOPE_MAGIC, RECORD_FORMAT_VERSION, FLAG_COMPRESSED]
@@ -428,7 +442,10 @@ mod tests {
         assert!(record.len() < big.len_bytes() / 10);
         assert_eq!(codec.decode("s", &record), Decoded::Valid(big));
         let small = item(1);
-        assert_eq!(codec.encode_compressed("s", &small), small.as_bytes());
+        assert_eq!(
+            codec.encode_compressed("s", &small).unwrap(),
+            small.as_bytes()
+        );
     }
 
     fn keyed(keys: &[u8]) -> RecordCodec {
@@ -444,7 +461,7 @@ mod tests {
     fn encrypted_records_round_trip_and_bind_their_session() {
         let codec = keyed(&[1]);
         let it = Item::from_value(serde_json::json!({"secret": "MARKER-42"})).unwrap();
-        let record = codec.encode("s1", &it);
+        let record = codec.encode("s1", &it).unwrap();
         assert_eq!(&record[..3], &[ENVELOPE_MAGIC, 1, FLAG_ENCRYPTED]);
         assert!(!record.windows(9).any(|w| w == b"MARKER-42"));
         assert_eq!(codec.decode("s1", &record), Decoded::Valid(it.clone()));
@@ -497,7 +514,7 @@ mod tests {
     fn compressed_then_encrypted() {
         let codec = keyed(&[3]);
         let big = Item::from_value(serde_json::json!({"text": "abc ".repeat(10_000)})).unwrap();
-        let record = codec.encode_compressed("s", &big);
+        let record = codec.encode_compressed("s", &big).unwrap();
         assert_eq!(record[2], FLAG_ENCRYPTED | FLAG_COMPRESSED);
         assert!(record.len() < big.len_bytes() / 10);
         assert_eq!(codec.decode("s", &record), Decoded::Valid(big));

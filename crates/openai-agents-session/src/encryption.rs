@@ -30,13 +30,14 @@
 use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::DecodePaddingMode;
 use base64::{alphabet, Engine};
+use hashlink::LruCache;
 use hkdf::Hkdf;
 use sha2::Sha256;
 use zeroize::Zeroizing;
@@ -51,6 +52,11 @@ pub const KEY_ID_BYTES: usize = 8;
 pub const NONCE_BYTES: usize = 12;
 /// Bytes of the authentication tag at the end of a sealed record.
 pub const TAG_BYTES: usize = 16;
+
+/// How many per-session ciphers each master key keeps derived (least recently used evicted):
+/// a record's HKDF-SHA256 derivation and AES-256 key schedule are then paid once per session
+/// and key, not once per record. An evicted or dropped cipher's AES key schedule is zeroized.
+pub const SESSION_CIPHER_CACHE: usize = 512;
 
 const KEY_ID_SALT: &[u8] = b"openai-agents-session/key-id/v1";
 const RECORD_KEY_SALT: &[u8] = b"openai-agents-session/record-key/v1";
@@ -97,6 +103,9 @@ impl fmt::Debug for KeyId {
 pub struct EncryptionKey {
     secret: Zeroizing<[u8; KEY_BYTES]>,
     id: KeyId,
+    /// The per-session ciphers derived so far, by session id, at most
+    /// [`SESSION_CIPHER_CACHE`].
+    ciphers: Mutex<LruCache<Box<str>, Arc<Aes256Gcm>>>,
 }
 
 impl fmt::Debug for EncryptionKey {
@@ -172,6 +181,7 @@ impl EncryptionKey {
         EncryptionKey {
             secret,
             id: KeyId(id),
+            ciphers: Mutex::new(LruCache::new(SESSION_CIPHER_CACHE)),
         }
     }
 
@@ -186,13 +196,59 @@ impl EncryptionKey {
     }
 
     /// The AEAD of one session: AES-256-GCM under HKDF-SHA256(salt, master key, info = the
-    /// session id).
-    fn session_cipher(&self, session_id: &str) -> Aes256Gcm {
+    /// session id), from the cache when this key derived it recently.
+    fn session_cipher(&self, session_id: &str) -> Arc<Aes256Gcm> {
+        // A panic while the lock is held cannot leave the map half-updated in a way that
+        // matters (a missing entry is derived again), so a poisoned lock is used as is.
+        let mut ciphers = self.ciphers.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cipher) = ciphers.get(session_id) {
+            return Arc::clone(cipher);
+        }
+        let cipher = Arc::new(self.derive_cipher(session_id));
+        ciphers.insert(session_id.into(), Arc::clone(&cipher));
+        cipher
+    }
+
+    /// Derives the AEAD of one session (no cache).
+    fn derive_cipher(&self, session_id: &str) -> Aes256Gcm {
         let mut okm = Zeroizing::new([0u8; KEY_BYTES]);
         Hkdf::<Sha256>::new(Some(RECORD_KEY_SALT), self.secret.as_slice())
             .expand(session_id.as_bytes(), okm.as_mut_slice())
             .expect("32 bytes is a valid HKDF-SHA256 output length");
         Aes256Gcm::new_from_slice(okm.as_slice()).expect("AES-256 takes a 32-byte key")
+    }
+
+    /// How many per-session ciphers this key holds derived (at most [`SESSION_CIPHER_CACHE`]).
+    #[cfg(test)]
+    fn cached_ciphers(&self) -> usize {
+        self.ciphers.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+/// One key as given in code: its 32 raw bytes, or base64 text (see
+/// [`Encryption::from_key_material`]).
+///
+/// ```
+/// use openai_agents_session::encryption::KeyMaterial;
+/// let key = KeyMaterial::Bytes(&[0u8; 32]);
+/// assert!(matches!(key, KeyMaterial::Bytes(_)));
+/// ```
+#[derive(Clone, Copy)]
+#[non_exhaustive]
+pub enum KeyMaterial<'a> {
+    /// The key's raw bytes (must be 32).
+    Bytes(&'a [u8]),
+    /// The key as base64 text (standard or URL-safe, padding optional).
+    Base64(&'a str),
+}
+
+impl fmt::Debug for KeyMaterial<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the key itself.
+        match self {
+            KeyMaterial::Bytes(b) => write!(f, "KeyMaterial::Bytes({} bytes)", b.len()),
+            KeyMaterial::Base64(t) => write!(f, "KeyMaterial::Base64({} chars)", t.len()),
+        }
     }
 }
 
@@ -377,6 +433,52 @@ impl Encryption {
         Ok(keys)
     }
 
+    /// Keys given in code, newest first, each as raw bytes or base64 text (how the Python
+    /// package's `encryption_key=` and the Node package's `encryptionKey` receive them).
+    /// `name` is the option as the caller spells it: a malformed key is a configuration error
+    /// naming `"{name} (key i of n)"`, never the key; an empty list is one too.
+    ///
+    /// ```
+    /// use openai_agents_session::encryption::{Encryption, KeyMaterial};
+    /// let raw = [3u8; 32];
+    /// let enc = Encryption::from_key_material(
+    ///     [KeyMaterial::Base64(&"A".repeat(43)), KeyMaterial::Bytes(&raw)],
+    ///     "encryptionKey",
+    /// ).unwrap();
+    /// assert_eq!(enc.key_ids().len(), 2);
+    /// let err = Encryption::from_key_material([KeyMaterial::Bytes(b"short")], "encryptionKey")
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("encryptionKey (key 1 of 1)"));
+    /// let err = Encryption::from_key_material([], "encryption_key").unwrap_err();
+    /// assert!(err.to_string().contains("encryption_key is an empty list"));
+    /// ```
+    pub fn from_key_material<'a>(
+        keys: impl IntoIterator<Item = KeyMaterial<'a>>,
+        name: &str,
+    ) -> Result<Self> {
+        let keys: Vec<KeyMaterial<'a>> = keys.into_iter().collect();
+        let count = keys.len();
+        if count == 0 {
+            return Err(config_error(format!("{name} is an empty list")));
+        }
+        let mut parsed = Vec::with_capacity(count);
+        for (i, key) in keys.into_iter().enumerate() {
+            let key = match key {
+                KeyMaterial::Bytes(bytes) => EncryptionKey::from_bytes(bytes),
+                KeyMaterial::Base64(text) => EncryptionKey::from_base64(text),
+            }
+            .map_err(|e| {
+                config_error(format!(
+                    "{name} (key {} of {count}): {}",
+                    i + 1,
+                    e.message()
+                ))
+            })?;
+            parsed.push(key);
+        }
+        Ok(Self::new(parsed))
+    }
+
     /// Keys from an environment variable: one key, or several separated by commas, newest
     /// first. An unset or empty variable is a configuration error naming it.
     pub fn from_env(var: &str) -> Result<Self> {
@@ -456,19 +558,33 @@ impl Encryption {
     }
 
     /// Seals `plaintext` as a complete record after `header` (magic, version, flags), under the
-    /// first key; `None` without a key.
+    /// first key; `Ok(None)` without a key. Fails with [`ErrorKind::Backend`] when the operating
+    /// system's random generator fails: without a fresh nonce no record is sealed (a reused
+    /// nonce would break AES-GCM), and the write that asked fails having stored nothing.
     pub(crate) fn seal(
         &self,
         session_id: &str,
         header: [u8; 3],
         plaintext: &[u8],
-    ) -> Option<Vec<u8>> {
-        let key = self.keys.first()?;
+    ) -> Result<Option<Vec<u8>>> {
+        self.seal_with(session_id, header, plaintext, |nonce| {
+            getrandom::fill(nonce)
+        })
+    }
+
+    /// [`seal`](Self::seal) with the nonce from `fill_nonce` (the tests' failing generator).
+    fn seal_with<E: fmt::Display>(
+        &self,
+        session_id: &str,
+        header: [u8; 3],
+        plaintext: &[u8],
+        fill_nonce: impl FnOnce(&mut [u8]) -> std::result::Result<(), E>,
+    ) -> Result<Option<Vec<u8>>> {
+        let Some(key) = self.keys.first() else {
+            return Ok(None);
+        };
         let mut nonce = [0u8; NONCE_BYTES];
-        if let Err(e) = getrandom::fill(&mut nonce) {
-            // Without randomness no nonce is safe: refuse loudly rather than reuse one.
-            panic!("the system random generator failed, no record can be encrypted: {e}");
-        }
+        fill_nonce(&mut nonce).map_err(|e| rng_failed(session_id, e))?;
         let mut record =
             Vec::with_capacity(3 + KEY_ID_BYTES + NONCE_BYTES + plaintext.len() + TAG_BYTES);
         record.extend_from_slice(&header);
@@ -486,7 +602,7 @@ impl Encryption {
             )
             .expect("AES-GCM encryption of an in-memory buffer does not fail");
         record.extend_from_slice(&sealed);
-        Some(record)
+        Ok(Some(record))
     }
 
     /// Opens a sealed record whose key id is one of ours.
@@ -518,6 +634,20 @@ impl Encryption {
             )),
         }
     }
+}
+
+/// The error of a write whose record could not be sealed: the random generator failed.
+fn rng_failed(session_id: &str, cause: impl fmt::Display) -> Error {
+    tracing::error!(error = %cause, "the system random generator failed; nothing was encrypted");
+    Error::new(
+        ErrorKind::Backend,
+        Operation::AddItems,
+        format!(
+            "the system random generator failed ({cause}), so no record can be encrypted \
+             (a nonce is never reused); nothing was written"
+        ),
+    )
+    .with_session(session_id)
 }
 
 fn associated_data(header: &[u8], session_id: &str) -> Vec<u8> {
@@ -569,7 +699,7 @@ mod tests {
     #[test]
     fn seal_and_open_bind_the_session() {
         let enc = Encryption::new(vec![EncryptionKey::from_bytes(&[9; 32]).unwrap()]);
-        let record = enc.seal("s1", [0, 1, 2], b"{\"a\":1}").unwrap();
+        let record = enc.seal("s1", [0, 1, 2], b"{\"a\":1}").unwrap().unwrap();
         assert!(
             matches!(enc.open("s1", &record), Opened::Plain(p, true) if p.as_slice() == b"{\"a\":1}")
         );
@@ -585,5 +715,44 @@ mod tests {
                 "byte {i}"
             );
         }
+    }
+
+    #[test]
+    fn a_failing_random_generator_is_a_typed_error() {
+        let enc = Encryption::new(vec![EncryptionKey::from_bytes(&[9; 32]).unwrap()]);
+        let err = enc
+            .seal_with("chat", [0, 1, 2], b"{}", |_| Err("entropy source gone"))
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Backend);
+        assert_eq!(err.session_id(), Some("chat"));
+        assert!(err.to_string().contains("random generator failed"), "{err}");
+        assert!(err.to_string().contains("nothing was written"), "{err}");
+        // Without a key nothing needs a nonce.
+        let plain = Encryption::none();
+        assert!(plain
+            .seal_with("chat", [0, 1, 2], b"{}", |_| Err("gone"))
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn session_ciphers_are_cached_and_bounded() {
+        let key = EncryptionKey::from_bytes(&[4; 32]).unwrap();
+        let enc = Encryption::new(vec![key]);
+        let first = enc.seal("a", [0, 1, 2], b"{}").unwrap().unwrap();
+        let _ = enc.seal("a", [0, 1, 2], b"{}").unwrap();
+        assert_eq!(enc.keys[0].cached_ciphers(), 1);
+        // The cached cipher is the derived one: a cold key opens what the cached one sealed.
+        let cold = Encryption::new(vec![EncryptionKey::from_bytes(&[4; 32]).unwrap()]);
+        assert!(matches!(cold.open("a", &first), Opened::Plain(_, true)));
+        for i in 0..SESSION_CIPHER_CACHE + 50 {
+            let id = format!("s{i}");
+            let record = enc.seal(&id, [0, 1, 2], b"{}").unwrap().unwrap();
+            assert!(matches!(enc.open(&id, &record), Opened::Plain(_, true)));
+        }
+        assert_eq!(enc.keys[0].cached_ciphers(), SESSION_CIPHER_CACHE);
+        // An evicted session derives its cipher again, and still opens its records.
+        assert!(matches!(enc.open("a", &first), Opened::Plain(_, true)));
+        assert!(matches!(enc.open("b", &first), Opened::Failed(_)));
     }
 }

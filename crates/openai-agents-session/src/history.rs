@@ -300,7 +300,9 @@ fn write_canonical(value: &Value, out: &mut String) {
 }
 
 /// One spelling per numeric value, exact for any size: `0`, or `[-]DIGITSeEXP` with no leading
-/// or trailing zeros in `DIGITS` (`1`, `1.0`, `10e-1` and `0.1e1` all give `1e0`).
+/// or trailing zeros in `DIGITS` (`1`, `1.0`, `10e-1` and `0.1e1` all give `1e0`). Exponents of
+/// any length are kept exactly: JSON puts no bound on them, and `1e170141183460469231731687303715884105728`
+/// (past `i128`) is not `1`.
 ///
 /// ```
 /// use openai_agents_session::history::canonical_number;
@@ -308,6 +310,7 @@ fn write_canonical(value: &Value, out: &mut String) {
 /// assert_eq!(canonical_number("-0.0"), "0");
 /// assert_eq!(canonical_number("12300"), "123e2");
 /// assert_ne!(canonical_number("18446744073709551617"), canonical_number("18446744073709551616"));
+/// assert_ne!(canonical_number("1e170141183460469231731687303715884105728"), canonical_number("1"));
 /// ```
 pub fn canonical_number(text: &str) -> String {
     let (negative, rest) = match text.strip_prefix('-') {
@@ -315,22 +318,98 @@ pub fn canonical_number(text: &str) -> String {
         None => (false, text.strip_prefix('+').unwrap_or(text)),
     };
     let (mantissa, exponent) = match rest.find(['e', 'E']) {
-        Some(i) => (&rest[..i], rest[i + 1..].parse::<i128>().unwrap_or(0)),
-        None => (rest, 0),
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, "0"),
     };
     let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     let digits: String = int.chars().chain(frac.chars()).collect();
-    let mut exponent = exponent - frac.len() as i128;
     let trimmed = digits.trim_start_matches('0');
     if trimmed.is_empty() {
         return "0".to_owned();
     }
     let significant = trimmed.trim_end_matches('0');
-    exponent += (trimmed.len() - significant.len()) as i128;
+    // The value is significant * 10^(exponent - frac.len() + trailing zeros).
+    let shift = (trimmed.len() - significant.len()) as i128 - frac.len() as i128;
+    let exponent = match exponent
+        .parse::<i128>()
+        .ok()
+        .and_then(|e| e.checked_add(shift))
+    {
+        Some(e) => e.to_string(),
+        None => add_to_decimal(exponent, shift),
+    };
     format!(
         "{}{significant}e{exponent}",
         if negative { "-" } else { "" }
     )
+}
+
+/// `text` (a decimal integer of any length, with an optional sign) plus `delta`, as decimal
+/// text without leading zeros (what `i128`'s `Display` gives where it fits).
+fn add_to_decimal(text: &str, delta: i128) -> String {
+    // Magnitudes as little-endian digit vectors; the sum of signed values through them.
+    fn digits_of(text: &str) -> Vec<u8> {
+        let mut d: Vec<u8> = text.bytes().rev().map(|b| b.wrapping_sub(b'0')).collect();
+        while d.last() == Some(&0) {
+            d.pop();
+        }
+        d
+    }
+    fn cmp(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+        a.len()
+            .cmp(&b.len())
+            .then_with(|| a.iter().rev().cmp(b.iter().rev()))
+    }
+    fn add(a: &[u8], b: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(a.len().max(b.len()) + 1);
+        let mut carry = 0;
+        for i in 0..a.len().max(b.len()) {
+            let s = a.get(i).copied().unwrap_or(0) + b.get(i).copied().unwrap_or(0) + carry;
+            out.push(s % 10);
+            carry = s / 10;
+        }
+        if carry > 0 {
+            out.push(carry);
+        }
+        out
+    }
+    /// `a - b` for `a >= b`.
+    fn sub(a: &[u8], b: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(a.len());
+        let mut borrow = 0;
+        for (i, &x) in a.iter().enumerate() {
+            let y = b.get(i).copied().unwrap_or(0) + borrow;
+            borrow = u8::from(x < y);
+            out.push(x + 10 * borrow - y);
+        }
+        while out.last() == Some(&0) {
+            out.pop();
+        }
+        out
+    }
+    let (a_negative, a_text) = match text.strip_prefix('-') {
+        Some(t) => (true, t),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let a = digits_of(a_text);
+    let b = digits_of(&delta.unsigned_abs().to_string());
+    let (negative, magnitude) = if a_negative == (delta < 0) || b.is_empty() {
+        (a_negative, add(&a, &b))
+    } else {
+        match cmp(&a, &b) {
+            std::cmp::Ordering::Less => (delta < 0, sub(&b, &a)),
+            _ => (a_negative, sub(&a, &b)),
+        }
+    };
+    if magnitude.is_empty() {
+        return "0".to_owned();
+    }
+    let mut out = String::with_capacity(magnitude.len() + 1);
+    if negative {
+        out.push('-');
+    }
+    out.extend(magnitude.iter().rev().map(|d| char::from(b'0' + d)));
+    out
 }
 
 /// A transaction checked and ready for a backend: the id validated, the digest taken, how long
@@ -443,6 +522,60 @@ mod tests {
         ] {
             assert_ne!(canonical_number(a), canonical_number(b), "{a} {b}");
         }
+    }
+
+    /// Found by the property tests (tests/properties.rs): an exponent past `i128` was read as
+    /// 0, so `{"a":1e170141183460469231731687303715884105728}` was the value `{"a":1}` and a
+    /// `replace_suffix` expecting one replaced the other.
+    #[test]
+    fn exponents_of_any_length_are_exact() {
+        let huge = "170141183460469231731687303715884105728"; // i128::MAX + 1
+        for (a, b) in [
+            (
+                format!("1e{huge}"),
+                "10e170141183460469231731687303715884105727".to_owned(),
+            ),
+            (format!("1e{huge}"), format!("1.0E+{huge}")),
+            (
+                format!("100e{huge}"),
+                "1e170141183460469231731687303715884105730".to_owned(),
+            ),
+            (
+                format!("1e-{huge}"),
+                "0.1e-170141183460469231731687303715884105727".to_owned(),
+            ),
+            (
+                "1e100000000000000000000000000000000000000000".to_owned(),
+                "100e99999999999999999999999999999999999999998".to_owned(),
+            ),
+            (format!("-0e{huge}"), "0".to_owned()),
+        ] {
+            assert_eq!(canonical_number(&a), canonical_number(&b), "{a} {b}");
+        }
+        for (a, b) in [
+            (format!("1e{huge}"), "1".to_owned()),
+            (format!("1e{huge}"), format!("1e-{huge}")),
+            (format!("1e{huge}"), format!("-1e{huge}")),
+            (format!("1e{huge}"), format!("1e{huge}1")),
+        ] {
+            assert_ne!(canonical_number(&a), canonical_number(&b), "{a} {b}");
+        }
+        assert_eq!(
+            canonical_number(&format!("1.50e{huge}")),
+            format!("15e{huge}").replace("728", "727")
+        );
+        assert_eq!(
+            add_to_decimal("-170141183460469231731687303715884105729", 3),
+            "-170141183460469231731687303715884105726"
+        );
+        assert_eq!(add_to_decimal("5", -5), "0");
+        assert_eq!(add_to_decimal("-000", 2), "2");
+        let items = |a: &str, b: &str| canonical_item(&item(a)) == canonical_item(&item(b));
+        assert!(!items(&format!(r#"{{"a":1e{huge}}}"#), r#"{"a":1}"#));
+        assert!(items(
+            &format!(r#"{{"a":1e{huge}}}"#),
+            r#"{"a":10E+170141183460469231731687303715884105727}"#
+        ));
     }
 
     #[test]

@@ -57,12 +57,15 @@ pub mod fuzzing;
 pub mod history;
 mod item;
 pub mod lease;
+pub mod observe;
 pub mod open;
 pub mod pages;
 pub mod staged;
 mod stats;
 mod store;
 mod time;
+#[cfg(any(feature = "redis", feature = "postgres"))]
+mod tls;
 pub mod transfer;
 pub mod url;
 

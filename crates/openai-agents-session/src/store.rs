@@ -369,6 +369,32 @@ impl StoreOptions {
         Ok(self)
     }
 
+    /// Keys given in code (the Python package's `encryption_key=`, the Node package's
+    /// `encryptionKey`) in place of the URL's `encryption_key_env` / `encryption_key_file`;
+    /// the URL's `require_encryption` stays. `None` keeps the URL's keys. The one rule both
+    /// language packages open their stores with.
+    ///
+    /// ```
+    /// use openai_agents_session::encryption::{Encryption, KeyMaterial};
+    /// use openai_agents_session::StoreOptions;
+    /// let url_keys = Encryption::new(vec![]).with_required(false);
+    /// let options = StoreOptions::default().with_encryption(url_keys).unwrap();
+    /// let code = Encryption::from_key_material([KeyMaterial::Bytes(&[7; 32])], "encryption_key")
+    ///     .unwrap();
+    /// let options = options.with_keys_from_code(Some(code.clone())).unwrap();
+    /// assert_eq!(options.encryption.key_ids(), code.key_ids());
+    /// assert!(StoreOptions::default().with_keys_from_code(None).unwrap().encryption.key_ids().is_empty());
+    /// ```
+    pub fn with_keys_from_code(self, keys: Option<Encryption>) -> Result<Self> {
+        match keys {
+            Some(keys) => {
+                let required = self.encryption.is_required();
+                self.with_encryption(keys.with_required(required))
+            }
+            None => Ok(self),
+        }
+    }
+
     /// Counts every record the codec decodes into `tally` (an audit hook: `agent-session info
     /// --verify` and `rekey` use it).
     pub fn with_record_tally(mut self, tally: Arc<RecordTally>) -> Self {
@@ -649,8 +675,9 @@ fn unexpected_outcome(op: Operation, outcome: &WriteOutcome, session_id: &str) -
 /// ```
 #[derive(Clone)]
 pub struct Store {
+    /// The backend inside the `observe.rs` layer (`Store::from_backend` is in `observe.rs`).
     pub(crate) backend: Arc<dyn Backend>,
-    options: Arc<StoreOptions>,
+    pub(crate) options: Arc<StoreOptions>,
 }
 
 impl fmt::Debug for Store {
@@ -687,14 +714,6 @@ pub fn validate_session_id(session_id: &str) -> Result<()> {
 }
 
 impl Store {
-    /// Wraps a backend (yours or ours) with the shared rules.
-    pub fn from_backend(backend: Arc<dyn Backend>, options: StoreOptions) -> Store {
-        Store {
-            backend,
-            options: Arc::new(options),
-        }
-    }
-
     /// A handle on one session: validates the id, does no I/O, shares this store's connections.
     pub fn session(&self, session_id: &str) -> Result<StoreSession> {
         validate_session_id(session_id)?;

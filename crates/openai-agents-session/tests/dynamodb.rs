@@ -2325,3 +2325,128 @@ async fn large_fenced_transactions_are_fenced_at_their_commit() {
         Applied::Now
     );
 }
+
+/// `prune` running beside writers that create sessions loses nothing: a session created (or
+/// given a new generation by a clear) while prune scans keeps every record. Prune lists the
+/// records before it reads the metadata: a generation's records are written only after the
+/// metadata names it, so every record listed has its naming metadata in the later scan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn prune_beside_new_sessions_loses_nothing() {
+    let store = Store::open(&table_url("prune_race", "")).await.unwrap();
+    // A table of some size, so that each scan takes a while.
+    store
+        .session("ballast")
+        .unwrap()
+        .add_items(numbered(0..1500))
+        .await
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pruner = {
+        let (store, stop) = (store.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut runs = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                store.prune().await.unwrap();
+                runs += 1;
+            }
+            runs
+        })
+    };
+    let mut writers = Vec::new();
+    for w in 0..4u64 {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            for s in 0..12u64 {
+                let id = format!("w{w}-s{s}");
+                let session = store.session(&id).unwrap();
+                session.add_items(numbered(0..2)).await.unwrap();
+                // A clear gives the session a new generation: its next records must survive too.
+                if s % 3 == 0 {
+                    session.clear_session().await.unwrap();
+                }
+                session.add_items(numbered(2..4)).await.unwrap();
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let runs = pruner.await.unwrap();
+    assert!(runs >= 1, "prune ran");
+    let mut lost = Vec::new();
+    for w in 0..4u64 {
+        for s in 0..12u64 {
+            let id = format!("w{w}-s{s}");
+            let want = if s % 3 == 0 { 2 } else { 4 };
+            let got = store
+                .session(&id)
+                .unwrap()
+                .get_items(None)
+                .await
+                .unwrap()
+                .len();
+            if got != want {
+                lost.push(format!("{id}: {got} of {want}"));
+            }
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "records lost to a concurrent prune ({runs} prune runs): {lost:?}"
+    );
+    assert_eq!(
+        store
+            .session("ballast")
+            .unwrap()
+            .get_items(None)
+            .await
+            .unwrap()
+            .len(),
+        1500
+    );
+    println!("prune race: {runs} prune runs beside 48 new sessions, nothing lost");
+}
+
+/// `init` turns DynamoDB's TTL on the attribute `ttl` on by default; with `enable_ttl=false`
+/// it creates the table and leaves TTL off (the Node package's `enableTtl: false`).
+#[tokio::test]
+async fn init_turns_ttl_on_unless_enable_ttl_is_false() {
+    let client = raw_client().await;
+    let ttl_status = |table: String| {
+        let client = client.clone();
+        async move {
+            let out = client
+                .describe_time_to_live()
+                .table_name(&table)
+                .send()
+                .await
+                .unwrap();
+            out.time_to_live_description()
+                .and_then(|d| d.time_to_live_status())
+                .map(|s| s.as_str().to_owned())
+        }
+    };
+    let on = table_name("ttl_on");
+    Store::open(&table_url("ttl_on", ""))
+        .await
+        .unwrap()
+        .init()
+        .await
+        .unwrap();
+    assert_eq!(ttl_status(on).await.as_deref(), Some("ENABLED"));
+    let off = table_name("ttl_off");
+    let store = Store::open(&table_url("ttl_off", "&enable_ttl=false"))
+        .await
+        .unwrap();
+    store.init().await.unwrap();
+    let status = ttl_status(off).await;
+    assert!(
+        matches!(status.as_deref(), None | Some("DISABLED")),
+        "TTL left off: {status:?}"
+    );
+    // The table works: TTL at read time does not depend on DynamoDB's sweeper.
+    let s = store.session("x").unwrap();
+    s.add_items(numbered(0..2)).await.unwrap();
+    assert_eq!(s.get_items(None).await.unwrap().len(), 2);
+}

@@ -1371,3 +1371,50 @@ async fn a_stalled_holder_is_fenced_after_takeover() {
         "the lease hash expires a day after its lease: {ttl} ms"
     );
 }
+
+/// The case of the property tests' `{id}:items` ids (tests/properties.rs): under the default prefix, the
+/// seed layout's key of a session named `{chat}:items` is `chat`'s own item list. Reading that
+/// session moved `chat`'s items into it on a standalone server (and a clear deleted them); on a
+/// Cluster it failed with `LegacyData`. Each id now keeps to its own items.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_shaped_like_our_keys_never_take_another_sessions_items() {
+    for url in [
+        shared_url("OAS_TEST_REDIS_URL"),
+        shared_url("OAS_TEST_REDIS_CLUSTER_URL"),
+    ] {
+        // The default prefix: the seed layout's checks are on only there.
+        let store = Store::open(&url).await.unwrap();
+        let base = unique("shape");
+        let owner = store.session(&base).unwrap();
+        let items = vec![item(json!({"n": 1})), item(json!({"n": 2}))];
+        owner.add_items(items.clone()).await.unwrap();
+        for suffix in [":items", ":meta", ":lease", ":stage:1-1-1"] {
+            let other = store.session(&format!("{{{base}}}{suffix}")).unwrap();
+            assert_eq!(
+                other.get_items(None).await.unwrap(),
+                vec![],
+                "{url} {suffix}"
+            );
+            assert!(store
+                .session_info(other.session_id())
+                .await
+                .unwrap()
+                .is_none());
+            other
+                .add_items(vec![item(json!({"other": suffix}))])
+                .await
+                .unwrap();
+            assert_eq!(
+                other.pop_item().await.unwrap().unwrap(),
+                item(json!({"other": suffix}))
+            );
+            other.clear_session().await.unwrap();
+            assert_eq!(
+                owner.get_items(None).await.unwrap(),
+                items,
+                "{url} {suffix}"
+            );
+        }
+        owner.clear_session().await.unwrap();
+    }
+}

@@ -202,3 +202,124 @@ async fn lease_rows_outlive_sessions_and_are_pruned_a_day_after() {
         assert_eq!(stats.requests(op), stats.calls(op), "{op}");
     }
 }
+
+/// Commits in the WAL file since its last reset: frames whose header carries a database size
+/// (commit frames) and the WAL header's salts (older frames of an earlier cycle do not).
+fn wal_commits(wal: &std::path::Path) -> usize {
+    let bytes = std::fs::read(wal).unwrap();
+    let be = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    let page_size = be(8) as usize;
+    let (salt1, salt2) = (be(16), be(20));
+    let mut at = 32;
+    let mut commits = 0;
+    while at + 24 + page_size <= bytes.len() {
+        if be(at + 8) != salt1 || be(at + 12) != salt2 {
+            break;
+        }
+        if be(at + 4) != 0 {
+            commits += 1;
+        }
+        at += 24 + page_size;
+    }
+    commits
+}
+
+/// Group commit: appends that queue while a commit is under way share the next transaction
+/// (one fsync with `synchronous=full`), yet each batch stays atomic and contiguous, and a
+/// batch that fails (here, a trigger refusing one session's rows) fails alone: its caller gets
+/// the error, no row of it is written, and every other caller's batch is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_share_a_commit_and_keep_their_own_results() {
+    let dir = temp_dir("group");
+    let path = dir.path().join("s.db");
+    let store = Store::open(&format!("sqlite://{}?synchronous=full", path.display()))
+        .await
+        .unwrap();
+    store
+        .session("warm")
+        .unwrap()
+        .add_items(vec![r#"{"warm":true}"#.parse().unwrap()])
+        .await
+        .unwrap();
+    let blocker = rusqlite::Connection::open(&path).unwrap();
+    blocker
+        .execute_batch(
+            "CREATE TRIGGER poison BEFORE INSERT ON oas_items
+             WHEN (SELECT session_id FROM oas_sessions WHERE id = NEW.session) = 'poison'
+             BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
+        )
+        .unwrap();
+    let wal = dir.path().join("s.db-wal");
+    let commits_before = wal_commits(&wal);
+    // Holding the write lock makes the appends queue up behind the writer's first transaction.
+    blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let mut tasks = Vec::new();
+    for client in 0..48usize {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            // Four clients per session: batches of one session interleave.
+            let id = if client == 17 {
+                "poison".to_owned()
+            } else {
+                format!("s{}", client % 12)
+            };
+            let batch: Vec<Item> = (0..3)
+                .map(|n| format!(r#"{{"client":{client},"n":{n}}}"#).parse().unwrap())
+                .collect();
+            (
+                id.clone(),
+                client,
+                store.session(&id).unwrap().add_items(batch).await,
+            )
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    blocker.execute_batch("COMMIT").unwrap();
+    let mut ok = 0;
+    for task in tasks {
+        let (id, client, result) = task.await.unwrap();
+        if id == "poison" {
+            let err = result.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
+            assert_eq!(err.operation(), Operation::AddItems);
+            assert_eq!(err.session_id(), Some("poison"));
+        } else {
+            result.unwrap_or_else(|e| panic!("client {client}: {e}"));
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 47);
+    let commits = wal_commits(&wal) - commits_before;
+    assert!(
+        commits <= 8,
+        "48 queued appends took {commits} commits: they were not grouped"
+    );
+    assert!(store
+        .session("poison")
+        .unwrap()
+        .get_items(None)
+        .await
+        .unwrap()
+        .is_empty());
+    for s in 0..12 {
+        let items = store
+            .session(&format!("s{s}"))
+            .unwrap()
+            .get_items(None)
+            .await
+            .unwrap();
+        let rows: Vec<serde_json::Value> = items
+            .iter()
+            .map(|i| serde_json::from_str(i.as_str()).unwrap())
+            .collect();
+        let expected = if s == 17 % 12 { 9 } else { 12 };
+        assert_eq!(rows.len(), expected, "session s{s}");
+        for batch in rows.chunks(3) {
+            let client = &batch[0]["client"];
+            for (n, row) in batch.iter().enumerate() {
+                assert_eq!(&row["client"], client, "batches interleaved in s{s}");
+                assert_eq!(row["n"], n, "batch out of order in s{s}");
+            }
+        }
+    }
+}

@@ -36,17 +36,34 @@ fn main() -> ExitCode {
         runtime.block_on(takeover::child(&spec));
         return ExitCode::SUCCESS;
     }
-    // `cargo test -- <filter>` passes arguments; run only the tests named (all without one).
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let mut passed = 0;
-    for name in [
+    const TESTS: [&str; 2] = [
         "four_processes_lose_nothing",
         "a_stalled_holder_is_fenced_after_takeover",
-    ] {
-        if !args.is_empty() && !args.iter().any(|a| name.contains(a.as_str())) {
+    ];
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    // cargo-nextest's custom-harness protocol: `--list --format terse` prints `name: test`
+    // lines (none for `--ignored`), then each test runs as `<name> --exact --nocapture`.
+    if all.iter().any(|a| a == "--list") {
+        if !all.iter().any(|a| a == "--ignored") {
+            for name in TESTS {
+                println!("{name}: test");
+            }
+        }
+        return ExitCode::SUCCESS;
+    }
+    let exact = all.iter().any(|a| a == "--exact");
+    // `cargo test -- <filter>` passes arguments; run only the tests named (all without one).
+    let args: Vec<&String> = all.iter().filter(|a| !a.starts_with('-')).collect();
+    let mut passed = 0;
+    for name in TESTS {
+        let wanted = |a: &&String| {
+            if exact {
+                name == a.as_str()
+            } else {
+                name.contains(a.as_str())
+            }
+        };
+        if !args.is_empty() && !args.iter().any(wanted) {
             continue;
         }
         match name {

@@ -112,6 +112,9 @@ pub struct FactoryOptions {
     pub max_item_bytes: Option<usize>,
     /// `operation_retention` in seconds.
     pub operation_retention: Option<u64>,
+    /// `require_encryption=true` (the base URL's key options stay; without a key the open
+    /// fails, which the case that asks for it checks).
+    pub require_encryption: bool,
 }
 
 /// Opens stores of the backend under test. When the backend is `persistent`, every call must
@@ -153,6 +156,9 @@ impl UrlFactory {
         }
         if let Some(secs) = options.operation_retention {
             query.push(format!("operation_retention={secs}"));
+        }
+        if options.require_encryption {
+            query.push("require_encryption=true".into());
         }
         if query.is_empty() {
             return self.base_url.clone();
@@ -549,6 +555,7 @@ cases! {
     list_newest_first_where_supported: Nothing,
     encrypted_records_need_their_key: RawRecords,
     encrypted_records_are_bound_and_sealed: RawRecords,
+    plain_records_unreadable_under_require_encryption: RawRecords,
     tx_append_applies_once_and_says_so: Transactions,
     tx_retry_from_another_store_is_applied_before: Transactions,
     tx_reused_id_with_another_transaction_conflicts: Transactions,

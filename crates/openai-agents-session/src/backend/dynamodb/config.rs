@@ -6,6 +6,7 @@
 //! | `region` | the AWS chain's | AWS region |
 //! | `endpoint` | the AWS chain's | `http://` or `https://` URL (DynamoDB Local) |
 //! | `create_table` | `false` | create the table when opening |
+//! | `enable_ttl` | `true` | `init` / `create_table` turn DynamoDB's TTL on the attribute `ttl` on; `false` leaves the table's TTL setting as it is |
 //! | `grace` (whole seconds) | the TTL | how long records outlive their session's expiry |
 //! | `stale_stage_after` (alias `stale_batch_secs`, whole seconds) | 1 h | age after which `prune` reclaims a batch never committed |
 //! | `connect_timeout` | 5 s | to establish a connection |
@@ -50,6 +51,8 @@ pub(crate) struct DynamoConfig {
     pub(super) layout: Layout,
     /// `create_table`: create the table when opening.
     pub(super) create_table: bool,
+    /// `enable_ttl`: table creation (`init`, `create_table`) turns DynamoDB's TTL on.
+    pub(super) enable_ttl: bool,
     /// `grace` (whole seconds): how long records outlive their session's expiry (`None`: the
     /// TTL).
     pub(super) grace: Option<Duration>,
@@ -73,6 +76,7 @@ impl DynamoConfig {
             endpoint: None,
             layout: Layout::Native,
             create_table: false,
+            enable_ttl: true,
             grace: None,
             stale_stage_after: DEFAULT_STALE_STAGE_AFTER,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -107,6 +111,9 @@ impl DynamoConfig {
         let layout = url.take_option("layout");
         if let Some(v) = url.take_parsed("create_table", &[], parse_bool)? {
             config.create_table = v;
+        }
+        if let Some(v) = url.take_parsed("enable_ttl", &[], parse_bool)? {
+            config.enable_ttl = v;
         }
         config.grace = url
             .take_parsed("grace", &[], parse_positive)?
@@ -180,8 +187,8 @@ mod tests {
         assert_eq!(c.connect_timeout, Duration::from_secs(5));
         assert_eq!(c.response_timeout, Duration::from_secs(20));
         assert_eq!(
-            (c.max_attempts, c.grace, c.layout),
-            (5, None, Layout::Native)
+            (c.max_attempts, c.grace, c.layout, c.enable_ttl),
+            (5, None, Layout::Native, true)
         );
     }
 
@@ -189,7 +196,7 @@ mod tests {
     fn every_option_as_users_write_it() {
         let c = parse(
             "dynamodb://my-table.v2?region=eu-west-1&endpoint=http://127.0.0.1:8000&layout=seed\
-             &create_table=yes&grace=60&stale_batch_secs=5&connect_timeout=0.5\
+             &create_table=yes&enable_ttl=no&grace=60&stale_batch_secs=5&connect_timeout=0.5\
              &response_timeout=2&max_attempts=1000",
         )
         .unwrap();
@@ -198,6 +205,7 @@ mod tests {
         assert_eq!(c.endpoint.as_deref(), Some("http://127.0.0.1:8000"));
         assert_eq!(c.layout, Layout::Seed);
         assert!(c.create_table);
+        assert!(!c.enable_ttl);
         assert_eq!(c.grace, Some(Duration::from_secs(60)));
         assert_eq!(c.stale_stage_after, Duration::from_secs(5));
         assert_eq!(c.connect_timeout, Duration::from_millis(500));

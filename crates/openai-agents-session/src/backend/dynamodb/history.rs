@@ -125,10 +125,10 @@ impl DynamoDbBackend {
                 prepare(
                     &inner.codec,
                     session_id,
-                    inner.codec.encode(session_id, item),
+                    inner.codec.encode(session_id, item)?,
                 )
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let add_actions: usize = added.iter().map(Prepared::actions).sum();
         let add_bytes: usize = added.iter().map(Prepared::bytes).sum();
         let m = prepared.transaction.expected_suffix().len();
@@ -783,7 +783,7 @@ impl Inner {
         let mut records: Vec<Prepared> = all[..cut]
             .iter()
             .map(|r| prepare(&self.codec, session_id, r.bytes.clone()))
-            .collect();
+            .collect::<Result<_>>()?;
         drop(all);
         records.extend(added.iter().map(|p| Prepared {
             head: p.head.clone(),

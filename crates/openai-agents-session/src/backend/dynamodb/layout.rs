@@ -282,12 +282,17 @@ impl Prepared {
 
 /// Makes a record fit DynamoDB's item size limit: inline when small enough, else compressed
 /// and, when still too large, split into parts of [`PART_BYTES`].
-pub(super) fn prepare(codec: &RecordCodec, session_id: &str, record: Vec<u8>) -> Prepared {
+/// Fails only when re-sealing a compressed record fails (the random generator).
+pub(super) fn prepare(
+    codec: &RecordCodec,
+    session_id: &str,
+    record: Vec<u8>,
+) -> crate::error::Result<Prepared> {
     if record.len() <= PART_BYTES {
-        return Prepared {
+        return Ok(Prepared {
             head: Some(record),
             parts: Vec::new(),
-        };
+        });
     }
     // Compress large records that are not compressed yet (the codec keeps the smaller form,
     // and encrypts after compressing when a key is configured), then split.
@@ -299,20 +304,20 @@ pub(super) fn prepare(codec: &RecordCodec, session_id: &str, record: Vec<u8>) ->
         record
     } else {
         match codec.decode(session_id, &record) {
-            Decoded::Valid(item) => codec.encode_compressed(session_id, &item),
+            Decoded::Valid(item) => codec.encode_compressed(session_id, &item)?,
             _ => record,
         }
     };
     if record.len() <= PART_BYTES {
-        return Prepared {
+        return Ok(Prepared {
             head: Some(record),
             parts: Vec::new(),
-        };
+        });
     }
-    Prepared {
+    Ok(Prepared {
         head: None,
         parts: record.chunks(PART_BYTES).map(<[u8]>::to_vec).collect(),
-    }
+    })
 }
 
 /// The items that store prepared records from sequence `start` of generation `gen`: each
@@ -590,8 +595,8 @@ mod tests {
     #[test]
     fn small_records_stay_inline_and_plain() {
         let codec = RecordCodec::default();
-        let record = codec.encode("s", &item_of("hi"));
-        let p = prepare(&codec, "s", record.clone());
+        let record = codec.encode("s", &item_of("hi")).unwrap();
+        let p = prepare(&codec, "s", record.clone()).unwrap();
         assert_eq!(p.head.as_deref(), Some(record.as_slice()));
         assert!(p.parts.is_empty());
         assert_eq!((p.bytes(), p.actions()), (record.len(), 1));
@@ -607,7 +612,7 @@ mod tests {
     fn large_compressible_records_are_compressed_inline() {
         let codec = RecordCodec::default();
         let item = item_of(&"ab".repeat(PART_BYTES));
-        let p = prepare(&codec, "s", codec.encode("s", &item));
+        let p = prepare(&codec, "s", codec.encode("s", &item).unwrap()).unwrap();
         let head = p.head.as_deref().unwrap();
         assert!(p.parts.is_empty());
         assert!(head.len() < PART_BYTES && head[0] != b'{');
@@ -618,12 +623,12 @@ mod tests {
     fn large_records_are_compressed_then_split_and_reassemble() {
         let codec = RecordCodec::default();
         let item = item_of(&noise(4 * PART_BYTES));
-        let plain = codec.encode("s", &item);
-        let p = prepare(&codec, "s", plain.clone());
+        let plain = codec.encode("s", &item).unwrap();
+        let p = prepare(&codec, "s", plain.clone()).unwrap();
         assert!(p.head.is_none());
         let whole: Vec<u8> = p.parts.concat();
         // Compressed first (an envelope, smaller than the plain record), then split.
-        assert_eq!(whole, codec.encode_compressed("s", &item));
+        assert_eq!(whole, codec.encode_compressed("s", &item).unwrap());
         assert!(whole[0] != b'{' && whole.len() < plain.len());
         let parts = p.parts.len();
         assert!(parts >= 2);
@@ -631,7 +636,7 @@ mod tests {
         assert!(p.parts.iter().all(|part| part.len() <= PART_BYTES));
         assert_eq!((p.bytes(), p.actions()), (whole.len(), 1 + parts));
 
-        let next = prepare(&codec, "s", codec.encode("s", &item_of("next")));
+        let next = prepare(&codec, "s", codec.encode("s", &item_of("next")).unwrap()).unwrap();
         let rows = record_items("s", 9, 41, &[p, next], None, None);
         assert_eq!(rows.len(), 1 + parts + 1); // the head, its parts, the next record
         let head = &rows[0];

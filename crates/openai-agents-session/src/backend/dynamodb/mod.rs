@@ -77,6 +77,8 @@ struct Inner {
     grace: Duration,
     /// After this, `prune` treats an uncommitted batch as abandoned.
     stale_stage_after: Duration,
+    /// Table creation turns DynamoDB's TTL on (URL option `enable_ttl`).
+    enable_ttl: bool,
     codec: RecordCodec,
     stats: RequestStats,
     /// The last metadata state seen per session: lets a write guess its sequence numbers and
@@ -146,6 +148,7 @@ impl DynamoDbBackend {
                 options,
                 grace,
                 stale_stage_after: config.stale_stage_after,
+                enable_ttl: config.enable_ttl,
                 codec,
                 stats: RequestStats::default(),
                 known: Mutex::new(HashMap::new()),
@@ -344,7 +347,11 @@ impl Inner {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        // TTL on `ttl` (the seed's attribute name), also when the table already existed.
+        // TTL on `ttl` (the seed's attribute name), also when the table already existed;
+        // with `enable_ttl=false` the table's TTL setting is left as it is.
+        if !self.enable_ttl {
+            return Ok(());
+        }
         self.stats.record_requests(op, 1);
         let ttl = self
             .client
@@ -546,7 +553,7 @@ impl DynamoDbBackend {
         let records = items
             .iter()
             .map(|i| self.inner.codec.encode(session_id, i))
-            .collect();
+            .collect::<Result<_>>()?;
         drop(items);
         self.inner
             .append(Operation::AddItems, session_id, records, fence)

@@ -118,6 +118,14 @@ impl Inner {
     pub(super) async fn prune(&self) -> Result<PruneReport> {
         let op = Operation::Prune;
         let now = now_ms();
+        // The records are listed first, the metadata read after: a generation's records (and
+        // a life's operation ids) are written only once the metadata, or a replace's mark,
+        // names them, so every record listed here is accounted for by the metadata the later
+        // scan reads. Read the other way round, a session created (or cleared into a new
+        // generation) between the two scans would have its records taken for leftovers.
+        let records = self
+            .scan_all(op, "sk <> :m", Some("pk, sk, b, fa, le"))
+            .await?;
         // Pass 1: the metadata items.
         let mut metas: HashMap<String, Meta> = HashMap::new();
         let mut removed_sessions = 0u64;
@@ -164,13 +172,10 @@ impl Inner {
             }
             metas.insert(pk.clone(), meta);
         }
-        // Pass 2: records no live metadata accounts for.
+        // Pass 2: the records listed above that no live metadata accounts for.
         let mut doomed = Vec::new();
         let mut ended_leases = Vec::new();
-        for item in &self
-            .scan_all(op, "sk <> :m", Some("pk, sk, b, fa, le"))
-            .await?
-        {
+        for item in &records {
             let (Some(pk), Some(sk)) = (str_attr(item, "pk"), sk_of(item)) else {
                 continue;
             };

@@ -176,10 +176,10 @@ impl StagedWrite for DynamoStaged<'_> {
                     prepare(
                         &inner.codec,
                         &self.session_id,
-                        inner.codec.encode(&self.session_id, i),
+                        inner.codec.encode(&self.session_id, i)?,
                     )
                 })
-                .collect();
+                .collect::<Result<_>>()?;
             drop(items);
             let ttl_attr = inner.item_ttl(inner.ttl_ms().map(|t| now_ms() + t));
             let mut requests = Vec::new();

@@ -80,7 +80,7 @@ impl Inner {
         let prepared: Vec<Prepared> = records
             .into_iter()
             .map(|r| prepare(&self.codec, session_id, r))
-            .collect();
+            .collect::<Result<_>>()?;
         // The metadata write, every record and part, and the fence's ConditionCheck.
         let actions: usize = prepared.iter().map(Prepared::actions).sum::<usize>()
             + 1

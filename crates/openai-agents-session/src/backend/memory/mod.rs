@@ -183,10 +183,10 @@ impl MemoryBackend {
         }
     }
 
-    fn encode(&self, session_id: &str, items: &[Item]) -> Vec<Arc<[u8]>> {
+    fn encode(&self, session_id: &str, items: &[Item]) -> Result<Vec<Arc<[u8]>>> {
         items
             .iter()
-            .map(|item| Arc::from(self.codec.encode(session_id, item)))
+            .map(|item| self.codec.encode(session_id, item).map(Arc::from))
             .collect()
     }
 
@@ -321,10 +321,7 @@ impl Backend for MemoryBackend {
 
     fn add_items<'a>(&'a self, session_id: &'a str, items: Vec<Item>) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let records = items
-                .iter()
-                .map(|item| Arc::from(self.codec.encode(session_id, item)))
-                .collect();
+            let records = self.encode(session_id, &items)?;
             self.append(session_id, records, Operation::AddItems);
             Ok(())
         })
@@ -343,7 +340,7 @@ impl Backend for MemoryBackend {
         tx: &'a PreparedTransaction,
     ) -> BoxFuture<'a, Result<Applied>> {
         Box::pin(async move {
-            let records = self.encode(session_id, tx.transaction.items_added());
+            let records = self.encode(session_id, tx.transaction.items_added())?;
             let now = Timestamp::now();
             let mut shared = self.lock(Operation::ApplyTransaction);
             self.apply_locked(&mut shared.sessions, session_id, tx, records, now)
@@ -443,9 +440,9 @@ impl Backend for MemoryBackend {
         Box::pin(async move {
             let op = write.operation();
             let records = match &write {
-                FencedWrite::AddItems(items) => self.encode(session_id, items),
+                FencedWrite::AddItems(items) => self.encode(session_id, items)?,
                 FencedWrite::ApplyTransaction(tx) => {
-                    self.encode(session_id, tx.transaction.items_added())
+                    self.encode(session_id, tx.transaction.items_added())?
                 }
                 _ => Vec::new(),
             };
@@ -639,8 +636,9 @@ impl StagedWrite for MemoryStaged<'_> {
         Box::pin(async move {
             let codec = &self.backend.codec;
             let id = &self.session_id;
-            self.records
-                .extend(items.iter().map(|item| Arc::from(codec.encode(id, item))));
+            for item in &items {
+                self.records.push(Arc::from(codec.encode(id, item)?));
+            }
             Ok(())
         })
     }

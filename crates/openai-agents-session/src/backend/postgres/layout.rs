@@ -4,7 +4,15 @@
 //! `docs/storage/postgres.md` shows the same text.
 
 /// The schema version this build creates and reads (kept in `@schema_version`).
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
+
+/// What brings a schema of version 1 to this version, run (under the install's advisory lock)
+/// before [`FUNCTIONS`] and the new version row: the tables are unchanged; version 2 gave
+/// `@pop` its `p_check_all` parameter, `@fence` its status and `@get` its refresh granularity.
+pub const UPGRADE_FROM_1: &str = r#"
+DROP FUNCTION IF EXISTS @pop(bytea, bigint, bigint);
+DROP FUNCTION IF EXISTS @fence(bytea, bigint, bigint);
+"#;
 
 /// Every name the schema text uses, longest first (so that `@staged` is not read as `@stage`).
 const NAMES: &[&str] = &[
@@ -120,18 +128,18 @@ CREATE OR REPLACE FUNCTION @now_ms() RETURNS bigint LANGUAGE sql VOLATILE AS $$
   SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint
 $$;
 
--- A fenced write's check: NULL passes; a token passes only if it is the live lease's. Locks
--- the lease row FOR SHARE until the write commits, so no takeover lands in between.
+-- A fenced write's check, the whole of it: status NULL passes (no token, or the live lease's);
+-- else 'FENCED' with the live lease, if any, which the calling function returns as it is.
+-- Locks the lease row FOR SHARE until the write commits, so no takeover lands in between.
 CREATE OR REPLACE FUNCTION @fence(p_sid bytea, p_fence bigint, p_now bigint,
-    OUT ok boolean, OUT l_owner bytea, OUT l_token bigint, OUT l_expires bigint)
+    OUT status text, OUT l_owner bytea, OUT l_token bigint, OUT l_expires bigint)
 LANGUAGE plpgsql AS $$
 BEGIN
-  ok := true;
   IF p_fence IS NULL THEN RETURN; END IF;
   SELECT l.owner, l.token, l.expires_at INTO l_owner, l_token, l_expires
     FROM @leases l WHERE l.session_id = p_sid FOR SHARE;
   IF FOUND AND l_expires > p_now AND l_token = p_fence THEN RETURN; END IF;
-  ok := false;
+  status := 'FENCED';
   IF NOT FOUND OR l_expires <= p_now THEN
     l_owner := NULL; l_token := NULL; l_expires := NULL;
   END IF;
@@ -168,14 +176,11 @@ END $$;
 CREATE OR REPLACE FUNCTION @add(p_sid bytea, p_records bytea[], p_ttl bigint, p_fence bigint,
     OUT status text, OUT l_owner bytea, OUT l_token bigint, OUT l_expires bigint)
 LANGUAGE plpgsql AS $$
-DECLARE now_ms bigint := @now_ms(); f record; w record; n bigint := cardinality(p_records);
+DECLARE now_ms bigint := @now_ms(); w record; n bigint := cardinality(p_records);
 BEGIN
   IF p_fence IS NOT NULL THEN
-    f := @fence(p_sid, p_fence, now_ms);
-    IF NOT f.ok THEN
-      status := 'FENCED'; l_owner := f.l_owner; l_token := f.l_token; l_expires := f.l_expires;
-      RETURN;
-    END IF;
+    SELECT * INTO status, l_owner, l_token, l_expires FROM @fence(p_sid, p_fence, now_ms);
+    IF status IS NOT NULL THEN RETURN; END IF;
   END IF;
   w := @open_write(p_sid, now_ms);
   INSERT INTO @items (session, seq, record)
@@ -189,22 +194,22 @@ END $$;
 
 -- get_items: the newest p_limit records (NULL: all) below sequence p_before, newest first,
 -- and the lowest sequence among them; with p_refresh the live session's expiry moves to
--- now + p_ttl in the same call. found is false for a missing or expired session.
+-- now + p_ttl in the same call when that moves it by at least the refresh granularity,
+-- p_ttl / 100 (as on the other backends), so nearly every read writes nothing. live is false
+-- for a missing or expired session.
 CREATE OR REPLACE FUNCTION @get(p_sid bytea, p_limit bigint, p_before bigint, p_ttl bigint,
     p_refresh boolean, OUT live boolean, OUT records bytea[], OUT lowest bigint, OUT n bigint)
 LANGUAGE plpgsql AS $$
-DECLARE now_ms bigint := @now_ms(); k bigint;
+DECLARE now_ms bigint := @now_ms(); k bigint; v_exp bigint;
 BEGIN
-  IF p_refresh THEN
-    UPDATE @sessions SET expires_at = now_ms + p_ttl
-     WHERE session_id = p_sid AND (expires_at IS NULL OR expires_at > now_ms)
-     RETURNING id INTO k;
-  ELSE
-    SELECT id INTO k FROM @sessions
-     WHERE session_id = p_sid AND (expires_at IS NULL OR expires_at > now_ms);
-  END IF;
+  SELECT id, expires_at INTO k, v_exp FROM @sessions
+   WHERE session_id = p_sid AND (expires_at IS NULL OR expires_at > now_ms);
   live := k IS NOT NULL;
   IF NOT live THEN RETURN; END IF;
+  IF p_refresh AND (v_exp IS NULL OR now_ms + p_ttl - v_exp >= greatest(p_ttl / 100, 1)) THEN
+    UPDATE @sessions SET expires_at = now_ms + p_ttl
+     WHERE id = k AND (expires_at IS NULL OR expires_at > now_ms);
+  END IF;
   SELECT array_agg(t.record ORDER BY t.seq DESC), min(t.seq), count(*) INTO records, lowest, n
     FROM (SELECT i.seq, i.record FROM @items i WHERE i.session = k AND i.seq < p_before
           ORDER BY i.seq DESC LIMIT p_limit) t;
@@ -229,20 +234,19 @@ END $$;
 -- pop_item: 'OK' with the record removed (and the implausible records above it), 'EMPTY'
 -- (implausible records removed, if any), 'CHECK' with an envelope only the client can
 -- decode (nothing removed; at_seq is its sequence, top_seq the newest), or 'FENCED'.
--- Plausible: starts with '{' and ends with '}'.
-CREATE OR REPLACE FUNCTION @pop(p_sid bytea, p_ttl bigint, p_fence bigint,
+-- Plausible: starts with '{' and ends with '}'. With p_check_all (require_encryption) every
+-- record starting with '{' is a 'CHECK' too: the client refuses plain records as unreadable,
+-- so none is removed unseen; only records starting with neither '{' nor 0x00 are dropped.
+CREATE OR REPLACE FUNCTION @pop(p_sid bytea, p_ttl bigint, p_fence bigint, p_check_all boolean,
     OUT status text, OUT rec bytea, OUT at_seq bigint, OUT top_seq bigint,
     OUT l_owner bytea, OUT l_token bigint, OUT l_expires bigint)
 LANGUAGE plpgsql AS $$
-DECLARE now_ms bigint := @now_ms(); f record; k bigint; upd bigint; r record;
+DECLARE now_ms bigint := @now_ms(); k bigint; upd bigint; r record;
         removed bigint := 0; lowest bigint; len int;
 BEGIN
   IF p_fence IS NOT NULL THEN
-    f := @fence(p_sid, p_fence, now_ms);
-    IF NOT f.ok THEN
-      status := 'FENCED'; l_owner := f.l_owner; l_token := f.l_token; l_expires := f.l_expires;
-      RETURN;
-    END IF;
+    SELECT * INTO status, l_owner, l_token, l_expires FROM @fence(p_sid, p_fence, now_ms);
+    IF status IS NOT NULL THEN RETURN; END IF;
   END IF;
   SELECT s.id, s.updated_at INTO k, upd FROM @sessions s
    WHERE s.session_id = p_sid AND (s.expires_at IS NULL OR s.expires_at > now_ms) FOR UPDATE;
@@ -250,10 +254,11 @@ BEGIN
   FOR r IN SELECT i.seq, i.record AS body FROM @items i WHERE i.session = k ORDER BY i.seq DESC LOOP
     IF top_seq IS NULL THEN top_seq := r.seq; END IF;
     len := length(r.body);
-    IF len >= 2 AND get_byte(r.body, 0) = 123 AND get_byte(r.body, len - 1) = 125 THEN
+    IF NOT p_check_all AND len >= 2 AND get_byte(r.body, 0) = 123
+       AND get_byte(r.body, len - 1) = 125 THEN
       lowest := r.seq; removed := removed + 1; rec := r.body; status := 'OK';
       EXIT;
-    ELSIF len > 0 AND get_byte(r.body, 0) = 0 THEN
+    ELSIF len > 0 AND (get_byte(r.body, 0) = 0 OR (p_check_all AND get_byte(r.body, 0) = 123)) THEN
       status := 'CHECK'; rec := r.body; at_seq := r.seq;
       RETURN;
     END IF;
@@ -275,14 +280,11 @@ CREATE OR REPLACE FUNCTION @pop_at(p_sid bytea, p_ttl bigint, p_fence bigint, p_
     p_top bigint, p_record bytea,
     OUT status text, OUT l_owner bytea, OUT l_token bigint, OUT l_expires bigint)
 LANGUAGE plpgsql AS $$
-DECLARE now_ms bigint := @now_ms(); f record; k bigint; upd bigint; removed bigint;
+DECLARE now_ms bigint := @now_ms(); k bigint; upd bigint; removed bigint;
 BEGIN
   IF p_fence IS NOT NULL THEN
-    f := @fence(p_sid, p_fence, now_ms);
-    IF NOT f.ok THEN
-      status := 'FENCED'; l_owner := f.l_owner; l_token := f.l_token; l_expires := f.l_expires;
-      RETURN;
-    END IF;
+    SELECT * INTO status, l_owner, l_token, l_expires FROM @fence(p_sid, p_fence, now_ms);
+    IF status IS NOT NULL THEN RETURN; END IF;
   END IF;
   SELECT s.id, s.updated_at INTO k, upd FROM @sessions s
    WHERE s.session_id = p_sid AND (s.expires_at IS NULL OR s.expires_at > now_ms) FOR UPDATE;
@@ -304,14 +306,11 @@ END $$;
 CREATE OR REPLACE FUNCTION @clear(p_sid bytea, p_fence bigint,
     OUT status text, OUT l_owner bytea, OUT l_token bigint, OUT l_expires bigint)
 LANGUAGE plpgsql AS $$
-DECLARE now_ms bigint := @now_ms(); f record; k bigint;
+DECLARE now_ms bigint := @now_ms(); k bigint;
 BEGIN
   IF p_fence IS NOT NULL THEN
-    f := @fence(p_sid, p_fence, now_ms);
-    IF NOT f.ok THEN
-      status := 'FENCED'; l_owner := f.l_owner; l_token := f.l_token; l_expires := f.l_expires;
-      RETURN;
-    END IF;
+    SELECT * INTO status, l_owner, l_token, l_expires FROM @fence(p_sid, p_fence, now_ms);
+    IF status IS NOT NULL THEN RETURN; END IF;
   END IF;
   DELETE FROM @sessions WHERE session_id = p_sid RETURNING id INTO k;
   IF k IS NOT NULL THEN
@@ -328,16 +327,13 @@ CREATE OR REPLACE FUNCTION @apply(p_sid bytea, p_ttl bigint, p_fence bigint, p_o
     p_digest bytea, p_retention bigint, p_k bigint, p_expected bytea[], p_records bytea[],
     OUT status text, OUT tail bytea[], OUT l_owner bytea, OUT l_token bigint, OUT l_expires bigint)
 LANGUAGE plpgsql AS $$
-DECLARE now_ms bigint := @now_ms(); f record; w record; k bigint; known bytea;
+DECLARE now_ms bigint := @now_ms(); w record; k bigint; known bytea;
         got bytea[]; low bigint; cnt bigint; n bigint := cardinality(p_records);
         opened boolean := false;
 BEGIN
   IF p_fence IS NOT NULL THEN
-    f := @fence(p_sid, p_fence, now_ms);
-    IF NOT f.ok THEN
-      status := 'FENCED'; l_owner := f.l_owner; l_token := f.l_token; l_expires := f.l_expires;
-      RETURN;
-    END IF;
+    SELECT * INTO status, l_owner, l_token, l_expires FROM @fence(p_sid, p_fence, now_ms);
+    IF status IS NOT NULL THEN RETURN; END IF;
   END IF;
   SELECT s.id INTO k FROM @sessions s
    WHERE s.session_id = p_sid AND (s.expires_at IS NULL OR s.expires_at > now_ms) FOR UPDATE;
@@ -549,7 +545,7 @@ pub mod sql {
     AND i.seq < $2::bigint
   ORDER BY i.seq DESC LIMIT $3::bigint";
     /// `pop_item`.
-    pub const POP: &str = "SELECT * FROM @pop($1::bytea, $2::bigint, $3::bigint)";
+    pub const POP: &str = "SELECT * FROM @pop($1::bytea, $2::bigint, $3::bigint, $4::boolean)";
     /// The second step of a pop of an envelope.
     pub const POP_AT: &str = "SELECT * FROM @pop_at($1::bytea, $2::bigint, $3::bigint, $4::bigint, $5::bigint, $6::bytea)";
     /// `clear_session`.
@@ -689,13 +685,41 @@ mod tests {
     #[test]
     fn storage_doc_shows_the_exact_schema() {
         let doc = include_str!("../../../../../docs/storage/postgres.md");
-        for block in [TABLES, FUNCTIONS] {
+        for block in [TABLES, FUNCTIONS, UPGRADE_FROM_1] {
             for statement in block.split("\n\n") {
                 assert!(
                     doc.contains(statement.trim()),
                     "docs/storage/postgres.md does not show:\n{statement}"
                 );
             }
+        }
+        // The statement table shows each statement on one line.
+        for statement in [
+            sql::ADD,
+            sql::GET,
+            sql::PAGE,
+            sql::BEFORE,
+            sql::POP,
+            sql::POP_AT,
+            sql::CLEAR,
+            sql::APPLY,
+            sql::INFO,
+            sql::LIST,
+            sql::LIST_NEWEST,
+            sql::PRUNE,
+            sql::STAGE,
+            sql::COMMIT,
+            sql::UNSTAGE,
+            sql::ACQUIRE,
+            sql::RENEW,
+            sql::RELEASE,
+            sql::LEASE,
+        ] {
+            let one_line = statement.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(
+                doc.contains(&format!("`{one_line}`")),
+                "docs/storage/postgres.md's statement table does not show:\n{one_line}"
+            );
         }
     }
 }

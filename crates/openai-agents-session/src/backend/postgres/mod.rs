@@ -184,11 +184,8 @@ impl Inner {
             .map(|s| i64::try_from(s.saturating_mul(1000)).unwrap_or(i64::MAX))
     }
 
-    fn encode_all(&self, session_id: &str, items: &[Item]) -> Vec<Vec<u8>> {
-        items
-            .iter()
-            .map(|i| self.codec.encode(session_id, i))
-            .collect()
+    fn encode_all(&self, session_id: &str, items: &[Item]) -> Result<Vec<Vec<u8>>> {
+        self.codec.encode_all(session_id, items)
     }
 }
 
@@ -248,7 +245,7 @@ impl Backend for PostgresBackend {
 
     fn add_items<'a>(&'a self, session_id: &'a str, items: Vec<Item>) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
-            let records = self.inner.encode_all(session_id, &items);
+            let records = self.inner.encode_all(session_id, &items)?;
             drop(items);
             self.inner
                 .append(Operation::AddItems, session_id, &records, None)
@@ -377,7 +374,7 @@ impl Backend for PostgresBackend {
         Box::pin(async move {
             match write {
                 FencedWrite::AddItems(items) => {
-                    let records = self.inner.encode_all(session_id, &items);
+                    let records = self.inner.encode_all(session_id, &items)?;
                     drop(items);
                     self.inner
                         .append(Operation::AddItems, session_id, &records, fence)

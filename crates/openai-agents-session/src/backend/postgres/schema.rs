@@ -1,9 +1,10 @@
 //! Installing and checking the schema: at open (and by `agent-session init`) the tables and
-//! functions are created when the version table is missing, under an advisory lock so that
-//! processes opening at once install it once; a newer version than this build knows, or a
-//! table of another shape, is an error naming it.
+//! functions are created when the version table is missing, and an older version is upgraded
+//! in place (its functions replaced), under an advisory lock so that processes opening at
+//! once install it once; a newer version than this build knows, or a table of another shape,
+//! is an error naming it.
 
-use super::layout::{qualify, EXPECTED_COLUMNS, FUNCTIONS, SCHEMA_VERSION, TABLES};
+use super::layout::{qualify, EXPECTED_COLUMNS, FUNCTIONS, SCHEMA_VERSION, TABLES, UPGRADE_FROM_1};
 use super::*;
 
 impl Inner {
@@ -14,6 +15,11 @@ impl Inner {
         let ddl = format!(
             "CREATE SCHEMA IF NOT EXISTS \"{schema}\";\n{}\n{}\nINSERT INTO {version_table} (version) VALUES ({SCHEMA_VERSION}) ON CONFLICT DO NOTHING;",
             qualify(TABLES, &schema, &prefix),
+            qualify(FUNCTIONS, &schema, &prefix)
+        );
+        let upgrade = format!(
+            "{}\n{}\nINSERT INTO {version_table} (version) VALUES ({SCHEMA_VERSION}) ON CONFLICT DO NOTHING;",
+            qualify(UPGRADE_FROM_1, &schema, &prefix),
             qualify(FUNCTIONS, &schema, &prefix)
         );
         let lock_key = format!("openai-agents-session:{schema}:{prefix}");
@@ -35,10 +41,27 @@ impl Inner {
                         tx.batch_execute(&ddl).await?;
                         tx.commit().await?;
                     }
-                    let row = client
-                        .query_one(&format!("SELECT max(version) FROM {version_table}"), &[])
-                        .await?;
-                    Ok(row.get::<_, Option<i32>>(0))
+                    let version = format!("SELECT max(version) FROM {version_table}");
+                    let row = client.query_one(&version, &[]).await?;
+                    let found = row.get::<_, Option<i32>>(0);
+                    if found.is_some_and(|v| v < SCHEMA_VERSION) {
+                        // An older schema: its functions are replaced once, under the lock,
+                        // by whichever opener gets there first.
+                        let tx = client.transaction().await?;
+                        tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", &[&lock_key])
+                            .await?;
+                        let row = tx.query_one(&version, &[]).await?;
+                        if row
+                            .get::<_, Option<i32>>(0)
+                            .is_some_and(|v| v < SCHEMA_VERSION)
+                        {
+                            tx.batch_execute(&upgrade).await?;
+                        }
+                        tx.commit().await?;
+                        let row = client.query_one(&version, &[]).await?;
+                        return Ok(row.get::<_, Option<i32>>(0));
+                    }
+                    Ok(found)
                 })
             })
             .await?;

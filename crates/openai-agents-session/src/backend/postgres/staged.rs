@@ -42,7 +42,7 @@ impl StagedWrite for PgStaged {
                 return Err(finished());
             }
             let op = Operation::AddItems;
-            let records = self.inner.encode_all(&self.session_id, &items);
+            let records = self.inner.encode_all(&self.session_id, &items)?;
             drop(items);
             let first = self.count + 1;
             let row = self

@@ -6,27 +6,22 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, SignatureScheme};
 
 use super::config::SslMode;
+use crate::tls;
 
-/// Builds the configuration for `mode`; `ca_pem` replaces the system's roots when given.
+/// Builds the configuration for `mode`; `ca_pem` replaces the system's roots when given. The
+/// rustls setup (provider, roots, the verifier that accepts any certificate) is the crate's
+/// shared one (`src/tls.rs`); only `verify-ca`'s chain-only check is PostgreSQL's own.
 pub(super) fn client_config(mode: SslMode, ca_pem: Option<&[u8]>) -> Result<ClientConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup failed: {e}"))?;
+    let (builder, provider) = tls::builder()?;
     if matches!(mode, SslMode::Disable | SslMode::Prefer | SslMode::Require) {
-        return Ok(builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Unverified(provider)))
-            .with_no_client_auth());
+        // As libpq: encrypted, the certificate not checked.
+        return Ok(tls::accept_any(builder, provider).with_no_client_auth());
     }
-    let roots = Arc::new(roots(ca_pem)?);
+    let roots = Arc::new(tls::roots(ca_pem, "sslrootcert")?);
     if mode == SslMode::VerifyFull {
         return Ok(builder.with_root_certificates(roots).with_no_client_auth());
     }
@@ -37,35 +32,6 @@ pub(super) fn client_config(mode: SslMode, ca_pem: Option<&[u8]>) -> Result<Clie
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(ChainOnly(inner)))
         .with_no_client_auth())
-}
-
-fn roots(ca_pem: Option<&[u8]>) -> Result<RootCertStore, String> {
-    let mut roots = RootCertStore::empty();
-    match ca_pem {
-        Some(pem) => {
-            for cert in CertificateDer::pem_slice_iter(pem) {
-                let cert =
-                    cert.map_err(|e| format!("sslrootcert holds no valid PEM certificate: {e}"))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("sslrootcert holds an unusable certificate: {e}"))?;
-            }
-            if roots.is_empty() {
-                return Err("sslrootcert holds no certificate".to_owned());
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            for error in &found.errors {
-                tracing::debug!(%error, "a system root certificate could not be loaded");
-            }
-            let (added, _) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
-                return Err("no system root certificates found; set sslrootcert".to_owned());
-            }
-        }
-    }
-    Ok(roots)
 }
 
 /// `verify-ca`: the chain is checked, the host name is not.
@@ -112,55 +78,5 @@ impl ServerCertVerifier for ChainOnly {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.supported_verify_schemes()
-    }
-}
-
-/// `prefer` and `require`: any certificate is accepted (signatures are still checked, so the
-/// handshake is a real one; the peer's identity is not), as libpq does.
-#[derive(Debug)]
-struct Unverified(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }

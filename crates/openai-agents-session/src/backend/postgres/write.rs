@@ -1,5 +1,5 @@
 //! Writes: append (`add`), pop (`pop`, and `pop_at` for an envelope only the client can
-//! decode) and clear (`clear`), each one function call, and history transactions (`apply`).
+//! decode, or any record under `require_encryption`) and clear (`clear`), each one function call, and history transactions (`apply`).
 //! A fenced write passes its token to the same function (an unfenced one NULL), which refuses
 //! it with `FENCED` before any change unless the token is the session's live lease's.
 
@@ -48,9 +48,16 @@ impl Inner {
         let op = Operation::PopItem;
         let ttl = self.ttl_ms();
         let fence_arg = fence_arg(fence);
+        // Under require_encryption plain records are unreadable: the function hands every one
+        // to the codec (a 'CHECK') instead of removing it as a plausible item.
+        let check_all = self.codec.requires_encryption();
         for _ in 0..POP_ATTEMPTS {
             let row = self
-                .one(op, &self.sql.pop, &[&sid(session_id), &ttl, &fence_arg])
+                .one(
+                    op,
+                    &self.sql.pop,
+                    &[&sid(session_id), &ttl, &fence_arg, &check_all],
+                )
                 .await?;
             match status(op, &row)?.as_str() {
                 "FENCED" => return Err(fenced_from(op, fence.unwrap_or(0), &row, 4)),
@@ -140,8 +147,8 @@ impl Inner {
         fence: Option<u64>,
     ) -> Result<Applied> {
         let op = Operation::ApplyTransaction;
-        let records = self.encode_all(session_id, prepared.transaction.items_added());
-        let mut expected = self.encode_all(session_id, prepared.transaction.expected_suffix());
+        let records = self.encode_all(session_id, prepared.transaction.items_added())?;
+        let mut expected = self.encode_all(session_id, prepared.transaction.expected_suffix())?;
         let k = expected.len() as i64;
         let ttl = self.ttl_ms();
         let fence_arg = fence_arg(fence);

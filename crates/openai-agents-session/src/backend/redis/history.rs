@@ -35,7 +35,7 @@ impl RedisBackend {
             .items_added()
             .iter()
             .map(|i| self.codec.encode(session_id, i))
-            .collect();
+            .collect::<Result<_>>()?;
         let k = prepared.transaction.expected_suffix().len();
         let (ttl, k_text) = (self.ttl_ms().to_string(), k.to_string());
         let digest = prepared.digest_hex();

@@ -40,6 +40,8 @@ pub struct SessionKeys {
     pub lease: Vec<u8>,
     /// Where the seed layout kept this session (`{prefix}:{session_id}`).
     pub seed: Vec<u8>,
+    /// The id has the shape of this layout's own keys after the prefix (`{TAG}:...`).
+    seed_is_ours: bool,
 }
 
 impl SessionKeys {
@@ -51,7 +53,25 @@ impl SessionKeys {
             items: format!("{prefix}:{{{tag}}}:items").into_bytes(),
             lease: format!("{prefix}:{{{tag}}}:lease").into_bytes(),
             seed: format!("{prefix}:{session_id}").into_bytes(),
+            seed_is_ours: has_native_key_shape(session_id),
         }
+    }
+
+    /// Whether the seed's key may hold this session's seed history, to migrate (standalone)
+    /// or to refuse with `LegacyData` (Cluster). Not when the id has the shape of this layout's
+    /// own keys after the prefix, as `{chat}:items` has: its seed key is then another session's
+    /// item list, metadata, lease or staging list (`{prefix}:{TAG}:...`, TAG brace-free as
+    /// every escaped id is), and taking it for seed history would move that session's items
+    /// into this one (reading `{chat}:items` emptied `chat`; see docs/testing.md, "Property tests").
+    ///
+    /// ```
+    /// use openai_agents_session::backend::redis::SessionKeys;
+    /// assert!(SessionKeys::new("p", "chat").seed_may_hold_history());
+    /// assert!(SessionKeys::new("p", "{chat").seed_may_hold_history());
+    /// assert!(!SessionKeys::new("p", "{chat}:items").seed_may_hold_history());
+    /// ```
+    pub fn seed_may_hold_history(&self) -> bool {
+        !self.seed_is_ours
     }
 
     /// The staging list of one staged write: `{prefix}:{tag}:stage:<started ms>-<pid>-<n>`, in
@@ -63,6 +83,15 @@ impl SessionKeys {
         key.extend_from_slice(format!("stage:{started_ms}-{pid}-{n}").as_bytes());
         key
     }
+}
+
+/// Whether `{prefix}:{session_id}` has the shape of a key of this layout: `{TAG}:` then
+/// anything, with a brace-free TAG.
+fn has_native_key_shape(session_id: &str) -> bool {
+    session_id
+        .strip_prefix('{')
+        .and_then(|rest| rest.split_once('}'))
+        .is_some_and(|(tag, after)| !tag.contains('{') && after.starts_with(':'))
 }
 
 /// Escapes a session id for the hash tag.
@@ -324,6 +353,31 @@ mod tests {
             );
         }
         assert_eq!(tag(&meta), "a%7Db%7Bc");
+    }
+
+    #[test]
+    fn seed_keys_shaped_like_ours_are_never_seed_history() {
+        // Every key of this layout, taken as a seed id, is recognised as ours.
+        for id in ["chat", "{x}", "a%7Bb", "", "}:items{"] {
+            let keys = SessionKeys::new("p", id);
+            for key in [&keys.meta, &keys.items, &keys.lease, &keys.stage(1, 2, 3)] {
+                let as_seed_id = std::str::from_utf8(&key[2..]).unwrap();
+                assert!(
+                    !SessionKeys::new("p", as_seed_id).seed_may_hold_history(),
+                    "{as_seed_id:?}"
+                );
+            }
+        }
+        for id in [
+            "chat",
+            "{chat",
+            "{a{b}:items",
+            "x{a}:items",
+            "{a}items",
+            "}:items",
+        ] {
+            assert!(SessionKeys::new("p", id).seed_may_hold_history(), "{id:?}");
+        }
     }
 
     #[test]

@@ -393,10 +393,10 @@ impl RedisBackend {
     }
 
     /// The keys passed to scripts (all in the session's slot): metadata, items, lease, and the
-    /// seed key where it can be migrated in place.
+    /// seed key where it can be migrated in place (never one of this layout's own keys).
     fn script_keys(&self, keys: &SessionKeys) -> Vec<Vec<u8>> {
         let mut out = vec![keys.meta.clone(), keys.items.clone(), keys.lease.clone()];
-        if self.check_seed && !self.conn.is_cluster() {
+        if self.check_seed && !self.conn.is_cluster() && keys.seed_may_hold_history() {
             out.push(keys.seed.clone());
         }
         out
@@ -455,7 +455,7 @@ impl RedisBackend {
         keys: &SessionKeys,
         session_id: &str,
     ) -> Result<()> {
-        if !(self.check_seed && self.conn.is_cluster()) {
+        if !(self.check_seed && self.conn.is_cluster() && keys.seed_may_hold_history()) {
             return Ok(());
         }
         self.stats.record_requests(op, 1);
@@ -501,7 +501,7 @@ impl Backend for RedisBackend {
             let records = items
                 .iter()
                 .map(|i| self.codec.encode(session_id, i))
-                .collect();
+                .collect::<Result<_>>()?;
             drop(items);
             self.append(Operation::AddItems, session_id, records, None)
                 .await
@@ -563,7 +563,7 @@ impl Backend for RedisBackend {
                     let records = items
                         .iter()
                         .map(|i| self.codec.encode(session_id, i))
-                        .collect();
+                        .collect::<Result<_>>()?;
                     drop(items);
                     self.append(Operation::AddItems, session_id, records, fence)
                         .await

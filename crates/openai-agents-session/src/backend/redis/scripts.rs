@@ -171,8 +171,9 @@ refresh(st, now, tonumber(ARGV[1]))
 return {'OK', st.len}
 "#;
 
-/// ARGV: ttl_ms (0: none), fence, check_all ('1' under require_encryption: plain records are
-/// checked by the client too, never removed unseen). Returns {'MISSING'}, {'EMPTY'},
+/// ARGV: ttl_ms (0: none), fence, check_all ('1' under require_encryption: every record
+/// starting with '{', plausible or cut short, is checked by the client too, never removed
+/// unseen). Returns {'MISSING'}, {'EMPTY'},
 /// {'OK', record} (removed, with the implausible records above it), {'CHECK', record, above,
 /// length}: the newest candidate is an envelope the client must decode; nothing was removed,
 /// or {'FENCED', ...}.
@@ -189,7 +190,7 @@ while k < len do
     redis.call('LTRIM', items, 0, -(k + 2))
     touch(st, now, ttl)
     return {'OK', r}
-  elseif string.byte(r, 1) == 0 or plausible(r) then
+  elseif string.byte(r, 1) == 0 or (ARGV[3] == '1' and string.byte(r, 1) == 123) then
     return {'CHECK', r, k, len}
   end
   k = k + 1

@@ -63,7 +63,7 @@ impl StagedWrite for RedisStaged<'_> {
         Box::pin(async move {
             let b = self.backend;
             let id = &self.session_id;
-            let records: Vec<Vec<u8>> = items.iter().map(|i| b.codec.encode(id, i)).collect();
+            let records: Vec<Vec<u8>> = b.codec.encode_all(id, &items)?;
             drop(items);
             let expiry = STAGE_EXPIRY.as_millis().to_string();
             let mut args: Vec<&[u8]> = vec![expiry.as_bytes()];

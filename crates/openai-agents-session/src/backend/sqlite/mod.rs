@@ -30,6 +30,7 @@ use crate::url::StoreUrl;
 
 pub(crate) mod config;
 mod error;
+mod group;
 mod layout;
 mod lease;
 mod legacy;
@@ -86,6 +87,10 @@ struct Inner {
     codec: RecordCodec,
     stats: RequestStats,
     last_prune_ms: AtomicI64,
+    /// Unfenced appends waiting for the group committer (`group.rs`).
+    group: Mutex<group::GroupQueue>,
+    /// The group committer's connection, outside the pool (idle between groups).
+    writer: Mutex<Option<Connection>>,
 }
 
 pub(crate) async fn open(mut url: StoreUrl, options: StoreOptions) -> Result<Store> {
@@ -123,6 +128,8 @@ impl SqliteBackend {
             codec,
             stats: RequestStats::default(),
             last_prune_ms: AtomicI64::new(0),
+            group: Mutex::new(group::GroupQueue::default()),
+            writer: Mutex::new(None),
         });
         let backend = SqliteBackend { inner };
         backend
@@ -273,18 +280,15 @@ impl Backend for SqliteBackend {
     }
 
     fn add_items<'a>(&'a self, session_id: &'a str, items: Vec<Item>) -> BoxFuture<'a, Result<()>> {
-        let inner = Arc::clone(&self.inner);
         let id = session_id.to_owned();
         Box::pin(async move {
             let records: Vec<Vec<u8>> = items
                 .iter()
                 .map(|i| self.inner.codec.encode(&id, i))
-                .collect();
+                .collect::<Result<_>>()?;
             drop(items);
-            self.run(Operation::AddItems, move |conn| {
-                inner.append(conn, &id, &records, None)
-            })
-            .await
+            // Committed with the other appends queued meanwhile (`group.rs`).
+            self.append_grouped(id, records).await
         })
     }
 
@@ -370,7 +374,7 @@ impl Backend for SqliteBackend {
                 .items_added()
                 .iter()
                 .map(|i| inner.codec.encode(&id, i))
-                .collect();
+                .collect::<Result<_>>()?;
             self.run(Operation::ApplyTransaction, move |conn| {
                 inner.apply_transaction(conn, &id, &prepared, &records, None)
             })
@@ -433,8 +437,7 @@ impl Backend for SqliteBackend {
         Box::pin(async move {
             match write {
                 FencedWrite::AddItems(items) => {
-                    let records: Vec<Vec<u8>> =
-                        items.iter().map(|i| inner.codec.encode(&id, i)).collect();
+                    let records: Vec<Vec<u8>> = inner.codec.encode_all(&id, &items)?;
                     drop(items);
                     self.run(op, move |conn| inner.append(conn, &id, &records, fence))
                         .await
@@ -455,7 +458,7 @@ impl Backend for SqliteBackend {
                         .items_added()
                         .iter()
                         .map(|i| inner.codec.encode(&id, i))
-                        .collect();
+                        .collect::<Result<_>>()?;
                     self.run(op, move |conn| {
                         inner.apply_transaction(conn, &id, &prepared, &records, fence)
                     })

@@ -111,7 +111,7 @@ impl StagedWrite for SqliteStaged<'_> {
             let records: Vec<Vec<u8>> = items
                 .iter()
                 .map(|i| inner.codec.encode(&self.session_id, i))
-                .collect();
+                .collect::<Result<_>>()?;
             drop(items);
             let n = records.len() as i64;
             let (id, stage, first) = (self.session_id.clone(), self.stage, self.count + 1);
