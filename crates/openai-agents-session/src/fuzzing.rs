@@ -52,7 +52,10 @@ fn decode_everywhere(session_id: &str, record: &[u8]) {
 }
 
 fn assert_round_trip(codec: &RecordCodec, session_id: &str, item: &Item) {
-    let encoded = codec.encode(session_id, item);
+    // Encoding fails only when the OS random generator does: nothing to check then.
+    let Ok(encoded) = codec.encode(session_id, item) else {
+        return;
+    };
     assert_eq!(
         codec.decode(session_id, &encoded),
         Decoded::Valid(item.clone()),
@@ -60,7 +63,9 @@ fn assert_round_trip(codec: &RecordCodec, session_id: &str, item: &Item) {
     );
     #[cfg(feature = "compression")]
     {
-        let packed = codec.encode_compressed(session_id, item);
+        let Ok(packed) = codec.encode_compressed(session_id, item) else {
+            return;
+        };
         assert_eq!(
             codec.decode(session_id, &packed),
             Decoded::Valid(item.clone()),
@@ -176,7 +181,7 @@ pub fn history(data: &[u8]) {
         let records: Vec<Vec<u8>> = tx
             .expected_suffix()
             .iter()
-            .map(|item| codec.encode("s", item))
+            .filter_map(|item| codec.encode("s", item).ok())
             .collect();
         assert!(
             prepared.suffix_matches(&codec, "s", records.iter().map(Vec::as_slice)),
