@@ -165,6 +165,9 @@ pub struct MetricsRecorder {
     entries: Arc<Mutex<HashMap<Key, Entry>>>,
 }
 
+/// One metric as `sorted` lists it: name, labels (key, value), its recorded entry.
+type Row = (String, Vec<(String, String)>, Entry);
+
 impl MetricsRecorder {
     /// Installs a recorder as the global one and returns a handle to read it; `None` if another
     /// recorder was installed first.
@@ -184,7 +187,7 @@ impl MetricsRecorder {
         entry
     }
 
-    fn sorted(&self) -> Vec<(String, Vec<(String, String)>, Entry)> {
+    fn sorted(&self) -> Vec<Row> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let mut all: Vec<_> = entries
             .iter()

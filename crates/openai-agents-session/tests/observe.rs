@@ -349,7 +349,7 @@ impl metrics::CounterFn for Add {
 
 impl metrics::HistogramFn for Add {
     fn record(&self, value: f64) {
-        assert!(value >= 0.0 && value < 60.0, "{value} s");
+        assert!((0.0..60.0).contains(&value), "{value} s");
         self.0.fetch_add(1, Ordering::Relaxed);
     }
 }
