@@ -311,8 +311,15 @@ fn write_canonical(value: &Value, out: &mut String) {
 /// assert_eq!(canonical_number("12300"), "123e2");
 /// assert_ne!(canonical_number("18446744073709551617"), canonical_number("18446744073709551616"));
 /// assert_ne!(canonical_number("1e170141183460469231731687303715884105728"), canonical_number("1"));
+/// // Text that is not a JSON number is its own spelling.
+/// assert_eq!(canonical_number("1x"), "1x");
 /// ```
 pub fn canonical_number(text: &str) -> String {
+    if !is_json_number(text) {
+        // Digit arithmetic below assumes the grammar: on other text it overflowed (a panic in
+        // debug builds; found by the fuzz corpus test).
+        return text.to_owned();
+    }
     let (negative, rest) = match text.strip_prefix('-') {
         Some(r) => (true, r),
         None => (false, text.strip_prefix('+').unwrap_or(text)),
@@ -342,6 +349,42 @@ pub fn canonical_number(text: &str) -> String {
         "{}{significant}e{exponent}",
         if negative { "-" } else { "" }
     )
+}
+
+/// JSON's number grammar: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+fn is_json_number(text: &str) -> bool {
+    let b = text.as_bytes();
+    let digits = |i: usize| {
+        b[i.min(b.len())..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count()
+    };
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => i += digits(i),
+        _ => return false,
+    }
+    if b.get(i) == Some(&b'.') {
+        let n = digits(i + 1);
+        if n == 0 {
+            return false;
+        }
+        i += 1 + n;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let n = digits(i);
+        if n == 0 {
+            return false;
+        }
+        i += n;
+    }
+    i == b.len()
 }
 
 /// `text` (a decimal integer of any length, with an optional sign) plus `delta`, as decimal
@@ -494,6 +537,33 @@ pub fn suffix_mismatch() -> Error {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn canonical_number_of_text_that_is_no_number_is_that_text() {
+        // Each overflowed the digit arithmetic (a panic in debug builds).
+        for text in [
+            "",
+            "-",
+            "x",
+            "1x",
+            "1.e5",
+            "1e",
+            "01",
+            "1e+-5",
+            "{\"a\":1}",
+            "1.50e+3]}",
+        ] {
+            assert_eq!(canonical_number(text), text);
+        }
+        for (text, want) in [
+            ("1.50e+3", "15e2"),
+            ("-0", "0"),
+            ("0.00", "0"),
+            ("1E-2", "1e-2"),
+        ] {
+            assert_eq!(canonical_number(text), want, "{text}");
+        }
+    }
+
     use super::*;
 
     fn item(text: &str) -> Item {

@@ -200,7 +200,9 @@ impl Shape {
                             }
                             Some(at) => {
                                 shape.unicode_escape |= bytes.get(i + at + 1) == Some(&b'u');
-                                i += at + 2;
+                                // A backslash as the text's last byte: past the end, which
+                                // slicing refuses (found by the fuzz target `codec`).
+                                i = (i + at + 2).min(bytes.len());
                             }
                         }
                     }
@@ -412,6 +414,22 @@ mod tests {
         // Nesting the full parse accepts, past the fast path's depth.
         let nested = format!("{{\"a\":{}1{}}}", "[".repeat(110), "]".repeat(110));
         assert_eq!(Item::from_json_str(&nested).unwrap().as_str(), nested);
+    }
+
+    #[test]
+    fn a_trailing_backslash_in_a_string_is_an_error_not_a_panic() {
+        // The shape scan stepped past the end of a text ending inside a string on a backslash
+        // and panicked slicing it: `add_items` and every read of such a stored record crashed.
+        for text in [r#"{"a":"\"#, r#"{"a":"x\"#, "\"\\", r#"{"\"#, "{\"\\"] {
+            let err = Item::from_json_str(text).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidInput, "{text:?}");
+            assert!(Item::from_json_slice(text.as_bytes()).is_err(), "{text:?}");
+        }
+        let codec = crate::codec::RecordCodec::default();
+        assert!(matches!(
+            codec.decode("s", br#"{"a":"\"#),
+            crate::codec::Decoded::Corrupt(_)
+        ));
     }
 
     #[test]

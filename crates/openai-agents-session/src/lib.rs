@@ -51,6 +51,9 @@ pub mod codec;
 pub mod conformance;
 pub mod encryption;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod history;
 mod item;
 pub mod lease;

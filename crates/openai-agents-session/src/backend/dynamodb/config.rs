@@ -41,7 +41,7 @@ pub(super) enum Layout {
 
 /// The options of a DynamoDB store beyond the shared ones.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) struct DynamoConfig {
+pub(crate) struct DynamoConfig {
     pub(super) table: String,
     /// `region`; `None`: the AWS chain's.
     pub(super) region: Option<String>,
@@ -87,7 +87,7 @@ impl DynamoConfig {
 
     /// Takes the table and every DynamoDB option out of `url` (its shared options already
     /// taken), and fails naming any option left over.
-    pub(super) fn from_url(url: &mut StoreUrl) -> Result<Self> {
+    pub(crate) fn from_url(url: &mut StoreUrl) -> Result<Self> {
         let table = url.location()?;
         let table = table.trim_matches('/').to_owned();
         if table.is_empty()

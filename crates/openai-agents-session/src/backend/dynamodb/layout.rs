@@ -7,25 +7,22 @@ use std::collections::{HashMap, HashSet};
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::codec::{Decoded, RecordCodec, ENVELOPE_MAGIC, FLAG_COMPRESSED};
-use crate::error::{Error, ErrorKind, Operation, Result};
-use crate::lease::{self, Lease};
+use crate::lease;
 use crate::time::Timestamp;
 
-/// The layout version written into every session's metadata item (`v`).
-pub const LAYOUT_VERSION: i64 = 1;
+pub use super::records::LAYOUT_VERSION;
+pub(super) use super::records::{
+    batch_of, body_of, gen_of, lease_of, num_attr, parse_op_sk, parts_of, reassemble, remembered,
+    seed_info, seed_num, seed_records, seq_of, sk_of, str_attr, AttrValue, Body, Meta, MetaState,
+    Remembered, RowOf, OP_PREFIX, PENDING_PREFIX, REPLACING_PREFIX,
+};
+
 /// The name of the sparse global secondary index over metadata items (for listing).
 pub const SESSIONS_INDEX: &str = "sessions";
 /// The largest record stored in one DynamoDB item; larger ones are compressed, then split.
 pub const PART_BYTES: usize = 350_000;
-/// Metadata attributes naming uncommitted batches start with this.
-pub(super) const PENDING_PREFIX: &str = "p_";
-/// Metadata attributes naming the generation a pending replace writes start with this.
-pub(super) const REPLACING_PREFIX: &str = "q_";
 /// The sort key of a session's metadata item.
 pub(super) const META_SK: &str = "m";
-/// Sort keys of remembered operation ids start with this (they sort above the metadata, so
-/// the newest-first walk from `m` down never meets them).
-pub(super) const OP_PREFIX: &str = "o#";
 /// The sort key of a session's lease item: just above the metadata (`m` is its prefix, and no
 /// other key starts with `m`), so the newest-first walk from `m` down never meets it, a walk
 /// from here down meets it first and then the metadata, and `sk BETWEEN m AND m#lease` reads
@@ -36,129 +33,17 @@ pub(super) const LEASE_SK: &str = "m#lease";
 pub(super) const FENCE: &str = "#lt = :tok AND #le > :now";
 
 /// A DynamoDB item: attribute name -> value.
-pub(super) type Row = HashMap<String, AttributeValue>;
+pub(super) type Row = RowOf<AttributeValue>;
 
-/// What the metadata item says, as far as a writer needs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum MetaState {
-    Missing,
-    /// `stamp`: the oldest `ttl` stamp on the session's records (0: none); `life`: what the
-    /// session's remembered operation ids are keyed by ([`Meta::life`]).
-    Live {
-        gen: i64,
-        next: i64,
-        updated: i64,
-        stamp: i64,
-        life: i64,
-    },
-    Expired {
-        gen: i64,
-    },
-}
-
-#[derive(Debug, Clone, Default)]
-pub(super) struct Meta {
-    pub(super) gen: i64,
-    pub(super) next: i64,
-    pub(super) count: i64,
-    pub(super) created_at: i64,
-    pub(super) updated_at: i64,
-    pub(super) expires_at: Option<i64>,
-    pub(super) stamp: Option<i64>,
-    pub(super) pending: HashSet<String>,
-    /// When each pending batch started (ms; the value of its `p_<batch>`).
-    pub(super) pending_since: HashMap<String, i64>,
-    /// Pending replaces: batch id -> the generation they write (`q_<batch>`).
-    pub(super) replacing: HashMap<String, i64>,
-    /// Pending batches older than the stale threshold (filled in by `prune`).
-    pub(super) abandoned: HashSet<String>,
-    /// The life of the session: the generation it began with (a new session, a new life after
-    /// expiry or a clear, a staged replace's commit). A history transaction that rewrites the
-    /// session into a new generation keeps it (`life`, absent: the same as `gen`), so that the
-    /// operation ids remembered under it (`o#<life>#<id>`) survive it, and only them.
-    pub(super) life: i64,
-    /// The highest generation ever reserved for a rewrite (`rg`): a reservation takes a larger
-    /// one, so two rewrites never write into the same generation.
-    pub(super) reserved: Option<i64>,
-}
-
-impl Meta {
-    pub(super) fn parse(item: &Row) -> Result<Meta> {
-        let num = |k: &str| num_attr(item, k);
-        if let Some(v) = num("v") {
-            if v > LAYOUT_VERSION {
-                return Err(Error::new(
-                    ErrorKind::UnsupportedFormat,
-                    Operation::Open,
-                    format!("the session's metadata has layout version {v}; this build reads up to {LAYOUT_VERSION}"),
-                ));
-            }
-        }
-        Ok(Meta {
-            gen: num("gen").unwrap_or(0),
-            next: num("next").unwrap_or(0),
-            count: num("count").unwrap_or(0),
-            created_at: num("created_at").unwrap_or(0),
-            updated_at: num("updated_at").unwrap_or(0),
-            expires_at: num("expires_at"),
-            stamp: num("stamp"),
-            // Pending (uncommitted) batches are top-level attributes `p_<batch id>`.
-            pending: item
-                .keys()
-                .filter_map(|k| k.strip_prefix(PENDING_PREFIX))
-                .map(str::to_owned)
-                .collect(),
-            pending_since: item
-                .iter()
-                .filter_map(|(k, v)| {
-                    let batch = k.strip_prefix(PENDING_PREFIX)?;
-                    Some((batch.to_owned(), v.as_n().ok()?.parse::<i64>().ok()?))
-                })
-                .collect(),
-            replacing: item
-                .iter()
-                .filter_map(|(k, v)| {
-                    let batch = k.strip_prefix(REPLACING_PREFIX)?;
-                    Some((batch.to_owned(), v.as_n().ok()?.parse::<i64>().ok()?))
-                })
-                .collect(),
-            abandoned: HashSet::new(),
-            life: num("life").unwrap_or_else(|| num("gen").unwrap_or(0)),
-            reserved: num("rg"),
-        })
+impl AttrValue for AttributeValue {
+    fn number(&self) -> Option<&str> {
+        self.as_n().ok().map(String::as_str)
     }
-
-    /// A generation for a rewrite of this session (a staged replace, a history transaction
-    /// too large for one request): above the current one, every one reserved before, and now.
-    pub(super) fn next_generation(&self, now: i64) -> i64 {
-        let reserved = self.replacing.values().copied().chain(self.reserved);
-        reserved.fold(self.gen.max(now), i64::max).saturating_add(1)
+    fn string(&self) -> Option<&String> {
+        self.as_s().ok()
     }
-
-    /// Whether an append batch other than a replace is pending that started after `since`
-    /// (older ones are abandoned: `prune` would reclaim them).
-    pub(super) fn appends_pending_since(&self, since: i64) -> bool {
-        self.pending.iter().any(|b| {
-            !self.replacing.contains_key(b) && self.pending_since.get(b).is_none_or(|&t| t > since)
-        })
-    }
-
-    pub(super) fn expired(&self, now: i64) -> bool {
-        self.expires_at.is_some_and(|at| at <= now)
-    }
-
-    pub(super) fn state(&self, now: i64) -> MetaState {
-        if self.expired(now) {
-            MetaState::Expired { gen: self.gen }
-        } else {
-            MetaState::Live {
-                gen: self.gen,
-                next: self.next,
-                updated: self.updated_at,
-                stamp: self.stamp.unwrap_or(0),
-                life: self.life,
-            }
-        }
+    fn binary(&self) -> Option<&[u8]> {
+        self.as_b().ok().map(|b| b.as_ref())
     }
 }
 
@@ -168,36 +53,6 @@ pub(super) fn s(v: impl Into<String>) -> AttributeValue {
 
 pub(super) fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
-}
-
-/// A number attribute, when present and a whole number.
-pub(super) fn num_attr(item: &Row, name: &str) -> Option<i64> {
-    item.get(name)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|n| n.parse::<i64>().ok())
-}
-
-/// A string attribute, when present and a string.
-pub(super) fn str_attr<'a>(item: &'a Row, name: &str) -> Option<&'a String> {
-    item.get(name).and_then(|v| v.as_s().ok())
-}
-
-/// The sort key of an item.
-pub(super) fn sk_of(item: &Row) -> Option<&str> {
-    str_attr(item, "sk").map(String::as_str)
-}
-
-/// The batch a record was written by (the commit protocol tags its records with `b`).
-pub(super) fn batch_of(item: &Row) -> Option<&str> {
-    str_attr(item, "b").map(String::as_str)
-}
-
-/// How many parts a split record has (0: not split).
-pub(super) fn parts_of(item: &Row) -> usize {
-    item.get("parts")
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(0)
 }
 
 pub(super) fn item_sk(gen: i64, seq: i64) -> String {
@@ -219,16 +74,6 @@ pub(super) fn part_prefix(gen: i64, seq: i64) -> String {
 
 pub(super) fn part_sk(gen: i64, seq: i64, k: usize) -> String {
     format!("c#{gen:020}#{seq:020}#{k:05}")
-}
-
-/// The sequence of a record's sort key (of a part's: its index).
-pub(super) fn seq_of(sk: &str) -> Option<i64> {
-    sk.rsplit('#').next()?.parse().ok()
-}
-
-/// The generation of a record's or a part's sort key.
-pub(super) fn gen_of(sk: &str) -> Option<i64> {
-    sk.split('#').nth(1).and_then(|g| g.parse::<i64>().ok())
 }
 
 /// The metadata attribute marking `batch` pending.
@@ -271,16 +116,6 @@ pub(super) fn op_sk(life: i64, operation_id: &str) -> String {
     format!("{}{operation_id}", op_prefix(life))
 }
 
-/// The life and operation id of an operation item's sort key; `None` for any other item.
-pub(super) fn parse_op_sk(sk: &str) -> Option<(i64, &str)> {
-    let rest = sk.strip_prefix(OP_PREFIX)?;
-    let (life, id) = rest.split_once('#')?;
-    if life.len() != 20 || id.is_empty() {
-        return None;
-    }
-    Some((life.parse().ok()?, id))
-}
-
 /// The `ttl` (epoch seconds) of an operation item remembered until `forget_at` (ms): the
 /// second it is forgotten, rounded up, so DynamoDB's TTL never takes it early.
 pub(super) fn op_ttl(forget_at: i64) -> i64 {
@@ -308,33 +143,6 @@ pub(super) fn op_item(
 /// remembered (none stored, or one whose retention has passed). `:now` is the writer's clock.
 pub(super) const OP_FREE: &str = "attribute_not_exists(#pk) OR #fa <= :now";
 
-/// What a session remembers of an operation id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Remembered {
-    /// Nothing (never used, or forgotten: its retention passed).
-    Absent,
-    /// Applied before with this digest.
-    Same,
-    /// Applied before with another transaction.
-    Other,
-}
-
-/// What the operation item `row` (if any) says about `digest` at `now`. An item whose
-/// forget-at time has passed is gone, whatever DynamoDB's TTL has done; one without a
-/// readable digest is another transaction's (it never matches).
-pub(super) fn remembered(row: Option<&Row>, digest: &[u8], now: i64) -> Remembered {
-    let Some(row) = row else {
-        return Remembered::Absent;
-    };
-    if num_attr(row, "fa").is_some_and(|at| at <= now) {
-        return Remembered::Absent;
-    }
-    match row.get("d") {
-        Some(AttributeValue::B(d)) if d.as_ref() == digest => Remembered::Same,
-        _ => Remembered::Other,
-    }
-}
-
 /// The primary key of a session's lease item.
 pub(super) fn lease_key(session_id: &str) -> Row {
     item_key(session_id, LEASE_SK)
@@ -343,19 +151,6 @@ pub(super) fn lease_key(session_id: &str) -> Row {
 /// A token as the lease item stores it (`N`: any u64 fits DynamoDB's 38 digits).
 pub(super) fn token_value(token: u64) -> AttributeValue {
     AttributeValue::N(token.to_string())
-}
-
-/// The lease an item holds (`lo` owner, `lt` token, `le` end in ms); `None` for anything else
-/// (no item, or one missing an attribute). Live or ended: see [`Lease::is_live_at`].
-pub(super) fn lease_of(row: &Row) -> Option<Lease> {
-    let owner = str_attr(row, "lo")?;
-    let token = row.get("lt")?.as_n().ok()?.parse::<u64>().ok()?;
-    let ends = num_attr(row, "le")?;
-    Some(Lease::new(
-        owner.clone(),
-        token,
-        Timestamp::from_millis(ends),
-    ))
 }
 
 /// The `ttl` (epoch seconds) of a lease item whose lease ends at `ends` (ms): a day later
@@ -566,49 +361,11 @@ pub(super) fn record_items(
     out
 }
 
-/// Where a record item's bytes are.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Body<'a> {
-    /// In the item itself (`r`).
-    Inline(&'a [u8]),
-    /// In `parts` items under [`part_prefix`]`(gen, seq)`.
-    Split { seq: i64, parts: usize },
-    /// Nowhere this build can find: the record is corrupt.
-    Missing,
-}
-
-pub(super) fn body_of(item: &Row) -> Body<'_> {
-    if let Some(AttributeValue::B(b)) = item.get("r") {
-        return Body::Inline(b.as_ref());
-    }
-    match sk_of(item).and_then(seq_of) {
-        Some(seq) => Body::Split {
-            seq,
-            parts: parts_of(item),
-        },
-        None => Body::Missing,
-    }
-}
-
-/// A split record's bytes from the part items found under its prefix (in sort-key order), or
-/// nothing when a part is missing: that makes the record corrupt, not an error.
-pub(super) fn reassemble(parts: usize, found: &[Row]) -> Vec<u8> {
-    if found.len() != parts || parts == 0 {
-        return Vec::new();
-    }
-    let mut bytes = Vec::new();
-    for part in found {
-        if let Some(AttributeValue::B(b)) = part.get("r") {
-            bytes.extend_from_slice(b.as_ref());
-        }
-    }
-    bytes
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::codec::Decoded;
+    use crate::error::{ErrorKind, Operation};
     use crate::item::Item;
 
     #[test]
@@ -745,7 +502,7 @@ mod tests {
         assert_eq!((meta.gen, meta.next, meta.count), (3, 0, 0));
         assert_eq!(meta.expires_at, None);
         assert_eq!(meta.replacing, HashMap::from([("y".to_owned(), 4)]));
-        let empty = Meta::parse(&HashMap::new()).unwrap();
+        let empty = Meta::parse(&Row::new()).unwrap();
         assert_eq!((empty.gen, empty.next, empty.stamp), (0, 0, None));
     }
 
@@ -898,13 +655,13 @@ mod tests {
         );
         // A missing part leaves nothing to decode: the record is corrupt, not an error.
         assert!(reassemble(parts, &found[..parts - 1]).is_empty());
-        assert!(reassemble(0, &[]).is_empty());
+        assert!(reassemble::<AttributeValue>(0, &[]).is_empty());
         assert!(matches!(codec.decode("s", &[]), Decoded::Corrupt(_)));
     }
 
     #[test]
     fn a_record_without_bytes_or_key_is_missing() {
-        assert_eq!(body_of(&HashMap::new()), Body::Missing);
+        assert_eq!(body_of(&Row::new()), Body::Missing);
         assert_eq!(
             body_of(&item_key("s", item_sk(1, 2))),
             Body::Split { seq: 2, parts: 0 }
@@ -973,7 +730,10 @@ mod tests {
         );
         // Gone at once at the forget-at time, whatever DynamoDB's TTL has done.
         assert_eq!(remembered(Some(&item), &digest, 61_500), Remembered::Absent);
-        assert_eq!(remembered(None, &digest, 0), Remembered::Absent);
+        assert_eq!(
+            remembered::<AttributeValue>(None, &digest, 0),
+            Remembered::Absent
+        );
         // An item without a digest never matches; without a forget-at time it stays.
         let mut bare = item_key("s", op_sk(9, "op"));
         assert_eq!(remembered(Some(&bare), &digest, 0), Remembered::Other);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
+use super::layout::{seed_info, seed_num, seed_records};
 use super::{map_sdk, s};
 use crate::codec::{RecordCodec, TailCollector};
 use crate::error::{Error, ErrorKind, Operation, Result};
@@ -38,13 +39,6 @@ pub(crate) fn store(client: Client, table: String, options: StoreOptions) -> Sto
     )
 }
 
-fn num(item: &std::collections::HashMap<String, AttributeValue>, key: &str) -> Option<i64> {
-    item.get(key)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|n| n.parse::<f64>().ok())
-        .map(|f| f as i64)
-}
-
 impl SeedTable {
     fn denied<T: Send + 'static>(&self, op: Operation) -> BoxFuture<'_, Result<T>> {
         Box::pin(async move {
@@ -71,23 +65,8 @@ impl SeedTable {
         let now_secs = Timestamp::now().as_millis() / 1000;
         Ok(out
             .item()
-            .filter(|i| num(i, "ttl").is_none_or(|t| t > now_secs))
+            .filter(|i| seed_num(i, "ttl").is_none_or(|t| t > now_secs))
             .cloned())
-    }
-
-    fn records(&self, item: &std::collections::HashMap<String, AttributeValue>) -> Vec<Vec<u8>> {
-        let text = item
-            .get("conversation_data")
-            .and_then(|v| v.as_s().ok())
-            .cloned()
-            .unwrap_or_default();
-        match serde_json::from_str::<Vec<Box<serde_json::value::RawValue>>>(&text) {
-            Ok(list) => list
-                .into_iter()
-                .map(|raw| raw.get().as_bytes().to_vec())
-                .collect(),
-            Err(_) => Vec::new(),
-        }
     }
 }
 
@@ -106,7 +85,7 @@ impl Backend for SeedTable {
                 return Ok(Vec::new());
             };
             let mut collector = TailCollector::new(limit);
-            for record in self.records(&item).iter().rev() {
+            for record in seed_records(&item).iter().rev() {
                 if collector.push(self.codec.decode(session_id, record)) {
                     break;
                 }
@@ -135,16 +114,7 @@ impl Backend for SeedTable {
             let Some(item) = self.load(Operation::SessionInfo, session_id).await? else {
                 return Ok(None);
             };
-            let updated = Timestamp::from_millis(num(&item, "updated_at").unwrap_or(0) * 1000);
-            let expires = num(&item, "ttl").map(|t| Timestamp::from_millis(t * 1000));
-            // The seed records no creation time: its last write stands in for it.
-            Ok(Some(SessionInfo::new(
-                session_id,
-                self.records(&item).len() as u64,
-                updated,
-                updated,
-                expires,
-            )))
+            Ok(Some(seed_info(session_id, &item)))
         })
     }
 
@@ -169,7 +139,7 @@ impl Backend for SeedTable {
                     .await
                     .map_err(|e| map_sdk(op, &self.table, e))?;
                 for item in out.items() {
-                    let live = num(item, "ttl").is_none_or(|t| t > now_secs);
+                    let live = seed_num(item, "ttl").is_none_or(|t| t > now_secs);
                     if let (true, Some(id)) =
                         (live, item.get("session_id").and_then(|v| v.as_s().ok()))
                     {

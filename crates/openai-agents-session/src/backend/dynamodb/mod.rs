@@ -14,7 +14,7 @@
 //! pages; `prune.rs` prune, re-stamping and background deletes; `error.rs` SDK errors as
 //! `ErrorKind`s; `legacy.rs` the seed's read-only layout.
 
-mod config;
+pub(crate) mod config;
 mod error;
 mod history;
 mod layout;
@@ -22,6 +22,7 @@ mod lease;
 mod legacy;
 mod prune;
 mod read;
+pub(crate) mod records;
 mod staged;
 mod write;
 

@@ -38,7 +38,7 @@ const DEFAULT_POOL_SIZE: usize = 16;
 
 /// libpq's `sslmode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum SslMode {
+pub(crate) enum SslMode {
     Disable,
     Prefer,
     Require,
@@ -70,7 +70,7 @@ impl SslMode {
 
 /// Where a store's data is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum PgLayout {
+pub(crate) enum PgLayout {
     Native,
     OpenAiAgents {
         sessions_table: String,
@@ -80,14 +80,14 @@ pub(super) enum PgLayout {
 
 /// One host to try, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Host {
+pub(crate) struct Host {
     pub name: String,
     pub port: u16,
 }
 
 /// Every option of a PostgreSQL store URL.
 #[derive(Clone, PartialEq, Eq)]
-pub(super) struct PgConfig {
+pub(crate) struct PgConfig {
     pub hosts: Vec<Host>,
     pub user: String,
     pub password: Option<String>,
@@ -158,7 +158,7 @@ impl PgConfig {
     /// Takes the PostgreSQL options out of `url` (the shared ones are already gone), fills the
     /// rest from the environment (`env`, `std::env::var` in production) and rejects unknown
     /// options by name.
-    pub(super) fn from_url(
+    pub(crate) fn from_url(
         url: &mut StoreUrl,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<PgConfig> {

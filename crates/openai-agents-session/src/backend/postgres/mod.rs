@@ -37,7 +37,7 @@ use crate::store::{
 use crate::time::Timestamp;
 use crate::url::StoreUrl;
 
-mod config;
+pub(crate) mod config;
 mod conn;
 mod error;
 mod layout;

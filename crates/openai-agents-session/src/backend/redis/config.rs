@@ -16,9 +16,7 @@ use std::time::Duration;
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::url::{parse_bool, parse_duration, parse_positive, StoreUrl};
 
-use super::error::config_error;
-use super::layout::DEFAULT_PREFIX;
-use super::legacy::OPENAI_AGENTS_PREFIX;
+use super::layout::{DEFAULT_PREFIX, OPENAI_AGENTS_PREFIX};
 
 pub(crate) const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,7 +41,7 @@ pub enum Layout {
 
 /// Options of a Redis store, beyond the shared ones.
 #[derive(Debug, Clone)]
-pub(super) struct RedisConfig {
+pub(crate) struct RedisConfig {
     /// `prefix`: the first part of every key (default: the layout's).
     pub prefix: String,
     /// `layout`: `native`, or an older program's layout to read.
@@ -64,7 +62,7 @@ pub(super) struct RedisConfig {
 impl RedisConfig {
     /// Takes this backend's options out of `url` (the caller has taken the shared ones) and
     /// fails on any option left, naming it.
-    pub(super) fn from_url(url: &mut StoreUrl) -> Result<Self> {
+    pub(crate) fn from_url(url: &mut StoreUrl) -> Result<Self> {
         let layout = url
             .take_parsed("layout", &[], parse_layout)?
             .unwrap_or(Layout::Native);
@@ -133,6 +131,10 @@ fn parse_stale_age(key: &str, value: &str) -> Result<Duration> {
     } else {
         parse_duration(key, value)
     }
+}
+
+fn config_error(message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Config, Operation::Open, message)
 }
 
 fn invalid(message: String) -> Error {

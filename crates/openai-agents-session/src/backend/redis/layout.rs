@@ -3,6 +3,7 @@
 //! `docs/storage/redis.md` ("Keys") is the operator's view of the same layout; a change here is
 //! a change of the stored format and goes there too.
 
+#[cfg(feature = "redis")]
 use redis::Value;
 
 use crate::lease::Lease;
@@ -11,6 +12,8 @@ use crate::time::Timestamp;
 
 /// The default key prefix: the seed's (`openai-agents-session` 0.1.0 for Python).
 pub const DEFAULT_PREFIX: &str = "openai_agents_session";
+/// The official Agents SDK `RedisSession`'s default key prefix.
+pub(crate) const OPENAI_AGENTS_PREFIX: &str = "agents:session";
 /// The layout version written into every session's metadata (`v`).
 pub const LAYOUT_VERSION: u32 = 1;
 
@@ -148,7 +151,7 @@ pub(super) fn meta_pattern(prefix: &str, id_prefix: &str) -> String {
 }
 
 /// The session id whose metadata hash under `prefix` is `key`; `None` for any other key.
-pub(super) fn session_id_of_meta_key(prefix: &str, key: &[u8]) -> Option<String> {
+pub(crate) fn session_id_of_meta_key(prefix: &str, key: &[u8]) -> Option<String> {
     let key = std::str::from_utf8(key).ok()?;
     let tag = key
         .strip_prefix(prefix)?
@@ -163,7 +166,7 @@ pub(super) fn stage_pattern(prefix: &str) -> String {
 }
 
 /// When the staged write of staging list `key` started (ms since the epoch), from its name.
-pub(super) fn stage_started_ms(key: &str) -> Option<i64> {
+pub(crate) fn stage_started_ms(key: &str) -> Option<i64> {
     let suffix = &key[key.rfind("}:stage:")? + "}:stage:".len()..];
     suffix.split('-').next()?.parse().ok()
 }
@@ -171,7 +174,7 @@ pub(super) fn stage_started_ms(key: &str) -> Option<i64> {
 /// Where a session listing resumes: the master's index, the SCAN cursor on it, and how many
 /// ids of the batch at that cursor were already returned (SCAN batches cannot be split).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(super) struct ScanCursor {
+pub(crate) struct ScanCursor {
     pub node: usize,
     pub scan: u64,
     pub skip: usize,
@@ -179,7 +182,7 @@ pub(super) struct ScanCursor {
 
 impl ScanCursor {
     /// Reads `node:scan_cursor:skip`; `None` for anything else.
-    pub(super) fn parse(cursor: &str) -> Option<ScanCursor> {
+    pub(crate) fn parse(cursor: &str) -> Option<ScanCursor> {
         let mut parts = cursor.split(':');
         let node = parts.next()?.parse().ok()?;
         let scan = parts.next()?.parse().ok()?;
@@ -197,9 +200,50 @@ impl std::fmt::Display for ScanCursor {
     }
 }
 
+/// One element of a script reply, as the decoders see it (the backend's `redis::Value`):
+/// decoding lives here, on this view, so that it compiles without the driver (fuzz targets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reply<'a> {
+    /// A bulk string.
+    Bulk(&'a [u8]),
+    /// A simple (status) string.
+    Simple(&'a str),
+    /// A RESP3 verbatim string's text.
+    Verbatim(&'a str),
+    /// An integer.
+    Int(i64),
+    /// Anything else (nil, arrays, maps, ...).
+    Other,
+}
+
+/// A reply element the decoders can read.
+pub(crate) trait AsReply {
+    /// This element as a [`Reply`].
+    fn reply(&self) -> Reply<'_>;
+}
+
+impl AsReply for Reply<'_> {
+    fn reply(&self) -> Reply<'_> {
+        *self
+    }
+}
+
+#[cfg(feature = "redis")]
+impl AsReply for Value {
+    fn reply(&self) -> Reply<'_> {
+        match self {
+            Value::BulkString(b) => Reply::Bulk(b),
+            Value::SimpleString(s) => Reply::Simple(s),
+            Value::VerbatimString { text, .. } => Reply::Verbatim(text),
+            Value::Int(n) => Reply::Int(*n),
+            _ => Reply::Other,
+        }
+    }
+}
+
 /// A session's info from the INFO script's reply: `OK`, then the metadata fields `created_at`,
 /// `updated_at` and `expires_at` (ms since the epoch; `''` without a TTL), then the item count.
-pub(super) fn info_from_reply(session_id: &str, reply: &[Value]) -> SessionInfo {
+pub(crate) fn info_from_reply<V: AsReply>(session_id: &str, reply: &[V]) -> SessionInfo {
     let int = |i: usize| reply.get(i).and_then(value_int);
     let created = Timestamp::from_millis(int(1).unwrap_or(0));
     let updated = Timestamp::from_millis(int(2).unwrap_or(0));
@@ -211,7 +255,7 @@ pub(super) fn info_from_reply(session_id: &str, reply: &[Value]) -> SessionInfo 
 
 /// A lease from three reply fields: owner, token, expires_at (ms); `None` when they are not
 /// there (no live lease) or not numbers.
-pub(super) fn lease_from_fields(fields: &[Value]) -> Option<Lease> {
+pub(crate) fn lease_from_fields<V: AsReply>(fields: &[V]) -> Option<Lease> {
     let [owner, token, expires_at] = fields else {
         return None;
     };
@@ -223,31 +267,31 @@ pub(super) fn lease_from_fields(fields: &[Value]) -> Option<Lease> {
 }
 
 /// A script reply's first element: `OK`, `MISSING`, `NEW`, ... (`None` if it is no text).
-pub(super) fn tag(reply: &[Value]) -> Option<&str> {
-    match reply.first() {
-        Some(Value::BulkString(b)) => std::str::from_utf8(b).ok(),
-        Some(Value::SimpleString(s)) => Some(s.as_str()),
+pub(crate) fn tag<V: AsReply>(reply: &[V]) -> Option<&str> {
+    match reply.first()?.reply() {
+        Reply::Bulk(b) => std::str::from_utf8(b).ok(),
+        Reply::Simple(s) => Some(s),
         _ => None,
     }
 }
 
-pub(super) fn value_string(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::VerbatimString { text, .. } => Some(text.clone()),
-        Value::Int(n) => Some(n.to_string()),
-        _ => None,
+pub(crate) fn value_string<V: AsReply>(v: &V) -> Option<String> {
+    match v.reply() {
+        Reply::Bulk(b) => String::from_utf8(b.to_vec()).ok(),
+        Reply::Simple(s) | Reply::Verbatim(s) => Some(s.to_owned()),
+        Reply::Int(n) => Some(n.to_string()),
+        Reply::Other => None,
     }
 }
 
-pub(super) fn value_int(v: &Value) -> Option<i64> {
-    match v {
-        Value::Int(n) => Some(*n),
-        other => value_string(other).and_then(|s| s.parse().ok()),
+pub(crate) fn value_int<V: AsReply>(v: &V) -> Option<i64> {
+    match v.reply() {
+        Reply::Int(n) => Some(n),
+        _ => value_string(v).and_then(|s| s.parse().ok()),
     }
 }
 
+#[cfg(feature = "redis")]
 pub(super) fn value_bytes(v: Value) -> Option<Vec<u8>> {
     match v {
         Value::BulkString(b) => Some(b),
@@ -256,6 +300,7 @@ pub(super) fn value_bytes(v: Value) -> Option<Vec<u8>> {
     }
 }
 
+#[cfg(feature = "redis")]
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,7 +496,7 @@ mod tests {
         assert_eq!(tag(&[bulk("OK"), Value::Int(1)]), Some("OK"));
         assert_eq!(tag(&[Value::SimpleString("NEW".into())]), Some("NEW"));
         assert_eq!(tag(&[Value::Int(1)]), None);
-        assert_eq!(tag(&[]), None);
+        assert_eq!(tag::<Value>(&[]), None);
         assert_eq!(value_int(&bulk("-12")), Some(-12));
         assert_eq!(value_int(&Value::Int(7)), Some(7));
         assert_eq!(value_int(&bulk("x")), None);

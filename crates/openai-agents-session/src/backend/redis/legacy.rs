@@ -18,9 +18,6 @@ use crate::store::{
 };
 use crate::time::Timestamp;
 
-/// The official Agents SDK `RedisSession`'s default key prefix.
-pub(crate) const OPENAI_AGENTS_PREFIX: &str = "agents:session";
-
 #[derive(Debug)]
 struct LegacyBackend {
     conn: RedisConnection,

@@ -17,11 +17,11 @@
 //! `prune.rs` the operations; `error.rs` maps driver errors; `conn.rs` and `tls.rs` the sockets
 //! under a URL-opened store; `legacy.rs` the read-only older layouts.
 
-mod config;
+pub(crate) mod config;
 mod conn;
 mod error;
 mod history;
-mod layout;
+pub(crate) mod layout;
 mod lease;
 mod legacy;
 mod prune;

@@ -14,14 +14,31 @@ use std::time::Duration;
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::url::{parse_duration, StoreUrl};
 
-use super::Synchronous;
-
 const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_STALE_STAGE_AFTER: Duration = Duration::from_secs(3600);
 
+/// The `synchronous` pragma: what a commit waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Synchronous {
+    /// Commits survive a crash of the process; the last ones may be lost on power loss (WAL).
+    Normal,
+    /// Commits also survive power loss (an fsync per commit).
+    Full,
+}
+
+impl Synchronous {
+    pub(super) fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        }
+    }
+}
+
 /// Where the store's data is, and in which layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum SqliteLayout {
+pub(crate) enum SqliteLayout {
     /// This library's tables.
     Native,
     /// The Agents SDK's tables (read-only).
@@ -33,7 +50,7 @@ pub(super) enum SqliteLayout {
 
 /// Every option of an SQLite store URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct SqliteConfig {
+pub(crate) struct SqliteConfig {
     pub path: PathBuf,
     pub layout: SqliteLayout,
     pub synchronous: Synchronous,
@@ -48,7 +65,7 @@ fn invalid(message: String) -> Error {
 impl SqliteConfig {
     /// Takes the SQLite options out of `url` (the shared ones are already gone) and rejects any
     /// left over, by name.
-    pub(super) fn from_url(url: &mut StoreUrl) -> Result<SqliteConfig> {
+    pub(crate) fn from_url(url: &mut StoreUrl) -> Result<SqliteConfig> {
         let layout = match url.take_option("layout").as_deref() {
             None | Some("native") => SqliteLayout::Native,
             Some("openai-agents") => SqliteLayout::OpenAiAgents {

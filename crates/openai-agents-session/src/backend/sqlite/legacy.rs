@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
+use super::records::parse_sqlite_time;
 use crate::codec::{RecordCodec, TailCollector};
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::item::Item;
@@ -13,7 +14,6 @@ use crate::stats::RequestStats;
 use crate::store::{
     Backend, BoxFuture, ListOptions, PruneReport, SessionInfo, SessionPage, Store, StoreOptions,
 };
-use crate::time::Timestamp;
 
 #[derive(Debug)]
 struct AgentsTables {
@@ -85,30 +85,6 @@ pub(crate) fn open(
         stats: RequestStats::default(),
     };
     Ok(Store::from_backend(Arc::new(backend), options))
-}
-
-/// `YYYY-MM-DD HH:MM:SS` (SQLite's CURRENT_TIMESTAMP, UTC) as a timestamp.
-fn parse_sqlite_time(text: &str) -> Option<Timestamp> {
-    let (date, time) = text.split_once([' ', 'T'])?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let mut t = time.trim_end_matches('Z').split(':');
-    let (hh, mm) = (
-        t.next()?.parse::<i64>().ok()?,
-        t.next()?.parse::<i64>().ok()?,
-    );
-    let ss: f64 = t.next().unwrap_or("0").parse().ok()?;
-    // Days from civil (Howard Hinnant).
-    let y2 = if m <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(Timestamp::from_millis(
-        (days * 86_400 + hh * 3600 + mm * 60) * 1000 + (ss * 1000.0) as i64,
-    ))
 }
 
 impl AgentsTables {
@@ -245,23 +221,5 @@ impl Backend for AgentsTables {
 
     fn stats(&self) -> &RequestStats {
         &self.stats
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_sqlite_time;
-
-    #[test]
-    fn sqlite_timestamps() {
-        assert_eq!(
-            parse_sqlite_time("2023-11-14 22:13:20").map(|t| t.as_millis()),
-            Some(1_700_000_000_000)
-        );
-        assert_eq!(
-            parse_sqlite_time("2000-02-29T00:00:00.5Z").map(|t| t.as_millis()),
-            Some(951_782_400_500)
-        );
-        assert_eq!(parse_sqlite_time("nonsense"), None);
     }
 }

@@ -28,7 +28,7 @@ use crate::store::{
 use crate::time::{advance_updated, expiry_after, is_expired, Timestamp};
 use crate::url::StoreUrl;
 
-mod config;
+pub(crate) mod config;
 mod error;
 mod group;
 mod layout;
@@ -36,9 +36,11 @@ mod lease;
 mod legacy;
 mod prune;
 mod read;
+pub(crate) mod records;
 mod staged;
 mod write;
 
+pub use config::Synchronous;
 use error::{is_busy, map_sqlite};
 use layout::{find_session, prefix_successor, record_bytes, SCHEMA};
 use prune::{checkpoint, prune_expired};
@@ -58,25 +60,6 @@ const BUSY_ATTEMPTS: u32 = 5;
 /// At most this many connections (and blocking threads) per store, however many sessions and
 /// concurrent calls there are; more calls wait for a free one.
 const MAX_CONNECTIONS: usize = 8;
-
-/// The `synchronous` pragma: what a commit waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Synchronous {
-    /// Commits survive a crash of the process; the last ones may be lost on power loss (WAL).
-    Normal,
-    /// Commits also survive power loss (an fsync per commit).
-    Full,
-}
-
-impl Synchronous {
-    fn pragma(self) -> &'static str {
-        match self {
-            Synchronous::Normal => "NORMAL",
-            Synchronous::Full => "FULL",
-        }
-    }
-}
 
 #[derive(Debug)]
 struct Config {

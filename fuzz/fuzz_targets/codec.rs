@@ -1,0 +1,3 @@
+#![no_main]
+// See openai_agents_session::fuzzing::codec for what this target decodes and checks.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| openai_agents_session::fuzzing::codec(data));
