@@ -151,6 +151,13 @@ impl OwnPostgres {
     }
 
     fn kill(&self) {
+        // The postmaster is stopped first, so that it forks no backend (a pool reconnecting)
+        // between the listing and the kill: such a backend would outlive "the whole server",
+        // go on committing into the old shared memory while the restarted server recovers,
+        // and its acknowledged writes would be lost to the test, not to a real crash.
+        if let Some(pm) = self.pid() {
+            self.signal(&[pm], "-STOP");
+        }
         let pids = self.processes();
         self.signal(&pids, "-KILL");
         let t0 = Instant::now();
