@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the Node package (the napi-rs addon through @napi-rs/cli, with the dev profile and the
-# features the Python package builds with, so that CI compiles their dependencies once), runs the
+# Builds the Node package (the napi-rs addon, with the dev profile and the features the Python
+# package builds with, so that CI compiles their dependencies once), runs the
 # type-level test (tsc --strict) and node's test runner against the test servers (started by
 # scripts/servers.sh; scripts/test.sh runs this after the Python stage), then checks that the
 # `npm pack` tarball installs into a fresh project and works there.
@@ -19,8 +19,15 @@ if [ ! -d node_modules ] || ! cmp -s package-lock.json node_modules/.oas-package
   cp package-lock.json node_modules/.oas-package-lock.json
 fi
 
+# The addon is built by cargo for the host, not by `napi build` (`npm run build`, what a
+# packager runs: it always passes `--target`, which gives it a target directory of its own and
+# so compiles every dependency again). This way the build reuses the workspace test build's and
+# the Python build's dependencies (the same features: crates/workspace-hack). On Linux the addon
+# is the cdylib as cargo links it; native.cjs loads it under the name without a triple.
 t0=$SECONDS
-npx napi build --platform --no-js --dts native.d.ts
+(cd "$ROOT" && cargo build -p openai-agents-session-node --locked)
+rm -f openai-agents-session.*.node
+cp "$ROOT/target/debug/libopenai_agents_session_node.so" openai-agents-session.node
 echo "node-tests: addon built in $((SECONDS - t0))s"
 
 npx tsc -p test/tsconfig.json
