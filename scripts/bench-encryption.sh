@@ -12,7 +12,7 @@ shift 2 || true
 BACKENDS=("$@")
 [ ${#BACKENDS[@]} -gt 0 ] || BACKENDS=(memory sqlite redis postgres dynamodb)
 BIN=target/release/agent-session
-[ -x "$BIN" ] || cargo build --release -p agent-session-cli
+cargo build --release -q -p agent-session-cli  # (a no-op when built)
 # shellcheck disable=SC1091
 source "${OAS_SERVERS_ENV:-target/test-servers.env}"
 WORK=$(mktemp -d)
@@ -40,7 +40,7 @@ for backend in "${BACKENDS[@]}"; do
       for mode in off on; do
         url=$base
         [ "$mode" = on ] && url="$base${sep}encryption_key_env=OAS_BENCH_KEY"
-        "$BIN" --url "$url" bench --workload turns --concurrency "$clients" --duration "$SECS" \
+        timeout 300 "$BIN" --url "$url" bench --workload turns --concurrency "$clients" --duration "$SECS" \
           --warmup 1 --json >"$WORK/$backend-$clients-$mode-$round.json"
       done
     done

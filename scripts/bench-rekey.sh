@@ -10,7 +10,7 @@ ITEMS=${2:-10}
 BYTES=${3:-10000}
 BACKENDS=${BACKENDS:-"sqlite redis"}
 BIN=target/release/agent-session
-[ -x "$BIN" ] || cargo build --release -p agent-session-cli
+cargo build --release -q -p agent-session-cli  # (a no-op when built)
 # shellcheck disable=SC1091
 source "${OAS_SERVERS_ENV:-target/test-servers.env}"
 WORK=$(mktemp -d)
