@@ -1085,6 +1085,55 @@ fn bench_turn_workload_smoke() {
     assert_eq!(stdout(&env.run(&["list", "--prefix", "bench:"])), "");
 }
 
+/// `bench --workload turns --duration` on `memory://` with more clients than worker threads
+/// ends on time. Its turns never wait, and the clients' loops once kept both of tokio's worker
+/// threads, so the timer that ends the measured window never fired: the run never ended.
+#[test]
+fn bench_turns_on_memory_with_many_clients_ends_on_time() {
+    let env = Env::new("bench-memory");
+    let mut child = env
+        .cmd()
+        .args([
+            "--url",
+            "memory://?ttl=3600",
+            "bench",
+            "--workload",
+            "turns",
+        ])
+        .args([
+            "--concurrency",
+            "8",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.2",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("bench on memory:// with 8 clients still running after 60 s (0.7 s asked for)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let o = child.wait_with_output().unwrap();
+    assert!(status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(report["backend"], "memory");
+    assert_eq!(report["concurrency"], 8);
+    assert_eq!(report["errors"], 0);
+    assert_eq!(report["items_lost"], 0);
+    assert!(report["turns"].as_u64().unwrap() > 0, "{report}");
+}
+
 // ------------------------------------------------------------ history transactions (13) ---
 
 /// `add --operation-id`: an idempotent append; `add` without it stays quiet.
