@@ -67,6 +67,7 @@ for r in a + b:
 med = lambda rs, f: statistics.median(f(r) for r in rs)
 tps = lambda r: r["turns_per_sec"]
 p50 = lambda r: r["ops"]["turn"]["p50_us"]
+print(f"{backend} {clients} clients, turns/s per round: B {[round(tps(r)) for r in b]} A {[round(tps(r)) for r in a]}", file=sys.stderr)
 print(f"| {backend} | {clients} | {med(b, tps):,.0f} | {med(a, tps):,.0f} | {med(a, tps) / med(b, tps):.3f} "
       f"| {med(b, p50):,.0f} | {med(a, p50):,.0f} |")
 PY
