@@ -17,7 +17,10 @@ use openai_agents_session::backend::memory::MemoryBackend;
 use openai_agents_session::{Backend, Item, Session, Store, StoreOptions};
 
 fn turn_items(n: usize) -> Vec<Item> {
-    let user = format!(r#"{{"role":"user","content":"question {n}: {}"}}"#, "x".repeat(160));
+    let user = format!(
+        r#"{{"role":"user","content":"question {n}: {}"}}"#,
+        "x".repeat(160)
+    );
     let answer = format!(
         r#"{{"type":"message","role":"assistant","status":"completed","content":[{{"type":"output_text","text":"{}","annotations":[]}}],"id":"msg_{n}"}}"#,
         "y".repeat(880)
@@ -33,7 +36,10 @@ fn turn_items(n: usize) -> Vec<Item> {
 async fn through_store(store: &Store, calls: usize) -> (f64, f64) {
     let session = store.session("overhead").expect("a valid id");
     session.clear_session().await.expect("memory never fails");
-    session.add_items((0..10).flat_map(turn_items).collect()).await.expect("add");
+    session
+        .add_items((0..10).flat_map(turn_items).collect())
+        .await
+        .expect("add");
     let items: Vec<Vec<Item>> = (0..calls).map(turn_items).collect();
     let t = Instant::now();
     for _ in 0..calls {
@@ -49,8 +55,14 @@ async fn through_store(store: &Store, calls: usize) -> (f64, f64) {
 }
 
 async fn straight(backend: &MemoryBackend, calls: usize) -> (f64, f64) {
-    backend.clear_session("overhead").await.expect("memory never fails");
-    backend.add_items("overhead", (0..10).flat_map(turn_items).collect()).await.expect("add");
+    backend
+        .clear_session("overhead")
+        .await
+        .expect("memory never fails");
+    backend
+        .add_items("overhead", (0..10).flat_map(turn_items).collect())
+        .await
+        .expect("add");
     let items: Vec<Vec<Item>> = (0..calls).map(turn_items).collect();
     let t = Instant::now();
     for _ in 0..calls {
@@ -76,7 +88,10 @@ async fn main() {
     let calls: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(7);
     let options = StoreOptions::default();
-    let store = Store::from_backend(Arc::new(MemoryBackend::new(options.clone())), options.clone());
+    let store = Store::from_backend(
+        Arc::new(MemoryBackend::new(options.clone())),
+        options.clone(),
+    );
     let backend = MemoryBackend::new(options);
     let (mut sg, mut sa, mut bg, mut ba) = (vec![], vec![], vec![], vec![]);
     for _ in 0..rounds {
@@ -88,8 +103,21 @@ async fn main() {
         sa.push(a);
     }
     let (bg, ba, sg, sa) = (median(bg), median(ba), median(sg), median(sa));
-    println!("{calls} calls x {rounds} rounds, medians of ns per call (no subscriber, no recorder)");
-    println!("get_items(Some(20)): backend {bg:.0} ns, store {sg:.0} ns, difference {:.0} ns", sg - bg);
-    println!("add_items(2 items):  backend {ba:.0} ns, store {sa:.0} ns, difference {:.0} ns", sa - ba);
-    println!("per turn (one of each): {:.0} ns of {:.0} ns = {:.2}%", (sg - bg) + (sa - ba), sg + sa, 100.0 * ((sg - bg) + (sa - ba)) / (sg + sa));
+    println!(
+        "{calls} calls x {rounds} rounds, medians of ns per call (no subscriber, no recorder)"
+    );
+    println!(
+        "get_items(Some(20)): backend {bg:.0} ns, store {sg:.0} ns, difference {:.0} ns",
+        sg - bg
+    );
+    println!(
+        "add_items(2 items):  backend {ba:.0} ns, store {sa:.0} ns, difference {:.0} ns",
+        sa - ba
+    );
+    println!(
+        "per turn (one of each): {:.0} ns of {:.0} ns = {:.2}%",
+        (sg - bg) + (sa - ba),
+        sg + sa,
+        100.0 * ((sg - bg) + (sa - ba)) / (sg + sa)
+    );
 }
