@@ -26,6 +26,10 @@ use serde_json::Value;
 #[allow(dead_code)]
 #[path = "../../../crates/agent-session-cli/src/bench.rs"]
 mod bench;
+// bench.rs's `--metrics` recorder (the driver never installs it, but bench.rs names it).
+#[path = "../../../crates/agent-session-cli/src/observe.rs"]
+#[allow(dead_code)]
+mod observe;
 
 use bench::{BoxFut, RedisProbe, TurnArgs, TurnSettings, TurnTarget};
 
