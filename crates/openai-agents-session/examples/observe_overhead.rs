@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use openai_agents_session::backend::memory::MemoryBackend;
-use openai_agents_session::{Backend, Item, Session, Store, StoreOptions};
+use openai_agents_session::{Backend, BoxFuture, Item, Result, Session, Store, StoreOptions};
+
+const ID: &str = "overhead";
 
 fn turn_items(n: usize) -> Vec<Item> {
     let user = format!(
@@ -32,46 +34,27 @@ fn turn_items(n: usize) -> Vec<Item> {
 }
 
 /// Nanoseconds per call of `get_items(Some(20))` on a 20-item session, then of `add_items` (the
-/// session grows by two items a call; cleared at the start of each round).
-async fn through_store(store: &Store, calls: usize) -> (f64, f64) {
-    let session = store.session("overhead").expect("a valid id");
-    session.clear_session().await.expect("memory never fails");
-    session
-        .add_items((0..10).flat_map(turn_items).collect())
+/// session grows by two items a call; cleared at the start of each round). `get`, `add` and
+/// `clear` are the two paths' calls: the `Session`'s or the `Backend`'s.
+async fn measure<'a>(
+    calls: usize,
+    get: impl Fn() -> BoxFuture<'a, Result<Vec<Item>>>,
+    add: impl Fn(Vec<Item>) -> BoxFuture<'a, Result<()>>,
+    clear: impl Fn() -> BoxFuture<'a, Result<()>>,
+) -> (f64, f64) {
+    clear().await.expect("memory never fails");
+    add((0..10).flat_map(turn_items).collect())
         .await
         .expect("add");
     let items: Vec<Vec<Item>> = (0..calls).map(turn_items).collect();
     let t = Instant::now();
     for _ in 0..calls {
-        std::hint::black_box(session.get_items(Some(20)).await.expect("get"));
+        std::hint::black_box(get().await.expect("get"));
     }
     let get = t.elapsed().as_nanos() as f64 / calls as f64;
     let t = Instant::now();
     for batch in items {
-        session.add_items(batch).await.expect("add");
-    }
-    let add = t.elapsed().as_nanos() as f64 / calls as f64;
-    (get, add)
-}
-
-async fn straight(backend: &MemoryBackend, calls: usize) -> (f64, f64) {
-    backend
-        .clear_session("overhead")
-        .await
-        .expect("memory never fails");
-    backend
-        .add_items("overhead", (0..10).flat_map(turn_items).collect())
-        .await
-        .expect("add");
-    let items: Vec<Vec<Item>> = (0..calls).map(turn_items).collect();
-    let t = Instant::now();
-    for _ in 0..calls {
-        std::hint::black_box(backend.get_items("overhead", Some(20)).await.expect("get"));
-    }
-    let get = t.elapsed().as_nanos() as f64 / calls as f64;
-    let t = Instant::now();
-    for batch in items {
-        backend.add_items("overhead", batch).await.expect("add");
+        add(batch).await.expect("add");
     }
     let add = t.elapsed().as_nanos() as f64 / calls as f64;
     (get, add)
@@ -92,13 +75,26 @@ async fn main() {
         Arc::new(MemoryBackend::new(options.clone())),
         options.clone(),
     );
+    let session = store.session(ID).expect("a valid id");
     let backend = MemoryBackend::new(options);
     let (mut sg, mut sa, mut bg, mut ba) = (vec![], vec![], vec![], vec![]);
     for _ in 0..rounds {
-        let (g, a) = straight(&backend, calls).await;
+        let (g, a) = measure(
+            calls,
+            || backend.get_items(ID, Some(20)),
+            |items| backend.add_items(ID, items),
+            || backend.clear_session(ID),
+        )
+        .await;
         bg.push(g);
         ba.push(a);
-        let (g, a) = through_store(&store, calls).await;
+        let (g, a) = measure(
+            calls,
+            || session.get_items(Some(20)),
+            |items| session.add_items(items),
+            || session.clear_session(),
+        )
+        .await;
         sg.push(g);
         sa.push(a);
     }
