@@ -244,10 +244,31 @@ impl AbortOnCancel {
     }
 }
 
-/// An asyncio future of the running loop that `fut`, run on the shared tokio runtime, completes
-/// (cancelling the future aborts `fut`). Like `pyo3_async_runtimes::tokio::future_into_py`,
-/// but the delivery passes the [`exit_gate`], so no runtime thread touches Python while the
-/// interpreter finalizes.
+/// Sets an asyncio future's outcome (on the loop's thread), unless it is done (cancelled).
+fn settle(py: Python<'_>, future: &Bound<'_, PyAny>, result: PyResult<Py<PyAny>>) -> PyResult<()> {
+    if future.call_method0("done")?.is_truthy()? {
+        return Ok(());
+    }
+    match result {
+        Ok(value) => future.call_method1("set_result", (value,))?,
+        Err(err) => future.call_method1("set_exception", (err.into_value(py),))?,
+    };
+    Ok(())
+}
+
+/// An asyncio future of the running loop that `fut` completes (cancelling the future aborts
+/// `fut`). Like `pyo3_async_runtimes::tokio::future_into_py`, with fewer hops:
+///
+/// - `fut` is polled once here, on the loop's thread (inside the runtime's context): an
+///   operation that needs no waiting (`memory://`) is answered at once, and one that waits has
+///   already started its work (SQLite's blocking task, a Redis request) without first waking
+///   a runtime worker;
+/// - otherwise it runs on the shared tokio runtime, and its outcome is handed to the loop
+///   through the loop's [`bridge::Bridge`]: a queue and one byte written to a socket the loop
+///   watches (`add_reader`), so no runtime thread takes the GIL (no blocking-pool hop, no
+///   `call_soon_threadsafe`; this also keeps runtime threads away from a finalizing
+///   interpreter), and results completing together are delivered in one wake-up. A loop that
+///   cannot hold a bridge falls back to `call_soon_threadsafe` through the [`exit_gate`].
 fn awaitable_of<'py, T, Fut>(py: Python<'py>, fut: Fut) -> PyResult<Bound<'py, PyAny>>
 where
     T: for<'p> IntoPyObject<'p> + Send + 'static,
@@ -256,6 +277,31 @@ where
     let event_loop = pyo3_async_runtimes::get_running_loop(py)?;
     let future = event_loop.call_method0("create_future")?;
     let runtime = pyo3_async_runtimes::tokio::get_runtime();
+    let mut fut = Box::pin(fut);
+    let first = {
+        let _context = runtime.enter();
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(&mut cx)))
+    };
+    match first {
+        Ok(std::task::Poll::Ready(result)) => {
+            settle(py, &future, result.and_then(|v| v.into_py_any(py)))?;
+            return Ok(future);
+        }
+        Ok(std::task::Poll::Pending) => {}
+        Err(_) => {
+            settle(
+                py,
+                &future,
+                Err(pyo3::panic::PanicException::new_err(
+                    "a Rust operation panicked",
+                )),
+            )?;
+            return Ok(future);
+        }
+    }
+    let bridge = bridge::of_loop(py, &event_loop)?;
+    // Polled again by the runtime: every future re-registers its waker on each poll.
     let task = runtime.spawn(fut);
     future.call_method1(
         "add_done_callback",
@@ -273,6 +319,14 @@ where
             Err(_) => None, // aborted: the future is cancelled already
         };
         let Some(result) = result else { return };
+        if let Some(bridge) = bridge {
+            bridge.deliver(
+                target,
+                Box::new(move |py: Python<'_>| result.and_then(|v| v.into_py_any(py))),
+            );
+            drop(event_loop);
+            return;
+        }
         // The GIL is never taken on the async workers (a blocked one would stall others).
         // Detached: the handle is dropped.
         drop(tokio::task::spawn_blocking(move || {
@@ -294,6 +348,157 @@ where
         }));
     });
     Ok(future)
+}
+
+/// The hand-over of outcomes from the runtime's threads to an asyncio loop without the GIL:
+/// one [`Bridge`] per loop (kept in a `WeakKeyDictionary` keyed by the loop, so it goes with
+/// the loop), a queue of outcomes and a socket pair whose reading end the loop watches.
+mod bridge {
+    use std::sync::{Arc, Mutex};
+
+    use pyo3::prelude::*;
+    use pyo3::sync::PyOnceLock;
+
+    /// Turns a Rust outcome into the future's Python result, on the loop's thread.
+    pub(crate) type Convert = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
+
+    /// Outcomes waiting for the loop, and whether a wake-up byte is already on its way.
+    #[derive(Default)]
+    struct Queue {
+        ready: Vec<(Py<PyAny>, Convert)>,
+        woken: bool,
+    }
+
+    /// One loop's bridge.
+    pub(crate) struct Bridge {
+        queue: Mutex<Queue>,
+        #[cfg(unix)]
+        wake: std::os::unix::net::UnixStream,
+        #[cfg(unix)]
+        watched: std::os::unix::net::UnixStream,
+    }
+
+    impl Bridge {
+        /// Queues `future`'s outcome and wakes the loop unless a wake-up is pending already.
+        /// Runs on a runtime thread; takes no GIL (the `Py` handle moves into the queue).
+        pub(crate) fn deliver(&self, future: Py<PyAny>, convert: Convert) {
+            let wake = {
+                let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                queue.ready.push((future, convert));
+                !std::mem::replace(&mut queue.woken, true)
+            };
+            if wake {
+                #[cfg(unix)]
+                {
+                    use std::io::Write;
+                    // Non-blocking: a full buffer means the loop has wake-ups to read anyway.
+                    let _ = (&self.wake).write(&[1]);
+                }
+            }
+        }
+    }
+
+    /// The loop's reader callback: reads the wake-up bytes and settles every queued future.
+    #[pyclass(frozen)]
+    struct Drain {
+        bridge: Arc<Bridge>,
+    }
+
+    #[pymethods]
+    impl Drain {
+        fn __call__(&self, py: Python<'_>) -> PyResult<()> {
+            #[cfg(unix)]
+            {
+                use std::io::Read;
+                let mut buf = [0u8; 256];
+                while let Ok(n) = (&self.bridge.watched).read(&mut buf) {
+                    if n < buf.len() {
+                        break;
+                    }
+                }
+            }
+            let ready = {
+                let mut queue = self.bridge.queue.lock().unwrap_or_else(|e| e.into_inner());
+                queue.woken = false;
+                std::mem::take(&mut queue.ready)
+            };
+            for (future, convert) in ready {
+                let result = convert(py);
+                // A future that cannot be settled (its loop is closing) is not awaited by
+                // anyone; the others are still settled.
+                let _ = super::settle(py, future.bind(py), result);
+            }
+            Ok(())
+        }
+    }
+
+    /// Keeps a loop's bridge alive as long as the loop (the dictionary's value).
+    #[pyclass(frozen)]
+    struct Held {
+        bridge: Arc<Bridge>,
+    }
+
+    static BRIDGES: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+    /// The bridge of `event_loop` (made and registered with `add_reader` on first use), or
+    /// None where there is none (no Unix sockets, a loop without `add_reader` or weak
+    /// references): the caller then delivers with `call_soon_threadsafe`.
+    pub(crate) fn of_loop(
+        py: Python<'_>,
+        event_loop: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<Arc<Bridge>>> {
+        #[cfg(not(unix))]
+        {
+            let _ = (py, event_loop);
+            Ok(None)
+        }
+        #[cfg(unix)]
+        {
+            let bridges = BRIDGES
+                .get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+                    Ok(py
+                        .import("weakref")?
+                        .getattr("WeakKeyDictionary")?
+                        .call0()?
+                        .unbind())
+                })?
+                .bind(py);
+            let known = match bridges.call_method1("get", (event_loop,)) {
+                Ok(known) => known,
+                Err(_) => return Ok(None), // not weakly referenceable
+            };
+            if let Ok(held) = known.cast::<Held>() {
+                return Ok(Some(Arc::clone(&held.get().bridge)));
+            }
+            let Ok((wake, watched)) = std::os::unix::net::UnixStream::pair() else {
+                return Ok(None);
+            };
+            if wake.set_nonblocking(true).is_err() || watched.set_nonblocking(true).is_err() {
+                return Ok(None);
+            }
+            use std::os::fd::AsRawFd;
+            let fd = watched.as_raw_fd();
+            let bridge = Arc::new(Bridge {
+                queue: Mutex::new(Queue::default()),
+                wake,
+                watched,
+            });
+            let drain = Drain {
+                bridge: Arc::clone(&bridge),
+            };
+            if event_loop.call_method1("add_reader", (fd, drain)).is_err() {
+                return Ok(None);
+            }
+            let held = Held {
+                bridge: Arc::clone(&bridge),
+            };
+            if bridges.set_item(event_loop, held).is_err() {
+                let _ = event_loop.call_method1("remove_reader", (fd,));
+                return Ok(None);
+            }
+            Ok(Some(bridge))
+        }
+    }
 }
 
 /// A store opened lazily from a URL (constructors do no I/O) and shared by every session
