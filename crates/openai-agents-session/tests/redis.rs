@@ -514,6 +514,150 @@ async fn wrong_key_type_is_a_typed_error_and_changes_nothing() {
     );
 }
 
+/// Pops of encrypted records take two steps (the client decodes the record, then removes it
+/// if the tail is unchanged). 48 poppers on one session all retrying at once used to invalidate
+/// each other until one gave up ("kept changing", 1 run in 6 of the conformance kit's 16); with
+/// the random pause between conflicts every pop ends, and every item is popped exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn encrypted_pops_under_heavy_contention_all_end() {
+    support::set_kit_keys();
+    let url = format!(
+        "{}?prefix=enc_contention&encryption_key_env={}",
+        shared_url("OAS_TEST_REDIS_URL"),
+        support::KIT_KEY_ENV
+    );
+    let store = Store::open(&url).await.unwrap();
+    let session = store.session(&unique("contended")).unwrap();
+    const ITEMS: usize = 480;
+    session
+        .add_items((0..ITEMS).map(|n| item(json!({ "n": n }))).collect())
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..48)
+        .map(|_| {
+            let session = session.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                while let Some(item) = session.pop_item().await? {
+                    got.push(item);
+                }
+                Ok::<_, Error>(got)
+            })
+        })
+        .collect();
+    let mut popped = HashSet::new();
+    for task in tasks {
+        for item in task.await.unwrap().unwrap() {
+            assert!(
+                popped.insert(item.as_str().to_owned()),
+                "popped twice: {item}"
+            );
+        }
+    }
+    assert_eq!(popped.len(), ITEMS);
+    assert!(session.get_items(None).await.unwrap().is_empty());
+}
+
+/// The fast paths of ADD and HEAD (`docs/storage/redis.md`, "ADD") write what the general
+/// paths write: every append moves both keys' expiry and `expires_at` to now + ttl exactly, an
+/// append to a session whose list was emptied gives the new list the expiry too, `updated_at`
+/// only grows, a store without a TTL removes the expiry (the general path), and metadata of
+/// another type fails before any side effect.
+#[tokio::test]
+async fn appends_set_the_expiry_and_metadata_exactly() {
+    let server = OwnRedis::start("fastpath");
+    let with_ttl = Store::open(&format!("{}?ttl=60", server.url()))
+        .await
+        .unwrap();
+    let (meta, items) = (
+        "openai_agents_session:{fast}:meta",
+        "openai_agents_session:{fast}:items",
+    );
+    let num = |args: &[&str]| -> i64 { server.cli(args).trim().parse().unwrap() };
+    let server_ms = || -> i64 {
+        let t = server.cli(&["time"]);
+        let mut parts = t.split_whitespace().map(|p| p.parse::<i64>().unwrap());
+        let (secs, micros) = (parts.next().unwrap(), parts.next().unwrap());
+        secs * 1000 + micros / 1000
+    };
+    let s = with_ttl.session("fast").unwrap();
+    s.add_items(vec![item(json!({"n": 0}))]).await.unwrap(); // new session: general path
+    let mut updated = num(&["hget", meta, "updated_at"]);
+    for n in 1..=3 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let before = server_ms();
+        s.add_items(vec![item(json!({"n": n})), item(json!({"n": n}))])
+            .await
+            .unwrap();
+        let after = server_ms();
+        let expires = num(&["hget", meta, "expires_at"]);
+        assert!(
+            (before + 60_000..=after + 60_000).contains(&expires),
+            "expires_at {expires} not now + ttl ({before}..{after})"
+        );
+        for key in [meta, items] {
+            let pttl = num(&["pttl", key]);
+            assert!((59_000..=60_000).contains(&pttl), "{key}: pttl {pttl}");
+        }
+        let next = num(&["hget", meta, "updated_at"]);
+        assert!(next > updated, "updated_at {next} after {updated}");
+        updated = next;
+    }
+    // Two appends within one millisecond still advance updated_at.
+    let (a, b) = tokio::join!(
+        s.add_items(vec![item(json!({"same": 1}))]),
+        s.add_items(vec![item(json!({"same": 2}))])
+    );
+    a.unwrap();
+    b.unwrap();
+    assert!(num(&["hget", meta, "updated_at"]) >= updated + 2);
+    assert_eq!(s.get_items(None).await.unwrap().len(), 9);
+
+    // Emptied by pops: the list key is gone, the session is not; the next append's list gets
+    // the expiry.
+    while s.pop_item().await.unwrap().is_some() {}
+    assert_eq!(num(&["exists", items]), 0);
+    s.add_items(vec![item(json!({"again": 1}))]).await.unwrap();
+    assert!((59_000..=60_000).contains(&num(&["pttl", items])));
+
+    // A store without a TTL takes the general path and removes the expiry.
+    let without = Store::open(&server.url()).await.unwrap();
+    let plain = without.session("fast").unwrap();
+    plain
+        .add_items(vec![item(json!({"plain": 1}))])
+        .await
+        .unwrap();
+    assert_eq!(num(&["pttl", meta]), -1);
+    assert_eq!(num(&["pttl", items]), -1);
+    assert_eq!(server.cli(&["hexists", meta, "expires_at"]).trim(), "0");
+    plain
+        .add_items(vec![item(json!({"plain": 2}))])
+        .await
+        .unwrap(); // fast, no TTL
+    assert_eq!(num(&["pttl", items]), -1);
+    assert_eq!(plain.get_items(None).await.unwrap().len(), 3);
+    // And the TTL comes back with the next append through a store that has one.
+    s.add_items(vec![item(json!({"ttl": "back"}))])
+        .await
+        .unwrap();
+    assert!((59_000..=60_000).contains(&num(&["pttl", meta])));
+    assert!((59_000..=60_000).contains(&num(&["pttl", items])));
+
+    // Metadata of another type: a typed error, the list untouched.
+    let len = num(&["llen", items]);
+    server.cli(&["del", meta]);
+    server.cli(&["set", meta, "not a hash"]);
+    for result in [
+        s.add_items(vec![item(json!({"x": 1}))]).await.map(drop),
+        s.get_items(None).await.map(drop),
+    ] {
+        let err = result.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
+        assert!(err.to_string().contains("another type"), "{err}");
+    }
+    assert_eq!(num(&["llen", items]), len);
+}
+
 /// Seed data (Python `json.dumps` text in one list per session) and the official SDK's layout,
 /// written with redis-cli, read exactly through `layout=`; writes there are invalid input.
 #[tokio::test]

@@ -340,6 +340,9 @@ pub struct RedisBackend {
     stats: RequestStats,
     /// Age after which `prune` deletes a staging list never committed.
     stale_stage_after: Duration,
+    /// Two-step pops (a record only the client can decode) of one session queue here, by a
+    /// stripe of its id, instead of invalidating each other's second step (`write.rs`).
+    pop_stripes: write::PopStripes,
 }
 
 /// Builds a store on a connection the caller owns (and keeps: we never close it), with the
@@ -382,6 +385,7 @@ impl RedisBackend {
             codec,
             stats: RequestStats::default(),
             stale_stage_after: DEFAULT_STALE_STAGE_AFTER,
+            pop_stripes: write::PopStripes::default(),
         }
     }
 

@@ -58,6 +58,9 @@ impl RedisBackend {
         let ttl = self.ttl_ms().to_string();
         let fence_text = fence_arg(fence);
         let refused = |reply: &[redis::Value]| fenced_error(op, fence.unwrap_or(0), reply);
+        let mut changed = 0u32;
+        // Taken at the first record that needs the two steps, then held to the end.
+        let mut queued: Option<tokio::sync::MutexGuard<'_, ()>> = None;
         for _ in 0..POP_ATTEMPTS {
             let check_all: &[u8] = if self.codec.requires_encryption() {
                 b"1"
@@ -87,6 +90,13 @@ impl RedisBackend {
                         // are; pop the next.
                         _ => continue,
                     }
+                }
+                Some("CHECK") if queued.is_none() => {
+                    // Pops of this session in this process take the two steps one at a time
+                    // (others keep contending only across processes); read the tail again
+                    // once it is our turn.
+                    queued = Some(self.pop_stripes.of(session_id).lock().await);
+                    continue;
                 }
                 Some("CHECK") => {
                     let mut parts = reply.into_iter().skip(1);
@@ -124,7 +134,15 @@ impl RedisBackend {
                     match (tag(&done), decoded) {
                         (Some("FENCED"), _) => return Err(refused(&done)),
                         (Some("OK"), Decoded::Valid(item)) => return Ok(Some(item)),
-                        (Some("OK" | "CHANGED"), _) => continue,
+                        (Some("OK"), _) => continue,
+                        (Some("CHANGED"), _) => {
+                            // Another pop (or an append) changed the tail between the two
+                            // steps. Contending pops that all retried at once would keep
+                            // invalidating each other: each waits a random while first.
+                            changed += 1;
+                            contention_pause(changed).await;
+                            continue;
+                        }
                         _ => return Err(unexpected(op, "pop_at", &done)),
                     }
                 }
@@ -156,4 +174,42 @@ impl RedisBackend {
             _ => Err(unexpected(Operation::ClearSession, "clear", &reply)),
         }
     }
+}
+
+/// Locks that queue the two-step pops of a session (64 stripes by a hash of its id).
+pub(super) struct PopStripes([tokio::sync::Mutex<()>; 64]);
+
+impl Default for PopStripes {
+    fn default() -> Self {
+        PopStripes(std::array::from_fn(|_| tokio::sync::Mutex::new(())))
+    }
+}
+
+impl std::fmt::Debug for PopStripes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PopStripes")
+    }
+}
+
+impl PopStripes {
+    fn of(&self, session_id: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        session_id.hash(&mut hasher);
+        &self.0[(hasher.finish() % self.0.len() as u64) as usize]
+    }
+}
+
+/// A random pause before retrying a two-step pop whose tail changed: up to 100 us after the
+/// first conflict, doubling with each one to at most 6.4 ms, so that contending pops spread
+/// out instead of invalidating each other in lockstep (`concurrent_pops_return_each_item_once`
+/// with 16 poppers of encrypted records).
+async fn contention_pause(conflicts: u32) {
+    use std::hash::{BuildHasher, Hasher};
+    let ceiling_us = 100u64 << conflicts.saturating_sub(1).min(6);
+    // A fresh `RandomState` is randomly keyed: a random number without a dependency.
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    tokio::time::sleep(std::time::Duration::from_micros(random % ceiling_us + 1)).await;
 }
