@@ -85,6 +85,8 @@ pub(crate) fn key_missing_error(op: Operation, reason: &str) -> Error {
 /// let item: Item = r#"{"role":"user","content":"hi"}"#.parse().unwrap();
 /// let plain = RecordCodec::default();
 /// assert_eq!(plain.decode("chat", &plain.encode("chat", &item).unwrap()), Decoded::Valid(item.clone()));
+/// assert_eq!(plain.decode_owned("chat", plain.encode("chat", &item).unwrap()), Decoded::Valid(item.clone()));
+/// assert!(matches!(plain.decode_owned("chat", b"{oops".to_vec()), Decoded::Corrupt(_)));
 ///
 /// let sealed = RecordCodec::new(Encryption::new(vec![EncryptionKey::generate().unwrap()]));
 /// let record = sealed.encode("chat", &item).unwrap();
@@ -171,6 +173,24 @@ impl RecordCodec {
     /// Decodes one stored record of session `session_id`.
     pub fn decode(&self, session_id: &str, record: &[u8]) -> Decoded {
         let (decoded, what) = self.decode_tallied(session_id, record);
+        self.encryption.note(what);
+        decoded
+    }
+
+    /// [`RecordCodec::decode`] of a record the caller owns: a plain record's item keeps the
+    /// buffer (no copy of the text), as when a backend's client hands over each record it
+    /// read.
+    pub fn decode_owned(&self, session_id: &str, record: Vec<u8>) -> Decoded {
+        let plain = record.first() == Some(&b'{')
+            && !self.encryption.is_enabled()
+            && !self.encryption.is_required();
+        if !plain {
+            return self.decode(session_id, &record);
+        }
+        let (decoded, what) = tally_plain(match Item::from_json_vec(record) {
+            Ok(item) => Decoded::Valid(item),
+            Err(e) => Decoded::Corrupt(e.to_string()),
+        });
         self.encryption.note(what);
         decoded
     }

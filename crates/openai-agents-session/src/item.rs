@@ -36,22 +36,50 @@ impl Item {
     /// the whitespace outside strings, so numbers (`1e400`, `1.0`, huge integers) and escapes
     /// survive byte for byte.
     pub fn from_json_str(text: &str) -> Result<Item> {
+        Item::from_json_cow(std::borrow::Cow::Borrowed(text))
+    }
+
+    /// Parses JSON bytes it takes ownership of; they must be UTF-8 and exactly one JSON object.
+    /// The same as [`Item::from_json_slice`], but compact text (what this library writes) is
+    /// kept in the given buffer instead of copied: what a backend does with the records it
+    /// reads.
+    ///
+    /// ```
+    /// use openai_agents_session::Item;
+    /// let item = Item::from_json_vec(br#"{"role":"user","content":"hi"}"#.to_vec()).unwrap();
+    /// assert_eq!(item.as_str(), r#"{"role":"user","content":"hi"}"#);
+    /// assert!(Item::from_json_vec(b"[1]".to_vec()).is_err());
+    /// assert!(Item::from_json_vec(vec![b'{', 0xff, b'}']).is_err());
+    /// ```
+    pub fn from_json_vec(bytes: Vec<u8>) -> Result<Item> {
+        let text = String::from_utf8(bytes).map_err(|e| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                Operation::ParseItem,
+                "JSON is not UTF-8",
+            )
+            .with_source(e.utf8_error())
+        })?;
+        Item::from_json_cow(std::borrow::Cow::Owned(text))
+    }
+
+    fn from_json_cow(text: std::borrow::Cow<'_, str>) -> Result<Item> {
         // The common case (records this library wrote, compact objects from a framework) is
         // checked without building a tree: one byte scan for the layout, one validating pass
         // of serde_json that keeps nothing, and the text kept as it is when already compact.
         // Invalid text falls through: the full parse below names the error.
-        let shape = Shape::of(text);
-        if shape.is_fast() && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
+        let shape = Shape::of(&text);
+        if shape.is_fast() && serde_json::from_str::<serde::de::IgnoredAny>(&text).is_ok() {
             let json = if shape.whitespace {
-                minify(text)
+                minify(&text)
             } else {
-                text.to_owned()
+                text.into_owned()
             };
             return Ok(Item {
                 json: json.into_boxed_str(),
             });
         }
-        let value: Value = serde_json::from_str(text).map_err(|e| {
+        let value: Value = serde_json::from_str(&text).map_err(|e| {
             Error::new(
                 ErrorKind::InvalidInput,
                 Operation::ParseItem,
@@ -63,7 +91,7 @@ impl Item {
             return Err(not_an_object(&value));
         }
         Ok(Item {
-            json: minify(text).into_boxed_str(),
+            json: minify(&text).into_boxed_str(),
         })
     }
 
@@ -343,6 +371,31 @@ impl<'de> serde::Deserialize<'de> for Item {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owned_and_borrowed_parsing_agree() {
+        let texts: [&[u8]; 10] = [
+            br#"{"role":"user","content":"hi"}"#,
+            br#"{ "role" : "user", "content": "spaced" }"#,
+            br#"{"e":"\u00e9\ud83d\ude0a","n":1e400}"#,
+            br#"{"deep":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#,
+            b"[1,2]",
+            b"{\"a\":1",
+            b"{\"a\":1}{}",
+            b"",
+            &[b'{', b'"', 0xff, b'"', b':', b'1', b'}'],
+            "{\"\u{e9}\":\"\u{1F600}\"}".as_bytes(),
+        ];
+        for text in texts {
+            let borrowed = Item::from_json_slice(text);
+            let owned = Item::from_json_vec(text.to_vec());
+            match (&borrowed, &owned) {
+                (Ok(a), Ok(b)) => assert_eq!(a.as_str(), b.as_str()),
+                (Err(a), Err(b)) => assert_eq!(a.kind(), b.kind()),
+                _ => panic!("{text:?}: {borrowed:?} vs {owned:?}"),
+            }
+        }
+    }
 
     #[test]
     fn numbers_are_kept_as_written() {

@@ -107,7 +107,7 @@ impl RedisBackend {
         let mut collector = TailCollector::new(limit);
         for record in records.into_iter().rev() {
             let bytes = value_bytes(record).unwrap_or_default();
-            if collector.push(self.codec.decode(session_id, &bytes)) {
+            if collector.push(self.codec.decode_owned(session_id, bytes)) {
                 break;
             }
         }
