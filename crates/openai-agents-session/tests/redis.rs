@@ -334,12 +334,18 @@ async fn pipelined(
     name: &str,
     op: impl std::future::Future<Output = Result<(), Error>>,
 ) {
+    // HMGET, PTTL, LRANGE and (the seed's prefix, standalone) TYPE of the seed key, written
+    // together: one round trip, no script.
     let before = command_calls(server.port);
-    exchanges_of(proxy, server, figures, name, 2, op).await;
+    exchanges_of(proxy, server, figures, name, 4, 0, op).await;
     let after = command_calls(server.port);
-    let lrange =
-        after.get("lrange").copied().unwrap_or(0) - before.get("lrange").copied().unwrap_or(0);
-    assert_eq!(lrange, 1, "{name}: one LRANGE");
+    let diff =
+        |cmd: &str| after.get(cmd).copied().unwrap_or(0) - before.get(cmd).copied().unwrap_or(0);
+    assert_eq!(
+        (diff("hmget"), diff("pttl"), diff("lrange"), diff("type")),
+        (1, 1, 1, 1),
+        "{name}: the plain read"
+    );
 }
 
 async fn exchanges(
@@ -349,7 +355,7 @@ async fn exchanges(
     name: &str,
     op: impl std::future::Future<Output = Result<(), Error>>,
 ) {
-    exchanges_of(proxy, server, figures, name, 1, op).await
+    exchanges_of(proxy, server, figures, name, 1, 1, op).await
 }
 
 async fn exchanges_of(
@@ -358,6 +364,7 @@ async fn exchanges_of(
     figures: &mut Vec<String>,
     name: &str,
     commands: u64,
+    scripts: u64,
     op: impl std::future::Future<Output = Result<(), Error>>,
 ) {
     let before_proxy = proxy.commands();
@@ -372,7 +379,7 @@ async fn exchanges_of(
         "{name}: {sent} command(s) on the socket, {evalsha} EVALSHA"
     ));
     assert_eq!(sent, commands, "{name}: commands sent");
-    assert_eq!((evalsha, eval), (1, 0), "{name}: one EVALSHA");
+    assert_eq!((evalsha, eval), (scripts, 0), "{name}: EVALSHA calls");
 }
 
 /// 32 writers x 500 items in batches of 1-5 into one session through 4 connections: nothing
@@ -556,6 +563,103 @@ async fn encrypted_pops_under_heavy_contention_all_end() {
     }
     assert_eq!(popped.len(), ITEMS);
     assert!(session.get_items(None).await.unwrap().is_empty());
+}
+
+/// `get_items` reads with plain commands (HMGET, PTTL, LRANGE) and no script while the session
+/// is live and its expiry not due; the HEAD script runs only for what needs it: a refresh that
+/// is due, an expiry to set, seed history to migrate. Each answer is the same either way.
+#[tokio::test]
+async fn reads_take_the_script_only_when_it_has_work() {
+    let server = OwnRedis::start("plainreads");
+    let store = Store::open(&format!("{}?ttl=60", server.url()))
+        .await
+        .unwrap();
+    let scripts = || {
+        command_calls(server.port)
+            .get("evalsha")
+            .copied()
+            .unwrap_or(0)
+    };
+    let num = |args: &[&str]| -> i64 { server.cli(args).trim().parse().unwrap() };
+    let meta = "openai_agents_session:{plain}:meta";
+    let s = store.session("plain").unwrap();
+    s.add_items(vec![item(json!({"n": 1})), item(json!({"n": 2}))])
+        .await
+        .unwrap();
+
+    let before = scripts();
+    assert_eq!(
+        s.get_items(Some(1)).await.unwrap(),
+        vec![item(json!({"n": 2}))]
+    );
+    assert_eq!(s.get_items(None).await.unwrap().len(), 2);
+    assert_eq!(scripts(), before, "a live session is read without a script");
+    let missing = store.session("never-written").unwrap();
+    assert!(missing.get_items(None).await.unwrap().is_empty());
+    assert_eq!(scripts(), before, "nor a missing one");
+
+    // Due for a refresh (expires in 10 s of a 60 s TTL): the script refreshes it.
+    server.cli(&["pexpire", meta, "10000"]);
+    let at: i64 = num(&["hget", meta, "expires_at"]);
+    server.cli(&["hset", meta, "expires_at", &(at - 50_000).to_string()]);
+    assert_eq!(s.get_items(None).await.unwrap().len(), 2);
+    assert_eq!(scripts(), before + 1, "a due refresh runs HEAD");
+    assert!(num(&["pttl", meta]) > 59_000, "refreshed");
+    assert!(num(&["hget", meta, "expires_at"]) >= at);
+
+    // Written without a TTL, read by a store with one: HEAD sets the expiry.
+    let plain = Store::open(&server.url()).await.unwrap();
+    plain
+        .session("no-ttl")
+        .unwrap()
+        .add_items(vec![item(json!({"x": 1}))])
+        .await
+        .unwrap();
+    let mid = scripts();
+    assert_eq!(
+        plain
+            .session("no-ttl")
+            .unwrap()
+            .get_items(None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(scripts(), mid, "no TTL, none wanted: no script");
+    assert_eq!(
+        store
+            .session("no-ttl")
+            .unwrap()
+            .get_items(None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(scripts(), mid + 1);
+    assert!(num(&["pttl", "openai_agents_session:{no-ttl}:meta"]) > 59_000);
+
+    // Seed history (the seed's prefix, standalone): HEAD migrates it on the first read.
+    server.cli(&[
+        "rpush",
+        "openai_agents_session:seeded",
+        r#"{"role": "user", "content": "old"}"#,
+    ]);
+    let seeded = store.session("seeded").unwrap();
+    let got = seeded.get_items(None).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].as_str(), r#"{"role":"user","content":"old"}"#);
+    assert_eq!(num(&["exists", "openai_agents_session:seeded"]), 0, "moved");
+    let after_migration = scripts();
+    assert_eq!(seeded.get_items(None).await.unwrap(), got);
+    assert_eq!(scripts(), after_migration, "then read without a script");
+
+    // A newer layout's metadata: the script's typed error, nothing changed.
+    server.cli(&["hset", meta, "v", "2"]);
+    let err = s.get_items(None).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UnsupportedFormat, "{err}");
+    assert_eq!(server.cli(&["hget", meta, "v"]).trim(), "2");
 }
 
 /// The fast paths of ADD and HEAD (`docs/storage/redis.md`, "ADD") write what the general

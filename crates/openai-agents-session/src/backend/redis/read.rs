@@ -20,6 +20,16 @@ use super::layout::{
 };
 use super::{RedisBackend, RedisConnection};
 
+/// LRANGE's window for `get_items(limit)`: the newest `limit` records (`1 0` is an empty
+/// range), or all.
+fn lrange_window(limit: Option<usize>) -> (i64, i64) {
+    match limit {
+        None => (0, -1),
+        Some(0) => (1, 0),
+        Some(n) => (-(i64::try_from(n).unwrap_or(i64::MAX)), -1),
+    }
+}
+
 /// Records per PAGE script call.
 const PAGE_SLICE: u64 = 256;
 
@@ -30,6 +40,145 @@ impl RedisBackend {
     /// holds records that do not decode as items (corrupt, unreadable) and older records remain,
     /// the GET script widens the window instead, so that such records are never counted.
     pub(super) async fn get(&self, session_id: &str, limit: Option<usize>) -> Result<Vec<Item>> {
+        match self.get_without_script(session_id, limit).await? {
+            Some(items) => Ok(items),
+            None => self.get_headed(session_id, limit).await,
+        }
+    }
+
+    /// The common `get_items` without Lua: one round trip of plain commands, `HMGET` of the
+    /// metadata (`v`, `expires_at`, `created_at`), `PTTL` of the metadata key, the `LRANGE` of
+    /// the newest `limit` records and, when the seed layout may hold this session (standalone,
+    /// the seed's prefix), `TYPE` of its key. A live session of this layout whose expiry is not
+    /// due for a refresh is answered from that; a missing one (with no seed history) is empty.
+    /// Anything else (an expiry to refresh or to set, seed history to migrate, a newer layout,
+    /// metadata without a version) is `None`: the caller takes the HEAD script's path, which
+    /// decides it as before. Redis runs a client's pipelined commands in order but may run
+    /// other clients' commands between them; every interleaving reads a state the session was
+    /// in (a clear or an append between the `HMGET` and the `LRANGE` is a write that happened
+    /// before the read; an expiry is Redis's own, the keys' expiry being `expires_at`).
+    async fn get_without_script(
+        &self,
+        session_id: &str,
+        limit: Option<usize>,
+    ) -> Result<Option<Vec<Item>>> {
+        let op = Operation::GetItems;
+        let keys = SessionKeys::new(&self.prefix, session_id);
+        let seed = self.check_seed && !self.conn.is_cluster() && keys.seed_may_hold_history();
+        let (from, to) = lrange_window(limit);
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        pipe.cmd("HMGET")
+            .arg(keys.meta.as_slice())
+            .arg("v")
+            .arg("expires_at")
+            .arg("created_at");
+        pipe.cmd("PTTL").arg(keys.meta.as_slice());
+        pipe.cmd("LRANGE")
+            .arg(keys.items.as_slice())
+            .arg(from)
+            .arg(to);
+        if seed {
+            pipe.cmd("TYPE").arg(keys.seed.as_slice());
+        }
+        self.stats.record_requests(op, 1);
+        let replies = self
+            .conn
+            .query_pipeline(op, &pipe)
+            .await
+            .map_err(|e| map_redis(op, e))?;
+        let mut replies = replies.into_iter();
+        let (Some(meta), Some(pttl), Some(records)) =
+            (replies.next(), replies.next(), replies.next())
+        else {
+            return Err(Error::new(
+                ErrorKind::Backend,
+                op,
+                "the get pipeline returned fewer than three replies",
+            ));
+        };
+        // A key of another type fails the read (nothing was changed), as in the scripts.
+        let meta = match meta.extract_error().map_err(|e| map_redis(op, e))? {
+            Value::Array(fields) => fields,
+            other => return Err(unexpected(op, "HMGET", &[other])),
+        };
+        let records = match records.extract_error().map_err(|e| map_redis(op, e))? {
+            Value::Array(records) => records,
+            Value::Nil => Vec::new(),
+            other => return Err(unexpected(op, "LRANGE", &[other])),
+        };
+        let field = |i: usize| match meta.get(i) {
+            Some(Value::BulkString(b)) => Some(b.as_slice()),
+            _ => None,
+        };
+        match (field(0), field(2)) {
+            (None, None) => {
+                let seed_list = matches!(
+                    replies.next(),
+                    Some(Value::SimpleString(t)) if t == "list"
+                );
+                if seed_list {
+                    return Ok(None); // HEAD migrates it
+                }
+                self.check_seed_key(op, &keys, session_id).await?;
+                return Ok(Some(Vec::new()));
+            }
+            (Some(b"1"), _) => {}
+            _ => return Ok(None),
+        }
+        let pttl = value_int(&pttl).unwrap_or(-2);
+        let refresh = if self.options.refreshes_on_read() {
+            self.ttl_ms()
+        } else {
+            0
+        };
+        let settled = match (field(1).is_some(), pttl) {
+            (false, -1) => refresh == 0,
+            // The same due test as the scripts' `refresh`: now + ttl - expires_at against
+            // ttl / 100, with expires_at - now = the key's PTTL.
+            (true, left) if left > 0 => refresh == 0 || refresh - left < refresh / 100,
+            _ => false,
+        };
+        if !settled {
+            return Ok(None);
+        }
+        self.decode_window(session_id, limit, records)
+            .await
+            .map(Some)
+    }
+
+    /// Decodes the newest records an `LRANGE` returned (oldest first); when they hold records
+    /// that are not items and the window was full, the GET script widens it.
+    async fn decode_window(
+        &self,
+        session_id: &str,
+        limit: Option<usize>,
+        records: Vec<Value>,
+    ) -> Result<Vec<Item>> {
+        let fetched = records.len();
+        let mut collector = TailCollector::new(limit);
+        for record in records.into_iter().rev() {
+            let bytes = value_bytes(record).unwrap_or_default();
+            if collector.push(self.codec.decode_owned(session_id, bytes)) {
+                break;
+            }
+        }
+        // The window held records that are not items (never counted toward `limit`): the
+        // script widens it past them, from the newest record again (items may have been
+        // added since).
+        if !collector.is_full() && limit.is_some_and(|n| fetched >= n) {
+            tracing::debug!(
+                skipped = collector.skipped,
+                "records that are not items in the newest window; widening it in the GET script"
+            );
+            return self.get_scripted(session_id, limit).await;
+        }
+        collector.finish()
+    }
+
+    /// `get_items` through the HEAD script (the cases [`RedisBackend::get_without_script`]
+    /// leaves to it).
+    async fn get_headed(&self, session_id: &str, limit: Option<usize>) -> Result<Vec<Item>> {
         let op = Operation::GetItems;
         let keys = SessionKeys::new(&self.prefix, session_id);
         let script_keys = self.script_keys(&keys);
@@ -39,12 +188,7 @@ impl RedisBackend {
             0
         }
         .to_string();
-        // LRANGE's window: the newest `limit` records (`1 0` is an empty range), or all.
-        let (from, to) = match limit {
-            None => (0i64, -1i64),
-            Some(0) => (1, 0),
-            Some(n) => (-(i64::try_from(n).unwrap_or(i64::MAX)), -1),
-        };
+        let (from, to) = lrange_window(limit);
         let pipeline = |verb: &str, body: &str| {
             let mut pipe = redis::pipe();
             // Each command's server error stays a value (NOSCRIPT is answered with EVAL).
@@ -103,25 +247,7 @@ impl RedisBackend {
             Value::Nil => Vec::new(),
             other => return Err(unexpected(op, "LRANGE", &[other])),
         };
-        let fetched = records.len();
-        let mut collector = TailCollector::new(limit);
-        for record in records.into_iter().rev() {
-            let bytes = value_bytes(record).unwrap_or_default();
-            if collector.push(self.codec.decode_owned(session_id, bytes)) {
-                break;
-            }
-        }
-        // The window held records that are not items (never counted toward `limit`): the
-        // script widens it past them, from the newest record again (items may have been
-        // added since).
-        if !collector.is_full() && limit.is_some_and(|n| fetched >= n) {
-            tracing::debug!(
-                skipped = collector.skipped,
-                "records that are not items in the newest window; widening it in the GET script"
-            );
-            return self.get_scripted(session_id, limit).await;
-        }
-        collector.finish()
+        self.decode_window(session_id, limit, records).await
     }
 
     /// The GET script's path: the records carried through Lua, widened past implausible ones
