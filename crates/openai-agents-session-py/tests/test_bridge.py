@@ -8,11 +8,8 @@ scripts/python-tests.sh."""
 import asyncio
 import os
 import signal
-import socket
-import subprocess
 import tempfile
 import threading
-import time
 
 import pytest
 
@@ -25,7 +22,7 @@ from openai_agents_session import (
     open_session,
 )
 
-from test_sessions import _free_port
+from test_sessions import _start_redis
 
 
 def _sqlite_url(tmp):
@@ -130,17 +127,8 @@ def test_errors_keep_their_class_on_both_paths():
 
 
 def test_cancelling_one_awaitable_leaves_the_others_and_the_loop_working():
-    port = _free_port()
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL
-    )
+    server, port = _start_redis()
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
 
         async def body():
             url = f"redis://127.0.0.1:{port}/?response_timeout=1"

@@ -210,16 +210,23 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def test_event_loop_stays_responsive_while_redis_hangs():
+def _start_redis():
+    """A redis-server of the test's own on a free port (no persistence), once it accepts
+    connections: (process, port). The caller stops it."""
     port = _free_port()
     server = subprocess.Popen(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return server, port
+
+
+def test_event_loop_stays_responsive_while_redis_hangs():
+    server, port = _start_redis()
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
 
         async def body():
             s = RedisSession.from_url("hang", url=f"redis://127.0.0.1:{port}/?response_timeout=1.5")

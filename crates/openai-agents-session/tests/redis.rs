@@ -580,7 +580,6 @@ async fn reads_take_the_script_only_when_it_has_work() {
             .copied()
             .unwrap_or(0)
     };
-    let num = |args: &[&str]| -> i64 { server.cli(args).trim().parse().unwrap() };
     let meta = "openai_agents_session:{plain}:meta";
     let s = store.session("plain").unwrap();
     s.add_items(vec![item(json!({"n": 1})), item(json!({"n": 2}))])
@@ -600,12 +599,12 @@ async fn reads_take_the_script_only_when_it_has_work() {
 
     // Due for a refresh (expires in 10 s of a 60 s TTL): the script refreshes it.
     server.cli(&["pexpire", meta, "10000"]);
-    let at: i64 = num(&["hget", meta, "expires_at"]);
+    let at: i64 = server.cli_int(&["hget", meta, "expires_at"]);
     server.cli(&["hset", meta, "expires_at", &(at - 50_000).to_string()]);
     assert_eq!(s.get_items(None).await.unwrap().len(), 2);
     assert_eq!(scripts(), before + 1, "a due refresh runs HEAD");
-    assert!(num(&["pttl", meta]) > 59_000, "refreshed");
-    assert!(num(&["hget", meta, "expires_at"]) >= at);
+    assert!(server.cli_int(&["pttl", meta]) > 59_000, "refreshed");
+    assert!(server.cli_int(&["hget", meta, "expires_at"]) >= at);
 
     // Written without a TTL, read by a store with one: HEAD sets the expiry.
     let plain = Store::open(&server.url()).await.unwrap();
@@ -638,7 +637,7 @@ async fn reads_take_the_script_only_when_it_has_work() {
         1
     );
     assert_eq!(scripts(), mid + 1);
-    assert!(num(&["pttl", "openai_agents_session:{no-ttl}:meta"]) > 59_000);
+    assert!(server.cli_int(&["pttl", "openai_agents_session:{no-ttl}:meta"]) > 59_000);
 
     // Seed history (the seed's prefix, standalone): HEAD migrates it on the first read.
     server.cli(&[
@@ -650,7 +649,11 @@ async fn reads_take_the_script_only_when_it_has_work() {
     let got = seeded.get_items(None).await.unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].as_str(), r#"{"role":"user","content":"old"}"#);
-    assert_eq!(num(&["exists", "openai_agents_session:seeded"]), 0, "moved");
+    assert_eq!(
+        server.cli_int(&["exists", "openai_agents_session:seeded"]),
+        0,
+        "moved"
+    );
     let after_migration = scripts();
     assert_eq!(seeded.get_items(None).await.unwrap(), got);
     assert_eq!(scripts(), after_migration, "then read without a script");
@@ -677,7 +680,6 @@ async fn appends_set_the_expiry_and_metadata_exactly() {
         "openai_agents_session:{fast}:meta",
         "openai_agents_session:{fast}:items",
     );
-    let num = |args: &[&str]| -> i64 { server.cli(args).trim().parse().unwrap() };
     let server_ms = || -> i64 {
         let t = server.cli(&["time"]);
         let mut parts = t.split_whitespace().map(|p| p.parse::<i64>().unwrap());
@@ -686,7 +688,7 @@ async fn appends_set_the_expiry_and_metadata_exactly() {
     };
     let s = with_ttl.session("fast").unwrap();
     s.add_items(vec![item(json!({"n": 0}))]).await.unwrap(); // new session: general path
-    let mut updated = num(&["hget", meta, "updated_at"]);
+    let mut updated = server.cli_int(&["hget", meta, "updated_at"]);
     for n in 1..=3 {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let before = server_ms();
@@ -694,16 +696,16 @@ async fn appends_set_the_expiry_and_metadata_exactly() {
             .await
             .unwrap();
         let after = server_ms();
-        let expires = num(&["hget", meta, "expires_at"]);
+        let expires = server.cli_int(&["hget", meta, "expires_at"]);
         assert!(
             (before + 60_000..=after + 60_000).contains(&expires),
             "expires_at {expires} not now + ttl ({before}..{after})"
         );
         for key in [meta, items] {
-            let pttl = num(&["pttl", key]);
+            let pttl = server.cli_int(&["pttl", key]);
             assert!((59_000..=60_000).contains(&pttl), "{key}: pttl {pttl}");
         }
-        let next = num(&["hget", meta, "updated_at"]);
+        let next = server.cli_int(&["hget", meta, "updated_at"]);
         assert!(next > updated, "updated_at {next} after {updated}");
         updated = next;
     }
@@ -714,15 +716,15 @@ async fn appends_set_the_expiry_and_metadata_exactly() {
     );
     a.unwrap();
     b.unwrap();
-    assert!(num(&["hget", meta, "updated_at"]) >= updated + 2);
+    assert!(server.cli_int(&["hget", meta, "updated_at"]) >= updated + 2);
     assert_eq!(s.get_items(None).await.unwrap().len(), 9);
 
     // Emptied by pops: the list key is gone, the session is not; the next append's list gets
     // the expiry.
     while s.pop_item().await.unwrap().is_some() {}
-    assert_eq!(num(&["exists", items]), 0);
+    assert_eq!(server.cli_int(&["exists", items]), 0);
     s.add_items(vec![item(json!({"again": 1}))]).await.unwrap();
-    assert!((59_000..=60_000).contains(&num(&["pttl", items])));
+    assert!((59_000..=60_000).contains(&server.cli_int(&["pttl", items])));
 
     // A store without a TTL takes the general path and removes the expiry.
     let without = Store::open(&server.url()).await.unwrap();
@@ -731,24 +733,24 @@ async fn appends_set_the_expiry_and_metadata_exactly() {
         .add_items(vec![item(json!({"plain": 1}))])
         .await
         .unwrap();
-    assert_eq!(num(&["pttl", meta]), -1);
-    assert_eq!(num(&["pttl", items]), -1);
+    assert_eq!(server.cli_int(&["pttl", meta]), -1);
+    assert_eq!(server.cli_int(&["pttl", items]), -1);
     assert_eq!(server.cli(&["hexists", meta, "expires_at"]).trim(), "0");
     plain
         .add_items(vec![item(json!({"plain": 2}))])
         .await
         .unwrap(); // fast, no TTL
-    assert_eq!(num(&["pttl", items]), -1);
+    assert_eq!(server.cli_int(&["pttl", items]), -1);
     assert_eq!(plain.get_items(None).await.unwrap().len(), 3);
     // And the TTL comes back with the next append through a store that has one.
     s.add_items(vec![item(json!({"ttl": "back"}))])
         .await
         .unwrap();
-    assert!((59_000..=60_000).contains(&num(&["pttl", meta])));
-    assert!((59_000..=60_000).contains(&num(&["pttl", items])));
+    assert!((59_000..=60_000).contains(&server.cli_int(&["pttl", meta])));
+    assert!((59_000..=60_000).contains(&server.cli_int(&["pttl", items])));
 
     // Metadata of another type: a typed error, the list untouched.
-    let len = num(&["llen", items]);
+    let len = server.cli_int(&["llen", items]);
     server.cli(&["del", meta]);
     server.cli(&["set", meta, "not a hash"]);
     for result in [
@@ -759,7 +761,7 @@ async fn appends_set_the_expiry_and_metadata_exactly() {
         assert_eq!(err.kind(), ErrorKind::Backend, "{err}");
         assert!(err.to_string().contains("another type"), "{err}");
     }
-    assert_eq!(num(&["llen", items]), len);
+    assert_eq!(server.cli_int(&["llen", items]), len);
 }
 
 /// Seed data (Python `json.dumps` text in one list per session) and the official SDK's layout,

@@ -154,6 +154,15 @@ impl OwnRedis {
     pub fn cli(&self, args: &[&str]) -> String {
         redis_cli(self.port, args)
     }
+
+    /// A redis-cli command whose reply is an integer (`PTTL`, `HGET` of a number, `EXISTS`).
+    pub fn cli_int(&self, args: &[&str]) -> i64 {
+        let reply = self.cli(args);
+        reply
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{args:?} answered {reply:?}, not an integer"))
+    }
 }
 
 impl Drop for OwnRedis {
