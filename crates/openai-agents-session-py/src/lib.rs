@@ -219,12 +219,7 @@ impl Complete {
         ok: bool,
         value: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        if future.call_method0("done")?.is_truthy()? {
-            return Ok(());
-        }
-        let method = if ok { "set_result" } else { "set_exception" };
-        future.call_method1(method, (value,))?;
-        Ok(())
+        settle_with(future, ok, value)
     }
 }
 
@@ -244,16 +239,34 @@ impl AbortOnCancel {
     }
 }
 
-/// Sets an asyncio future's outcome (on the loop's thread), unless it is done (cancelled).
-fn settle(py: Python<'_>, future: &Bound<'_, PyAny>, result: PyResult<Py<PyAny>>) -> PyResult<()> {
+/// An operation's outcome as what a future is given: `(true, result)` or `(false, exception)`.
+fn outcome(py: Python<'_>, result: PyResult<Py<PyAny>>) -> (bool, Py<PyAny>) {
+    match result {
+        Ok(value) => (true, value),
+        Err(err) => (false, err.into_value(py).into_any()),
+    }
+}
+
+/// The error an awaitable ends with when its Rust operation panicked.
+fn panicked() -> PyErr {
+    pyo3::panic::PanicException::new_err("a Rust operation panicked")
+}
+
+/// Sets an asyncio future's result (`ok`) or exception (on the loop's thread), unless it is
+/// done (cancelled).
+fn settle_with(future: &Bound<'_, PyAny>, ok: bool, value: &Bound<'_, PyAny>) -> PyResult<()> {
     if future.call_method0("done")?.is_truthy()? {
         return Ok(());
     }
-    match result {
-        Ok(value) => future.call_method1("set_result", (value,))?,
-        Err(err) => future.call_method1("set_exception", (err.into_value(py),))?,
-    };
+    let method = if ok { "set_result" } else { "set_exception" };
+    future.call_method1(method, (value,))?;
     Ok(())
+}
+
+/// [`settle_with`] of an operation's outcome.
+fn settle(py: Python<'_>, future: &Bound<'_, PyAny>, result: PyResult<Py<PyAny>>) -> PyResult<()> {
+    let (ok, value) = outcome(py, result);
+    settle_with(future, ok, value.bind(py))
 }
 
 /// An asyncio future of the running loop that `fut` completes (cancelling the future aborts
@@ -290,13 +303,7 @@ where
         }
         Ok(std::task::Poll::Pending) => {}
         Err(_) => {
-            settle(
-                py,
-                &future,
-                Err(pyo3::panic::PanicException::new_err(
-                    "a Rust operation panicked",
-                )),
-            )?;
+            settle(py, &future, Err(panicked()))?;
             return Ok(future);
         }
     }
@@ -313,9 +320,7 @@ where
     runtime.spawn(async move {
         let result = match task.await {
             Ok(result) => Some(result),
-            Err(err) if err.is_panic() => Some(Err(pyo3::panic::PanicException::new_err(
-                "a Rust operation panicked",
-            ))),
+            Err(err) if err.is_panic() => Some(Err(panicked())),
             Err(_) => None, // aborted: the future is cancelled already
         };
         let Some(result) = result else { return };
@@ -334,10 +339,7 @@ where
                 return; // exiting: the Py handles are released later, without the GIL
             };
             Python::attach(move |py| {
-                let (ok, value) = match result.and_then(|v| v.into_py_any(py)) {
-                    Ok(value) => (true, value),
-                    Err(err) => (false, err.into_value(py).into_any()),
-                };
+                let (ok, value) = outcome(py, result.and_then(|v| v.into_py_any(py)));
                 // An error here means the loop is closed: nobody awaits the future any more.
                 let _ = event_loop.bind(py).call_method1(
                     "call_soon_threadsafe",

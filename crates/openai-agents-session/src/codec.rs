@@ -187,10 +187,7 @@ impl RecordCodec {
         if !plain {
             return self.decode(session_id, &record);
         }
-        let (decoded, what) = tally_plain(match Item::from_json_vec(record) {
-            Ok(item) => Decoded::Valid(item),
-            Err(e) => Decoded::Corrupt(e.to_string()),
-        });
+        let (decoded, what) = tally_plain(plain_decoded(Item::from_json_vec(record)));
         self.encryption.note(what);
         decoded
     }
@@ -330,7 +327,12 @@ fn decompress(_payload: &[u8]) -> Decoded {
 }
 
 fn decode_plain(bytes: &[u8]) -> Decoded {
-    match Item::from_json_slice(bytes) {
+    plain_decoded(Item::from_json_slice(bytes))
+}
+
+/// A plain record's parse: its item, or corrupt (it is not one JSON object).
+fn plain_decoded(parsed: Result<Item>) -> Decoded {
+    match parsed {
         Ok(item) => Decoded::Valid(item),
         Err(e) => Decoded::Corrupt(e.to_string()),
     }

@@ -52,14 +52,7 @@ impl Item {
     /// assert!(Item::from_json_vec(vec![b'{', 0xff, b'}']).is_err());
     /// ```
     pub fn from_json_vec(bytes: Vec<u8>) -> Result<Item> {
-        let text = String::from_utf8(bytes).map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidInput,
-                Operation::ParseItem,
-                "JSON is not UTF-8",
-            )
-            .with_source(e.utf8_error())
-        })?;
+        let text = String::from_utf8(bytes).map_err(|e| not_utf8(e.utf8_error()))?;
         Item::from_json_cow(std::borrow::Cow::Owned(text))
     }
 
@@ -97,14 +90,7 @@ impl Item {
 
     /// Parses JSON bytes; they must be UTF-8 and exactly one JSON object.
     pub fn from_json_slice(bytes: &[u8]) -> Result<Item> {
-        let text = std::str::from_utf8(bytes).map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidInput,
-                Operation::ParseItem,
-                "JSON is not UTF-8",
-            )
-            .with_source(e)
-        })?;
+        let text = std::str::from_utf8(bytes).map_err(not_utf8)?;
         Item::from_json_str(text)
     }
 
@@ -171,6 +157,16 @@ impl Item {
     pub fn into_string(self) -> String {
         self.json.into_string()
     }
+}
+
+/// The error of item bytes that are not UTF-8.
+fn not_utf8(e: std::str::Utf8Error) -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        Operation::ParseItem,
+        "JSON is not UTF-8",
+    )
+    .with_source(e)
 }
 
 fn not_an_object(value: &Value) -> Error {

@@ -914,7 +914,7 @@ fn check_lease_ttl(ttl: Duration) -> Result<()> {
 }
 
 /// `delay` scaled by a random factor in [0.5, 1]: waiters that started together spread out.
-fn jittered(delay: Duration) -> Duration {
+pub(crate) fn jittered(delay: Duration) -> Duration {
     use std::hash::{BuildHasher, Hasher};
     let random = std::collections::hash_map::RandomState::new()
         .build_hasher()

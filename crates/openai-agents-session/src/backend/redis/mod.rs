@@ -396,6 +396,15 @@ impl RedisBackend {
             .map_or(0, |t| (t as i64).saturating_mul(1000))
     }
 
+    /// The TTL a read refreshes the expiry to (ms; 0 without refresh on read).
+    fn refresh_ttl_ms(&self) -> i64 {
+        if self.options.refreshes_on_read() {
+            self.ttl_ms()
+        } else {
+            0
+        }
+    }
+
     /// The keys passed to scripts (all in the session's slot): metadata, items, lease, and the
     /// seed key where it can be migrated in place (never one of this layout's own keys).
     fn script_keys(&self, keys: &SessionKeys) -> Vec<Vec<u8>> {

@@ -30,6 +30,16 @@ fn lrange_window(limit: Option<usize>) -> (i64, i64) {
     }
 }
 
+/// The records of a pipelined `LRANGE`'s reply (a server error, `WRONGTYPE` say, as a typed
+/// error).
+fn lrange_records(op: Operation, reply: Value) -> Result<Vec<Value>> {
+    match reply.extract_error().map_err(|e| map_redis(op, e))? {
+        Value::Array(records) => Ok(records),
+        Value::Nil => Ok(Vec::new()),
+        other => Err(unexpected(op, "LRANGE", &[other])),
+    }
+}
+
 /// Records per PAGE script call.
 const PAGE_SLICE: u64 = 256;
 
@@ -102,11 +112,7 @@ impl RedisBackend {
             Value::Array(fields) => fields,
             other => return Err(unexpected(op, "HMGET", &[other])),
         };
-        let records = match records.extract_error().map_err(|e| map_redis(op, e))? {
-            Value::Array(records) => records,
-            Value::Nil => Vec::new(),
-            other => return Err(unexpected(op, "LRANGE", &[other])),
-        };
+        let records = lrange_records(op, records)?;
         let field = |i: usize| match meta.get(i) {
             Some(Value::BulkString(b)) => Some(b.as_slice()),
             _ => None,
@@ -127,11 +133,7 @@ impl RedisBackend {
             _ => return Ok(None),
         }
         let pttl = value_int(&pttl).unwrap_or(-2);
-        let refresh = if self.options.refreshes_on_read() {
-            self.ttl_ms()
-        } else {
-            0
-        };
+        let refresh = self.refresh_ttl_ms();
         let settled = match (field(1).is_some(), pttl) {
             (false, -1) => refresh == 0,
             // The same due test as the scripts' `refresh`: now + ttl - expires_at against
@@ -182,12 +184,7 @@ impl RedisBackend {
         let op = Operation::GetItems;
         let keys = SessionKeys::new(&self.prefix, session_id);
         let script_keys = self.script_keys(&keys);
-        let refresh = if self.options.refreshes_on_read() {
-            self.ttl_ms()
-        } else {
-            0
-        }
-        .to_string();
+        let refresh = self.refresh_ttl_ms().to_string();
         let (from, to) = lrange_window(limit);
         let pipeline = |verb: &str, body: &str| {
             let mut pipe = redis::pipe();
@@ -242,11 +239,7 @@ impl RedisBackend {
             Some("OK") => {}
             _ => return Err(unexpected(op, "head", &head)),
         }
-        let records = match records.extract_error().map_err(|e| map_redis(op, e))? {
-            Value::Array(records) => records,
-            Value::Nil => Vec::new(),
-            other => return Err(unexpected(op, "LRANGE", &[other])),
-        };
+        let records = lrange_records(op, records)?;
         self.decode_window(session_id, limit, records).await
     }
 
@@ -256,12 +249,7 @@ impl RedisBackend {
         let op = Operation::GetItems;
         let keys = SessionKeys::new(&self.prefix, session_id);
         let script_keys = self.script_keys(&keys);
-        let refresh = if self.options.refreshes_on_read() {
-            self.ttl_ms()
-        } else {
-            0
-        }
-        .to_string();
+        let refresh = self.refresh_ttl_ms().to_string();
         let mut collector = TailCollector::new(limit);
         let mut offset = 0usize;
         loop {

@@ -200,16 +200,11 @@ impl PopStripes {
     }
 }
 
-/// A random pause before retrying a two-step pop whose tail changed: up to 100 us after the
-/// first conflict, doubling with each one to at most 6.4 ms, so that contending pops spread
-/// out instead of invalidating each other in lockstep (`concurrent_pops_return_each_item_once`
-/// with 16 poppers of encrypted records).
+/// A random pause before retrying a two-step pop whose tail changed: 50 to 100 us after the
+/// first conflict, doubling with each one to at most 6.4 ms ([`crate::store::jittered`], as
+/// lease waiters), so that contending pops spread out instead of invalidating each other in
+/// lockstep.
 async fn contention_pause(conflicts: u32) {
-    use std::hash::{BuildHasher, Hasher};
-    let ceiling_us = 100u64 << conflicts.saturating_sub(1).min(6);
-    // A fresh `RandomState` is randomly keyed: a random number without a dependency.
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    tokio::time::sleep(std::time::Duration::from_micros(random % ceiling_us + 1)).await;
+    let ceiling = std::time::Duration::from_micros(100u64 << conflicts.saturating_sub(1).min(6));
+    tokio::time::sleep(crate::store::jittered(ceiling)).await;
 }
