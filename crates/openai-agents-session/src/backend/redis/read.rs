@@ -30,6 +30,15 @@ fn lrange_window(limit: Option<usize>) -> (i64, i64) {
     }
 }
 
+/// A pipelined command's array reply (`what` names it in the error of any other reply; a
+/// server error, `WRONGTYPE` say, is a typed error).
+fn array_reply(op: Operation, what: &str, reply: Value) -> Result<Vec<Value>> {
+    match reply.extract_error().map_err(|e| map_redis(op, e))? {
+        Value::Array(values) => Ok(values),
+        other => Err(unexpected(op, what, &[other])),
+    }
+}
+
 /// The records of a pipelined `LRANGE`'s reply (a server error, `WRONGTYPE` say, as a typed
 /// error).
 fn lrange_records(op: Operation, reply: Value) -> Result<Vec<Value>> {
@@ -108,10 +117,7 @@ impl RedisBackend {
             ));
         };
         // A key of another type fails the read (nothing was changed), as in the scripts.
-        let meta = match meta.extract_error().map_err(|e| map_redis(op, e))? {
-            Value::Array(fields) => fields,
-            other => return Err(unexpected(op, "HMGET", &[other])),
-        };
+        let meta = array_reply(op, "HMGET", meta)?;
         let records = lrange_records(op, records)?;
         let field = |i: usize| match meta.get(i) {
             Some(Value::BulkString(b)) => Some(b.as_slice()),
@@ -227,10 +233,7 @@ impl RedisBackend {
                 ))
             }
         };
-        let head = match head.extract_error().map_err(|e| map_redis(op, e))? {
-            Value::Array(values) => values,
-            other => return Err(unexpected(op, "head", &[other])),
-        };
+        let head = array_reply(op, "head", head)?;
         match tag(&head) {
             Some("MISSING") => {
                 self.check_seed_key(op, &keys, session_id).await?;
