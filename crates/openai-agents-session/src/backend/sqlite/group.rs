@@ -9,6 +9,15 @@
 //! gets another's error. A busy database retries the whole group, as a single append would be
 //! retried. The writer is a blocking task that runs while the queue is not empty, on a
 //! connection of its own (outside the pool, so a queued append never waits for a permit).
+//!
+//! With `synchronous=normal` (a commit does not wait for the disk) an append that finds no
+//! writer running and nothing queued is its own group, committed at once on the caller's
+//! thread ([`SqliteBackend::try_append_inline`]): tens of microseconds, less than the hop to
+//! the blocking pool and back. It takes the writer role and the writer's connection for that
+//! commit, with SQLite's busy wait off: a locked database, a prune or a checkpoint that is due
+//! sends the append to the blocking writer as before. The writer's connection checkpoints the
+//! WAL itself (see [`CHECKPOINT_WAL_BYTES`], on the blocking writer), so that no
+//! commit on the caller's thread runs one.
 
 use tokio::sync::oneshot;
 
@@ -17,6 +26,14 @@ use super::*;
 /// At most this many appends, or this many bytes of records, are committed in one transaction.
 const MAX_GROUP_APPENDS: usize = 256;
 const MAX_GROUP_BYTES: usize = 8 << 20;
+/// With `synchronous=normal` the writer's connection has SQLite's automatic checkpoint (at 1,000
+/// WAL pages) off and runs a passive checkpoint itself, on the blocking writer, once the WAL
+/// written since the last one is estimated at this many bytes: each commit counts its records
+/// plus [`PAGES_PER_COMMIT`] bytes of pages (a turn-sized commit rewrites three or four pages),
+/// so a checkpoint comes about every 250 turns, as SQLite's would.
+pub(super) const CHECKPOINT_WAL_BYTES: u64 = 4 << 20;
+/// See [`CHECKPOINT_WAL_BYTES`].
+const PAGES_PER_COMMIT: u64 = 16 << 10;
 
 /// An append waiting for the writer.
 #[derive(Debug)]
@@ -24,6 +41,32 @@ pub(super) struct Queued {
     session_id: String,
     records: Vec<Vec<u8>>,
     reply: oneshot::Sender<Result<()>>,
+}
+
+/// What [`SqliteBackend::try_append_inline`] did.
+pub(super) enum Inline {
+    /// Committed (or failed on its own) on the caller's thread.
+    Done(Result<()>),
+    /// Not tried: the append is handed back, nothing written.
+    Declined(Queued),
+    /// Tried, but SQLite was busy: nothing written, and the append is queued for the writer
+    /// (which was started); its answer comes through its reply channel.
+    Queued,
+}
+
+#[cfg(test)]
+impl Queued {
+    pub(super) fn new(
+        session_id: String,
+        records: Vec<Vec<u8>>,
+        reply: oneshot::Sender<Result<()>>,
+    ) -> Queued {
+        Queued {
+            session_id,
+            records,
+            reply,
+        }
+    }
 }
 
 /// The appends waiting, and whether a writer task is running (it empties the queue).
@@ -41,27 +84,30 @@ impl SqliteBackend {
         records: Vec<Vec<u8>>,
     ) -> Result<()> {
         let (reply, answer) = oneshot::channel();
-        let start_writer = {
-            let mut queue = self.inner.lock_group();
-            queue.waiting.push_back(Queued {
-                session_id,
-                records,
-                reply,
-            });
-            !std::mem::replace(&mut queue.writing, true)
+        let queued = Queued {
+            session_id,
+            records,
+            reply,
+        };
+        let queued = if self.inner.config.synchronous == Synchronous::Normal {
+            match self.try_append_inline(queued) {
+                Inline::Done(result) => return result,
+                Inline::Declined(back) => Some(back),
+                Inline::Queued => None,
+            }
+        } else {
+            Some(queued)
+        };
+        let start_writer = match queued {
+            Some(queued) => {
+                let mut queue = self.inner.lock_group();
+                queue.waiting.push_back(queued);
+                !std::mem::replace(&mut queue.writing, true)
+            }
+            None => false,
         };
         if start_writer {
-            // Detached: the writer runs until the queue is empty, whether or not this caller
-            // still waits (its own reply is then dropped unread).
-            let guard = WriterGuard {
-                inner: Arc::clone(&self.inner),
-                finished: false,
-            };
-            drop(tokio::task::spawn_blocking(move || {
-                let mut guard = guard;
-                guard.inner.write_groups();
-                guard.finished = true;
-            }));
+            self.start_writer();
         }
         answer.await.unwrap_or_else(|_| {
             Err(Error::new(
@@ -71,9 +117,108 @@ impl SqliteBackend {
             ))
         })
     }
+
+    /// Commits `queued` alone on this thread when no writer runs, nothing waits, and no prune
+    /// or checkpoint is due (see [`Inline`]).
+    pub(super) fn try_append_inline(&self, queued: Queued) -> Inline {
+        let inner = &self.inner;
+        if inner.prune_due(Timestamp::now())
+            || inner.wal_unchecked.load(Ordering::Relaxed) >= CHECKPOINT_WAL_BYTES
+        {
+            return Inline::Declined(queued);
+        }
+        {
+            let mut queue = inner.lock_group();
+            if queue.writing || !queue.waiting.is_empty() {
+                return Inline::Declined(queued);
+            }
+            queue.writing = true;
+        }
+        // The writer role is ours: its connection is free (or not opened yet).
+        let taken = inner
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        let outcome = match taken {
+            Some(mut conn) => {
+                let outcome = match conn.busy_timeout(Duration::ZERO) {
+                    Ok(()) => {
+                        inner.stats.record_requests(Operation::AddItems, 1);
+                        match inner.try_group(&mut conn, std::slice::from_ref(&queued), &[0]) {
+                            Ok(()) => {
+                                inner.note_commit(std::slice::from_ref(&queued));
+                                Some(Ok(()))
+                            }
+                            Err(GroupError::Member(_, e) | GroupError::Whole(e)) if is_busy(&e) => {
+                                None
+                            }
+                            Err(GroupError::Member(_, e) | GroupError::Whole(e)) => {
+                                Some(Err(map_sqlite(Operation::AddItems, e)))
+                            }
+                        }
+                    }
+                    Err(_) => None,
+                };
+                // A connection whose busy timeout cannot be restored is closed (the writer
+                // opens another).
+                if conn.busy_timeout(inner.config.busy_timeout).is_ok() {
+                    *inner
+                        .writer
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(conn);
+                }
+                outcome
+            }
+            None => None,
+        };
+        // Give the writer role back, or hand it to a writer for what queued meanwhile (and for
+        // this append, first in line, when it could not be committed here).
+        let (inline, start_writer) = {
+            let mut queue = inner.lock_group();
+            match outcome {
+                Some(result) => {
+                    queue.writing = !queue.waiting.is_empty();
+                    (Inline::Done(result), queue.writing)
+                }
+                None => {
+                    queue.waiting.push_front(queued);
+                    (Inline::Queued, true)
+                }
+            }
+        };
+        if start_writer {
+            self.start_writer();
+        }
+        inline
+    }
+
+    /// Starts the blocking writer (the caller set `writing`).
+    fn start_writer(&self) {
+        // Detached: the writer runs until the queue is empty, whether or not this caller
+        // still waits (its own reply is then dropped unread).
+        let guard = WriterGuard {
+            inner: Arc::clone(&self.inner),
+            finished: false,
+        };
+        drop(tokio::task::spawn_blocking(move || {
+            let mut guard = guard;
+            guard.inner.write_groups();
+            guard.finished = true;
+        }));
+    }
 }
 
 impl Inner {
+    /// Counts a commit of `group` toward the next checkpoint of the writer's connection.
+    fn note_commit(&self, group: &[Queued]) {
+        if self.config.synchronous == Synchronous::Normal {
+            let bytes: usize = group.iter().flat_map(|q| &q.records).map(Vec::len).sum();
+            self.wal_unchecked
+                .fetch_add(bytes as u64 + PAGES_PER_COMMIT, Ordering::Relaxed);
+        }
+    }
+
     fn lock_group(&self) -> std::sync::MutexGuard<'_, GroupQueue> {
         self.group
             .lock()
@@ -109,7 +254,7 @@ impl Inner {
             };
             let conn = match &mut conn {
                 Some(conn) => conn,
-                None => match self.connect_retrying(Operation::AddItems) {
+                None => match self.connect_writer() {
                     Ok(opened) => conn.insert(opened),
                     Err(e) => {
                         for queued in group {
@@ -124,6 +269,13 @@ impl Inner {
                 },
             };
             let results = self.commit_group(conn, &group);
+            self.note_commit(&group);
+            if self.wal_unchecked.load(Ordering::Relaxed) >= CHECKPOINT_WAL_BYTES {
+                self.wal_unchecked.store(0, Ordering::Relaxed);
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::debug!(error = %e, "WAL checkpoint failed");
+                }
+            }
             for (queued, result) in group.into_iter().zip(results) {
                 let _ = queued.reply.send(result);
             }

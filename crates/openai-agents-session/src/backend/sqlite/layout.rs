@@ -67,6 +67,8 @@ pub(super) struct SessionRow {
     pub expires_at: Option<Timestamp>,
     pub updated_at: Timestamp,
     pub next_seq: i64,
+    /// The records the session holds (valid or not).
+    pub item_count: i64,
 }
 
 pub(super) fn find_session(
@@ -74,7 +76,7 @@ pub(super) fn find_session(
     session_id: &str,
 ) -> rusqlite::Result<Option<SessionRow>> {
     conn.prepare_cached(
-        "SELECT id, expires_at, updated_at, next_seq FROM oas_sessions WHERE session_id = ?1",
+        "SELECT id, expires_at, updated_at, next_seq, item_count FROM oas_sessions WHERE session_id = ?1",
     )?
     .query_row([session_id], |row| {
         Ok(SessionRow {
@@ -82,6 +84,7 @@ pub(super) fn find_session(
             expires_at: row.get::<_, Option<i64>>(1)?.map(Timestamp::from_millis),
             updated_at: Timestamp::from_millis(row.get(2)?),
             next_seq: row.get(3)?,
+            item_count: row.get(4)?,
         })
     })
     .optional()

@@ -6,7 +6,7 @@
 //! `docs/storage/sqlite.md`.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,6 +44,7 @@ pub use config::Synchronous;
 use error::{is_busy, map_sqlite};
 use layout::{find_session, prefix_successor, record_bytes, SCHEMA};
 use prune::{checkpoint, prune_expired};
+use read::TailMode;
 use staged::SqliteStaged;
 
 use config::{SqliteConfig, SqliteLayout};
@@ -60,6 +61,10 @@ const BUSY_ATTEMPTS: u32 = 5;
 /// At most this many connections (and blocking threads) per store, however many sessions and
 /// concurrent calls there are; more calls wait for a free one.
 const MAX_CONNECTIONS: usize = 8;
+/// Rows a `get_items` may read on the caller's thread ([`Inner::try_inline`]) instead of on the
+/// blocking pool: tens of microseconds of work for turn-sized records, within tokio's advice of
+/// at most 10 to 100 us between awaits. Longer reads go to the pool.
+const INLINE_ROW_BUDGET: usize = 64;
 
 #[derive(Debug)]
 struct Config {
@@ -91,6 +96,9 @@ struct Inner {
     group: Mutex<group::GroupQueue>,
     /// The group committer's connection, outside the pool (idle between groups).
     writer: Mutex<Option<Connection>>,
+    /// Estimated WAL bytes the writer's connection wrote since its last checkpoint
+    /// (`group.rs`, `synchronous=normal` only).
+    wal_unchecked: AtomicU64,
 }
 
 pub(crate) async fn open(mut url: StoreUrl, options: StoreOptions) -> Result<Store> {
@@ -130,6 +138,7 @@ impl SqliteBackend {
             last_prune_ms: AtomicI64::new(0),
             group: Mutex::new(group::GroupQueue::default()),
             writer: Mutex::new(None),
+            wal_unchecked: AtomicU64::new(0),
         });
         let backend = SqliteBackend { inner };
         backend
@@ -239,6 +248,57 @@ impl Inner {
         outcome
     }
 
+    /// Runs `work` at once on the calling thread when a permit is free and a pooled connection
+    /// is idle, with SQLite's busy wait off: `None` (nothing done) when it cannot, when SQLite
+    /// is busy (the transaction was rolled back) or when `work` returns `Ok(Ok(None))`; the
+    /// caller then takes the blocking pool. Only for reads that write nothing.
+    fn try_inline<T>(
+        &self,
+        op: Operation,
+        work: impl FnOnce(&mut Connection) -> TxResult<Option<T>>,
+    ) -> Option<Result<T>> {
+        let _permit = self.permits.try_acquire().ok()?;
+        let mut conn = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop()?;
+        let outcome = match conn.busy_timeout(Duration::ZERO) {
+            Ok(()) => {
+                self.stats.record_requests(op, 1);
+                work(&mut conn)
+            }
+            Err(e) => Err(e),
+        };
+        let result = match outcome {
+            Err(e) if is_busy(&e) => None,
+            Err(e) => Some(Err(map_sqlite(op, e))),
+            Ok(Ok(None)) => None,
+            Ok(Ok(Some(value))) => Some(Ok(value)),
+            Ok(Err(e)) => Some(Err(e)),
+        };
+        // A connection whose busy timeout cannot be restored is closed, not pooled.
+        if conn.busy_timeout(self.config.busy_timeout).is_ok() {
+            self.idle
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .push(conn);
+        }
+        result
+    }
+
+    /// The group writer's connection: with `synchronous=normal`, without SQLite's automatic
+    /// checkpoint (the writer runs its own, `group.rs`), so that no commit on a caller's thread
+    /// runs one.
+    fn connect_writer(&self) -> Result<Connection> {
+        let conn = self.connect_retrying(Operation::AddItems)?;
+        if self.config.synchronous == Synchronous::Normal {
+            conn.pragma_update(None, "wal_autocheckpoint", 0)
+                .map_err(|e| map_sqlite(Operation::AddItems, e))?;
+        }
+        Ok(conn)
+    }
+
     fn connect_retrying(&self, op: Operation) -> Result<Connection> {
         let mut attempt = 0;
         loop {
@@ -273,10 +333,30 @@ impl Backend for SqliteBackend {
     ) -> BoxFuture<'a, Result<Vec<Item>>> {
         let inner = Arc::clone(&self.inner);
         let id = session_id.to_owned();
-        let mut immediate = false;
-        Box::pin(self.run(Operation::GetItems, move |conn| {
-            inner.read_tail(conn, &id, limit, &mut immediate)
-        }))
+        Box::pin(async move {
+            let op = Operation::GetItems;
+            // A short read that writes nothing is answered at once on this thread (no hop to
+            // the blocking pool and back, which costs more than the read itself).
+            // (A limit over the budget goes straight to the pool; so does, after the session
+            // lookup, a whole history longer than the budget.)
+            let short = limit.is_none_or(|n| n <= INLINE_ROW_BUDGET);
+            let inline = short.then(|| {
+                inner.try_inline(op, |conn| {
+                    let mut mode = TailMode {
+                        row_budget: Some(INLINE_ROW_BUDGET),
+                        ..TailMode::default()
+                    };
+                    let items = inner.read_tail(conn, &id, limit, &mut mode)?;
+                    Ok(items.map(|items| (!mode.deferred).then_some(items)))
+                })
+            });
+            if let Some(Some(done)) = inline {
+                return done;
+            }
+            let mut mode = TailMode::default();
+            self.run(op, move |conn| inner.read_tail(conn, &id, limit, &mut mode))
+                .await
+        })
     }
 
     fn add_items<'a>(&'a self, session_id: &'a str, items: Vec<Item>) -> BoxFuture<'a, Result<()>> {
@@ -539,5 +619,176 @@ impl RawRecords for SqliteBackend {
         Box::pin(self.run(Operation::RawWrite, move |conn| {
             inner.append(conn, &id, &records, None)
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn backend(dir: &tempfile::TempDir, ttl: Option<u64>) -> SqliteBackend {
+        SqliteBackend::open(Config {
+            path: dir.path().join("s.db"),
+            synchronous: Synchronous::Normal,
+            busy_timeout: Duration::from_secs(5),
+            stale_stage_after: Duration::from_secs(3600),
+            options: StoreOptions::default().with_ttl(ttl).unwrap(),
+        })
+        .await
+        .unwrap()
+    }
+
+    async fn fill(b: &SqliteBackend, id: &str, n: usize) {
+        let items = (0..n)
+            .map(|i| Item::from_json_str(&format!(r#"{{"n":{i}}}"#)).unwrap())
+            .collect();
+        b.add_items(id, items).await.unwrap();
+    }
+
+    /// What `get_items` tries first: the read on this thread, or `None` (nothing done).
+    fn inline(b: &SqliteBackend, id: &str, limit: Option<usize>) -> Option<Result<Vec<Item>>> {
+        let inner = &b.inner;
+        inner.try_inline(Operation::GetItems, |conn| {
+            let mut mode = TailMode {
+                row_budget: Some(INLINE_ROW_BUDGET),
+                ..TailMode::default()
+            };
+            let items = inner.read_tail(conn, id, limit, &mut mode)?;
+            Ok(items.map(|items| (!mode.deferred).then_some(items)))
+        })
+    }
+
+    fn numbers(items: &[Item]) -> Vec<String> {
+        items.iter().map(|i| i.as_str().to_owned()).collect()
+    }
+
+    #[tokio::test]
+    async fn short_reads_run_inline_and_long_or_writing_ones_defer() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = backend(&dir, None).await;
+        fill(&b, "s", INLINE_ROW_BUDGET + 10).await;
+        // Within the budget: answered here, the same items as the pooled read.
+        let here = inline(&b, "s", Some(20)).unwrap().unwrap();
+        assert_eq!(
+            numbers(&here),
+            numbers(&b.get_items("s", Some(20)).await.unwrap())
+        );
+        assert_eq!(here.len(), 20);
+        let here = inline(&b, "s", Some(INLINE_ROW_BUDGET)).unwrap().unwrap();
+        assert_eq!(here.len(), INLINE_ROW_BUDGET);
+        assert_eq!(here[0].as_str(), r#"{"n":10}"#);
+        // Over the budget (a whole history of 74 rows, or a limit of 65): left to the pool,
+        // which reads them all.
+        assert!(inline(&b, "s", None).is_none());
+        assert!(inline(&b, "s", Some(INLINE_ROW_BUDGET + 1)).is_none());
+        assert_eq!(
+            b.get_items("s", None).await.unwrap().len(),
+            INLINE_ROW_BUDGET + 10
+        );
+        // A short whole history, and a missing session, inline.
+        fill(&b, "short", 3).await;
+        assert_eq!(inline(&b, "short", None).unwrap().unwrap().len(), 3);
+        assert!(inline(&b, "nobody", Some(5)).unwrap().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_read_that_must_refresh_the_expiry_is_deferred_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = backend(&dir, Some(3600)).await;
+        fill(&b, "s", 3).await;
+        let expiry = |b: &SqliteBackend| -> i64 {
+            let conn = b.inner.connect().unwrap();
+            conn.query_row(
+                "SELECT expires_at FROM oas_sessions WHERE session_id = 's'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        // Just written: no refresh is due, so the read runs here.
+        assert_eq!(inline(&b, "s", Some(20)).unwrap().unwrap().len(), 3);
+        // Moved back by more than the granularity (36 s): due, so the inline read stops
+        // before writing, and the pooled read refreshes.
+        let old = expiry(&b) - 60_000;
+        b.inner
+            .connect()
+            .unwrap()
+            .execute("UPDATE oas_sessions SET expires_at = ?1", [old])
+            .unwrap();
+        assert!(inline(&b, "s", Some(20)).is_none());
+        assert_eq!(expiry(&b), old);
+        assert_eq!(b.get_items("s", Some(20)).await.unwrap().len(), 3);
+        assert!(expiry(&b) > old + 50_000);
+    }
+
+    fn queued(id: &str, n: usize) -> (group::Queued, tokio::sync::oneshot::Receiver<Result<()>>) {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let records = (0..n)
+            .map(|i| format!(r#"{{"n":{i}}}"#).into_bytes())
+            .collect();
+        (group::Queued::new(id.to_owned(), records, reply), answer)
+    }
+
+    #[tokio::test]
+    async fn appends_commit_inline_when_the_writer_is_idle_and_queue_when_the_database_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = backend(&dir, None).await;
+        // The store's first append runs the opportunistic prune: declined, for the writer.
+        let (q, _answer) = queued("s", 2);
+        assert!(matches!(b.try_append_inline(q), group::Inline::Declined(_)));
+        fill(&b, "s", 2).await;
+        // Now the writer is idle and nothing is due: committed here.
+        let (q, _answer) = queued("s", 3);
+        assert!(matches!(
+            b.try_append_inline(q),
+            group::Inline::Done(Ok(()))
+        ));
+        assert_eq!(b.get_items("s", None).await.unwrap().len(), 5);
+        // Another connection holds the write lock: nothing is written here, and the append
+        // waits for the writer, which commits it once the lock is released.
+        let holder = b.inner.connect().unwrap();
+        holder
+            .execute_batch("BEGIN IMMEDIATE; UPDATE oas_sessions SET updated_at = updated_at;")
+            .unwrap();
+        let (q, answer) = queued("s", 4);
+        assert!(matches!(b.try_append_inline(q), group::Inline::Queued));
+        assert_eq!(b.get_items("s", None).await.unwrap().len(), 5);
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            holder.execute_batch("COMMIT").unwrap();
+        });
+        answer.await.unwrap().unwrap();
+        release.join().unwrap();
+        let items = b.get_items("s", None).await.unwrap();
+        assert_eq!(items.len(), 9);
+        assert_eq!(
+            items[5].as_str(),
+            r#"{"n":0}"#,
+            "the batch is contiguous, in order"
+        );
+        // And the next append is back on this thread, with the busy timeout restored.
+        let (q, _answer) = queued("s", 1);
+        assert!(matches!(
+            b.try_append_inline(q),
+            group::Inline::Done(Ok(()))
+        ));
+    }
+
+    #[tokio::test]
+    async fn the_writer_checkpoints_the_wal_that_inline_commits_leave() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = backend(&dir, None).await;
+        let big = format!(r#"{{"t":"{}"}}"#, "x".repeat(1000));
+        // 3,000 turn-sized appends: about 48 MB of WAL without checkpoints.
+        for _ in 0..3000 {
+            let items = vec![Item::from_json_str(&big).unwrap(); 2];
+            b.add_items("s", items).await.unwrap();
+        }
+        let wal = std::fs::metadata(dir.path().join("s.db-wal"))
+            .unwrap()
+            .len();
+        assert!(wal < 16 << 20, "the WAL grew to {wal} bytes");
+        assert!(b.inner.wal_unchecked.load(Ordering::Relaxed) < group::CHECKPOINT_WAL_BYTES);
+        assert_eq!(b.get_items("s", None).await.unwrap().len(), 6000);
     }
 }

@@ -2,6 +2,17 @@
 
 use super::*;
 
+/// How [`Inner::read_tail`] may run.
+#[derive(Debug, Default)]
+pub(super) struct TailMode {
+    /// Take the write lock first (a retry after SQLITE_BUSY_SNAPSHOT).
+    pub(super) immediate: bool,
+    /// On the caller's thread: read at most this many rows, and never write.
+    pub(super) row_budget: Option<usize>,
+    /// Set when the read stopped within its budget: run it again on the blocking pool.
+    pub(super) deferred: bool,
+}
+
 impl Inner {
     /// One page of the live session's items after sequence `after`.
     pub(super) fn read_page(
@@ -95,17 +106,20 @@ impl Inner {
     /// by less than the granularity, ttl / 100 (36 s of a one-hour TTL), as on Redis and
     /// DynamoDB, so most reads write nothing and sync nothing. A due refresh upgrades the
     /// transaction to a write; if another writer committed meanwhile (SQLITE_BUSY_SNAPSHOT)
-    /// the transaction is retried, and `*immediate` makes the retry take the write lock first.
+    /// the transaction is retried, and `mode.immediate` makes the retry take the write lock
+    /// first. With `mode.row_budget` (a read on the caller's thread, `inline.rs`), a read that
+    /// would write or would take more rows than the budget stops before doing so, sets
+    /// `mode.deferred` and writes nothing: the caller runs it again on the blocking pool.
     pub(super) fn read_tail(
         &self,
         conn: &mut Connection,
         session_id: &str,
         limit: Option<usize>,
-        immediate: &mut bool,
+        mode: &mut TailMode,
     ) -> TxResult<Vec<Item>> {
         let now = Timestamp::now();
         let refresh = self.config.options.refreshes_on_read();
-        let tx = if refresh && *immediate {
+        let tx = if refresh && mode.immediate {
             conn.transaction_with_behavior(TransactionBehavior::Immediate)?
         } else {
             conn.transaction()?
@@ -116,20 +130,40 @@ impl Inner {
         if is_expired(row.expires_at, now) {
             return Ok(Ok(Vec::new()));
         }
+        // A whole history longer than the budget is left to the pool before any row is read.
+        if let (None, Some(budget)) = (limit, mode.row_budget) {
+            if row.item_count > budget as i64 {
+                mode.deferred = true;
+                return Ok(Ok(Vec::new()));
+            }
+        }
         let mut collector = TailCollector::new(limit);
         let mut before = i64::MAX;
+        let mut rows_read = 0usize;
         {
             let mut page_query = tx.prepare_cached(
                 "SELECT seq, record FROM oas_items WHERE session = ?1 AND seq < ?2
                  ORDER BY seq DESC LIMIT ?3",
             )?;
             'pages: loop {
-                // LIMIT -1 is no limit: the whole history in one pass.
-                let page = collector.wanted().map_or(-1, |w| w as i64);
+                // LIMIT -1 is no limit: the whole history in one pass. Within a row budget,
+                // at most one row more than the budget is asked for.
+                let page = match (collector.wanted(), mode.row_budget) {
+                    (wanted, Some(budget)) => {
+                        let left = (budget + 1).saturating_sub(rows_read);
+                        wanted.map_or(left, |w| w.min(left)) as i64
+                    }
+                    (wanted, None) => wanted.map_or(-1, |w| w as i64),
+                };
                 let mut rows = page_query.query(params![row.key, before, page])?;
                 let mut fetched = 0i64;
                 while let Some(r) = rows.next()? {
                     fetched += 1;
+                    rows_read += 1;
+                    if mode.row_budget.is_some_and(|budget| rows_read > budget) {
+                        mode.deferred = true;
+                        return Ok(Ok(Vec::new()));
+                    }
                     before = r.get(0)?;
                     if collector.push(self.codec.decode(session_id, record_bytes(r.get_ref(1)?))) {
                         break 'pages;
@@ -143,7 +177,11 @@ impl Inner {
         let items = collector.finish();
         let ttl = self.config.options.ttl;
         if refresh && items.is_ok() && refresh_due(row.expires_at, now, ttl) {
-            *immediate = true;
+            if mode.row_budget.is_some() {
+                mode.deferred = true;
+                return Ok(Ok(Vec::new()));
+            }
+            mode.immediate = true;
             tx.prepare_cached("UPDATE oas_sessions SET expires_at = ?2 WHERE id = ?1")?
                 .execute(params![
                     row.key,

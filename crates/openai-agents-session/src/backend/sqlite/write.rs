@@ -106,13 +106,17 @@ impl Inner {
             count,
             next_seq + count
         ])?;
-        let last_prune = self.last_prune_ms.load(Ordering::Relaxed);
-        if now.as_millis() - last_prune > OPPORTUNISTIC_PRUNE_EVERY_MS {
+        if self.prune_due(now) {
             // Bounded, so that a large backlog never holds the write lock for long.
             prune_expired(tx, now, OPPORTUNISTIC_PRUNE_LIMIT)?;
             return Ok(Some(now));
         }
         Ok(None)
+    }
+
+    /// Whether an append at `now` runs the opportunistic prune.
+    pub(super) fn prune_due(&self, now: Timestamp) -> bool {
+        now.as_millis() - self.last_prune_ms.load(Ordering::Relaxed) > OPPORTUNISTIC_PRUNE_EVERY_MS
     }
 
     /// Remembers a committed opportunistic prune.
