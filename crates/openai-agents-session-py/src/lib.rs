@@ -308,22 +308,15 @@ where
         }
     }
     let bridge = bridge::of_loop(py, &event_loop)?;
-    // Polled again by the runtime: every future re-registers its waker on each poll.
-    let task = runtime.spawn(fut);
-    future.call_method1(
-        "add_done_callback",
-        (AbortOnCancel {
-            task: task.abort_handle(),
-        },),
-    )?;
     let (event_loop, target) = (event_loop.unbind(), future.clone().unbind());
-    runtime.spawn(async move {
-        let result = match task.await {
-            Ok(result) => Some(result),
-            Err(err) if err.is_panic() => Some(Err(panicked())),
-            Err(_) => None, // aborted: the future is cancelled already
+    // One task, polled again by the runtime (every future re-registers its waker on each
+    // poll), that also delivers the outcome: one spawn, so one worker woken from here. An
+    // aborted task (the future was cancelled) delivers nothing.
+    let task = runtime.spawn(async move {
+        let result = match (CatchUnwind { inner: fut }).await {
+            Ok(result) => result,
+            Err(()) => Err(panicked()),
         };
-        let Some(result) = result else { return };
         if let Some(bridge) = bridge {
             bridge.deliver(
                 target,
@@ -349,7 +342,34 @@ where
             });
         }));
     });
+    future.call_method1(
+        "add_done_callback",
+        (AbortOnCancel {
+            task: task.abort_handle(),
+        },),
+    )?;
     Ok(future)
+}
+
+/// `inner`'s output, or `Err(())` if a poll of it panicked.
+struct CatchUnwind<F> {
+    inner: std::pin::Pin<Box<F>>,
+}
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = self.inner.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(std::task::Poll::Ready(value)) => std::task::Poll::Ready(Ok(value)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(_) => std::task::Poll::Ready(Err(())),
+        }
+    }
 }
 
 /// The hand-over of outcomes from the runtime's threads to an asyncio loop without the GIL:
