@@ -65,6 +65,9 @@ const MAX_CONNECTIONS: usize = 8;
 /// blocking pool: tens of microseconds of work for turn-sized records, within tokio's advice of
 /// at most 10 to 100 us between awaits. Longer reads go to the pool.
 const INLINE_ROW_BUDGET: usize = 64;
+/// Sessions whose last seen record count [`Inner::lengths`] remembers (the least recently read
+/// are forgotten first).
+const SESSION_LENGTHS: usize = 4096;
 
 #[derive(Debug)]
 struct Config {
@@ -99,6 +102,10 @@ struct Inner {
     /// Estimated WAL bytes the writer's connection wrote since its last checkpoint
     /// (`group.rs`, `synchronous=normal` only).
     wal_unchecked: AtomicU64,
+    /// The record count each recently read session had, so that a whole-history `get_items`
+    /// goes straight to the pool when the session is known to be longer than the inline
+    /// budget (one transaction, not a lookup on the caller's thread and then the read).
+    lengths: Mutex<hashlink::LruCache<Box<str>, i64>>,
 }
 
 pub(crate) async fn open(mut url: StoreUrl, options: StoreOptions) -> Result<Store> {
@@ -139,6 +146,7 @@ impl SqliteBackend {
             group: Mutex::new(group::GroupQueue::default()),
             writer: Mutex::new(None),
             wal_unchecked: AtomicU64::new(0),
+            lengths: Mutex::new(hashlink::LruCache::new(SESSION_LENGTHS)),
         });
         let backend = SqliteBackend { inner };
         backend
@@ -248,6 +256,28 @@ impl Inner {
         outcome
     }
 
+    /// The record count `session_id` had when it was last read, if remembered.
+    fn known_length(&self, session_id: &str) -> Option<i64> {
+        self.lengths
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(session_id)
+            .copied()
+    }
+
+    fn note_length(&self, session_id: &str, count: i64) {
+        let mut lengths = self
+            .lengths
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match lengths.get_mut(session_id) {
+            Some(known) => *known = count,
+            None => {
+                lengths.insert(session_id.into(), count);
+            }
+        }
+    }
+
     /// Runs `work` at once on the calling thread when a permit is free and a pooled connection
     /// is idle, with SQLite's busy wait off: `None` (nothing done) when it cannot, when SQLite
     /// is busy (the transaction was rolled back) or when `work` returns `Ok(Ok(None))`; the
@@ -337,9 +367,15 @@ impl Backend for SqliteBackend {
             let op = Operation::GetItems;
             // A short read that writes nothing is answered at once on this thread (no hop to
             // the blocking pool and back, which costs more than the read itself).
-            // (A limit over the budget goes straight to the pool; so does, after the session
-            // lookup, a whole history longer than the budget.)
-            let short = limit.is_none_or(|n| n <= INLINE_ROW_BUDGET);
+            // A limit over the budget goes straight to the pool; so does a whole history not
+            // known to be within it (one that grew past it since it was last read is left
+            // there after the session lookup).
+            let short = match limit {
+                Some(n) => n <= INLINE_ROW_BUDGET,
+                None => inner
+                    .known_length(&id)
+                    .is_some_and(|n| n <= INLINE_ROW_BUDGET as i64),
+            };
             let inline = short.then(|| {
                 inner.try_inline(op, |conn| {
                     let mut mode = TailMode {
@@ -347,6 +383,7 @@ impl Backend for SqliteBackend {
                         ..TailMode::default()
                     };
                     let items = inner.read_tail(conn, &id, limit, &mut mode)?;
+                    inner.note_length(&id, mode.item_count);
                     Ok(items.map(|items| (!mode.deferred).then_some(items)))
                 })
             });
@@ -354,8 +391,13 @@ impl Backend for SqliteBackend {
                 return done;
             }
             let mut mode = TailMode::default();
-            self.run(op, move |conn| inner.read_tail(conn, &id, limit, &mut mode))
-                .await
+            let reader = Arc::clone(&inner);
+            self.run(op, move |conn| {
+                let items = reader.read_tail(conn, &id, limit, &mut mode);
+                reader.note_length(&id, mode.item_count);
+                items
+            })
+            .await
         })
     }
 
@@ -689,6 +731,30 @@ mod tests {
         fill(&b, "short", 3).await;
         assert_eq!(inline(&b, "short", None).unwrap().unwrap().len(), 3);
         assert!(inline(&b, "nobody", Some(5)).unwrap().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn whole_history_reads_go_where_the_last_seen_length_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = backend(&dir, None).await;
+        let requests = || b.inner.stats.requests(Operation::GetItems);
+        fill(&b, "s", 3).await;
+        // Never read: its length is unknown, so the pool (one transaction), which notes 3.
+        assert_eq!(b.inner.known_length("s"), None);
+        assert_eq!(b.get_items("s", None).await.unwrap().len(), 3);
+        assert_eq!((requests(), b.inner.known_length("s")), (1, Some(3)));
+        // Known to be short: read here, one transaction.
+        assert!(inline(&b, "s", None).is_some());
+        assert_eq!(requests(), 2);
+        // It grew past the budget since: the read here stops after the session lookup and
+        // the pool reads it (two transactions, once), after which the pool is taken at once.
+        fill(&b, "s", INLINE_ROW_BUDGET).await;
+        let all = INLINE_ROW_BUDGET + 3;
+        assert_eq!(b.get_items("s", None).await.unwrap().len(), all);
+        assert_eq!(requests(), 4);
+        assert_eq!(b.inner.known_length("s"), Some(all as i64));
+        assert_eq!(b.get_items("s", None).await.unwrap().len(), all);
+        assert_eq!(requests(), 5);
     }
 
     #[tokio::test]

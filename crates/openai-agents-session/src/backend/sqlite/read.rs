@@ -11,6 +11,8 @@ pub(super) struct TailMode {
     pub(super) row_budget: Option<usize>,
     /// Set when the read stopped within its budget: run it again on the blocking pool.
     pub(super) deferred: bool,
+    /// The session's record count as the read found it (0: no live session).
+    pub(super) item_count: i64,
 }
 
 impl Inner {
@@ -124,12 +126,14 @@ impl Inner {
         } else {
             conn.transaction()?
         };
+        mode.item_count = 0;
         let Some(row) = find_session(&tx, session_id)? else {
             return Ok(Ok(Vec::new()));
         };
         if is_expired(row.expires_at, now) {
             return Ok(Ok(Vec::new()));
         }
+        mode.item_count = row.item_count;
         // A whole history longer than the budget is left to the pool before any row is read.
         if let (None, Some(budget)) = (limit, mode.row_budget) {
             if row.item_count > budget as i64 {
