@@ -55,6 +55,21 @@ pub(super) enum Inline {
 }
 
 #[cfg(test)]
+impl SqliteBackend {
+    /// Waits (up to 10 s) until no writer holds the writer role: a caller's reply comes before
+    /// the blocking writer finds its queue empty and gives the role back.
+    pub(super) async fn writer_idle(&self) {
+        for _ in 0..1000 {
+            if !self.inner.lock_group().writing {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the SQLite writer stayed busy for 10 s");
+    }
+}
+
+#[cfg(test)]
 impl Queued {
     pub(super) fn new(
         session_id: String,
@@ -134,6 +149,13 @@ impl SqliteBackend {
             }
             queue.writing = true;
         }
+        // If this commit panics, the guard gives the writer role back (and fails what queued
+        // meanwhile), as it does for the blocking writer, so that later appends do not wait
+        // for a writer that never comes.
+        let mut guard = WriterGuard {
+            inner: Arc::clone(inner),
+            finished: false,
+        };
         // The writer role is ours: its connection is free (or not opened yet).
         let taken = inner
             .writer
@@ -174,6 +196,7 @@ impl SqliteBackend {
         };
         // Give the writer role back, or hand it to a writer for what queued meanwhile (and for
         // this append, first in line, when it could not be committed here).
+        guard.finished = true;
         let (inline, start_writer) = {
             let mut queue = inner.lock_group();
             match outcome {

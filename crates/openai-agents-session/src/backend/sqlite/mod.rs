@@ -803,6 +803,7 @@ mod tests {
         let (q, _answer) = queued("s", 2);
         assert!(matches!(b.try_append_inline(q), group::Inline::Declined(_)));
         fill(&b, "s", 2).await;
+        b.writer_idle().await;
         // Now the writer is idle and nothing is due: committed here.
         let (q, _answer) = queued("s", 3);
         assert!(matches!(
@@ -832,6 +833,7 @@ mod tests {
             r#"{"n":0}"#,
             "the batch is contiguous, in order"
         );
+        b.writer_idle().await;
         // And the next append is back on this thread, with the busy timeout restored.
         let (q, _answer) = queued("s", 1);
         assert!(matches!(
