@@ -2,8 +2,9 @@
 //! operations are Python awaitables running on a shared tokio runtime, so they never wait on
 //! the event loop's thread (for the network, a lock or the disk: SQLite's short reads, and its
 //! appends with `synchronous=normal` when its writer is idle, run there at once, with SQLite's
-//! busy wait off, in tens of microseconds). The Python classes (`RedisSession`, `DynamoDBSession`, `SQLiteSession`,
-//! `open_session`) live in `python/openai_agents_session/__init__.py`.
+//! busy wait off, in tens of microseconds). The Python classes (`RedisSession`,
+//! `DynamoDBSession`, `SQLiteSession`, `open_session`) live in
+//! `python/openai_agents_session/__init__.py`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -591,8 +592,9 @@ impl NativeStore {
     }
 
     /// A Python awaitable that opens the store if needed and runs `work` on it, on the shared
-    /// runtime (never waiting on the event loop's thread); errors become `NativeError`. A failure to open
-    /// the store is reported as a failure of `op` on `session_id`, the call the user made.
+    /// runtime (never waiting on the event loop's thread); errors become `NativeError`. A
+    /// failure to open the store is reported as a failure of `op` on `session_id`, the call
+    /// the user made.
     fn awaitable<'py, T, F, Fut>(
         &self,
         py: Python<'py>,
