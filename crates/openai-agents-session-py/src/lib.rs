@@ -13,6 +13,7 @@ use std::time::Duration;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::provider::{error::CredentialsError, future, ProvideCredentials};
 use aws_credential_types::Credentials;
+use futures_util::FutureExt;
 use openai_agents_session::backend::dynamodb::open_with_credentials_and;
 use openai_agents_session::encryption::{Encryption, EncryptionKey, KeyMaterial};
 use openai_agents_session::{
@@ -316,9 +317,9 @@ where
     // poll), that also delivers the outcome: one spawn, so one worker woken from here. An
     // aborted task (the future was cancelled) delivers nothing.
     let task = runtime.spawn(async move {
-        let result = match (CatchUnwind { inner: fut }).await {
+        let result = match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
             Ok(result) => result,
-            Err(()) => Err(panicked()),
+            Err(_) => Err(panicked()),
         };
         if let Some(bridge) = bridge {
             bridge.deliver(
@@ -352,27 +353,6 @@ where
         },),
     )?;
     Ok(future)
-}
-
-/// `inner`'s output, or `Err(())` if a poll of it panicked.
-struct CatchUnwind<F> {
-    inner: std::pin::Pin<Box<F>>,
-}
-
-impl<F: Future> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, ()>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let inner = self.inner.as_mut();
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(std::task::Poll::Ready(value)) => std::task::Poll::Ready(Ok(value)),
-            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
-            Err(_) => std::task::Poll::Ready(Err(())),
-        }
-    }
 }
 
 /// The hand-over of outcomes from the runtime's threads to an asyncio loop without the GIL:

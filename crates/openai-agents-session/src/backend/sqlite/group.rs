@@ -162,38 +162,30 @@ impl SqliteBackend {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
-        let outcome = match taken {
-            Some(mut conn) => {
-                let outcome = match conn.busy_timeout(Duration::ZERO) {
-                    Ok(()) => {
-                        inner.stats.record_requests(Operation::AddItems, 1);
-                        match inner.try_group(&mut conn, std::slice::from_ref(&queued), &[0]) {
-                            Ok(()) => {
-                                inner.note_commit(std::slice::from_ref(&queued));
-                                Some(Ok(()))
-                            }
-                            Err(GroupError::Member(_, e) | GroupError::Whole(e)) if is_busy(&e) => {
-                                None
-                            }
-                            Err(GroupError::Member(_, e) | GroupError::Whole(e)) => {
-                                Some(Err(map_sqlite(Operation::AddItems, e)))
-                            }
-                        }
-                    }
-                    Err(_) => None,
-                };
-                // A connection whose busy timeout cannot be restored is closed (the writer
-                // opens another).
-                if conn.busy_timeout(inner.config.busy_timeout).is_ok() {
-                    *inner
-                        .writer
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(conn);
-                }
-                outcome
+        let outcome = taken.and_then(|mut conn| {
+            let one = std::slice::from_ref(&queued);
+            let (committed, reusable) =
+                inner.without_busy_wait(&mut conn, Operation::AddItems, |conn| {
+                    Ok(inner.try_group(conn, one, &[0]))
+                });
+            if reusable {
+                *inner
+                    .writer
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(conn);
             }
-            None => None,
-        };
+            match committed {
+                Ok(Ok(())) => {
+                    inner.note_commit(one);
+                    Some(Ok(()))
+                }
+                Ok(Err(GroupError::Member(_, e) | GroupError::Whole(e))) if !is_busy(&e) => {
+                    Some(Err(map_sqlite(Operation::AddItems, e)))
+                }
+                // Busy (nothing written), or the busy wait could not be turned off: queued.
+                _ => None,
+            }
+        });
         // Give the writer role back, or hand it to a writer for what queued meanwhile (and for
         // this append, first in line, when it could not be committed here).
         guard.finished = true;

@@ -256,6 +256,23 @@ impl Inner {
         outcome
     }
 
+    /// [`Inner::read_tail`] within [`INLINE_ROW_BUDGET`] and writing nothing, for the caller's
+    /// thread: `None` when it stopped for the pool.
+    fn read_tail_inline(
+        &self,
+        conn: &mut Connection,
+        session_id: &str,
+        limit: Option<usize>,
+    ) -> TxResult<Option<Vec<Item>>> {
+        let mut mode = TailMode {
+            row_budget: Some(INLINE_ROW_BUDGET),
+            ..TailMode::default()
+        };
+        let items = self.read_tail(conn, session_id, limit, &mut mode)?;
+        self.note_length(session_id, mode.item_count);
+        Ok(items.map(|items| (!mode.deferred).then_some(items)))
+    }
+
     /// The record count `session_id` had when it was last read, if remembered.
     fn known_length(&self, session_id: &str) -> Option<i64> {
         self.lengths
@@ -265,6 +282,7 @@ impl Inner {
             .copied()
     }
 
+    /// Remembers `count` for `session_id` (updated in place when known: no key allocated).
     fn note_length(&self, session_id: &str, count: i64) {
         let mut lengths = self
             .lengths
@@ -293,13 +311,7 @@ impl Inner {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .pop()?;
-        let outcome = match conn.busy_timeout(Duration::ZERO) {
-            Ok(()) => {
-                self.stats.record_requests(op, 1);
-                work(&mut conn)
-            }
-            Err(e) => Err(e),
-        };
+        let (outcome, reusable) = self.without_busy_wait(&mut conn, op, work);
         let result = match outcome {
             Err(e) if is_busy(&e) => None,
             Err(e) => Some(Err(map_sqlite(op, e))),
@@ -307,14 +319,30 @@ impl Inner {
             Ok(Ok(Some(value))) => Some(Ok(value)),
             Ok(Err(e)) => Some(Err(e)),
         };
-        // A connection whose busy timeout cannot be restored is closed, not pooled.
-        if conn.busy_timeout(self.config.busy_timeout).is_ok() {
+        if reusable {
             self.idle
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .push(conn);
         }
         result
+    }
+
+    /// Runs one transaction attempt of `op` on `conn` with SQLite's busy wait off (a lock held
+    /// elsewhere fails at once with SQLITE_BUSY instead of waiting), for work on a caller's
+    /// thread. Also says whether the busy timeout was restored: a connection where it was not
+    /// is closed, never pooled.
+    fn without_busy_wait<T>(
+        &self,
+        conn: &mut Connection,
+        op: Operation,
+        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> (rusqlite::Result<T>, bool) {
+        let outcome = conn.busy_timeout(Duration::ZERO).and_then(|()| {
+            self.stats.record_requests(op, 1);
+            work(conn)
+        });
+        (outcome, conn.busy_timeout(self.config.busy_timeout).is_ok())
     }
 
     /// The group writer's connection: with `synchronous=normal`, without SQLite's automatic
@@ -376,17 +404,8 @@ impl Backend for SqliteBackend {
                     .known_length(&id)
                     .is_some_and(|n| n <= INLINE_ROW_BUDGET as i64),
             };
-            let inline = short.then(|| {
-                inner.try_inline(op, |conn| {
-                    let mut mode = TailMode {
-                        row_budget: Some(INLINE_ROW_BUDGET),
-                        ..TailMode::default()
-                    };
-                    let items = inner.read_tail(conn, &id, limit, &mut mode)?;
-                    inner.note_length(&id, mode.item_count);
-                    Ok(items.map(|items| (!mode.deferred).then_some(items)))
-                })
-            });
+            let inline = short
+                .then(|| inner.try_inline(op, |conn| inner.read_tail_inline(conn, &id, limit)));
             if let Some(Some(done)) = inline {
                 return done;
             }
@@ -691,12 +710,7 @@ mod tests {
     fn inline(b: &SqliteBackend, id: &str, limit: Option<usize>) -> Option<Result<Vec<Item>>> {
         let inner = &b.inner;
         inner.try_inline(Operation::GetItems, |conn| {
-            let mut mode = TailMode {
-                row_budget: Some(INLINE_ROW_BUDGET),
-                ..TailMode::default()
-            };
-            let items = inner.read_tail(conn, id, limit, &mut mode)?;
-            Ok(items.map(|items| (!mode.deferred).then_some(items)))
+            inner.read_tail_inline(conn, id, limit)
         })
     }
 
